@@ -1,0 +1,119 @@
+"""Settings read from environment variables (and optionally Streamlit secrets).
+
+Kept in one place so that the CLI, the pages, the benchmarks and the tests all agree on
+where runs live, where user data is written and how much memory models may take.
+
+Every setting has an environment variable (``VLMLAB_*``); when running under Streamlit the
+same names may be given in ``.streamlit/secrets.toml`` (environment wins).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "VLMLAB_"
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot interpret; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one dashboard process."""
+
+    runs_roots: tuple[Path, ...] = (Path("runs"),)
+    """Directories the user may browse. Every run/checkpoint path must resolve inside one."""
+    data_dir: Path = Path(".vlmlab")
+    """Where history (SQLite) and fallback result files are written."""
+    memory_budget: str = "auto"
+    """Bytes models may occupy: ``auto`` (a safe fraction of free memory), ``4GB``, ``0.5`` (fraction)."""
+    device: str = "auto"
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``…"""
+    allow_pickle: bool = False
+    """Allow pickle-only ``.bin`` checkpoints (loaded with ``weights_only=True``)."""
+    trust_remote_code: bool = False
+    """Passed to transformers; off unless the user opts in."""
+    max_image_pixels: int = 40_000_000
+    """Pillow decompression-bomb bound for uploaded/eval images."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def default_runs_root(self) -> Path:
+        return self.runs_roots[0]
+
+
+def parse_bool(value: str | bool, name: str = "value") -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}: expected true/false, got {value!r}")
+
+
+def parse_size(value: str, name: str = "value") -> int:
+    """Parse ``"512MB"``, ``"4GiB"`` or a plain byte count into bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).upper() not in _SIZE_UNITS:
+        raise ConfigError(f"{name}: expected a size like 4GB or 512MiB, got {value!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def _lookup(name: str, env: Mapping[str, str], secrets: Mapping[str, object]) -> str | None:
+    key = ENV_PREFIX + name
+    if key in env:
+        return env[key]
+    if key in secrets:
+        return str(secrets[key])
+    return None
+
+
+def load_settings(env: Mapping[str, str] | None = None,
+                  secrets: Mapping[str, object] | None = None) -> Settings:
+    """Build :class:`Settings` from ``VLMLAB_*`` variables; unknown values raise ConfigError."""
+    env = os.environ if env is None else env
+    secrets = secrets or {}
+    kwargs: dict[str, object] = {}
+    roots = _lookup("RUNS_ROOT", env, secrets)
+    if roots:
+        kwargs["runs_roots"] = tuple(Path(p).expanduser() for p in roots.split(os.pathsep) if p)
+    data_dir = _lookup("DATA_DIR", env, secrets)
+    if data_dir:
+        kwargs["data_dir"] = Path(data_dir).expanduser()
+    budget = _lookup("MEMORY_BUDGET", env, secrets)
+    if budget:
+        if budget.strip().lower() != "auto":
+            try:
+                fraction = float(budget)
+            except ValueError:
+                parse_size(budget, ENV_PREFIX + "MEMORY_BUDGET")
+            else:
+                if fraction <= 0:
+                    raise ConfigError(f"{ENV_PREFIX}MEMORY_BUDGET: must be positive, got {budget!r}")
+        kwargs["memory_budget"] = budget.strip()
+    device = _lookup("DEVICE", env, secrets)
+    if device:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device.strip()):
+            raise ConfigError(f"{ENV_PREFIX}DEVICE: expected auto, cpu, mps or cuda[:N], got {device!r}")
+        kwargs["device"] = device.strip()
+    for attr, name in (("allow_pickle", "ALLOW_PICKLE"), ("trust_remote_code", "TRUST_REMOTE_CODE")):
+        raw = _lookup(name, env, secrets)
+        if raw is not None:
+            kwargs[attr] = parse_bool(raw, ENV_PREFIX + name)
+    pixels = _lookup("MAX_IMAGE_PIXELS", env, secrets)
+    if pixels:
+        try:
+            kwargs["max_image_pixels"] = int(pixels)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}MAX_IMAGE_PIXELS: expected an integer, got {pixels!r}") from exc
+    return Settings(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,112 @@
+"""Home: an overview of the selected run, or a way to build the demo run when there is none."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.paths import PathOutsideRoots
+from dashboard.ui import state
+from dashboard.ui.resources import get_run, get_settings
+from dashboard.ui.sidebar import best_checkpoint_path
+
+PAGES = {
+    "pages/1_Inference.py": "Inference — image + prompt → streamed answer, history",
+    "pages/2_Comparison.py": "Comparison — checkpoints side by side, eval-set accuracy",
+    "pages/3_Timeline.py": "Timeline — training curves with checkpoint markers",
+    "pages/4_Attention.py": "Attention — where the model looked, per token/layer/head",
+}
+
+
+def render_home() -> None:
+    st.title("VLM checkpoint lab")
+    st.caption("Inspect a vision-language model's training run checkpoint by checkpoint: "
+               "ask it questions, compare checkpoints, follow the curves and see where it looked.")
+    run_path = state.selected_run()
+    if run_path is None:
+        _render_no_run()
+        return
+    try:
+        run = get_run(run_path)
+    except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
+        st.error(f"Cannot open this run: {exc}")
+        return
+    _render_overview(run)
+    st.subheader("Open a page")
+    for page, label in PAGES.items():
+        st.page_link(page, label=label)
+
+
+def _render_no_run() -> None:
+    root = Path(state.get(state.RUNS_ROOT) or get_settings().default_runs_root)
+    st.info(f"No training run found under `{root}`. A run is a folder of `checkpoint-<step>/` "
+            "folders as written by Hugging Face `Trainer` (see README).")
+    st.markdown("Build the **demo run**: a tiny LLaVA trained here with `transformers.Trainer` on a "
+                "synthetic shapes task (a few minutes on 2 CPU cores).")
+    if st.button("Build the demo run", type="primary"):
+        _build_demo(root / "demo")
+
+
+def _build_demo(out: Path) -> None:
+    from dashboard.demo.build import build_demo_run
+
+    bar = st.progress(0.0, text="Preparing the demo run…")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+    try:
+        report = build_demo_run(out, progress=progress)
+    except (OSError, ValueError) as exc:
+        st.error(f"Could not build the demo run: {exc}")
+        return
+    bar.progress(1.0, text="Done")
+    state.put(state.RUN_PATH, str(out.resolve()))
+    state.put(state.CHECKPOINT_PATH, None)
+    st.success(f"Built {report.n_checkpoints} checkpoints in {report.seconds:.0f} s "
+               f"(eval accuracy {report.first_accuracy:.0%} → {report.last_accuracy:.0%}).")
+    st.rerun()
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}g}"
+
+
+def _last_value(metrics: pd.DataFrame, name: str) -> float | None:
+    rows = metrics[metrics["metric"] == name]
+    return None if rows.empty else float(rows.sort_values("step")["value"].iloc[-1])
+
+
+def _render_overview(run) -> None:
+    st.subheader(f"Run `{run.name}`")
+    st.caption(str(run.path))
+    for problem in run.problems:
+        st.warning(problem)
+    best = best_checkpoint_path(run)
+    cols = st.columns(4)
+    cols[0].metric("Checkpoints", len(run.checkpoints))
+    cols[1].metric("Global step", run.state.global_step if run.state and run.state.global_step else "—")
+    best_label = Path(best).name if best else "—"
+    best_metric = run.state.best_metric if run.state else None
+    cols[2].metric("Best checkpoint", best_label, help=f"best_metric = {_fmt(best_metric)}")
+    cols[3].metric("Last eval accuracy", _fmt(_last_value(run.metrics, "eval_accuracy"), 3))
+    if run.checkpoints:
+        table = pd.DataFrame([{
+            "checkpoint": c.name,
+            "step": c.step,
+            "size (MB)": round(c.size_bytes / 1e6, 2),
+            "saved": c.modified,
+            "weights": c.weight_format,
+            "adapter": c.is_adapter,
+            "model type": c.model_type or "?",
+            "best": str(c.path) == best,
+            "problems": "; ".join(c.problems),
+        } for c in run.checkpoints])
+        st.dataframe(table, hide_index=True, width="stretch")
+    else:
+        st.info("No checkpoint folders in this run yet.")

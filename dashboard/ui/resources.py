@@ -1,0 +1,76 @@
+"""Process-wide objects shared by every page and browser session (``st.cache_resource``).
+
+Settings are re-read on every call (cheap, and tests change the environment); the pool and
+the history store are cached per configuration so a changed setting gets a fresh object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from dashboard.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from dashboard.history import HistoryStore
+    from dashboard.models.pool import ModelPool
+    from dashboard.runs.run import RunData
+
+
+def _secrets() -> dict[str, object]:
+    try:
+        return {k: v for k, v in st.secrets.items() if k.startswith("VLMLAB_")}
+    except Exception:  # no secrets.toml: the normal case
+        return {}
+
+
+def get_settings() -> Settings:
+    return load_settings(secrets=_secrets())
+
+
+@st.cache_resource(show_spinner=False)
+def _pool_for(memory_budget: str, device: str, allow_pickle: bool, trust_remote_code: bool) -> ModelPool:
+    from dashboard.models.pool import ModelPool
+
+    return ModelPool.from_settings(Settings(memory_budget=memory_budget, device=device,
+                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code))
+
+
+def get_pool() -> ModelPool:
+    """The one memory-budgeted model pool of this process (per configuration)."""
+    s = get_settings()
+    return _pool_for(s.memory_budget, s.device, s.allow_pickle, s.trust_remote_code)
+
+
+@st.cache_resource(show_spinner=False)
+def _history_for(db_path: str) -> HistoryStore:
+    from dashboard.history import HistoryStore
+
+    return HistoryStore(Path(db_path))
+
+
+def get_history() -> HistoryStore:
+    """The persistent (SQLite) generation history in the configured data directory."""
+    return _history_for(str(get_settings().data_dir / "history.sqlite"))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _run_for(run_path: str, roots: tuple[str, ...], signature: tuple) -> RunData:
+    from dashboard.runs.run import load_run
+
+    return load_run(Path(run_path), [Path(r) for r in roots])
+
+
+def get_run(run_path: str | Path) -> RunData:
+    """The parsed run, re-read only when its files change (keyed by ``run_signature``).
+
+    Raises ``PathOutsideRoots`` / ``RunNotFoundError`` like :func:`dashboard.runs.run.load_run`.
+    """
+    from dashboard.paths import resolve_within
+    from dashboard.runs.run import run_signature
+
+    roots = get_settings().runs_roots
+    resolved = resolve_within(run_path, roots)
+    return _run_for(str(resolved), tuple(str(r) for r in roots), run_signature(resolved))

@@ -1,0 +1,122 @@
+"""The sidebar drawn by the router on every page: runs root → run → checkpoint, plus the pool.
+
+Choices are mirrored into plain ``session_state`` keys (see :mod:`dashboard.ui.state`) so
+that they survive page switches and so other pages (e.g. the Timeline's "open in…") can
+change them programmatically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.paths import PathOutsideRoots, resolve_within
+from dashboard.ui import state
+from dashboard.ui.resources import get_pool, get_run, get_settings
+
+_W_ROOT = "_w_sidebar_root"
+_W_RUN = "_w_sidebar_run"
+_W_CKPT = "_w_sidebar_checkpoint"
+
+
+def _sync_widget(widget_key: str, plain_key: str, options: list[str]) -> None:
+    """Make the widget show the plain key's value (set by another page), or a valid default."""
+    wanted = state.get(plain_key)
+    if wanted in options:
+        st.session_state[widget_key] = wanted
+    elif st.session_state.get(widget_key) not in options:
+        st.session_state[widget_key] = options[-1] if options else None
+    state.put(plain_key, st.session_state.get(widget_key))
+
+
+def _copy_to_plain(widget_key: str, plain_key: str) -> None:
+    state.put(plain_key, st.session_state.get(widget_key))
+
+
+def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt=None, help_text: str | None = None):
+    _sync_widget(widget_key, plain_key, options)
+    return st.selectbox(label, options, key=widget_key, format_func=fmt or (lambda p: Path(p).name),
+                        on_change=_copy_to_plain, args=(widget_key, plain_key), help=help_text)
+
+
+def render_sidebar() -> None:
+    """Draw the shared selection controls; never raises for bad runs (shows the problem)."""
+    from dashboard.runs.run import list_runs
+
+    settings = get_settings()
+    with st.sidebar:
+        st.markdown("### Run")
+        roots = [str(r) for r in settings.runs_roots]
+        if len(roots) > 1:
+            root = _select("Runs root", roots, _W_ROOT, state.RUNS_ROOT, fmt=str)
+        else:
+            root = roots[0]
+            state.put(state.RUNS_ROOT, root)
+        root_path = Path(root)
+        if not root_path.is_dir():
+            st.info(f"Runs root `{root}` does not exist yet. Build the demo run on Home.")
+            state.put(state.RUN_PATH, None)
+            state.put(state.CHECKPOINT_PATH, None)
+            return
+        runs = list_runs(root_path)
+        if not runs:
+            st.info(f"No runs under `{root}` yet.")
+            state.put(state.RUN_PATH, None)
+            state.put(state.CHECKPOINT_PATH, None)
+            return
+        run_paths = [str(r.path) for r in runs]
+        counts = {str(r.path): r.n_checkpoints for r in runs}
+        run_path = _select("Run", run_paths, _W_RUN, state.RUN_PATH,
+                           fmt=lambda p: f"{Path(p).name} · {counts.get(p, 0)} ckpt")
+        _render_checkpoint_picker(run_path)
+        _render_pool()
+
+
+def _render_checkpoint_picker(run_path: str) -> None:
+    try:
+        run = get_run(run_path)
+    except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
+        st.error(str(exc))
+        state.put(state.CHECKPOINT_PATH, None)
+        return
+    loadable = [str(c.path) for c in run.checkpoints if c.loadable]
+    if not loadable:
+        st.warning("This run has no loadable checkpoint yet.")
+        state.put(state.CHECKPOINT_PATH, None)
+        return
+    best = best_checkpoint_path(run)
+    steps = {str(c.path): c.step for c in run.checkpoints}
+
+    def label(p: str) -> str:
+        step = steps.get(p)
+        star = " ★ best" if p == best else ""
+        return f"{Path(p).name}{'' if step is None else f' (step {step})'}{star}"
+
+    _select("Checkpoint", loadable, _W_CKPT, state.CHECKPOINT_PATH, fmt=label,
+            help_text="Shared by Inference and Attention; Comparison starts from it too.")
+    # Drop compare selections that no longer belong to this run (e.g. after switching runs).
+    kept = [p for p in state.get(state.COMPARE_CHECKPOINTS, []) if p in loadable]
+    state.put(state.COMPARE_CHECKPOINTS, kept)
+
+
+def best_checkpoint_path(run) -> str | None:
+    """The run's best checkpoint as a local path: ``best_model_checkpoint`` is often an absolute
+    path from the training machine, so it is matched by folder name."""
+    if run.state is None or not run.state.best_model_checkpoint:
+        return None
+    name = Path(str(run.state.best_model_checkpoint)).name
+    for c in run.checkpoints:
+        if c.name == name:
+            try:
+                return str(resolve_within(c.path, get_settings().runs_roots))
+            except PathOutsideRoots:
+                return None
+    return None
+
+
+def _render_pool() -> None:
+    from dashboard.ui.pool_panel import render_pool_panel
+
+    with st.expander("Model pool", expanded=False):
+        render_pool_panel(get_pool())

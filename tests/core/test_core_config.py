@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from dashboard.config import ConfigError, Settings, load_settings, parse_bool, parse_size
+
+
+def test_defaults_without_environment():
+    s = load_settings(env={})
+    assert s == Settings()
+    assert s.runs_roots == (Path("runs"),)
+    assert not s.allow_pickle and not s.trust_remote_code
+
+
+def test_environment_values_are_parsed():
+    s = load_settings(env={
+        "VLMLAB_RUNS_ROOT": "/a:/b",
+        "VLMLAB_DATA_DIR": "/tmp/x",
+        "VLMLAB_MEMORY_BUDGET": "4GiB",
+        "VLMLAB_DEVICE": "cuda:1",
+        "VLMLAB_ALLOW_PICKLE": "yes",
+        "VLMLAB_TRUST_REMOTE_CODE": "0",
+        "VLMLAB_MAX_IMAGE_PIXELS": "1000",
+    })
+    assert s.runs_roots == (Path("/a"), Path("/b"))
+    assert s.data_dir == Path("/tmp/x")
+    assert s.memory_budget == "4GiB"
+    assert s.device == "cuda:1"
+    assert s.allow_pickle is True and s.trust_remote_code is False
+    assert s.max_image_pixels == 1000
+
+
+def test_environment_wins_over_secrets():
+    s = load_settings(env={"VLMLAB_DEVICE": "cpu"}, secrets={"VLMLAB_DEVICE": "cuda", "VLMLAB_DATA_DIR": "/s"})
+    assert s.device == "cpu"
+    assert s.data_dir == Path("/s")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("VLMLAB_MEMORY_BUDGET", "lots"),
+    ("VLMLAB_MEMORY_BUDGET", "-1"),
+    ("VLMLAB_DEVICE", "tpu"),
+    ("VLMLAB_ALLOW_PICKLE", "maybe"),
+    ("VLMLAB_MAX_IMAGE_PIXELS", "many"),
+])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env={name: value})
+
+
+def test_parse_helpers():
+    assert parse_size("512MB") == 512 * 10**6
+    assert parse_size("1.5GiB") == int(1.5 * 2**30)
+    assert parse_size("1024") == 1024
+    assert parse_bool("On") is True and parse_bool("off") is False
