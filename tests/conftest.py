@@ -5,7 +5,10 @@ Nothing here downloads anything; every model is built locally in seconds.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,13 +28,36 @@ def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava") / "model")
 
 
+def _demo_source_hash() -> str:
+    """Hash of the demo builder's source: a cached demo run is reused only while it is unchanged."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "dashboard" / "demo").glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
-def demo_runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A runs root holding ``demo/``: a small demo run trained with the "test" preset."""
+def demo_runs_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs root holding ``demo/``: a small demo run trained with the "test" preset.
+
+    Training takes a while on 2 cores, so the built run is kept in pytest's cache directory,
+    keyed by the builder's source hash, and copied into a fresh temp root for each session
+    (tests may modify their copy).
+    """
     from dashboard.demo.build import build_demo_run
 
+    cached = Path(request.config.cache.mkdir(f"demo-run-test-seed0-{_demo_source_hash()}"))
+    if not (cached / "demo" / "trainer_state.json").is_file():
+        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix="staging-"))
+        build_demo_run(staging / "demo", preset="test", seed=0)
+        shutil.rmtree(cached, ignore_errors=True)
+        try:
+            os.replace(staging, cached)
+        except OSError:  # another session finished first; use its copy
+            shutil.rmtree(staging, ignore_errors=True)
     root = tmp_path_factory.mktemp("runs")
-    build_demo_run(root / "demo", preset="test", seed=0)
+    shutil.copytree(cached / "demo", root / "demo")
     return root
 
 

@@ -1,0 +1,324 @@
+"""Generation on a pooled model: single, batched and streamed, with timings.
+
+Why one module: the Inference, Comparison and Attention pages must build inputs the same way
+(chat template applied, optional assistant prefill) and count tokens/timings the same way, so
+their numbers are comparable. Every call holds ``loaded.lock`` while the model runs; callers
+keep the pool pin (``with pool.acquire(...)``) around the whole call/stream.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers.feature_extraction_utils import BatchFeature
+
+from dashboard.models.loading import LoadedModel
+
+
+class GenerationInputError(ValueError):
+    """The prompt/image/settings cannot be used; the message says why."""
+
+
+class GenerationOOMError(RuntimeError):
+    """The device ran out of memory during generation (the pool can free memory and retry)."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings; ``key()`` is stable so results can be cached per settings."""
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    num_beams: int = 1
+    seed: int = 0
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    def validate(self) -> None:
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise GenerationInputError(f"max new tokens must be between 1 and 4096, got {self.max_new_tokens}")
+        if self.num_beams < 1:
+            raise GenerationInputError(f"beams must be ≥ 1, got {self.num_beams}")
+        if self.do_sample and self.temperature <= 0:
+            raise GenerationInputError(f"temperature must be > 0 when sampling, got {self.temperature}")
+        if self.do_sample and not 0 < self.top_p <= 1:
+            raise GenerationInputError(f"top-p must be in (0, 1], got {self.top_p}")
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
+                                  "num_beams": self.num_beams}
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+
+@dataclass
+class GenerationResult:
+    """Output text (the continuation after any prefill) and its timings.
+
+    ``prompt_tokens`` includes the expanded image tokens; ``tokens_per_s`` is
+    ``output_tokens / latency_s`` (end-to-end, prefill included).
+    """
+
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    latency_s: float
+    ttft_s: float | None
+    tokens_per_s: float
+
+
+# ---------------------------------------------------------------------------- inputs
+def format_prompt(loaded: LoadedModel, prompt: str, prefill: str = "") -> str:
+    """The model's chat template applied to one user turn with one image, plus the assistant prefill."""
+    processor = loaded.processor
+    if getattr(processor, "chat_template", None):
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    else:  # no template: the processor's image token followed by the raw prompt
+        image_token = getattr(processor, "image_token", None) or "<image>"
+        text = f"{image_token}\n{prompt}"
+    if prefill:
+        text = text + prefill if text[-1:].isspace() else f"{text} {prefill}"
+    return text
+
+
+def build_inputs(loaded: LoadedModel, image: Image.Image | Sequence[Image.Image], prompt: str | Sequence[str],
+                 prefill: str | Sequence[str] = "") -> BatchFeature:
+    """Processor outputs (chat template applied) on ``loaded.device``; lists give a left-padded batch."""
+    images = [image] if isinstance(image, Image.Image) else list(image)
+    prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
+    prefills = [prefill] * len(images) if isinstance(prefill, str) else list(prefill)
+    if not images or any(im is None for im in images):
+        raise GenerationInputError("no image given: upload an image or pick an example first")
+    if len(prompts) != len(images) or len(prefills) != len(images):
+        raise GenerationInputError(f"{len(images)} images but {len(prompts)} prompts / {len(prefills)} prefills")
+    if any(not p or not p.strip() for p in prompts):
+        raise GenerationInputError("the prompt is empty: type a question or instruction")
+    texts = [format_prompt(loaded, p.strip(), f.strip()) for p, f in zip(prompts, prefills, strict=True)]
+    kwargs: dict[str, Any] = {"padding": True} if len(texts) > 1 else {}
+    try:
+        inputs = loaded.processor(images=[im.convert("RGB") for im in images], text=texts, return_tensors="pt",
+                                  **kwargs)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise GenerationInputError(f"the processor could not prepare the inputs: {exc}") from exc
+    return inputs.to(loaded.device, dtype=loaded.dtype)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _oom_error(loaded: LoadedModel, exc: BaseException) -> GenerationOOMError:
+    if loaded.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return GenerationOOMError(
+        f"out of memory while generating with {loaded.path.name} on {loaded.device}: reduce max new tokens, beams "
+        f"or batch size, or evict other models from the pool ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def _count_new_tokens(new_ids: torch.Tensor, loaded: LoadedModel) -> int:
+    """Generated tokens up to and including the first EOS (padding after it is not output)."""
+    config = loaded.model.generation_config
+    eos = config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+    ids = new_ids.tolist()
+    for index, token in enumerate(ids):
+        if token in eos_ids:
+            return index + 1
+    pad = config.pad_token_id
+    while ids and pad is not None and ids[-1] == pad:
+        ids.pop()
+    return len(ids)
+
+
+def _decode(loaded: LoadedModel, new_ids: torch.Tensor) -> str:
+    return loaded.processor.decode(new_ids, skip_special_tokens=True).strip()
+
+
+class _FirstTokenClock(StoppingCriteria):
+    """Records when the first new token exists and lets a consumer stop generation early."""
+
+    def __init__(self) -> None:
+        self.first_token_at: float | None = None
+        self.stop = threading.Event()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def _run_generate(loaded: LoadedModel, inputs: BatchFeature, settings: GenerationSettings,
+                  clock: _FirstTokenClock, streamer: Any = None) -> torch.Tensor:
+    with loaded.lock, torch.inference_mode():
+        torch.manual_seed(settings.seed)
+        try:
+            return loaded.model.generate(**inputs, **settings.generate_kwargs(), streamer=streamer,
+                                         stopping_criteria=StoppingCriteriaList([clock]))
+        except Exception as exc:
+            if _is_oom(exc):
+                raise _oom_error(loaded, exc) from exc
+            raise
+
+
+# ---------------------------------------------------------------------------- API
+def generate(loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings = GenerationSettings(),
+             prefill: str = "") -> GenerationResult:
+    """One image + prompt → one answer, with latency / TTFT / tokens-per-second."""
+    return generate_batch(loaded, [image], [prompt], settings, prefills=[prefill], batch_size=1)[0]
+
+
+def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: Sequence[str] | str,
+                   settings: GenerationSettings = GenerationSettings(), *, prefills: Sequence[str] | str = "",
+                   batch_size: int = 8,
+                   on_progress: Callable[[int, int], None] | None = None) -> list[GenerationResult]:
+    """Many images × prompts, run ``batch_size`` at a time (left-padded).
+
+    Timings of a row are those of its chunk (``latency_s`` and ``ttft_s`` shared by the chunk);
+    ``on_progress(done, total)`` is called after each chunk.
+    """
+    settings.validate()
+    images = list(images)
+    prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
+    prefills = [prefills] * len(images) if isinstance(prefills, str) else list(prefills)
+    if len(prompts) != len(images) or len(prefills) != len(images):
+        raise GenerationInputError(f"{len(images)} images but {len(prompts)} prompts / {len(prefills)} prefills")
+    results: list[GenerationResult] = []
+    step = max(1, int(batch_size))
+    for start in range(0, len(images), step):
+        chunk = slice(start, start + step)
+        inputs = build_inputs(loaded, images[chunk], prompts[chunk], prefills[chunk])
+        clock = _FirstTokenClock()
+        began = time.perf_counter()
+        sequences = _run_generate(loaded, inputs, settings, clock)
+        latency = time.perf_counter() - began
+        prompt_len = inputs["input_ids"].shape[1]
+        mask = inputs.get("attention_mask")
+        for row in range(sequences.shape[0]):
+            new_ids = sequences[row, prompt_len:]
+            n_out = _count_new_tokens(new_ids, loaded)
+            n_prompt = int(mask[row].sum()) if mask is not None else prompt_len
+            results.append(GenerationResult(
+                text=_decode(loaded, new_ids[:n_out]), prompt_tokens=n_prompt, output_tokens=n_out,
+                latency_s=latency, ttft_s=(clock.first_token_at - began) if clock.first_token_at else None,
+                tokens_per_s=n_out / latency if latency > 0 else 0.0))
+        if on_progress:
+            on_progress(len(results), len(images))
+    return results
+
+
+class _TimedStreamer(TextIteratorStreamer):
+    """TextIteratorStreamer that can be ended exactly once from outside (after errors)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self._ended = False
+        self._end_lock = threading.Lock()
+
+    def end(self) -> None:
+        with self._end_lock:
+            if self._ended:
+                return
+            self._ended = True
+        super().end()
+
+
+class GenerationStream:
+    """Iterate text chunks as they are generated; ``result`` is set once the stream is exhausted.
+
+    Beam search cannot stream in transformers, so with ``num_beams > 1`` the whole answer
+    arrives as one chunk and ``ttft_s`` is None. Abandoning the iteration (``close()``)
+    stops generation at the next token.
+    """
+
+    def __init__(self, loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings,
+                 prefill: str = "") -> None:
+        settings.validate()
+        self.loaded = loaded
+        self.settings = settings
+        self.inputs = build_inputs(loaded, image, prompt, prefill)  # input errors raise here, synchronously
+        self.result: GenerationResult | None = None
+        self.error: BaseException | None = None
+        self._clock = _FirstTokenClock()
+        self._sequences: torch.Tensor | None = None
+        self._streamer = _TimedStreamer(getattr(loaded.processor, "tokenizer", loaded.processor)) \
+            if settings.num_beams == 1 else None
+        self._thread: threading.Thread | None = None
+        self._began = 0.0
+
+    def _work(self) -> None:
+        try:
+            self._sequences = _run_generate(self.loaded, self.inputs, self.settings, self._clock, self._streamer)
+        except BaseException as exc:  # re-raised in the consuming thread
+            self.error = exc
+        finally:
+            if self._streamer is not None:
+                self._streamer.end()
+
+    def __iter__(self) -> Iterator[str]:
+        if self._thread is not None:
+            raise RuntimeError("a GenerationStream can be iterated only once")
+        self._began = time.perf_counter()
+        self._thread = threading.Thread(target=self._work, name="vlmlab-generate", daemon=True)
+        self._thread.start()
+        try:
+            if self._streamer is not None:
+                yield from self._streamer
+            self._thread.join()
+            if self.error is not None:
+                raise self.error
+            latency = time.perf_counter() - self._began
+            assert self._sequences is not None
+            new_ids = self._sequences[0, self.inputs["input_ids"].shape[1]:]
+            n_out = _count_new_tokens(new_ids, self.loaded)
+            text = _decode(self.loaded, new_ids[:n_out])
+            if self._streamer is None:
+                yield text
+            ttft = (self._clock.first_token_at - self._began) if self._clock.first_token_at and self._streamer \
+                else None
+            self.result = GenerationResult(text=text, prompt_tokens=int(self.inputs["input_ids"].shape[1]),
+                                           output_tokens=n_out, latency_s=latency, ttft_s=ttft,
+                                           tokens_per_s=n_out / latency if latency > 0 else 0.0)
+        finally:
+            self._clock.stop.set()  # no-op when finished; stops a generation whose consumer went away
+
+    def close(self) -> None:
+        self._clock.stop.set()
+
+
+def stream(loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings = GenerationSettings(),
+           prefill: str = "") -> GenerationStream:
+    """Start nothing yet: iterating the returned object runs generation in a thread and yields text."""
+    return GenerationStream(loaded, image, prompt, settings, prefill)
+
+
+_MD_PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~=:$&\"'")
+
+
+def markdown_safe(text: str) -> str:
+    """Backslash-escape Markdown punctuation so model output is shown literally (works per chunk)."""
+    return "".join(f"\\{c}" if c in _MD_PUNCTUATION else c for c in text).replace("\n", "  \n")
+
+
+def result_stats(result: GenerationResult) -> dict[str, Any]:
+    """The timing/token columns shown in tables, stored in history and exported."""
+    return {"latency_s": round(result.latency_s, 4),
+            "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
+            "tokens_per_s": round(result.tokens_per_s, 2), "prompt_tokens": result.prompt_tokens,
+            "output_tokens": result.output_tokens}

@@ -1,0 +1,221 @@
+"""Persistent generation history (SQLite in the data directory).
+
+``st.session_state`` dies with a browser refresh, so every generation is written here and
+survives refreshes and restarts. SQLite (standard library, WAL mode) is enough: one row per
+generation, one short-lived connection per call so the store is safe to share across
+Streamlit's session threads.
+
+Re-run is exact: the input image itself is stored as PNG when it is at most
+:data:`MAX_STORED_IMAGE_BYTES` once encoded; larger images keep only a thumbnail and their
+digest, and re-running them asks for the image again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from dashboard.images import image_digest, to_png_bytes
+
+MAX_STORED_IMAGE_BYTES = 2 * 2**20
+THUMBNAIL_SIDE = 128
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS generations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    run TEXT,
+    checkpoint TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    prefill TEXT NOT NULL DEFAULT '',
+    settings TEXT NOT NULL,
+    image_name TEXT,
+    image_digest TEXT,
+    example_id TEXT,
+    thumbnail BLOB,
+    image BLOB,
+    output TEXT NOT NULL,
+    timings TEXT NOT NULL,
+    mode TEXT NOT NULL DEFAULT 'single'
+);
+CREATE INDEX IF NOT EXISTS generations_created ON generations(created_at);
+CREATE INDEX IF NOT EXISTS generations_checkpoint ON generations(checkpoint);
+"""
+
+_COLUMNS = ("id", "created_at", "run", "checkpoint", "prompt", "prefill", "settings", "image_name", "image_digest",
+            "example_id", "thumbnail", "image", "output", "timings", "mode")
+
+
+class HistoryError(RuntimeError):
+    """The history database cannot be opened or written (message names the file)."""
+
+
+@dataclass
+class HistoryRecord:
+    """One generation as stored; ``settings``/``timings`` are plain dicts (JSON in the database)."""
+
+    checkpoint: str
+    prompt: str
+    output: str
+    settings: dict[str, Any]
+    timings: dict[str, Any]
+    run: str | None = None
+    prefill: str = ""
+    image_name: str | None = None
+    image_digest: str | None = None
+    example_id: str | None = None
+    thumbnail: bytes | None = field(default=None, repr=False)
+    image: bytes | None = field(default=None, repr=False)
+    mode: str = "single"
+    created_at: float = field(default_factory=time.time)
+    id: int | None = None
+    image_stored: bool = False
+    """True when the full image is in the database (``image`` itself is loaded only on request)."""
+
+    @classmethod
+    def from_generation(cls, *, checkpoint: str | Path, prompt: str, output: str, settings: dict[str, Any],
+                        timings: dict[str, Any], image: Image.Image | None = None, image_name: str | None = None,
+                        run: str | Path | None = None, prefill: str = "", example_id: str | None = None,
+                        mode: str = "single") -> HistoryRecord:
+        """Build a record, encoding the image (if small enough) and a thumbnail."""
+        full = thumb = digest = None
+        if image is not None:
+            digest = image_digest(image)
+            thumb = to_png_bytes(image, max_side=THUMBNAIL_SIDE)
+            encoded = to_png_bytes(image)
+            full = encoded if len(encoded) <= MAX_STORED_IMAGE_BYTES else None
+        return cls(checkpoint=str(checkpoint), prompt=prompt, output=output, settings=dict(settings),
+                   timings=dict(timings), run=None if run is None else str(run), prefill=prefill,
+                   image_name=image_name, image_digest=digest, example_id=example_id, thumbnail=thumb, image=full,
+                   mode=mode, image_stored=full is not None)
+
+    def export_dict(self) -> dict[str, Any]:
+        """JSON/CSV-friendly view (no binary blobs)."""
+        data = asdict(self)
+        data.pop("thumbnail")
+        data.pop("image")
+        data["created_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at))
+        return data
+
+
+class HistoryStore:
+    """SQLite-backed history; every method opens its own connection (thread-safe by construction)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with closing(sqlite3.connect(self.path, timeout=10)) as conn, conn:
+                conn.row_factory = sqlite3.Row
+                yield conn
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(f"history database {self.path} failed: {exc}") from exc
+
+    def add(self, record: HistoryRecord) -> int:
+        values = {k: getattr(record, k) for k in _COLUMNS if k != "id"}
+        values["settings"] = json.dumps(record.settings, sort_keys=True)
+        values["timings"] = json.dumps(record.timings, sort_keys=True)
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._connect() as conn:
+            cursor = conn.execute(f"INSERT INTO generations ({names}) VALUES ({marks})", tuple(values.values()))
+            record.id = int(cursor.lastrowid)
+        return record.id
+
+    def add_many(self, records: Sequence[HistoryRecord]) -> list[int]:
+        return [self.add(r) for r in records]
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> HistoryRecord:
+        data = dict(row)
+        data["settings"] = json.loads(data["settings"] or "{}")
+        data["timings"] = json.loads(data["timings"] or "{}")
+        data["image_stored"] = bool(data.get("image_stored"))
+        return HistoryRecord(**data)
+
+    def list(self, *, run: str | None = None, checkpoint: str | None = None, text: str | None = None,
+             mode: str | None = None, limit: int = 200, offset: int = 0,
+             with_images: bool = False) -> list[HistoryRecord]:
+        """Newest first; ``text`` matches prompt or output (case-insensitive substring)."""
+        clauses, params = [], []
+        if run:
+            clauses.append("run = ?")
+            params.append(str(run))
+        if checkpoint:
+            clauses.append("checkpoint = ?")
+            params.append(str(checkpoint))
+        if mode:
+            clauses.append("mode = ?")
+            params.append(mode)
+        if text:
+            clauses.append("(instr(lower(prompt), ?) > 0 OR instr(lower(output), ?) > 0)")
+            params += [text.lower(), text.lower()]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        columns = ", ".join(c if with_images or c != "image" else "NULL AS image" for c in _COLUMNS)
+        columns += ", image IS NOT NULL AS image_stored"
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT {columns} FROM generations {where} ORDER BY created_at DESC, id DESC "
+                                "LIMIT ? OFFSET ?", (*params, int(limit), int(offset))).fetchall()
+        return [self._record(r) for r in rows]
+
+    def get(self, record_id: int) -> HistoryRecord | None:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT {', '.join(_COLUMNS)}, image IS NOT NULL AS image_stored FROM generations "
+                               "WHERE id = ?",
+                               (int(record_id),)).fetchone()
+        return None if row is None else self._record(row)
+
+    def delete(self, record_ids: int | Sequence[int]) -> int:
+        ids = [record_ids] if isinstance(record_ids, int) else list(record_ids)
+        if not ids:
+            return 0
+        with self._connect() as conn:
+            cursor = conn.execute(f"DELETE FROM generations WHERE id IN ({', '.join('?' for _ in ids)})",
+                                  tuple(int(i) for i in ids))
+            return cursor.rowcount
+
+    def clear(self) -> int:
+        with self._connect() as conn:
+            return conn.execute("DELETE FROM generations").rowcount
+
+    def count(self) -> int:
+        with self._connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+
+    def distinct(self, column: str) -> list[str]:
+        """Distinct non-null values of ``run`` or ``checkpoint`` (for filter widgets)."""
+        if column not in ("run", "checkpoint"):
+            raise ValueError(f"cannot list distinct values of {column!r}")
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT DISTINCT {column} FROM generations WHERE {column} IS NOT NULL "
+                                f"ORDER BY {column}").fetchall()
+        return [r[0] for r in rows]
+
+    def export_rows(self, records: Sequence[HistoryRecord] | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Blob-free dicts (settings/timings flattened into ``settings.*``/``timings.*`` columns too)."""
+        chosen = records if records is not None else self.list(limit=10**9, **filters)
+        rows = []
+        for record in chosen:
+            data = record.export_dict()
+            for prefix in ("settings", "timings"):
+                for k, v in (data.get(prefix) or {}).items():
+                    data[f"{prefix}.{k}"] = v
+            rows.append(data)
+        return rows

@@ -1,0 +1,118 @@
+"""Turn untrusted image input (uploads, eval-set files) into a bounded, upright RGB image.
+
+Every failure is an :class:`ImageError` whose message can be shown to the user as is, so a bad
+upload never takes the app down. The pixel bound is checked from the header *before* decoding
+(Pillow's global ``MAX_IMAGE_PIXELS`` is process-wide and not thread-safe to change).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_FILE_BYTES = 200 * 2**20
+"""Refuse files larger than this outright (a compressed image of 40 MP is far smaller)."""
+
+
+class ImageError(ValueError):
+    """The input is not a usable image; the message says why."""
+
+
+def _read_bytes(source: bytes | str | Path | BinaryIO) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "upload"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageError(f"{path.name} is {size / 2**20:.0f} MB; images over {MAX_FILE_BYTES // 2**20} MB "
+                                 "are refused")
+            return path.read_bytes(), path.name
+        except FileNotFoundError as exc:
+            raise ImageError(f"image file {path.name} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise ImageError(f"{path.name} is a folder, not an image") from exc
+        except OSError as exc:
+            raise ImageError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    name = str(getattr(source, "name", "upload"))
+    data = source.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB; refused")
+    return data, name
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode → RGB: alpha composited on white, 16-bit/float rescaled, CMYK/P converted."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        scaled = np.zeros_like(array) if high <= low else (array - low) / (high - low) * 255.0
+        return Image.fromarray(np.nan_to_num(scaled).astype(np.uint8), mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if mode == "RGB" else image.convert("RGB")
+
+
+def load_image(source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` into an RGB image, EXIF orientation applied, at most ``max_pixels`` pixels."""
+    data, name = _read_bytes(source)
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise ImageError(f"{name} has an empty size {width}×{height}")
+            if width * height > max_pixels:
+                raise ImageError(f"{name} is {width}×{height} = {width * height / 1e6:.1f} MP, over the limit of "
+                                 f"{max_pixels / 1e6:.1f} MP (possible decompression bomb); downscale it first")
+            image.seek(0)  # first frame of animations
+            image.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name} is not an image Pillow can read (unknown or non-image format)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name} is too large to decode safely (decompression bomb guard): {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name} is corrupt or truncated: {exc}") from exc
+    with contextlib.suppress(Exception):  # a broken EXIF block must not lose the image
+        image = ImageOps.exif_transpose(image) or image
+    try:
+        return _to_rgb(image)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{name}: cannot convert mode {image.mode} to RGB: {exc}") from exc
+
+
+def image_digest(image: Image.Image) -> str:
+    """SHA-256 over mode, size and pixels: equal images → equal digest, whatever file they came from."""
+    digest = hashlib.sha256()
+    digest.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def to_png_bytes(image: Image.Image, max_side: int | None = None) -> bytes:
+    """PNG encoding (optionally a thumbnail no larger than ``max_side``) for storage/download."""
+    if max_side is not None and max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()

@@ -1,0 +1,300 @@
+"""A process-wide, memory-budgeted, thread-safe LRU pool of loaded checkpoints.
+
+Streamlit serves every browser session from threads of one process, and ``st.cache_resource``
+counts entries rather than bytes, so the budget and the locking live here:
+
+* the budget is in bytes (parameter + buffer bytes of each model, see ``model_nbytes``);
+* loading a model evicts least-recently-used *unpinned* models until it fits; a model larger
+  than the whole budget is refused with :class:`ModelTooLargeError`;
+* ``acquire`` pins a model for the ``with`` block, so it is never evicted mid-generation;
+* two threads asking for the same checkpoint share one load (the second waits for the first).
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dashboard.config import Settings, parse_size
+from dashboard.models.loading import (
+    CheckpointLoadError,
+    CheckpointPlan,
+    LoadedModel,
+    PickleRefusedError,
+    RemoteCodeRequiredError,
+    default_dtype,
+    inspect_checkpoint,
+    load_checkpoint,
+    resolve_device,
+)
+
+__all__ = [
+    "CheckpointLoadError", "LoadedModel", "ModelPool", "ModelTooLargeError", "PickleRefusedError",
+    "PoolBusyError", "PoolEntry", "RemoteCodeRequiredError", "available_memory", "resolve_budget",
+]
+
+AUTO_FRACTION = 0.5
+"""``auto`` budget: this share of the memory available when the pool is created."""
+
+
+class ModelTooLargeError(CheckpointLoadError):
+    """The model alone needs more than the whole budget."""
+
+
+class PoolBusyError(CheckpointLoadError):
+    """The model would fit the budget, but models in use by running generations block eviction."""
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    """A read-only view of one pooled model, for display."""
+
+    path: Path
+    model_type: str
+    device: str
+    dtype: str
+    nbytes: int
+    load_seconds: float
+    last_used: float
+    """``time.time()`` of the last acquire."""
+    in_use: int
+    """How many ``acquire`` blocks currently pin it."""
+
+
+@dataclass
+class _Slot:
+    loaded: LoadedModel
+    last_used: float
+    pins: int = 0
+    holders: Counter[int] = field(default_factory=Counter)
+    """Thread ids holding a pin: waiting for pins held by the waiting thread itself would deadlock."""
+
+
+def available_memory(device: torch.device) -> int:
+    """Free bytes on ``device``: CUDA free memory, else the OS's "available" RAM."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil ships with streamlit
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    raise RuntimeError("cannot determine available memory")  # pragma: no cover
+
+
+def resolve_budget(spec: str, device: torch.device) -> int:
+    """``auto`` → 50 % of available memory; a number ≤ 1 → that fraction; else a size (``4GB``, bytes)."""
+    text = str(spec).strip()
+    if text.lower() in ("", "auto"):
+        return int(available_memory(device) * AUTO_FRACTION)
+    try:
+        number = float(text)
+    except ValueError:
+        return parse_size(text, "memory_budget")
+    if number <= 0:
+        raise ValueError(f"memory_budget must be positive, got {spec!r}")
+    return int(available_memory(device) * number) if number <= 1 else int(number)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class ModelPool:
+    """Loaded checkpoints under a byte budget; use :meth:`acquire` as a context manager."""
+
+    def __init__(self, budget_bytes: int, device: torch.device | str = "auto", dtype: torch.dtype | None = None,
+                 allow_pickle: bool = False, trust_remote_code: bool = False,
+                 loader: Callable[..., LoadedModel] = load_checkpoint, busy_timeout_s: float = 60.0) -> None:
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.dtype = dtype or default_dtype(self.device)
+        self.budget_bytes = int(budget_bytes)
+        self.allow_pickle = allow_pickle
+        self.trust_remote_code = trust_remote_code
+        self.load_count = 0
+        self.busy_timeout_s = busy_timeout_s
+        self._loader = loader
+        self._slots: OrderedDict[Path, _Slot] = OrderedDict()  # LRU order: oldest first
+        self._loading: dict[Path, threading.Event] = {}
+        self._reserved: dict[Path, int] = {}  # bytes promised to loads in flight
+        self._cond = threading.Condition(threading.RLock())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelPool:
+        device = resolve_device(settings.device)
+        return cls(resolve_budget(settings.memory_budget, device), device=device,
+                   allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def used_bytes(self) -> int:
+        with self._cond:
+            return sum(slot.loaded.nbytes for slot in self._slots.values())
+
+    def entries(self) -> list[PoolEntry]:
+        """Pooled models, most recently used first."""
+        with self._cond:
+            return [PoolEntry(path, s.loaded.model_type, str(s.loaded.device), str(s.loaded.dtype).removeprefix(
+                "torch."), s.loaded.nbytes, s.loaded.load_seconds, s.last_used, s.pins)
+                for path, s in reversed(self._slots.items())]
+
+    def __contains__(self, checkpoint: object) -> bool:
+        if not isinstance(checkpoint, (str, Path)):
+            return False
+        with self._cond:
+            return self._key(checkpoint) in self._slots
+
+    # ------------------------------------------------------------------ eviction
+    def evict(self, checkpoint: str | Path) -> bool:
+        """Drop one model and free its memory; False if absent or in use by a running generation."""
+        with self._cond:
+            key = self._key(checkpoint)
+            slot = self._slots.get(key)
+            if slot is None or slot.pins:
+                return False
+            del self._slots[key]
+        self._free_memory()
+        return True
+
+    def clear(self) -> None:
+        """Evict every model not in use."""
+        with self._cond:
+            for key in [k for k, s in self._slots.items() if not s.pins]:
+                del self._slots[key]
+        self._free_memory()
+
+    def recover_after_oom(self) -> None:
+        """After an out-of-memory error: drop every unpinned model and return cached memory."""
+        self.clear()
+
+    # ------------------------------------------------------------------ acquire
+    @contextmanager
+    def acquire(self, checkpoint: str | Path) -> Iterator[LoadedModel]:
+        """Load ``checkpoint`` (or reuse it) and pin it for the ``with`` block."""
+        key = self._key(checkpoint)
+        loaded = self._pin(key)
+        try:
+            yield loaded
+        finally:
+            with self._cond:
+                slot = self._slots.get(key)
+                if slot is not None and slot.loaded is loaded:
+                    slot.pins -= 1
+                    slot.holders[threading.get_ident()] -= 1
+                    slot.last_used = time.time()
+                self._cond.notify_all()
+
+    def _pin(self, key: Path) -> LoadedModel:
+        while True:
+            with self._cond:
+                slot = self._slots.get(key)
+                if slot is not None:
+                    slot.pins += 1
+                    slot.holders[threading.get_ident()] += 1
+                    slot.last_used = time.time()
+                    self._slots.move_to_end(key)
+                    return slot.loaded
+                pending = self._loading.get(key)
+                if pending is None:
+                    done = threading.Event()
+                    self._loading[key] = done
+                    break
+            pending.wait()  # another thread is loading it; then re-check (it may have failed)
+        try:
+            return self._load_and_pin(key)
+        finally:
+            with self._cond:
+                self._loading.pop(key, None)
+                self._reserved.pop(key, None)
+                self._cond.notify_all()
+            done.set()
+
+    def _load_and_pin(self, key: Path) -> LoadedModel:
+        plan = inspect_checkpoint(key, self.dtype, self.allow_pickle, self.trust_remote_code)
+        self._make_room(key, plan)
+        loaded = self._loader(key, self.device, self.dtype, allow_pickle=self.allow_pickle,
+                              trust_remote_code=self.trust_remote_code, plan=plan)
+        with self._cond:
+            self.load_count += 1
+            self._reserved.pop(key, None)
+            if loaded.nbytes > self.budget_bytes:
+                del loaded
+                self._free_memory()
+                raise ModelTooLargeError(self._too_large(key, plan.estimated_bytes))
+            self._evict_until(loaded.nbytes)  # the estimate may have been low; best effort
+            self._slots[key] = _Slot(loaded, time.time(), pins=1, holders=Counter({threading.get_ident(): 1}))
+            return loaded
+
+    def _make_room(self, key: Path, plan: CheckpointPlan) -> None:
+        need = plan.estimated_bytes
+        if need > self.budget_bytes:
+            raise ModelTooLargeError(self._too_large(key, need))
+        deadline = time.monotonic() + self.busy_timeout_s
+        with self._cond:
+            while True:
+                evicted = self._evict_until(need)
+                if self._committed() + need <= self.budget_bytes:
+                    self._reserved[key] = need
+                    break
+                remaining = deadline - time.monotonic()
+                if self._only_own_pins():
+                    raise PoolBusyError(
+                        f"{key.name} needs {_fmt_bytes(need)} but the budget ({_fmt_bytes(self.budget_bytes)}) is held "
+                        "by models this same request is using; use fewer models at once or raise VLMLAB_MEMORY_BUDGET")
+                if remaining <= 0:
+                    raise PoolBusyError(
+                        f"{key.name} needs {_fmt_bytes(need)} but the pool budget ({_fmt_bytes(self.budget_bytes)}) "
+                        "is held by models in use by running generations; try again when they finish")
+                self._cond.wait(remaining)
+        if evicted:
+            self._free_memory()
+
+    def _evict_until(self, need: int) -> int:
+        """Evict LRU unpinned models until ``need`` more bytes fit; caller holds the lock."""
+        evicted = 0
+        for victim in [k for k, s in self._slots.items() if not s.pins]:
+            if self._committed() + need <= self.budget_bytes:
+                break
+            del self._slots[victim]
+            evicted += 1
+        return evicted
+
+    def _only_own_pins(self) -> bool:
+        """True when every pinned model is pinned only by the calling thread (waiting cannot help)."""
+        me = threading.get_ident()
+        pinned = [s for s in self._slots.values() if s.pins]
+        return bool(pinned) and not self._reserved and all(
+            all(tid == me or count <= 0 for tid, count in s.holders.items()) for s in pinned)
+
+    def _committed(self) -> int:
+        return sum(s.loaded.nbytes for s in self._slots.values()) + sum(self._reserved.values())
+
+    def _too_large(self, key: Path, need: int) -> str:
+        return (f"{key.name} needs about {_fmt_bytes(need)} but the whole model pool budget is "
+                f"{_fmt_bytes(self.budget_bytes)}; raise VLMLAB_MEMORY_BUDGET (e.g. 8GB or 0.8) to load it")
+
+    @staticmethod
+    def _key(checkpoint: str | Path) -> Path:
+        return Path(checkpoint).expanduser().resolve()
+
+    def _free_memory(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,193 @@
+"""Image picker widget shared by the Inference, Comparison and Attention pages.
+
+The user either uploads a file or clicks an example of the run's eval set (the demo run ships
+``<run>/eval/demo.jsonl``). Every problem (bad file, bad eval row, missing image) is shown
+here as a message and the function returns None, so callers only handle the happy path.
+All widget keys derive from ``key`` so several pickers can live on one page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from dashboard.evalset import EvalExample, EvalSet, EvalSetError, find_eval_sets, load_eval_set
+from dashboard.images import ImageError, image_digest, load_image, to_png_bytes
+from dashboard.ui.resources import get_settings
+
+GALLERY_PAGE = 12
+GALLERY_COLUMNS = 6
+SOURCE_UPLOAD = "Upload"
+SOURCE_EXAMPLE = "Eval-set example"
+
+
+@dataclass
+class PickedImage:
+    """A decoded RGB image plus where it came from (``example`` for eval-set picks)."""
+
+    image: Image.Image
+    name: str
+    digest: str
+    example: EvalExample | None = None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _cached_eval_set(path: str, mtime_ns: int, roots: tuple[str, ...]) -> EvalSet:
+    return load_eval_set(Path(path), roots=roots)
+
+
+def eval_set_for(path: Path) -> EvalSet:
+    """Load (cached by path + modification time) an eval set with images confined to the runs roots."""
+    roots = tuple(str(r) for r in get_settings().runs_roots)
+    return _cached_eval_set(str(path), path.stat().st_mtime_ns, roots)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _thumbnail(path: str, mtime_ns: int, max_pixels: int, side: int = 96) -> bytes | str:
+    """PNG thumbnail bytes, or the error message (cached too, so a bad file is read once)."""
+    try:
+        return to_png_bytes(load_image(path, max_pixels=max_pixels), max_side=side)
+    except ImageError as exc:
+        return str(exc)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+def load_example_image(example: EvalExample) -> PickedImage:
+    """Decode an eval example's image (raises ImageError with a clear message)."""
+    image = load_image(example.image_path, max_pixels=get_settings().max_image_pixels)
+    return PickedImage(image=image, name=f"{example.id} ({example.image_path.name})", digest=image_digest(image),
+                       example=example)
+
+
+def picked_from_bytes(data: bytes, name: str) -> PickedImage:
+    image = load_image(data, max_pixels=get_settings().max_image_pixels)
+    return PickedImage(image=image, name=name, digest=image_digest(image))
+
+
+def _upload(key: str) -> PickedImage | None:
+    uploaded = st.file_uploader("Image", key=f"{key}.upload",
+                                help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)")
+    if uploaded is None:
+        return None
+    cache_key = f"{key}.decoded"
+    cached = st.session_state.get(cache_key)
+    if cached and cached[0] == uploaded.file_id:
+        return cached[1]
+    try:
+        picked = picked_from_bytes(uploaded.getvalue(), uploaded.name)
+    except ImageError as exc:
+        st.error(f"Cannot use this file: {exc}")
+        return None
+    st.session_state[cache_key] = (uploaded.file_id, picked)
+    return picked
+
+
+def _eval_sets(run_dir: Path | None) -> list[Path]:
+    return find_eval_sets(run_dir) if run_dir is not None and Path(run_dir).is_dir() else []
+
+
+def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
+    set_path = sets[0] if len(sets) == 1 else st.selectbox(
+        "Eval set", sets, key=f"{key}.evalset", format_func=lambda p: p.name)
+    try:
+        eval_set = eval_set_for(Path(set_path))
+    except (EvalSetError, OSError) as exc:
+        st.error(f"Cannot read eval set {Path(set_path).name}: {exc}")
+        return None
+    if eval_set.problems:
+        with st.expander(f"{len(eval_set.problems)} rows of {eval_set.name} were skipped"):
+            st.text("\n".join(eval_set.problems[:50]))
+    examples = eval_set.examples
+    if not examples:
+        st.warning(f"Eval set {eval_set.name} has no usable examples.")
+        return None
+    tasks = sorted({ex.task for ex in examples if ex.task})
+    if len(tasks) > 1:
+        task = st.selectbox("Task", ["all", *tasks], key=f"{key}.task")
+        if task != "all":
+            examples = [ex for ex in examples if ex.task == task]
+    pages = max(1, -(-len(examples) // GALLERY_PAGE))
+    page = st.number_input("Gallery page", 1, pages, 1, key=f"{key}.page") if pages > 1 else 1
+    shown = examples[(int(page) - 1) * GALLERY_PAGE:int(page) * GALLERY_PAGE]
+    chosen_key = f"{key}.example_id"
+    columns = st.columns(GALLERY_COLUMNS)
+    max_pixels = get_settings().max_image_pixels
+    for index, example in enumerate(shown):
+        with columns[index % GALLERY_COLUMNS]:
+            thumb = _thumbnail(str(example.image_path), _mtime(example.image_path), max_pixels)
+            if isinstance(thumb, bytes):
+                st.image(thumb, width="stretch")
+            else:
+                st.caption(f":warning: {thumb}")
+            if st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch"):
+                st.session_state[chosen_key] = example.id
+    chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
+    if chosen is None:
+        st.caption("Click an example to use its image (and its prompt as a suggestion).")
+        return None
+    try:
+        picked = load_example_image(chosen)
+    except ImageError as exc:
+        st.error(f"Example {chosen.id}: {exc}")
+        return None
+    st.caption(f"Example **{chosen.id}** · prompt: _{chosen.prompt}_ · reference: **{chosen.answer}**")
+    return picked
+
+
+def pick_image(key: str, run_dir: Path | None) -> PickedImage | None:
+    """Upload or eval-set gallery → :class:`PickedImage`; shows its own errors and returns None then."""
+    sets = _eval_sets(run_dir)
+    source = SOURCE_UPLOAD
+    if sets:
+        source = st.segmented_control("Image source", [SOURCE_EXAMPLE, SOURCE_UPLOAD], default=SOURCE_EXAMPLE,
+                                      key=f"{key}.source") or SOURCE_EXAMPLE
+    picked = _gallery(key, sets) if source == SOURCE_EXAMPLE else _upload(key)
+    if picked is not None:
+        st.image(picked.image, caption=f"{picked.name} · {picked.image.width}×{picked.image.height}", width=256)
+    return picked
+
+
+def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
+    """Several uploads, or the first N eval-set examples (for batch mode); bad files are listed, not fatal."""
+    sets = _eval_sets(run_dir)
+    options = [SOURCE_EXAMPLE, SOURCE_UPLOAD] if sets else [SOURCE_UPLOAD]
+    source = st.segmented_control("Images", options, default=options[0], key=f"{key}.bsource") or options[0]
+    picked: list[PickedImage] = []
+    errors: list[str] = []
+    if source == SOURCE_EXAMPLE:
+        set_path = sets[0] if len(sets) == 1 else st.selectbox(
+            "Eval set", sets, key=f"{key}.bevalset", format_func=lambda p: p.name)
+        try:
+            eval_set = eval_set_for(Path(set_path))
+        except (EvalSetError, OSError) as exc:
+            st.error(f"Cannot read eval set {Path(set_path).name}: {exc}")
+            return []
+        if not eval_set.examples:
+            st.warning(f"Eval set {eval_set.name} has no usable examples.")
+            return []
+        count = st.number_input("Number of examples", 1, len(eval_set.examples), min(8, len(eval_set.examples)),
+                                key=f"{key}.bcount")
+        for example in eval_set.examples[:int(count)]:
+            try:
+                picked.append(load_example_image(example))
+            except ImageError as exc:
+                errors.append(f"{example.id}: {exc}")
+    else:
+        uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload") or []
+        for uploaded in uploads:
+            try:
+                picked.append(picked_from_bytes(uploaded.getvalue(), uploaded.name))
+            except ImageError as exc:
+                errors.append(str(exc))
+    if errors:
+        st.warning("Skipped files:\n\n" + "\n".join(f"- {e}" for e in errors))
+    return picked

@@ -1,0 +1,58 @@
+"""Sidebar/Home panel: what the model pool holds, against its budget, with evict buttons."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from dashboard.models.pool import ModelPool, PoolEntry
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _ago(timestamp: float) -> str:
+    seconds = max(0.0, time.time() - timestamp)
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _label(entry: PoolEntry) -> str:
+    parts = entry.path.parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else entry.path.name
+
+
+def render_pool_panel(pool: ModelPool, key: str = "pool") -> None:
+    """Show held models (model, device, bytes, last used) and let the user evict them."""
+    used, budget = pool.used_bytes, pool.budget_bytes
+    st.progress(min(1.0, used / budget) if budget else 0.0,
+                text=f"{format_bytes(used)} of {format_bytes(budget)} budget · {pool.device}")
+    st.caption("Bytes = parameters + buffers of each loaded model (activations not counted).")
+    entries = pool.entries()
+    if not entries:
+        st.caption("No model loaded yet.")
+        return
+    for entry in entries:
+        with st.container(border=True):
+            st.markdown(f"**{_label(entry)}**  \n{entry.model_type} · {entry.device} · {entry.dtype} · "
+                        f"{format_bytes(entry.nbytes)}  \nloaded in {entry.load_seconds:.2f} s · used "
+                        f"{_ago(entry.last_used)}" + (" · **in use**" if entry.in_use else ""))
+            if st.button("Evict", key=f"{key}.evict.{entry.path}", disabled=bool(entry.in_use),
+                         help="Free this model's memory (it reloads on next use)"):
+                if pool.evict(entry.path):
+                    st.toast(f"Evicted {_label(entry)}")
+                else:
+                    st.toast(f"{_label(entry)} is in use; try again when its generation finishes")
+                st.rerun()
+    if len(entries) > 1 and st.button("Evict all", key=f"{key}.clear"):
+        pool.clear()
+        st.rerun()

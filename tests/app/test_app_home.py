@@ -1,0 +1,92 @@
+"""AppTest for the router, the shared sidebar and Home."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.ui import state
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(REPO_ROOT / "Home.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_shows_the_demo_run(app_env: Path, demo_run_dir: Path):
+    at = _app()
+    assert at.session_state[state.RUN_PATH] == str(demo_run_dir.resolve())
+    assert "demo" in at.sidebar.selectbox[0].value
+    checkpoints = sorted(demo_run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    table = at.dataframe[0].value
+    assert list(table["checkpoint"]) == [p.name for p in checkpoints]
+    assert table["best"].sum() == 1
+    # The sidebar defaults to the newest checkpoint.
+    assert at.session_state[state.CHECKPOINT_PATH] == str(checkpoints[-1].resolve())
+    assert "Last eval accuracy" in [m.label for m in at.metric]
+
+
+def test_sidebar_choice_carries_to_another_page(app_env: Path, demo_run_dir: Path):
+    at = _app()
+    first = sorted(demo_run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[0]
+    at.sidebar.selectbox[-1].set_value(str(first.resolve())).run()
+    at.switch_page("pages/3_Timeline.py").run()
+    assert not at.exception, at.exception
+    assert at.session_state[state.CHECKPOINT_PATH] == str(first.resolve())
+
+
+def test_empty_root_offers_to_build_the_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    at = _app()
+    assert any(b.label == "Build the demo run" for b in at.button)
+    assert any("No training run found" in i.value for i in at.info)
+
+
+def test_malformed_trainer_state_is_reported_not_fatal(tmp_path: Path, tiny_llava_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    run = tmp_path / "runs" / "broken"
+    shutil.copytree(tiny_llava_dir, run / "checkpoint-10")
+    (run / "checkpoint-20").mkdir()  # no weights
+    (run / "trainer_state.json").write_text("{ not json", encoding="utf-8")
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(tmp_path / "runs"))
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    at = _app()
+    warnings = " ".join(w.value for w in at.warning)
+    assert "trainer_state.json" in warnings
+    table = at.dataframe[0].value
+    assert list(table["checkpoint"]) == ["checkpoint-10", "checkpoint-20"]
+    assert table.loc[table["checkpoint"] == "checkpoint-20", "problems"].item() != ""
+    # Only the loadable checkpoint is offered.
+    assert at.session_state[state.CHECKPOINT_PATH].endswith("checkpoint-10")
+
+
+def test_bad_configuration_is_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("VLMLAB_DEVICE", "abacus")
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    at = AppTest.from_file(str(REPO_ROOT / "Home.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "VLMLAB_DEVICE" in at.error[0].value
+
+
+def test_run_outside_root_in_state_is_refused(app_env: Path, tmp_path: Path):
+    at = _app()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+    at.session_state[state.RUN_PATH] = str(outside)
+    at.run()
+    assert not at.exception
+    # The sidebar only offers runs under the root, so it snaps back to one of them.
+    assert at.session_state[state.RUN_PATH] != str(outside)
