@@ -56,7 +56,7 @@ def get_history() -> HistoryStore:
     return _history_for(str(get_settings().data_dir / "history.sqlite"))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _run_for(run_path: str, roots: tuple[str, ...], signature: tuple) -> RunData:
     from dashboard.runs.run import load_run
 
@@ -65,6 +65,9 @@ def _run_for(run_path: str, roots: tuple[str, ...], signature: tuple) -> RunData
 
 def get_run(run_path: str | Path) -> RunData:
     """The parsed run, re-read only when its files change (keyed by ``run_signature``).
+
+    Shared, not copied (``cache_resource``): a million-entry log is ~100 MB, so callers must
+    treat the returned ``RunData`` as read-only.
 
     Raises ``PathOutsideRoots`` / ``RunNotFoundError`` like :func:`dashboard.runs.run.load_run`.
     """

@@ -1,0 +1,147 @@
+"""Timeline benchmark: parse + prepare a 1,000,000-point log, next to baselines in the same run.
+
+trainer_state.json (N log entries, each with loss/grad_norm/learning_rate; evals every 1000):
+  * json.load alone (the floor: any reader pays it)
+  * naive pandas: json.load + DataFrame(list of dicts) + melt
+  * ours: dashboard.runs.trainer_state.read_trainer_state (json.load + column-wise table)
+TensorBoard event file (N scalar points, HF tag layout):
+  * tensorboard's EventAccumulator (size_guidance: keep all scalars)
+  * tbparse.SummaryReader(...).scalars
+  * ours: dashboard.runs.tensorboard.read_event_file
+Prepare: build the Timeline figure (3 metrics, smoothing 0.6, 2,000 points per trace) and
+report points per trace and the JSON size sent to the browser.
+
+Usage: .venv/bin/python bench/bench_timeline.py [--points 1000000] [--skip-tbparse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd
+
+from dashboard.runs.run import load_run
+from dashboard.runs.synthetic import log_history, trainer_state, write_event_file, write_json
+from dashboard.runs.tensorboard import read_event_file
+from dashboard.runs.trainer_state import read_trainer_state
+from dashboard.timeline.figure import ChartOptions, build_figure
+from dashboard.timeline.series import best_checkpoint
+
+
+def timed(fn, repeat: int = 1):
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def naive_pandas(path: Path) -> pd.DataFrame:
+    with path.open("rb") as fh:
+        state = json.load(fh)
+    frame = pd.DataFrame(state["log_history"])
+    return frame.melt(id_vars=["step", "epoch"], var_name="metric", value_name="value").dropna(subset=["value"])
+
+
+def event_accumulator(path: Path) -> int:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    n = sum(len(acc.Scalars(t)) for t in tags.get("scalars", []))
+    n += sum(len(acc.Tensors(t)) for t in tags.get("tensors", []))
+    return n
+
+
+def tbparse_scalars(path: Path) -> int:
+    from tbparse import SummaryReader
+
+    return len(SummaryReader(str(path)).scalars)
+
+
+def prepare(run_dir: Path, root: Path, metrics: list[str]) -> tuple[float, dict, int]:
+    def go():
+        run = load_run(run_dir, [root])
+        best = best_checkpoint(run, metrics[-1]) if metrics else None
+        fig, stats = build_figure(run, ChartOptions(metrics=metrics, smoothing=0.6), best=best)
+        return stats, len(fig.to_json())
+
+    seconds, (stats, nbytes) = timed(go)
+    return seconds, stats.points, nbytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--skip-tbparse", action="store_true")
+    args = parser.parse_args()
+    n = args.points
+    rows: list[tuple[str, str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-timeline-") as tmp:
+        root = Path(tmp)
+        # ------------------------------------------------------------ trainer_state.json
+        entries = log_history(n, eval_every=1000)
+        state_dir = root / "state-run"
+        path = write_json(state_dir / "trainer_state.json", trainer_state(entries, n))
+        del entries
+        print(f"trainer_state.json: {n:,} log entries, {path.stat().st_size / 1e6:.0f} MB")
+        t_json, _ = timed(lambda: json.load(path.open("rb")))
+        t_naive, naive = timed(lambda: naive_pandas(path))
+        t_ours, parsed = timed(lambda: read_trainer_state(path))
+        print(f"  rows: ours {len(parsed.metrics):,}, naive {len(naive):,}")
+        del naive, parsed
+        rows += [("trainer_state", "json.load only (baseline)", t_json),
+                 ("trainer_state", "naive pandas (DataFrame(records) + melt)", t_naive),
+                 ("trainer_state", "ours: read_trainer_state", t_ours)]
+        t_prep, points, nbytes = prepare(state_dir, root, ["loss", "learning_rate", "eval_loss"])
+        rows.append(("trainer_state", "ours: load_run + build_figure (3 metrics)", t_prep))
+        print(f"  figure: max {max(points.values()):,} points/trace, {len(points)} traces, JSON {nbytes / 1e6:.2f} MB")
+        print(f"  points per trace: {points}")
+
+        # ------------------------------------------------------------ TensorBoard
+        steps = n // 4  # HF logs loss, grad_norm, learning_rate, epoch per logging step: 4 scalars per step
+        tb_entries = log_history(steps)
+        scalars = [(tag, e["step"], float(e[key])) for e in tb_entries
+                   for tag, key in (("train/loss", "loss"), ("train/grad_norm", "grad_norm"),
+                                    ("train/learning_rate", "learning_rate"), ("train/epoch", "epoch"))]
+        tb_dir = root / "tb-run"
+        event_path = write_event_file(tb_dir / "runs" / "x", scalars, start_time=1.7e9)
+        del tb_entries
+        print(f"event file: {len(scalars):,} scalar points, {event_path.stat().st_size / 1e6:.0f} MB")
+        del scalars
+        t_tb_ours, (table, _) = timed(lambda: read_event_file(event_path))
+        print(f"  rows: ours {len(table):,} (epoch tag folded into the epoch column)")
+        t_acc, n_acc = timed(lambda: event_accumulator(event_path))
+        print(f"  EventAccumulator points: {n_acc:,}")
+        rows += [("tensorboard", "EventAccumulator (tensorboard)", t_acc),
+                 ("tensorboard", "ours: read_event_file", t_tb_ours)]
+        if not args.skip_tbparse:
+            t_tbp, n_tbp = timed(lambda: tbparse_scalars(event_path))
+            print(f"  tbparse rows: {n_tbp:,}")
+            rows.append(("tensorboard", "tbparse SummaryReader.scalars", t_tbp))
+        t_prep_tb, points_tb, nbytes_tb = prepare(tb_dir, root, ["loss", "learning_rate", "grad_norm"])
+        rows.append(("tensorboard", "ours: load_run + build_figure (3 metrics)", t_prep_tb))
+        print(f"  figure: max {max(points_tb.values()):,} points/trace, JSON {nbytes_tb / 1e6:.2f} MB")
+
+    print()
+    print("| input | reader | seconds | ratio |")
+    print("|---|---|---:|---:|")
+    base = {"trainer_state": t_json, "tensorboard": t_tb_ours}
+    for source, label, seconds in rows:
+        print(f"| {source} | {label} | {seconds:.2f} | {seconds / base[source]:.2f}× |")
+    print("\nratio: trainer_state rows vs json.load alone; tensorboard rows vs ours.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Load a whole run directory: checkpoints, metrics (trainer_state + TensorBoard) and problems.
+
+Only a path outside the configured roots or a missing run directory raises; everything else
+(broken JSON, NaN values, unreadable files, folders without weights) becomes a specific line in
+``RunData.problems`` and the rest of the run still loads. Parsed log files are memoised by
+(path, mtime, size), so reloading a live run re-reads only the files that changed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dashboard.paths import resolve_within
+from dashboard.runs.checkpoints import (
+    CheckpointInfo,
+    checkpoint_dirs,
+    checkpoint_step,
+    discover_checkpoints,
+    is_model_folder,
+)
+from dashboard.runs.metrics import concat_metrics, empty_metrics
+from dashboard.runs.tensorboard import find_event_files, read_event_file
+from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary, read_trainer_state
+
+__all__ = ["RunData", "RunListing", "RunNotFoundError", "TrainerStateSummary", "list_runs", "load_run",
+           "run_signature"]
+
+STATE_FILE = "trainer_state.json"
+
+
+class RunNotFoundError(FileNotFoundError):
+    """The run directory does not exist (or is not a directory)."""
+
+
+@dataclass
+class RunData:
+    path: Path
+    name: str
+    checkpoints: list[CheckpointInfo]
+    metrics: pd.DataFrame
+    state: TrainerStateSummary | None
+    problems: list[str] = field(default_factory=list)
+    state_file: Path | None = None
+    """Which ``trainer_state.json`` the metrics came from."""
+
+    def checkpoint(self, name_or_step: str | int | Path) -> CheckpointInfo | None:
+        """Look a checkpoint up by folder name, path, or step (``checkpoint-N`` folders win ties)."""
+        if isinstance(name_or_step, (int, np.integer)) and not isinstance(name_or_step, bool):
+            matches = [c for c in self.checkpoints if c.step == int(name_or_step)]
+            return matches[0] if matches else None
+        text = str(name_or_step).replace("\\", "/").rstrip("/")
+        name = text.rsplit("/", 1)[-1]
+        for c in self.checkpoints:
+            if c.name == name or str(c.path) == text:
+                return c
+        return None
+
+    @property
+    def best_checkpoint(self) -> CheckpointInfo | None:
+        """The local checkpoint ``best_model_checkpoint`` names (mapped by folder name)."""
+        if self.state is None:
+            return None
+        if self.state.best_checkpoint_name:
+            found = self.checkpoint(self.state.best_checkpoint_name)
+            if found:
+                return found
+        return self.checkpoint(self.state.best_global_step) if self.state.best_global_step is not None else None
+
+
+@dataclass(frozen=True)
+class RunListing:
+    name: str
+    path: Path
+    n_checkpoints: int
+    modified: datetime
+
+
+# ---------------------------------------------------------------- memoised file parsers
+class _FileMemo:
+    """A small LRU of parse results keyed by (path, mtime_ns, size): unchanged files are not re-read."""
+
+    def __init__(self, func: Callable, maxsize: int = 16) -> None:
+        self._func, self._maxsize = func, maxsize
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.calls = 0  # real parses performed (tests check that unchanged files are skipped)
+
+    def __call__(self, path: Path):
+        try:
+            st = path.stat()
+            key = (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            return self._func(path)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        result = self._func(path)
+        self.calls += 1
+        with self._lock:
+            self._items[key] = result
+            while len(self._items) > self._maxsize:
+                self._items.popitem(last=False)
+        return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+parse_state_file = _FileMemo(read_trainer_state)
+parse_event_file = _FileMemo(read_event_file)
+
+
+# ---------------------------------------------------------------- run loading
+def _stat_mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+def state_file_candidates(run_dir: Path) -> list[Path]:
+    """``trainer_state.json`` files, newest first: root and highest checkpoint's ordered by mtime,
+    then the other checkpoints' (fallbacks when the newer ones are broken)."""
+    root = run_dir / STATE_FILE
+    in_ckpts = [p / STATE_FILE for _, p in reversed(checkpoint_dirs(run_dir)) if (p / STATE_FILE).is_file()]
+    head = [p for p in (root, *in_ckpts[:1]) if p.is_file()]
+    head.sort(key=_stat_mtime, reverse=True)
+    return head + in_ckpts[1:]
+
+
+def _load_state(run_dir: Path, problems: list[str]) -> tuple[ParsedState | None, Path | None]:
+    for i, candidate in enumerate(state_file_candidates(run_dir)):
+        parsed = parse_state_file(candidate)
+        rel = candidate.relative_to(run_dir)
+        broken = not parsed.metrics.size and any("not valid JSON" in p or "cannot read" in p or "expected a JSON"
+                                                 in p for p in parsed.problems)
+        for problem in parsed.problems:
+            for prefix in (f"{candidate}: ", f"{STATE_FILE}: "):
+                problem = problem.removeprefix(prefix)
+            problems.append(f"{rel}: {problem}")
+        if broken:
+            continue
+        if i:
+            problems.append(f"using {rel} (newer trainer_state.json files could not be read)")
+        return parsed, candidate
+    return None, None
+
+
+def _attach_wall_time(state_metrics: pd.DataFrame, tb_metrics: pd.DataFrame) -> pd.DataFrame:
+    """trainer_state has no timestamps: borrow TensorBoard's wall time at the same step."""
+    if state_metrics.empty or tb_metrics.empty:
+        return state_metrics
+    by_step = tb_metrics.groupby("step", sort=True)["wall_time"].min()
+    steps = by_step.index.to_numpy()
+    pos = np.searchsorted(steps, state_metrics["step"].to_numpy())
+    pos_c = np.clip(pos, 0, len(steps) - 1)
+    hit = steps[pos_c] == state_metrics["step"].to_numpy()
+    wall = np.where(hit, by_step.to_numpy()[pos_c], np.nan)
+    out = state_metrics.copy()
+    out["wall_time"] = wall
+    return out
+
+
+def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
+    """Load a run for display. Raises only ``PathOutsideRoots`` and :class:`RunNotFoundError`."""
+    path = resolve_within(run_dir, roots)
+    if not path.is_dir():
+        raise RunNotFoundError(f"run directory not found: {path}")
+    problems: list[str] = []
+    checkpoints = discover_checkpoints(path)
+    for c in checkpoints:
+        problems.extend(f"{c.name}: {p}" for p in c.problems)
+    parsed, state_file = _load_state(path, problems)
+    state_metrics = parsed.metrics if parsed else empty_metrics()
+    tb_frames = []
+    for event_file in find_event_files(path):
+        table, more = parse_event_file(event_file)
+        tb_frames.append(table)
+        problems.extend(more)
+    tb_metrics = concat_metrics(tb_frames)
+    if len(tb_frames) > 1 and not tb_metrics.empty:
+        tb_metrics = tb_metrics.sort_values(["metric", "step", "wall_time"], kind="stable", ignore_index=True)
+    frames = [_attach_wall_time(state_metrics, tb_metrics), tb_metrics]
+    metrics = concat_metrics(frames)
+    summary = parsed.summary if parsed else None
+    if summary and summary.best_checkpoint_name:
+        names = {c.name for c in checkpoints}
+        if summary.best_checkpoint_name not in names:
+            problems.append(f"best_model_checkpoint {summary.best_model_checkpoint!r}: no folder "
+                            f"{summary.best_checkpoint_name} in this run")
+    if not checkpoints and metrics.empty and parsed is None:
+        problems.append("no checkpoints, no trainer_state.json and no TensorBoard events found here")
+    return RunData(path=path, name=path.name, checkpoints=checkpoints, metrics=metrics, state=summary,
+                   problems=problems, state_file=state_file)
+
+
+# ---------------------------------------------------------------- listing and change detection
+def looks_like_run(path: Path) -> bool:
+    """A folder with checkpoints, a trainer_state.json, event files, or model files of its own."""
+    if checkpoint_dirs(path) or (path / STATE_FILE).is_file() or is_model_folder(path):
+        return True
+    return bool(find_event_files(path, max_depth=2))
+
+
+def list_runs(root: Path) -> list[RunListing]:
+    """Run directories directly under ``root``, by name; just ``root`` when it is itself a run."""
+    root = Path(root)
+    listings: list[RunListing] = []
+    candidates: list[Path] = []
+    if root.is_dir() and (checkpoint_dirs(root) or (root / STATE_FILE).is_file()):
+        candidates.append(root)  # the root is itself a run: its sub-folders are parts of it
+    else:
+        try:
+            with os.scandir(root) as it:
+                subdirs = sorted(Path(e.path) for e in it if e.is_dir() and not e.name.startswith("."))
+        except OSError:
+            subdirs = []
+        candidates += [d for d in subdirs if checkpoint_step(d.name) is None]
+    for candidate in candidates:
+        try:
+            if not looks_like_run(candidate):
+                continue
+            n = len(checkpoint_dirs(candidate)) or (1 if is_model_folder(candidate) else 0)
+            modified = max([_stat_mtime(candidate), *(_stat_mtime(p) for _, p in checkpoint_dirs(candidate)[-1:]),
+                            _stat_mtime(candidate / STATE_FILE)])
+        except OSError:
+            continue
+        listings.append(RunListing(name=candidate.name, path=candidate, n_checkpoints=n,
+                                   modified=datetime.fromtimestamp(max(modified, 0), tz=timezone.utc)))
+    return listings
+
+
+def run_signature(run_dir: Path) -> tuple:
+    """Cheap change detector: names/mtimes/sizes of checkpoints, state files and event files."""
+    run_dir = Path(run_dir)
+    parts: list[tuple] = []
+
+    def add(p: Path) -> None:
+        try:
+            st = p.stat()
+            parts.append((str(p.relative_to(run_dir)), st.st_mtime_ns, st.st_size))
+        except (OSError, ValueError):
+            pass
+
+    add(run_dir / STATE_FILE)
+    for _, ckpt in checkpoint_dirs(run_dir):
+        add(ckpt)
+        add(ckpt / STATE_FILE)
+    for event_file in find_event_files(run_dir):
+        add(event_file)
+    for name in ("config.json", "model.safetensors", "adapter_config.json"):
+        add(run_dir / name)
+    return (str(run_dir), *parts)

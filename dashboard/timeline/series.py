@@ -1,0 +1,177 @@
+"""Turn a loaded run into what the Timeline draws: metric series, checkpoint markers, best pick.
+
+Pure functions over :class:`~dashboard.runs.run.RunData` so they are unit-tested without
+Streamlit; values are taken from the metrics table untouched (smoothing is a separate layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from dashboard.runs.checkpoints import CheckpointInfo
+from dashboard.runs.metrics import preferred_source
+from dashboard.runs.run import RunData
+
+XAxis = Literal["step", "epoch", "wall_time"]
+X_LABELS: dict[str, str] = {"step": "Step", "epoch": "Epoch", "wall_time": "Wall time"}
+LOWER_IS_BETTER_HINTS = ("loss", "perplexity", "error", "wer", "cer", "runtime")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric of one run, in step order, finite values only."""
+
+    metric: str
+    step: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    source: str
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    checkpoint: CheckpointInfo | None
+    step: int
+    value: float
+    metric: str
+    mode: Literal["min", "max"]
+
+    @property
+    def explanation(self) -> str:
+        word = "lowest" if self.mode == "min" else "highest"
+        where = self.checkpoint.name if self.checkpoint else "no checkpoint saved at that step"
+        return f"{word} {self.metric} = {self.value:.4g} at step {self.step} ({where})"
+
+
+def plot_metrics(run: RunData) -> pd.DataFrame:
+    """The run's metrics with one source per metric (trainer_state preferred)."""
+    return preferred_source(run.metrics)
+
+
+def metric_groups(metrics: pd.DataFrame) -> dict[str, list[str]]:
+    """Metric names grouped by split: ``{"train": [...], "eval": [...]}`` in a stable order."""
+    if metrics.empty:
+        return {"train": [], "eval": []}
+    present = metrics.groupby("metric", observed=True)["split"].first()
+    groups: dict[str, list[str]] = {"train": [], "eval": []}
+    for name, split in present.items():
+        groups.setdefault(str(split), []).append(str(name))
+    for names in groups.values():
+        names.sort(key=_metric_sort_key)
+    return groups
+
+
+def _metric_sort_key(name: str) -> tuple[int, str]:
+    common = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "grad_norm")
+    return (common.index(name) if name in common else len(common), name)
+
+
+def default_metrics(metrics: pd.DataFrame) -> list[str]:
+    groups = metric_groups(metrics)
+    available = groups["train"] + groups["eval"]
+    chosen = [m for m in ("loss", "eval_loss", "eval_accuracy") if m in available]
+    return chosen or available[:2]
+
+
+def available_axes(metrics: pd.DataFrame) -> list[str]:
+    """Step always; epoch / wall time only when the logs have them."""
+    axes = ["step"]
+    if not metrics.empty and metrics["epoch"].notna().any():
+        axes.append("epoch")
+    if not metrics.empty and metrics["wall_time"].notna().any():
+        axes.append("wall_time")
+    return axes
+
+
+def metric_series(metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") -> Series:
+    """Values of ``metric`` exactly as logged, sorted by step; rows without an x value dropped."""
+    rows = metrics[metrics["metric"] == metric]
+    if x_axis != "step":
+        rows = rows[rows[x_axis].notna()]
+    steps = rows["step"].to_numpy()
+    order = np.argsort(steps, kind="stable") if len(steps) and np.any(np.diff(steps) < 0) else slice(None)
+    y = rows["value"].to_numpy()[order]
+    steps = steps[order]
+    x = steps if x_axis == "step" else rows[x_axis].to_numpy()[order]
+    if x_axis == "wall_time":
+        x = pd.to_datetime(x, unit="s", utc=True).to_numpy()
+    source = str(rows["source"].iloc[0]) if len(rows) else ""
+    return Series(metric=metric, step=steps, x=x, y=y, source=source)
+
+
+def value_at_step(metrics: pd.DataFrame, metric: str, step: int) -> float | None:
+    """The logged value at ``step`` exactly (last one if logged twice), else None."""
+    rows = metrics[(metrics["metric"] == metric) & (metrics["step"] == step)]
+    return float(rows["value"].iloc[-1]) if len(rows) else None
+
+
+def value_asof(series: Series, step: int) -> float | None:
+    """The latest logged value at or before ``step`` (where a marker sits on the curve)."""
+    pos = np.searchsorted(series.step, step, side="right") - 1
+    return float(series.y[pos]) if pos >= 0 else None
+
+
+def default_mode(metric: str) -> Literal["min", "max"]:
+    return "min" if any(h in metric for h in LOWER_IS_BETTER_HINTS) else "max"
+
+
+def best_checkpoint(run: RunData, metric: str, mode: Literal["min", "max"] | None = None,
+                    metrics: pd.DataFrame | None = None) -> BestCheckpoint | None:
+    """The checkpoint with the best logged ``metric`` among steps that have a checkpoint.
+
+    Falls back to the best value over all steps (with ``checkpoint=None``) when no checkpoint
+    step has the metric, so the explanation still says where the optimum was.
+    """
+    metrics = plot_metrics(run) if metrics is None else metrics
+    mode = mode or default_mode(metric)
+    rows = metrics[metrics["metric"] == metric]
+    if rows.empty:
+        return None
+    by_step = rows.groupby("step")["value"].last()
+    ckpt_steps = {c.step: c for c in run.checkpoints if c.step is not None}
+    at_ckpts = by_step[by_step.index.isin(list(ckpt_steps))]
+    pool = at_ckpts if len(at_ckpts) else by_step
+    step = int(pool.idxmin() if mode == "min" else pool.idxmax())
+    return BestCheckpoint(checkpoint=ckpt_steps.get(step) if len(at_ckpts) else None, step=step,
+                          value=float(pool.loc[step]), metric=metric, mode=mode)
+
+
+def epoch_at_steps(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:
+    """Epoch at arbitrary steps, interpolated from the logged (step, epoch) pairs."""
+    known = metrics.loc[metrics["epoch"].notna(), ["step", "epoch"]].drop_duplicates("step").sort_values("step")
+    if known.empty:
+        return np.full(len(steps), np.nan)
+    return np.interp(steps, known["step"].to_numpy(), known["epoch"].to_numpy(), left=np.nan, right=np.nan)
+
+
+def checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per checkpoint with a step: x positions for each axis and the metrics logged at it."""
+    metrics = plot_metrics(run) if metrics is None else metrics
+    ckpts = [c for c in run.checkpoints if c.step is not None]
+    steps = np.array([c.step for c in ckpts], dtype=np.int64)
+    table = pd.DataFrame({
+        "checkpoint": [c.name for c in ckpts],
+        "path": [str(c.path) for c in ckpts],
+        "step": steps,
+        "epoch": epoch_at_steps(metrics, steps),
+        "wall_time": pd.to_datetime([c.modified for c in ckpts], utc=True),
+        "size_bytes": [c.size_bytes for c in ckpts],
+        "loadable": [c.loadable for c in ckpts],
+    })
+    for name in metric_names:
+        rows = metrics[metrics["metric"] == name].groupby("step")["value"].last()
+        table[name] = [rows.get(int(s), np.nan) for s in steps]
+    return table
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"

@@ -1,0 +1,221 @@
+"""Timeline logic: drawn values equal the log, TensorBoard smoothing, downsampling, best, selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dashboard.runs.run import load_run
+from dashboard.runs.synthetic import write_json, write_run
+from dashboard.runs.trainer_state import parse_log_history
+from dashboard.timeline.downsample import downsample, minmax_indices
+from dashboard.timeline.figure import ChartOptions, build_figure
+from dashboard.timeline.scores import saved_scores, score_series_names
+from dashboard.timeline.selection import OPEN_TARGETS, checkpoint_from_selection
+from dashboard.timeline.series import available_axes, best_checkpoint, metric_groups, metric_series
+from dashboard.timeline.smoothing import tb_smooth, tb_smooth_reference
+
+
+@pytest.fixture()
+def run(tmp_path: Path):
+    return load_run(write_run(tmp_path / "r", n_steps=400, save_every=100, eval_every=100), [tmp_path])
+
+
+# ------------------------------------------------------------------ values drawn == log
+def test_drawn_raw_values_equal_the_log_exactly(run) -> None:
+    entries = json.loads((run.path / "trainer_state.json").read_text())["log_history"]
+    fig, stats = build_figure(run, ChartOptions(metrics=["loss", "eval_loss"], smoothing=0.0))
+    traces = {t.name: t for t in fig.data}
+    loss = traces["r · loss"]
+    assert list(loss.x) == [e["step"] for e in entries if "loss" in e]
+    assert list(loss.y) == [e["loss"] for e in entries if "loss" in e]
+    ev = traces["r · eval_loss"]
+    assert list(zip(ev.x, ev.y, strict=True)) == [(e["step"], e["eval_loss"]) for e in entries if "eval_loss" in e]
+    assert stats.points["r · loss"] == 400
+
+
+def test_smoothed_trace_is_tensorboard_smoothing_of_the_raw(run) -> None:
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss"], smoothing=0.8))
+    traces = {t.name: t for t in fig.data}
+    raw, smooth = traces["r · loss (raw)"], traces["r · loss"]
+    assert raw.opacity < 1 and smooth.line.width > raw.line.width
+    np.testing.assert_allclose(smooth.y, tb_smooth_reference(raw.y, 0.8), rtol=1e-12)
+
+
+def test_epoch_and_wall_time_axes(run) -> None:
+    assert available_axes(run.metrics) == ["step", "epoch"]  # no TensorBoard: no wall time
+    series = metric_series(run.metrics, "loss", "epoch")
+    assert series.x[:3].tolist() == [0.01, 0.02, 0.03]
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss"], x_axis="epoch", smoothing=0))
+    assert list(fig.data[0].x[:2]) == [0.01, 0.02]
+
+
+# ------------------------------------------------------------------ smoothing
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200),
+       st.floats(0.0, 0.99))
+def test_smoothing_matches_tensorboard_formula(values, weight) -> None:
+    np.testing.assert_allclose(tb_smooth(np.array(values), weight), tb_smooth_reference(values, weight),
+                               rtol=1e-9, atol=1e-6)
+
+
+def test_smoothing_edge_cases() -> None:
+    values = [1.0, float("nan"), 3.0, float("inf"), 5.0]
+    out = tb_smooth(np.array(values), 0.5)
+    ref = tb_smooth_reference(values, 0.5)
+    assert np.isnan(out[1]) and np.isinf(out[3])
+    np.testing.assert_allclose(out[[0, 2, 4]], np.array(ref)[[0, 2, 4]])
+    assert tb_smooth(np.array([2.0, 2.0, 2.0]), 0.9).tolist() == [2.0, 2.0, 2.0]  # constant passes through
+    assert tb_smooth(np.array([1.0, 2.0]), 0.0).tolist() == [1.0, 2.0]
+    assert tb_smooth(np.array([1.0, 3.0]), 0.5)[1] == pytest.approx((0.25 + 1.5) / 0.75)
+    with pytest.raises(ValueError):
+        tb_smooth(np.array([1.0]), 1.0)
+
+
+# ------------------------------------------------------------------ downsampling
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=3000), st.integers(4, 500))
+def test_downsampling_keeps_extremes_endpoints_and_bound(values, max_points) -> None:
+    y = np.array(values)
+    idx = minmax_indices(y, max_points)
+    assert len(idx) <= max_points
+    assert np.all(np.diff(idx) > 0)
+    assert idx[0] == 0 and idx[-1] == len(y) - 1
+    kept = y[idx]
+    assert kept.min() == y.min() and kept.max() == y.max()
+
+
+def test_downsampling_keeps_every_bucket_extreme_and_spike() -> None:
+    y = np.sin(np.linspace(0, 50, 1_000_000))
+    y[123_457] = 40.0  # one spike
+    y[987_001] = -40.0
+    x = np.arange(len(y))
+    dx, dy = downsample(x, y, 2_000)
+    assert len(dx) <= 2_000 and 40.0 in dy and -40.0 in dy
+    assert 123_457 in dx and 987_001 in dx
+    zx, zy = downsample(x, y, 2_000, x_range=(500_000, 500_999))
+    assert zx.tolist() == list(range(500_000, 501_000))  # zoomed in: full resolution
+    np.testing.assert_array_equal(zy, y[500_000:501_000])
+
+
+def test_figure_bounds_points_per_trace_for_a_long_log(tmp_path: Path) -> None:
+    n = 120_000
+    entries = [{"loss": float(np.sin(i / 1000.0)), "step": i, "epoch": i / 1000} for i in range(1, n + 1)]
+    entries[5000]["loss"] = 99.0
+    write_json(tmp_path / "big" / "trainer_state.json", {"global_step": n, "log_history": entries})
+    run = load_run(tmp_path / "big", [tmp_path])
+    fig, stats = build_figure(run, ChartOptions(metrics=["loss"], smoothing=0.9, max_points=1000))
+    assert stats.max_points_per_trace <= 1000
+    assert stats.source_points["big · loss (raw)"] == n
+    raw = next(t for t in fig.data if t.name == "big · loss (raw)")
+    assert 99.0 in raw.y and 5001 in raw.x
+
+
+# ------------------------------------------------------------------ checkpoints / best
+def test_checkpoint_markers_carry_name_and_hover(run) -> None:
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss", "eval_loss"]))
+    markers = [t for t in fig.data if t.name == "checkpoints"]
+    assert len(markers) == 2
+    assert [c[0] for c in markers[1].customdata] == ["checkpoint-100", "checkpoint-200", "checkpoint-300",
+                                                     "checkpoint-400"]
+    assert list(markers[0].x) == [100, 200, 300, 400]
+    eval_rows = run.metrics[run.metrics["metric"] == "eval_loss"]
+    assert list(markers[1].y) == eval_rows["value"].tolist()
+    assert "eval_loss = " in markers[1].customdata[0][4]
+    vlines = [s for s in fig.layout.shapes if s.line.dash == "dot"]
+    assert [s.x0 for s in vlines] == [100, 200, 300, 400]
+
+
+def test_best_checkpoint_explained_and_selectable_mode(run) -> None:
+    eval_rows = run.metrics[run.metrics["metric"] == "eval_loss"]
+    lowest = eval_rows.loc[eval_rows["value"].idxmin()]
+    best = best_checkpoint(run, "eval_loss")
+    assert best.mode == "min" and best.step == lowest["step"] and best.checkpoint.step == lowest["step"]
+    assert best.explanation == (f"lowest eval_loss = {lowest['value']:.4g} at step {lowest['step']} "
+                                f"(checkpoint-{lowest['step']})")
+    worst = best_checkpoint(run, "eval_loss", "max")
+    assert worst.value == eval_rows["value"].max() and worst.explanation.startswith("highest eval_loss")
+    assert best_checkpoint(run, "eval_accuracy").mode == "max"
+    assert best_checkpoint(run, "nope") is None
+    fig, _ = build_figure(run, ChartOptions(metrics=["eval_loss"]), best=best)
+    star = next(t for t in fig.data if t.name == "best checkpoint")
+    assert star.customdata[0][0] == best.checkpoint.name
+
+
+def test_metric_groups_keep_train_and_eval_apart(run) -> None:
+    groups = metric_groups(run.metrics)
+    assert groups["train"][:1] == ["loss"] and "grad_norm" in groups["train"]
+    assert groups["eval"][:2] == ["eval_loss", "eval_accuracy"]
+    assert not set(groups["train"]) & set(groups["eval"])
+
+
+def test_overlay_runs_get_their_own_colour(tmp_path: Path) -> None:
+    a = load_run(write_run(tmp_path / "a", n_steps=100), [tmp_path])
+    b = load_run(write_run(tmp_path / "b", n_steps=150, seed=3), [tmp_path])
+    fig, _ = build_figure(a, ChartOptions(metrics=["loss"], smoothing=0), overlays=[b])
+    ta = next(t for t in fig.data if t.name == "a · loss")
+    tb = next(t for t in fig.data if t.name == "b · loss")
+    assert ta.line.color != tb.line.color and len(tb.x) == 150
+
+
+# ------------------------------------------------------------------ selection -> checkpoint
+def test_selection_maps_to_checkpoint(run) -> None:
+    event = {"selection": {"points": [{"curve_number": 3, "point_index": 1, "x": 200, "y": 0.4,
+                                       "customdata": ["checkpoint-200", "200", "1 KB", "t", "m"]}]}}
+    assert checkpoint_from_selection(event, run).name == "checkpoint-200"
+    plain = {"selection": {"points": [{"x": 150, "y": 1.0}]}}
+    assert checkpoint_from_selection(plain, run).name == "checkpoint-200"  # first checkpoint at/after step 150
+    assert checkpoint_from_selection(plain, run, x_axis="epoch") is None
+    assert checkpoint_from_selection({"selection": {"points": []}}, run) is None
+    assert checkpoint_from_selection(None, run) is None
+    assert checkpoint_from_selection({"selection": {"points": [{"x": 10_000}]}}, run) is None
+    unknown = {"selection": {"points": [{"customdata": ["checkpoint-999"], "x": 999}]}}
+    assert checkpoint_from_selection(unknown, run) is None
+    assert set(OPEN_TARGETS.values()) == {"pages/1_Inference.py", "pages/2_Comparison.py", "pages/4_Attention.py"}
+
+
+# ------------------------------------------------------------------ saved eval-set scores
+def _write_scores(run_dir: Path, checkpoint: str, step: int, exact: list[int]) -> None:
+    rows = [{"id": f"{i:05d}", "output": "red", "scores": {"exact_match": float(v), "contains": float(v),
+                                                           "token_f1": float(v)}} for i, v in enumerate(exact)]
+    write_json(run_dir / "eval_results" / "demo" / f"{checkpoint}.json", {
+        "checkpoint": checkpoint, "step": step, "eval_set": "demo", "n": len(rows),
+        "metrics": {"exact_match": sum(exact) / len(exact)}, "settings": {}, "rows": rows})
+
+
+def test_saved_scores_become_their_own_clickable_series(run, tmp_path: Path) -> None:
+    _write_scores(run.path, "checkpoint-100", 100, [0, 1, 0, 0])
+    _write_scores(run.path, "checkpoint-300", 300, [1, 1, 1, 0])
+    scores, problem = saved_scores(run.path, tmp_path / "data")
+    assert problem is None
+    labels = score_series_names(scores)
+    assert "demo · exact_match" in labels
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss"], score_labels=["demo · exact_match"]), scores=scores)
+    trace = next(t for t in fig.data if t.name == "r · demo · exact_match")
+    assert list(trace.x) == [100, 300] and list(trace.y) == [0.25, 0.75]
+    assert [c[0] for c in trace.customdata] == ["checkpoint-100", "checkpoint-300"]
+    event = {"selection": {"points": [{"x": 300, "y": 0.75, "customdata": list(trace.customdata[1])}]}}
+    assert checkpoint_from_selection(event, run).name == "checkpoint-300"
+
+
+def test_malformed_log_degrades_gracefully(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "r", n_steps=50, save_every=50, eval_every=0)
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    state["log_history"][10]["loss"] = float("nan")
+    state["log_history"][11] = "oops"
+    (run_dir / "trainer_state.json").write_text(json.dumps(state))  # json writes NaN as a bare token
+    run = load_run(run_dir, [tmp_path])
+    assert any("'loss' has 1 NaN/inf/null value(s) (step 11)" in p for p in run.problems)
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss", "eval_loss"], smoothing=0.5))
+    raw = next(t for t in fig.data if t.name == "r · loss (raw)")
+    assert 11 not in raw.x and 12 not in raw.x and len(raw.x) == 48
+    assert all(np.isfinite(raw.y))
+    empty, problems = parse_log_history({"not": "a list"})
+    assert empty.empty and "not a list" in problems[0]
+    assert isinstance(empty, pd.DataFrame)
