@@ -1,0 +1,107 @@
+"""Turn a token's attention over image tokens into a heatmap drawn on the original image.
+
+OpenCV does the colour mapping and blending (``applyColorMap`` + ``addWeighted``). The grid is
+upsampled only over the region its cells cover (e.g. a LLaVA centre crop leaves the sides bare).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from dashboard.attention.adapters import GridView
+from dashboard.attention.capture import CaptureResult
+
+HeadMode = Literal["mean", "max"]
+COLORMAPS = {"jet": cv2.COLORMAP_JET, "inferno": cv2.COLORMAP_INFERNO, "viridis": cv2.COLORMAP_VIRIDIS,
+             "turbo": cv2.COLORMAP_TURBO, "magma": cv2.COLORMAP_MAGMA}
+
+
+def token_attention(result: CaptureResult, step: int, layers: Sequence[int] | None = None,
+                    head: int | HeadMode = "mean") -> np.ndarray:
+    """``[n_image_tokens]`` attention of generated token ``step``: mean over ``layers``, then one head or mean/max."""
+    if not 0 <= step < len(result.generated_ids):
+        raise IndexError(f"token {step} out of range (0..{len(result.generated_ids) - 1})")
+    chosen = list(range(result.n_layers)) if layers is None else list(layers)
+    if not chosen or min(chosen) < 0 or max(chosen) >= result.n_layers:
+        raise IndexError(f"layers {chosen} out of range (0..{result.n_layers - 1})")
+    weights = result.image_attention[step, chosen].mean(0)  # [heads, n_image]
+    if head == "mean":
+        return weights.mean(0)
+    if head == "max":
+        return weights.max(0)
+    if not 0 <= int(head) < result.n_heads:
+        raise IndexError(f"head {head} out of range (0..{result.n_heads - 1})")
+    return weights[int(head)]
+
+
+def normalise(grid: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale to [0, 1]: per map by default, or over a shared ``(low, high)`` to compare maps.
+
+    A flat map becomes all zeros rather than NaN.
+    """
+    grid = np.asarray(grid, dtype=np.float32)
+    lo, hi = (float(grid.min()), float(grid.max())) if value_range is None else value_range
+    return np.zeros_like(grid) if hi - lo < 1e-12 else np.clip((grid - lo) / (hi - lo), 0.0, 1.0)
+
+
+def render_overlay(image: Image.Image, grid: np.ndarray, view: GridView, *, alpha: float = 0.5,
+                   colormap: str = "jet", smooth: bool = True, grid_lines: bool = False,
+                   value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """RGB uint8 ``[H, W, 3]`` (the original image's size) with the heatmap blended over the view's region."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be within 0..1, got {alpha}")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose one of {sorted(COLORMAPS)}")
+    grid = np.asarray(grid, dtype=np.float32)
+    if grid.shape != view.shape:
+        raise ValueError(f"heatmap shape {grid.shape} does not match the view's grid {view.shape}")
+    base = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    height, width = base.shape[:2]
+    x0, y0, x1, y1 = view.extent()
+    left, top = max(0, round(x0)), max(0, round(y0))
+    right, bottom = min(width, round(x1)), min(height, round(y1))
+    out = base.copy()
+    if right <= left or bottom <= top:
+        return out
+    region = (right - left, bottom - top)
+    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_NEAREST
+    heat = cv2.resize(normalise(grid, value_range), region, interpolation=interpolation)
+    heat_u8 = np.clip(heat * 255.0, 0, 255).astype(np.uint8)
+    coloured = cv2.cvtColor(cv2.applyColorMap(heat_u8, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+    patch = base[top:bottom, left:right]
+    out[top:bottom, left:right] = cv2.addWeighted(coloured, alpha, patch, 1.0 - alpha, 0.0)
+    if grid_lines:
+        draw_grid_lines(out, view)
+    return out
+
+
+def draw_grid_lines(canvas: np.ndarray, view: GridView, colour: tuple[int, int, int] = (255, 255, 255)) -> None:
+    """Thin lines on the cell borders (in place)."""
+    xs = np.unique(np.round(np.concatenate([view.boxes[0, :, 0], view.boxes[0, -1:, 2]])).astype(int))
+    ys = np.unique(np.round(np.concatenate([view.boxes[:, 0, 1], view.boxes[-1:, 0, 3]])).astype(int))
+    x0, y0, x1, y1 = (round(v) for v in view.extent())
+    for x in xs:
+        cv2.line(canvas, (min(x, canvas.shape[1] - 1), y0), (min(x, canvas.shape[1] - 1), y1 - 1), colour, 1)
+    for y in ys:
+        cv2.line(canvas, (x0, min(y, canvas.shape[0] - 1)), (x1 - 1, min(y, canvas.shape[0] - 1)), colour, 1)
+
+
+def upscale(array: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """Nearest-neighbour enlarge small images (64 px demo images) so they are visible on the page."""
+    height, width = array.shape[:2]
+    factor = max(1, int(np.ceil(min_side / max(1, min(height, width)))))
+    if factor == 1:
+        return array
+    return cv2.resize(array, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
+
+
+def to_png(array: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the overlay as PNG")
+    return encoded.tobytes()

@@ -1,0 +1,106 @@
+"""Pointing score: does the attention peak for the answer token land inside the asked-about object?
+
+The demo eval set knows every object's box. For each example we generate, take the first
+generated token (the demo answers are one word), average its attention over the chosen layers
+and heads, find the peak grid cell, and check whether that cell's centre (in original-image
+pixels, through the adapter's geometry) lies inside the target object's box. The *chance* rate is
+the share of cells whose centre is inside the box — what a peak picked at random would score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from dashboard.attention.adapters import GridView
+
+
+@dataclass(frozen=True)
+class PointingRow:
+    id: str
+    output: str
+    answer: str
+    correct: bool
+    hit: bool
+    chance: float
+    mass_in_box: float  # share of the map's (image) attention inside the box
+    peak: tuple[int, int]
+    per_layer_hit: tuple[bool, ...]
+
+
+@dataclass
+class PointingReport:
+    checkpoint: str
+    rows: list[PointingRow]
+    skipped: list[str]
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def summary(self) -> dict[str, float | int | str]:
+        if not self.rows:
+            return {"checkpoint": self.checkpoint, "n": 0}
+        per_layer = np.array([r.per_layer_hit for r in self.rows], dtype=float).mean(0)
+        return {
+            "checkpoint": self.checkpoint,
+            "n": self.n,
+            "pointing": float(np.mean([r.hit for r in self.rows])),
+            "chance": float(np.mean([r.chance for r in self.rows])),
+            "mass_in_box": float(np.mean([r.mass_in_box for r in self.rows])),
+            "accuracy": float(np.mean([r.correct for r in self.rows])),  # first token vs first answer word
+            "distinct_peaks": len({r.peak for r in self.rows}),  # 1–2 = the peak ignores the image content
+            "best_layer": int(per_layer.argmax()),
+            "best_layer_pointing": float(per_layer.max()),
+            "skipped": len(self.skipped),
+        }
+
+    def to_dict(self) -> dict:
+        return {"summary": self.summary(), "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
+
+
+def inside(centres: np.ndarray, bbox: Sequence[float]) -> np.ndarray:
+    """Boolean mask of points inside ``bbox`` = (x0, y0, x1, y1), x1/y1 exclusive."""
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    return (centres[..., 0] >= x0) & (centres[..., 0] < x1) & (centres[..., 1] >= y0) & (centres[..., 1] < y1)
+
+
+def peak_cell(grid: np.ndarray) -> tuple[int, int]:
+    r, c = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    return int(r), int(c)
+
+
+def point_hit(grid: np.ndarray, view: GridView, bbox: Sequence[float]) -> bool:
+    r, c = peak_cell(grid)
+    return bool(inside(view.cell_centers()[r, c], bbox))
+
+
+def chance_rate(view: GridView, bbox: Sequence[float]) -> float:
+    return float(inside(view.cell_centers(), bbox).mean())
+
+
+def mass_in_box(grid: np.ndarray, view: GridView, bbox: Sequence[float]) -> float:
+    total = float(np.sum(grid))
+    return float(np.sum(grid[inside(view.cell_centers(), bbox)]) / total) if total > 0 else 0.0
+
+
+def score_example(example_id: str, layer_grids: np.ndarray, view: GridView, bbox: Sequence[float], output: str,
+                  answer: str, layers: Sequence[int] | None = None) -> PointingRow:
+    """``layer_grids``: ``[layers, rows, cols]`` head-mean attention of the answer token per layer."""
+    chosen = list(range(len(layer_grids))) if layers is None else list(layers)
+    grid = layer_grids[chosen].mean(0)
+    return PointingRow(
+        id=example_id, output=output, answer=answer, correct=_first_word_match(output, answer),
+        hit=point_hit(grid, view, bbox), chance=chance_rate(view, bbox), mass_in_box=mass_in_box(grid, view, bbox),
+        peak=peak_cell(grid), per_layer_hit=tuple(point_hit(g, view, bbox) for g in layer_grids))
+
+
+def _first_word_match(token: str, answer: str) -> bool:
+    """The first generated token against the reference's first word (the token the score looks at)."""
+    words = answer.strip().lower().split()
+    return bool(words) and token.strip().lower() == words[0]
+
+
+ProgressFn = Callable[[int, int], None]

@@ -1,0 +1,93 @@
+"""Overlay shapes, dtypes, alpha blending, placement; pointing-score arithmetic."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dashboard.attention.adapters.base import GridView, uniform_boxes
+from dashboard.attention.overlay import normalise, render_overlay, to_png, upscale
+from dashboard.attention.pointing import chance_rate, mass_in_box, point_hit, score_example
+
+
+def _view(rows: int, cols: int, region: tuple[float, float, float, float]) -> GridView:
+    return GridView("image", np.arange(rows * cols).reshape(rows, cols), uniform_boxes(rows, cols, region))
+
+
+def _image(width: int = 80, height: int = 64, value: int = 100) -> Image.Image:
+    return Image.new("RGB", (width, height), (value, value, value))
+
+
+def test_overlay_keeps_image_size_and_dtype() -> None:
+    grid = np.random.default_rng(0).random((8, 8))
+    out = render_overlay(_image(), grid, _view(8, 8, (0, 0, 80, 64)), alpha=0.4)
+    assert out.shape == (64, 80, 3) and out.dtype == np.uint8
+
+
+def test_alpha_zero_is_the_image_and_alpha_one_is_the_colormap() -> None:
+    grid = np.zeros((4, 4))
+    grid[1, 2] = 1.0
+    view = _view(4, 4, (0, 0, 64, 64))
+    image = _image(64, 64)
+    assert np.array_equal(render_overlay(image, grid, view, alpha=0.0), np.asarray(image))
+    full = render_overlay(image, grid, view, alpha=1.0, smooth=False)
+    hot = cv2.cvtColor(cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)[0, 0]
+    cold = cv2.cvtColor(cv2.applyColorMap(np.array([[0]], np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)[0, 0]
+    assert np.array_equal(full[16 + 8, 32 + 8], hot)  # row 1, col 2 → y 16..32, x 32..48
+    assert np.array_equal(full[0, 0], cold)
+    half = render_overlay(image, grid, view, alpha=0.5, smooth=False)
+    expected = np.round(0.5 * hot.astype(float) + 0.5 * 100)
+    assert np.abs(half[24, 40].astype(float) - expected).max() <= 1
+
+
+def test_blocky_peak_lands_on_the_right_cell_not_transposed() -> None:
+    grid = np.zeros((4, 8))
+    grid[3, 1] = 1.0  # bottom row, second column
+    out = render_overlay(_image(80, 40), grid, _view(4, 8, (0, 0, 80, 40)), alpha=1.0, smooth=False)
+    hot = np.all(out == out[35, 15], axis=-1)
+    ys, xs = np.nonzero(hot)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (30, 39, 10, 19)
+
+
+def test_overlay_only_covers_the_views_region() -> None:
+    image = _image(96, 64)
+    out = render_overlay(image, np.ones((8, 8)), _view(8, 8, (16, 0, 80, 64)), alpha=1.0)
+    assert np.array_equal(out[:, :16], np.asarray(image)[:, :16])
+    assert np.array_equal(out[:, 80:], np.asarray(image)[:, 80:])
+    assert not np.array_equal(out[:, 16:80], np.asarray(image)[:, 16:80])
+
+
+def test_grid_lines_and_bad_arguments() -> None:
+    view = _view(2, 2, (0, 0, 64, 64))
+    out = render_overlay(_image(64, 64, 0), np.zeros((2, 2)), view, alpha=0.0, grid_lines=True)
+    assert (out[32, 10] == 255).all() and (out[10, 32] == 255).all() and (out[10, 10] == 0).all()
+    with pytest.raises(ValueError, match="does not match"):
+        render_overlay(_image(), np.zeros((3, 3)), view)
+    with pytest.raises(ValueError, match="alpha"):
+        render_overlay(_image(), np.zeros((2, 2)), view, alpha=1.5)
+
+
+def test_normalise_png_and_upscale() -> None:
+    assert normalise(np.full((2, 2), 3.0)).max() == 0.0
+    assert normalise(np.array([[1.0, 3.0]])).tolist() == [[0.0, 1.0]]
+    assert normalise(np.array([[1.0, 3.0]]), (0.0, 4.0)).tolist() == [[0.25, 0.75]]  # shared scale
+    png = to_png(np.zeros((4, 5, 3), np.uint8))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert upscale(np.zeros((64, 64, 3), np.uint8)).shape == (256, 256, 3)
+
+
+def test_pointing_hit_chance_and_mass() -> None:
+    view = _view(4, 4, (0, 0, 64, 64))
+    grid = np.zeros((4, 4))
+    grid[0, 3] = 1.0  # centre (56, 8)
+    assert point_hit(grid, view, (48, 0, 64, 16))
+    assert not point_hit(grid, view, (0, 48, 16, 64))  # the transposed cell's box
+    assert chance_rate(view, (0, 0, 32, 32)) == pytest.approx(4 / 16)
+    assert mass_in_box(grid, view, (48, 0, 64, 16)) == pytest.approx(1.0)
+    layers = np.stack([grid, np.flipud(grid)])
+    row = score_example("x", layers, view, (48, 0, 64, 16), "red", "red")
+    assert row.correct and row.per_layer_hit == (True, False)
+    assert score_example("y", layers, view, (48, 0, 64, 16), "top", "top left").correct  # first word
+    assert not score_example("z", layers, view, (48, 0, 64, 16), "left", "top left").correct
