@@ -1,0 +1,141 @@
+"""Export a comparison (outputs, diffs, timings, scores, settings, checkpoint metadata).
+
+JSON keeps the full structure; CSV is one flat row per checkpoint (single example) or per
+(example, checkpoint) (eval set), for spreadsheets. Model output is untrusted, so CSV cells
+that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``…) are prefixed with ``'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dashboard.compare.diff import diff_text, ops_as_dicts, similarity
+from dashboard.compare.results import CheckpointScores, checkpoint_step
+from dashboard.compare.runner import SingleOutput
+from dashboard.evalset import EvalSet
+
+EXPORT_VERSION = 1
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def checkpoint_metadata(info: Any) -> dict[str, Any]:
+    """JSON-friendly facts about a checkpoint: a ``CheckpointInfo`` or just a folder path."""
+    if isinstance(info, (str, Path)):
+        path = Path(info)
+        try:
+            stat = path.stat()
+            modified: str | None = datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat()
+        except OSError:
+            modified = None
+        return {"name": path.name, "path": str(path), "step": checkpoint_step(path.name), "modified": modified}
+    modified_at = getattr(info, "modified", None)
+    return {"name": info.name, "path": str(info.path), "step": info.step,
+            "size_bytes": getattr(info, "size_bytes", None),
+            "modified": modified_at.isoformat() if isinstance(modified_at, datetime) else None,
+            "weight_format": getattr(info, "weight_format", None), "model_type": getattr(info, "model_type", None),
+            "is_adapter": getattr(info, "is_adapter", None)}
+
+
+def single_export(outputs: Sequence[SingleOutput], *, reference: str, prompt: str, image_name: str,
+                  image_digest: str, settings: Mapping[str, Any],
+                  checkpoints: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """One (image, prompt) across checkpoints, each output diffed against ``reference``."""
+    ref_text = next((o.text for o in outputs if o.name == reference), "")
+    return {
+        "kind": "single_example", "version": EXPORT_VERSION, "exported_at": time.time(),
+        "settings": dict(settings), "prompt": prompt, "image": {"name": image_name, "digest": image_digest},
+        "reference_checkpoint": reference,
+        "checkpoints": [dict((checkpoints or {}).get(o.name) or checkpoint_metadata(o.checkpoint)) for o in outputs],
+        "outputs": [{
+            "checkpoint": o.name, "step": o.step, "output": o.text, "error": o.error,
+            "prompt_tokens": o.prompt_tokens, "output_tokens": o.output_tokens,
+            "load_s": o.load_s, "generation_s": o.generation_s, "tokens_per_s": o.tokens_per_s, "ttft_s": o.ttft_s,
+            "similarity_to_reference": similarity(ref_text, o.text) if o.ok else None,
+            "diff_vs_reference": ops_as_dicts(ref_text, o.text) if o.ok else [],
+            "diff_text": diff_text(ref_text, o.text) if o.ok else "",
+        } for o in outputs],
+    }
+
+
+def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, metrics: Sequence[str],
+                settings: Mapping[str, Any], reference: str | None = None,
+                checkpoints: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """An eval-set comparison: per-checkpoint means and per-example outputs/scores/diffs."""
+    by_ckpt = {name: {str(r["id"]): r for r in s.rows} for name, s in scores.items()}
+    examples = []
+    for ex in evalset.examples:
+        ref_out = by_ckpt.get(reference or "", {}).get(ex.id, {}).get("output")
+        outs = {}
+        for name, rows in by_ckpt.items():
+            row = rows.get(ex.id)
+            if row is None:
+                continue
+            item = {"output": row.get("output", ""), "scores": {m: row.get("scores", {}).get(m) for m in metrics},
+                    "latency_s": row.get("latency_s"), "output_tokens": row.get("output_tokens")}
+            if row.get("error"):
+                item["error"] = row["error"]
+            if ref_out is not None:
+                item["diff_text"] = diff_text(ref_out, item["output"])
+            outs[name] = item
+        examples.append({"id": ex.id, "image": str(ex.image_path), "prompt": ex.prompt, "answer": ex.answer,
+                         "task": ex.task, "outputs": outs})
+    return {
+        "kind": "eval_set", "version": EXPORT_VERSION, "exported_at": time.time(),
+        "eval_set": {"name": evalset.name, "path": str(evalset.path), "n": len(evalset.examples),
+                     "problems": list(evalset.problems)},
+        "settings": dict(settings), "metrics": list(metrics), "reference_checkpoint": reference,
+        "checkpoints": [dict((checkpoints or {}).get(name) or {"name": name, "step": s.step}) for name, s in
+                        scores.items()],
+        "summary": [{"checkpoint": name, "step": s.step, "n": s.n, "complete": s.complete,
+                     **{m: s.metrics.get(m) for m in metrics}} for name, s in scores.items()],
+        "examples": examples,
+    }
+
+
+def to_json_bytes(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+
+
+def csv_safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas in untrusted text cells."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def to_csv_bytes(data: Mapping[str, Any]) -> bytes:
+    """Flat CSV of an export made by :func:`single_export` or :func:`eval_export`."""
+    settings = json.dumps(data.get("settings", {}), sort_keys=True)
+    rows: list[dict[str, Any]] = []
+    if data["kind"] == "single_example":
+        for out in data["outputs"]:
+            rows.append({"checkpoint": out["checkpoint"], "step": out["step"], "prompt": data["prompt"],
+                         "image": data["image"]["name"], "reference_checkpoint": data["reference_checkpoint"],
+                         "output": out["output"], "error": out["error"] or "", "diff_vs_reference": out["diff_text"],
+                         "similarity_to_reference": out["similarity_to_reference"],
+                         "prompt_tokens": out["prompt_tokens"], "output_tokens": out["output_tokens"],
+                         "load_s": out["load_s"], "generation_s": out["generation_s"],
+                         "tokens_per_s": out["tokens_per_s"], "settings": settings})
+    else:
+        metrics = data["metrics"]
+        for ex in data["examples"]:
+            for name, out in ex["outputs"].items():
+                rows.append({"id": ex["id"], "image": ex["image"], "prompt": ex["prompt"], "answer": ex["answer"],
+                             "task": ex["task"], "checkpoint": name, "output": out["output"],
+                             **{m: out["scores"].get(m) for m in metrics},
+                             "diff_vs_reference": out.get("diff_text", ""), "error": out.get("error", ""),
+                             "latency_s": out.get("latency_s"), "eval_set": data["eval_set"]["name"],
+                             "settings": settings})
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue().encode("utf-8")

@@ -1,0 +1,203 @@
+"""Saved eval-set scores: one JSON file per (eval set, checkpoint), next to the run.
+
+Files live at ``<run>/eval_results/<eval_set>/<checkpoint>.json`` so the Timeline page can
+plot them and a later visit does not recompute. When the run folder is read-only they go to
+``<data_dir>/eval_results/<run-name>-<hash>/`` instead. Every write is atomic (temp file +
+``os.replace``) so a crash or a Stop click never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dashboard.compare.scoring import METRICS, mean_scores, score
+
+RESULTS_DIRNAME = "eval_results"
+SCHEMA_VERSION = 1
+SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "metric", "value"]
+_STEP = re.compile(r"checkpoint-(\d+)$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class CheckpointScores:
+    """The scored outputs of one checkpoint on one eval set (possibly partial after Stop)."""
+
+    checkpoint: str
+    step: int | None
+    eval_set: str
+    settings: dict[str, Any]
+    settings_key: str
+    checkpoint_signature: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """``{"id", "output", "scores", "prompt_tokens", "output_tokens", "latency_s"}`` per example."""
+    total: int = 0
+    """Number of examples in the eval set; ``complete`` when every one has a row."""
+    saved_at: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    @property
+    def complete(self) -> bool:
+        return self.total > 0 and self.n >= self.total
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return mean_scores((r.get("scores", {}) for r in self.rows), METRICS)
+
+    def row_ids(self) -> set[str]:
+        return {str(r["id"]) for r in self.rows}
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(n=self.n, complete=self.complete, metrics=self.metrics, schema=SCHEMA_VERSION)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CheckpointScores:
+        if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+            raise ValueError("not a saved-scores object (no rows list)")
+        return cls(checkpoint=str(data["checkpoint"]), step=data.get("step"), eval_set=str(data["eval_set"]),
+                   settings=dict(data.get("settings") or {}), settings_key=str(data.get("settings_key", "")),
+                   checkpoint_signature=str(data.get("checkpoint_signature", "")),
+                   rows=[r for r in data["rows"] if isinstance(r, dict) and "id" in r],
+                   total=int(data.get("total") or data.get("n") or 0), saved_at=float(data.get("saved_at") or 0))
+
+    def rescored(self, answers: dict[str, str]) -> CheckpointScores:
+        """Scores recomputed from the saved outputs (the reference answers may have been edited)."""
+        rows = [{**r, "scores": score(str(r.get("output", "")), answers[str(r["id"])])}
+                for r in self.rows if str(r["id"]) in answers]
+        return CheckpointScores(**{**asdict(self), "rows": rows, "total": len(answers)})
+
+
+def checkpoint_step(name: str) -> int | None:
+    """Global step from an HF Trainer folder name (``checkpoint-100`` → 100)."""
+    match = _STEP.search(name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_signature(path: str | Path) -> str:
+    """Cheap change detector for a checkpoint folder: newest mtime and total size of its files."""
+    path = Path(path)
+    newest, total = 0, 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            if entry.is_file():
+                st = entry.stat()
+                newest, total = max(newest, st.st_mtime_ns), total + st.st_size
+    return f"{newest}-{total}"
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe form of an eval-set or checkpoint name."""
+    cleaned = _UNSAFE.sub("_", name).strip("._")
+    return cleaned or "unnamed"
+
+
+def fallback_dir(run_dir: Path, data_dir: Path) -> Path:
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:10]
+    return Path(data_dir) / RESULTS_DIRNAME / f"{safe_name(Path(run_dir).name)}-{digest}"
+
+
+def candidate_dirs(run_dir: Path, data_dir: Path | None) -> list[Path]:
+    """Where results of ``run_dir`` may be: the run's own folder first, then the fallback."""
+    dirs = [Path(run_dir) / RESULTS_DIRNAME]
+    if data_dir is not None:
+        dirs.append(fallback_dir(run_dir, data_dir))
+    return dirs
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, ensure_ascii=False, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_scores(run_dir: Path, scores: CheckpointScores, data_dir: Path | None = None) -> Path:
+    """Save next to the run, or under ``data_dir`` when the run folder is not writable."""
+    scores.saved_at = time.time()
+    payload = scores.to_json()
+    name = f"{safe_name(scores.checkpoint)}.json"
+    errors: list[str] = []
+    for folder in candidate_dirs(run_dir, data_dir):
+        target = folder / safe_name(scores.eval_set) / name
+        try:
+            write_json_atomic(target, payload)
+        except OSError as exc:
+            errors.append(f"{target}: {exc.strerror or exc}")
+            continue
+        return target
+    raise OSError("could not save scores: " + "; ".join(errors))
+
+
+def _read(path: Path) -> CheckpointScores | None:
+    try:
+        return CheckpointScores.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a corrupt or foreign file is treated as "not computed yet"
+
+
+def load_scores(run_dir: Path, eval_set: str, checkpoint: str,
+                data_dir: Path | None = None) -> CheckpointScores | None:
+    """The newest readable saved result for (eval set, checkpoint), or None."""
+    found = [s for folder in candidate_dirs(run_dir, data_dir)
+             if (s := _read(folder / safe_name(eval_set) / f"{safe_name(checkpoint)}.json")) is not None]
+    return max(found, key=lambda s: s.saved_at, default=None)
+
+
+def iter_saved(run_dir: Path, data_dir: Path | None = None) -> Iterable[CheckpointScores]:
+    """Every readable saved result of the run, newest copy per (eval set, checkpoint)."""
+    newest: dict[tuple[str, str], CheckpointScores] = {}
+    for folder in candidate_dirs(run_dir, data_dir):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*/*.json")):
+            scores = _read(path)
+            if scores is None:
+                continue
+            key = (scores.eval_set, scores.checkpoint)
+            if key not in newest or scores.saved_at > newest[key].saved_at:
+                newest[key] = scores
+    return list(newest.values())
+
+
+def load_saved_scores(run_dir: Path, data_dir: Path | None = None) -> pd.DataFrame:
+    """Long table of saved, complete eval results for the Timeline page.
+
+    Columns: ``step`` (nullable Int64), ``checkpoint``, ``eval_set``, ``metric``, ``value``;
+    partial results (stopped runs) are left out so a curve never mixes subsets.
+    """
+    records = [
+        {"step": s.step if s.step is not None else checkpoint_step(s.checkpoint), "checkpoint": s.checkpoint,
+         "eval_set": s.eval_set, "metric": metric, "value": value}
+        for s in iter_saved(run_dir, data_dir) if s.complete
+        for metric, value in s.metrics.items()
+    ]
+    frame = pd.DataFrame.from_records(records, columns=SCORE_COLUMNS)
+    frame["step"] = frame["step"].astype("Int64")
+    frame["value"] = frame["value"].astype(float)
+    return frame.sort_values(["eval_set", "metric", "step", "checkpoint"], ignore_index=True)

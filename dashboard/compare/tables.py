@@ -1,0 +1,99 @@
+"""Tables and charts of an eval-set comparison (pure pandas/Plotly, testable without Streamlit)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboard.compare.results import CheckpointScores
+from dashboard.compare.scoring import METRIC_LABELS, normalize_answer
+from dashboard.evalset import EvalSet
+
+FILTER_ALL = "All examples"
+FILTER_OUTPUTS_DIFFER = "Outputs differ"
+FILTER_SCORES_DIFFER = "Correctness differs"
+FILTERS = (FILTER_ALL, FILTER_OUTPUTS_DIFFER, FILTER_SCORES_DIFFER)
+
+
+def summary_frame(scores: Mapping[str, CheckpointScores], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per checkpoint: step, examples scored, completeness and the mean of each metric."""
+    rows = [{"checkpoint": name, "step": s.step, "scored": s.n, "of": s.total, "complete": s.complete,
+             **{m: s.metrics.get(m) for m in metrics}} for name, s in scores.items()]
+    return pd.DataFrame(rows, columns=["checkpoint", "step", "scored", "of", "complete", *metrics])
+
+
+def accuracy_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
+    """Grouped bars: one group per checkpoint (step order), one bar per metric, y in [0, 1]."""
+    fig = go.Figure()
+    for metric in metrics:
+        values = summary[metric]
+        fig.add_bar(x=summary["checkpoint"], y=values, name=METRIC_LABELS.get(metric, metric),
+                    text=[f"{v:.0%}" if pd.notna(v) else "–" for v in values], textposition="outside",
+                    hovertemplate="%{x}<br>" + METRIC_LABELS.get(metric, metric) + ": %{y:.1%}<extra></extra>")
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1.1], "tickformat": ".0%", "title": "score"},
+                      xaxis={"title": "checkpoint", "type": "category"}, height=360,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+@functools.lru_cache(maxsize=1024)
+def _thumb(path: str, mtime_ns: int, side: int) -> str | None:
+    from dashboard.images import load_image, to_png_bytes
+
+    try:
+        data = to_png_bytes(load_image(path), max_side=side)
+    except Exception:  # a thumbnail is decoration: a broken file shows as empty
+        return None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def thumbnail_uri(path: Path, side: int = 48) -> str | None:
+    """A small PNG as a data URI for ``st.column_config.ImageColumn`` (cached by path + mtime)."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _thumb(str(path), mtime, side)
+
+
+def example_frame(evalset: EvalSet, scores: Mapping[str, CheckpointScores], metric: str,
+                  with_thumbnails: bool = True) -> pd.DataFrame:
+    """Per-example table: image, prompt, answer, then each checkpoint's output and score.
+
+    Extra boolean columns ``outputs_differ`` / ``scores_differ`` drive the disagreement filter
+    (computed over the checkpoints that have scored the example).
+    """
+    by_ckpt = {name: {str(r["id"]): r for r in s.rows} for name, s in scores.items()}
+    records = []
+    for ex in evalset.examples:
+        rec: dict[str, object] = {"id": ex.id}
+        if with_thumbnails:
+            rec["image"] = thumbnail_uri(ex.image_path)
+        rec.update(task=ex.task or "", prompt=ex.prompt, answer=ex.answer)
+        outputs, values = [], []
+        for name, rows in by_ckpt.items():
+            row = rows.get(ex.id)
+            out = None if row is None else str(row.get("output", ""))
+            val = None if row is None else row.get("scores", {}).get(metric)
+            rec[f"{name} output"] = out
+            rec[f"{name} {metric}"] = val
+            if row is not None:
+                outputs.append(normalize_answer(out or ""))
+                values.append(val)
+        rec["outputs_differ"] = len(set(outputs)) > 1
+        rec["scores_differ"] = len(set(values)) > 1
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def filter_examples(frame: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Rows where checkpoints disagree (by normalised output or by score), or all rows."""
+    if frame.empty or mode == FILTER_ALL:
+        return frame
+    column = "outputs_differ" if mode == FILTER_OUTPUTS_DIFFER else "scores_differ"
+    return frame[frame[column]]

@@ -1,0 +1,87 @@
+"""AppTest of the Comparison page on the trained demo run (test preset)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.compare.results import load_saved_scores
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def own_demo_root(app_env: Path, demo_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the demo run, so saved eval results never leak into other tests."""
+    root = tmp_path / "runs"
+    shutil.copytree(demo_run_dir, root / "demo")
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
+    return root / "demo"
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(REPO_ROOT / "Home.py"), default_timeout=240)
+    at.run()
+    at.switch_page("pages/2_Comparison.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _table(at: AppTest, column: str):
+    """The dataframe that has ``column`` (AppTest does not expose st.dataframe keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _steps(run: Path) -> list[str]:
+    return [p.name for p in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))]
+
+
+def test_eval_set_mode_last_beats_first(own_demo_root: Path) -> None:
+    at = _page()
+    names = _steps(own_demo_root)
+    chosen = at.multiselect(key="cmp.checkpoints").value
+    assert chosen[0] == names[0] and chosen[-1] == names[-1] and 2 <= len(chosen) <= 4
+    at.radio(key="cmp.mode").set_value("Eval set").run()
+    assert not at.exception, at.exception
+    assert any("press **Run eval set**" in i.value for i in at.info)
+    at.button(key="cmp.eval.run").click().run()
+    assert not at.exception, at.exception
+    summary = _table(at, "complete")
+    assert list(summary["checkpoint"]) == chosen
+    assert summary["complete"].all()
+    first, last = summary.iloc[0], summary.iloc[-1]
+    assert last["exact_match"] > first["exact_match"], summary
+    # Saved next to the run, readable by the Timeline page, and reused on a re-visit.
+    saved = json.loads((own_demo_root / "eval_results" / "demo" / f"{names[-1]}.json").read_text())
+    assert saved["n"] == saved["total"] and saved["metrics"]["exact_match"] == last["exact_match"]
+    table = load_saved_scores(own_demo_root)
+    assert set(table["checkpoint"]) == set(chosen)
+    at.button(key="cmp.eval.run").click().run()
+    assert any("Generated 0 answers" in c.value for c in at.caption), [c.value for c in at.caption]
+    # Disagreement filter leaves only rows where outputs differ.
+    at.radio(key="cmp.eval.filter").set_value("Outputs differ").run()
+    rows = _table(at, "prompt")
+    outputs = rows[[c for c in rows.columns if c.endswith(" output")]]
+    assert len(rows) > 0 and all(len(set(r)) > 1 for r in outputs.itertuples(index=False))
+    assert len(at.download_button) == 2
+
+
+def test_single_example_mode_with_gallery_and_cache(own_demo_root: Path) -> None:
+    at = _page()
+    first_example = json.loads((own_demo_root / "eval" / "demo.jsonl").read_text().splitlines()[0])
+    at.button(key=f"cmp.img.pick.{first_example['id']}").click().run()
+    assert at.text_area(key="cmp.prompt").value == first_example["prompt"]
+    at.button(key="cmp.run_single").click().run()
+    assert not at.exception, at.exception
+    assert at.button(key="cmp.run_single").label == "All outputs cached"
+    blocks = [h.value for h in at.html if h.value.startswith('<div class="vlm-diff">')]
+    assert len(blocks) == len(at.multiselect(key="cmp.checkpoints").value)
+    # Changing the reference re-renders from the cache without running the models.
+    names = at.selectbox(key="cmp.reference").options
+    at.selectbox(key="cmp.reference").set_value(names[0]).run()
+    assert not at.exception, at.exception
+    assert at.button(key="cmp.run_single").label == "All outputs cached"

@@ -1,0 +1,105 @@
+"""Runner: checkpoints through a real pool with tiny LLaVA models; caching, saving, stopping."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dashboard.compare.results import load_saved_scores, load_scores
+from dashboard.compare.runner import compare_single, run_eval
+from dashboard.evalset import load_eval_set
+from dashboard.generation import GenerationSettings, generate
+from dashboard.models.pool import ModelPool
+
+SETTINGS = GenerationSettings(max_new_tokens=3)
+COLOURS = ["red", "green", "blue", "yellow", "red"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run with two differently-initialised checkpoints and a 5-row eval set."""
+    from dashboard.demo.modeling import save_tiny_llava
+
+    run = tmp_path_factory.mktemp("cmp") / "run"
+    words = ["what", "colour", "?", *COLOURS]
+    save_tiny_llava(run / "checkpoint-1", words=words, seed=0)
+    save_tiny_llava(run / "checkpoint-2", words=words, seed=1)
+    (run / "eval" / "images").mkdir(parents=True)
+    lines = []
+    for i, colour in enumerate(COLOURS):
+        Image.new("RGB", (64, 64), colour).save(run / "eval" / "images" / f"{i}.png")
+        lines.append(json.dumps({"id": str(i), "image": f"images/{i}.png", "prompt": "what colour ?",
+                                 "answer": colour}))
+    (run / "eval" / "demo.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def _pool() -> ModelPool:
+    return ModelPool(budget_bytes=10**9, device="cpu")
+
+
+def test_compare_single_caches_and_isolates_errors(tiny_run: Path, tmp_path: Path) -> None:
+    pool, cache = _pool(), {}
+    broken = tmp_path / "checkpoint-9"
+    broken.mkdir()
+    ckpts = [tiny_run / "checkpoint-1", broken, tiny_run / "checkpoint-2"]
+    image = Image.new("RGB", (64, 64), "red")
+    seen: list[tuple[int, int, str]] = []
+    outs = compare_single(pool, ckpts, image, "what colour ?", SETTINGS, cache, image_digest="d1",
+                          on_progress=lambda d, t, m: seen.append((d, t, m)))
+    assert [o.name for o in outs] == ["checkpoint-1", "checkpoint-9", "checkpoint-2"]
+    assert outs[0].ok and outs[2].ok and not outs[1].ok and outs[1].error
+    assert outs[0].step == 1 and outs[0].output_tokens > 0 and outs[0].prompt_tokens > 64
+    with pool.acquire(ckpts[0]) as loaded:
+        assert outs[0].text == generate(loaded, image, "what colour ?", SETTINGS).text
+    assert seen[-1][:2] == (3, 3)
+    loads = pool.load_count
+    again = compare_single(pool, ckpts, image, "what colour ?", SETTINGS, cache, image_digest="d1")
+    assert pool.load_count == loads  # nothing re-run except the failing one (which fails before loading)
+    assert again[0].cached and again[0].text == outs[0].text and again[1].error
+    other = compare_single(pool, ckpts[:1], image, "what colour ?", GenerationSettings(max_new_tokens=2), cache,
+                           image_digest="d1")
+    assert not other[0].cached  # settings are part of the key
+
+
+def test_run_eval_saves_reuses_and_stops(tiny_run: Path) -> None:
+    evalset = load_eval_set(tiny_run / "eval" / "demo.jsonl")
+    ckpts = [tiny_run / "checkpoint-1", tiny_run / "checkpoint-2"]
+    shutil.rmtree(tiny_run / "eval_results", ignore_errors=True)
+    pool = _pool()
+
+    # Stop after the first chunk of the first checkpoint: the partial rows are saved.
+    calls = {"n": 0}
+
+    def stop_after_one() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2  # 1: before checkpoint-1, 2: before chunk 1, 3: before chunk 2 → stop
+
+    first = run_eval(pool, tiny_run, ckpts, evalset, SETTINGS, batch_size=2, should_stop=stop_after_one)
+    assert first.stopped and first.computed == 2
+    partial = load_scores(tiny_run, "demo", "checkpoint-1")
+    assert partial is not None and partial.n == 2 and not partial.complete
+    assert load_saved_scores(tiny_run).empty  # partial results are not plotted
+
+    second = run_eval(pool, tiny_run, ckpts, evalset, SETTINGS, batch_size=2)
+    assert not second.stopped and second.reused == 2 and second.computed == 8 and not second.errors
+    assert all(s.complete for s in second.scores.values())
+    table = load_saved_scores(tiny_run)
+    assert sorted(set(table.step)) == [1, 2] and len(table) == 6
+
+    # Batched rows equal one-at-a-time generation on the same inputs (greedy).
+    with pool.acquire(ckpts[1]) as loaded:
+        from dashboard.images import load_image
+        singles = [generate(loaded, load_image(ex.image_path), ex.prompt, SETTINGS).text for ex in evalset.examples]
+    assert [r["output"] for r in second.scores["checkpoint-2"].rows] == singles
+
+    loads = pool.load_count
+    third = run_eval(pool, tiny_run, ckpts, evalset, SETTINGS)
+    assert third.computed == 0 and third.reused == 10 and pool.load_count == loads
+
+    changed = run_eval(pool, tiny_run, ckpts[:1], evalset, GenerationSettings(max_new_tokens=2))
+    assert changed.computed == 5  # other settings: recomputed (and the file now holds those)
