@@ -28,10 +28,10 @@ from dashboard.generation import (
 from dashboard.history import HistoryError, HistoryRecord
 from dashboard.images import ImageError, image_digest, load_image
 from dashboard.models.pool import CheckpointLoadError
-from dashboard.paths import PathOutsideRoots, resolve_within
 from dashboard.ui import state
 from dashboard.ui.image_input import PickedImage, pick_image, pick_images_batch
 from dashboard.ui.resources import get_history, get_pool, get_settings
+from dashboard.ui.widgets import apply_generation_settings, confined, generation_settings_form, show_model_error
 
 MODES = ["Single", "Batch", "History"]
 K_MODE = "inf.mode"
@@ -42,41 +42,6 @@ K_BATCH = "inf.batch_results"
 
 
 # ------------------------------------------------------------------------- helpers
-SETTING_DEFAULTS = {"max_new_tokens": 32, "num_beams": 1, "seed": 0, "decoding": "Greedy", "temperature": 1.0,
-                    "top_p": 1.0}
-
-
-def settings_form(prefix: str) -> GenerationSettings:
-    """Generation settings widgets (keys prefixed so single and batch modes keep their own).
-
-    Defaults go through session_state (not widget arguments) so a history re-run can set them.
-    """
-    for name, value in SETTING_DEFAULTS.items():
-        st.session_state.setdefault(f"{prefix}.{name}", value)
-    with st.expander("Generation settings", expanded=False):
-        c1, c2, c3 = st.columns(3)
-        max_new = c1.number_input("Max new tokens", 1, 4096, key=f"{prefix}.max_new_tokens")
-        beams = c2.number_input("Beams", 1, 16, key=f"{prefix}.num_beams")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}.seed")
-        decoding = st.radio("Decoding", ["Greedy", "Sampling"], horizontal=True, key=f"{prefix}.decoding")
-        sampling = decoding == "Sampling"
-        c4, c5 = st.columns(2)
-        temperature = c4.slider("Temperature", 0.05, 2.0, step=0.05, key=f"{prefix}.temperature",
-                                disabled=not sampling)
-        top_p = c5.slider("Top-p", 0.05, 1.0, step=0.05, key=f"{prefix}.top_p", disabled=not sampling)
-    return GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=float(temperature),
-                              top_p=float(top_p), num_beams=int(beams), seed=int(seed))
-
-
-def apply_settings(prefix: str, settings: dict) -> None:
-    """Put stored settings back into the widgets (only valid before they are drawn this run)."""
-    st.session_state[f"{prefix}.max_new_tokens"] = int(settings.get("max_new_tokens", 32))
-    st.session_state[f"{prefix}.num_beams"] = int(settings.get("num_beams", 1))
-    st.session_state[f"{prefix}.seed"] = int(settings.get("seed", 0))
-    st.session_state[f"{prefix}.decoding"] = "Sampling" if settings.get("do_sample") else "Greedy"
-    st.session_state[f"{prefix}.temperature"] = float(settings.get("temperature", 1.0))
-    st.session_state[f"{prefix}.top_p"] = float(settings.get("top_p", 1.0))
-
 
 def show_stats(stats: dict) -> None:
     cols = st.columns(5)
@@ -97,27 +62,6 @@ def save_history(records: list[HistoryRecord]) -> None:
         st.warning(f"Result shown but not saved to history: {exc}")
 
 
-def selected_checkpoint() -> Path | None:
-    checkpoint = state.selected_checkpoint()
-    if checkpoint is None:
-        return None
-    try:
-        return resolve_within(checkpoint, get_settings().runs_roots)
-    except PathOutsideRoots as exc:
-        st.error(f"Checkpoint refused: {exc}")
-        return None
-
-
-def pool_error(exc: Exception) -> None:
-    if isinstance(exc, GenerationOOMError):
-        get_pool().recover_after_oom()
-        st.error(f"{exc}. Unused models were evicted; try again.")
-    elif isinstance(exc, CheckpointLoadError):
-        st.error(f"Cannot load checkpoint: {exc}")
-    else:
-        st.error(str(exc))
-
-
 def start_rerun(record_id: int) -> None:
     """Callback: put a history row back into the single-mode form."""
     record = get_history().get(record_id)
@@ -126,7 +70,7 @@ def start_rerun(record_id: int) -> None:
     st.session_state[K_RERUN] = record_id
     st.session_state["inf.prompt"] = record.prompt
     st.session_state["inf.prefill"] = record.prefill
-    apply_settings("inf", record.settings)
+    apply_generation_settings("inf", record.settings)
     st.session_state[K_MODE] = "Single"
     if record.checkpoint != str(state.selected_checkpoint()):
         state.put(state.CHECKPOINT_PATH, record.checkpoint)
@@ -173,7 +117,7 @@ def single_mode(checkpoint: Path, run_dir: Path | None) -> None:
                           help="Wrapped in the model's chat template with the image before generation.")
     prefill = st.text_input("Assistant prefill (optional)", key="inf.prefill",
                             help="Text the answer is forced to start with; the model continues it.")
-    settings = settings_form("inf")
+    settings = generation_settings_form("inf")
     if st.button("Generate", type="primary", key="inf.generate"):
         if picked is None:
             st.error("No image: upload an image or click an eval-set example first.")
@@ -206,7 +150,7 @@ def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prom
             st.write_stream(markdown_safe(chunk) for chunk in generation)
             result = generation.result
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
-        pool_error(exc)
+        show_model_error(exc)
         return
     if result is None:
         st.warning("Generation stopped before it finished.")
@@ -227,7 +171,7 @@ def batch_mode(checkpoint: Path, run_dir: Path | None) -> None:
     from_examples = bool(images) and all(p.example is not None for p in images)
     own_prompts = from_examples and st.checkbox("Use each example's own prompt", value=True, key="inf.batch_own")
     prompt = "" if own_prompts else st.text_area("Prompt (applied to every image)", key="inf.batch_prompt")
-    settings = settings_form("inf.batch")
+    settings = generation_settings_form("inf.batch")
     batch_size = st.number_input("Batch size", 1, 64, 4, key="inf.batch_size",
                                  help="Images processed together (left-padded); timings are per chunk.")
     st.caption(f"{len(images)} image(s) ready.")
@@ -260,7 +204,7 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
                                      on_progress=lambda done, total: progress.progress(
                                          done / total, text=f"{done} / {total}"))
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
-        pool_error(exc)
+        show_model_error(exc)
         return
     rows, records = [], []
     for picked, prompt, result in zip(images, prompts, results, strict=True):
@@ -337,7 +281,7 @@ mode = st.segmented_control("Mode", MODES, key=K_MODE) or "Single"
 if mode == "History":
     history_mode()
 else:
-    checkpoint = selected_checkpoint()
+    checkpoint = confined(state.selected_checkpoint(), "Checkpoint")
     if checkpoint is None:
         st.info("Pick a run and a checkpoint in the sidebar first.")
     else:

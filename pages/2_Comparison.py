@@ -36,10 +36,11 @@ from dashboard.generation import GenerationSettings
 from dashboard.history import HistoryError
 from dashboard.images import ImageError
 from dashboard.paths import PathOutsideRoots
-from dashboard.runs.run import RunData, RunNotFoundError, load_run
+from dashboard.runs.run import RunData, RunNotFoundError
 from dashboard.ui import state
 from dashboard.ui.image_input import PickedImage, eval_set_for, pick_image, picked_from_bytes
-from dashboard.ui.resources import get_history, get_pool, get_settings
+from dashboard.ui.resources import get_history, get_pool, get_run, get_settings
+from dashboard.ui.widgets import generation_settings_form
 
 K_CKPTS = "cmp.checkpoints"
 K_CKPTS_RUN = "cmp.checkpoints_run"
@@ -51,28 +52,6 @@ K_PROMPT_SRC = "cmp.prompt_source"
 K_JOB = "cmp.eval.job"
 K_REPORT = "cmp.eval.report"
 MODES = ["One example", "Eval set"]
-SETTING_DEFAULTS = {"max_new_tokens": 16, "num_beams": 1, "seed": 0, "decoding": "Greedy", "temperature": 1.0,
-                    "top_p": 1.0}
-
-
-def settings_form(prefix: str) -> GenerationSettings:
-    """Shared generation settings; greedy by default so results are reproducible."""
-    for name, value in SETTING_DEFAULTS.items():
-        st.session_state.setdefault(f"{prefix}.{name}", value)
-    with st.expander("Generation settings (shared by all checkpoints)"):
-        c1, c2, c3 = st.columns(3)
-        max_new = c1.number_input("Max new tokens", 1, 4096, key=f"{prefix}.max_new_tokens")
-        beams = c2.number_input("Beams", 1, 16, key=f"{prefix}.num_beams")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}.seed")
-        decoding = st.radio("Decoding", ["Greedy", "Sampling"], horizontal=True, key=f"{prefix}.decoding")
-        sampling = decoding == "Sampling"
-        c4, c5 = st.columns(2)
-        temperature = c4.slider("Temperature", 0.05, 2.0, step=0.05, key=f"{prefix}.temperature",
-                                disabled=not sampling)
-        top_p = c5.slider("Top-p", 0.05, 1.0, step=0.05, key=f"{prefix}.top_p", disabled=not sampling)
-    return GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=float(temperature),
-                              top_p=float(top_p), num_beams=int(beams), seed=int(seed))
-
 
 def choose_checkpoints(run: RunData) -> list:
     """2–8 loadable checkpoints; default first, middle, best, last (or those carried from another page)."""
@@ -353,7 +332,7 @@ if run_dir is None:
     st.info("Pick a run in the sidebar to compare its checkpoints.")
     st.stop()
 try:
-    run = load_run(run_dir, get_settings().runs_roots)
+    run = get_run(run_dir)
 except (PathOutsideRoots, RunNotFoundError) as exc:
     st.error(f"Cannot open run: {exc}")
     st.stop()
@@ -364,7 +343,7 @@ infos = choose_checkpoints(run)
 if len(infos) < MIN_CHECKPOINTS:
     st.info(f"Choose at least {MIN_CHECKPOINTS} checkpoints.")
     st.stop()
-gen = settings_form("cmp")
+gen = generation_settings_form("cmp", "Generation settings (shared by all checkpoints)", {"max_new_tokens": 16})
 mode = st.radio("Mode", MODES, horizontal=True, key=K_MODE)
 if mode == MODES[0]:
     single_example(run, infos, gen)

@@ -21,34 +21,18 @@ from dashboard.generation import GenerationInputError, GenerationOOMError, markd
 from dashboard.history import HistoryError
 from dashboard.images import ImageError, load_image
 from dashboard.models.pool import CheckpointLoadError
-from dashboard.paths import PathOutsideRoots, resolve_within
+from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import discover_checkpoints
 from dashboard.ui import state
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_history, get_pool, get_settings
+from dashboard.ui.widgets import confined, show_model_error
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
 K_ACROSS = "attn.across"  # {checkpoint path: AttentionRun} for the chosen token
 K_POINTING = "attn.pointing"  # {(checkpoint, eval path, n): summary dict}
 ANALYSIS_ERRORS = (CheckpointLoadError, GenerationInputError, GenerationOOMError, UnsupportedFamily, LayoutError,
                    CaptureError, PathOutsideRoots)
-
-
-def _resolve(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    try:
-        return resolve_within(path, get_settings().runs_roots)
-    except PathOutsideRoots as exc:
-        st.error(f"Refused: {exc}")
-        return None
-
-
-def _error(exc: Exception) -> None:
-    if isinstance(exc, GenerationOOMError):
-        get_pool().recover_after_oom()
-    prefix = "Cannot load checkpoint" if isinstance(exc, CheckpointLoadError) else "Attention capture failed"
-    st.error(f"{prefix}: {exc}")
 
 
 def run_capture(checkpoint: Path, image, prompt: str, max_new_tokens: int, forced: tuple[int, ...] = ()
@@ -58,7 +42,7 @@ def run_capture(checkpoint: Path, image, prompt: str, max_new_tokens: int, force
             return analyse(loaded, image, prompt, max_new_tokens=max_new_tokens, forced=forced,
                            lens_top_k=5 if not forced else 0, lens_image_tokens=not forced)
     except ANALYSIS_ERRORS as exc:
-        _error(exc)
+        show_model_error(exc, "Attention capture failed")
         return None
 
 
@@ -226,7 +210,7 @@ def pointing_section(run_dir: Path | None) -> None:
                 with get_pool().acquire(info.path) as loaded:
                     report = pointing_report(loaded, examples, max_examples=int(n))
             except ANALYSIS_ERRORS as exc:
-                _error(exc)
+                show_model_error(exc, "Attention capture failed")
                 continue
             scores[(str(info.path), str(path), int(n))] = {**report.summary(), "step": info.step, "name": info.name}
             bar.progress((i + 1) / len(infos), text=f"Scored {info.name}")
@@ -247,8 +231,8 @@ def main() -> None:
     if notice:
         st.toast(notice)
         state.put(state.NOTICE, None)
-    run_dir = _resolve(state.selected_run())
-    checkpoint = _resolve(state.selected_checkpoint())
+    run_dir = confined(state.selected_run(), "Run")
+    checkpoint = confined(state.selected_checkpoint(), "Checkpoint")
     if checkpoint is None:
         st.info("Pick a run and a checkpoint in the sidebar.")
         return

@@ -1,0 +1,72 @@
+"""Small Streamlit widgets used by several pages (one definition each)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.generation import GenerationOOMError, GenerationSettings
+from dashboard.models.pool import CheckpointLoadError
+from dashboard.paths import PathOutsideRoots, resolve_within
+from dashboard.ui.resources import get_pool, get_settings
+
+SETTING_DEFAULTS: Mapping[str, object] = {"max_new_tokens": 32, "num_beams": 1, "seed": 0, "decoding": "Greedy",
+                                          "temperature": 1.0, "top_p": 1.0}
+
+
+def generation_settings_form(prefix: str, label: str = "Generation settings",
+                             defaults: Mapping[str, object] | None = None) -> GenerationSettings:
+    """Generation-settings widgets under ``prefix.*`` keys; greedy by default (reproducible).
+
+    Defaults go through ``session_state`` rather than widget arguments so that
+    :func:`apply_generation_settings` (a history re-run) can set them.
+    """
+    for name, value in {**SETTING_DEFAULTS, **(defaults or {})}.items():
+        st.session_state.setdefault(f"{prefix}.{name}", value)
+    with st.expander(label, expanded=False):
+        c1, c2, c3 = st.columns(3)
+        max_new = c1.number_input("Max new tokens", 1, 4096, key=f"{prefix}.max_new_tokens")
+        beams = c2.number_input("Beams", 1, 16, key=f"{prefix}.num_beams")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}.seed")
+        decoding = st.radio("Decoding", ["Greedy", "Sampling"], horizontal=True, key=f"{prefix}.decoding")
+        sampling = decoding == "Sampling"
+        c4, c5 = st.columns(2)
+        temperature = c4.slider("Temperature", 0.05, 2.0, step=0.05, key=f"{prefix}.temperature",
+                                disabled=not sampling)
+        top_p = c5.slider("Top-p", 0.05, 1.0, step=0.05, key=f"{prefix}.top_p", disabled=not sampling)
+    return GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=float(temperature),
+                              top_p=float(top_p), num_beams=int(beams), seed=int(seed))
+
+
+def apply_generation_settings(prefix: str, settings: Mapping[str, object]) -> None:
+    """Put stored settings back into the form (only valid before it is drawn this run)."""
+    st.session_state[f"{prefix}.max_new_tokens"] = int(settings.get("max_new_tokens", 32))
+    st.session_state[f"{prefix}.num_beams"] = int(settings.get("num_beams", 1))
+    st.session_state[f"{prefix}.seed"] = int(settings.get("seed", 0))
+    st.session_state[f"{prefix}.decoding"] = "Sampling" if settings.get("do_sample") else "Greedy"
+    st.session_state[f"{prefix}.temperature"] = float(settings.get("temperature", 1.0))
+    st.session_state[f"{prefix}.top_p"] = float(settings.get("top_p", 1.0))
+
+
+def confined(path: str | Path | None, what: str = "Path") -> Path | None:
+    """``path`` resolved inside the runs roots, or None with an error shown (never raises)."""
+    if path is None:
+        return None
+    try:
+        return resolve_within(path, get_settings().runs_roots)
+    except PathOutsideRoots as exc:
+        st.error(f"{what} refused: {exc}")
+        return None
+
+
+def show_model_error(exc: Exception, context: str = "Generation failed") -> None:
+    """Explain a load/generation failure; after an out-of-memory error free what the pool can."""
+    if isinstance(exc, GenerationOOMError):
+        get_pool().recover_after_oom()
+        st.error(f"{exc}. Unused models were evicted; try again.")
+    elif isinstance(exc, CheckpointLoadError):
+        st.error(f"Cannot load checkpoint: {exc}")
+    else:
+        st.error(f"{context}: {exc}")
