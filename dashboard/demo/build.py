@@ -47,7 +47,7 @@ PRESETS: dict[str, Preset] = {
     "full": Preset(TrainConfig(max_steps=1500, save_steps=150, logging_steps=10, learning_rate=1e-3, warmup_steps=30,
                                spec=DEMO_SPEC), n_eval=200),
     # For the test-suite: fast, still ≥ 4 checkpoints with a clear improvement.
-    "test": Preset(TrainConfig(max_steps=300, save_steps=75, logging_steps=5, learning_rate=1e-3, warmup_steps=20,
+    "test": Preset(TrainConfig(max_steps=600, save_steps=150, logging_steps=10, learning_rate=2e-3, warmup_steps=20,
                                spec=DEMO_SPEC), n_eval=32),
 }
 

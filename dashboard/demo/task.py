@@ -33,7 +33,8 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "middle", "right")
 TASKS = ("colour", "shape", "position", "describe")
 OBJECT_SIZE = (24, 24)  # inclusive range of object width/height in pixels
-JITTER = 3  # max offset (pixels) of an object from its cell centre
+JITTER = 0  # max offset (pixels) from the cell centre; with one 32-px patch per cell, jitter made
+# shape recognition translation-dependent (final exact match 88 % at jitter 3, 100 % at 0)
 MAX_OBJECTS = 1  # the demo uses single-object scenes (two-object scenes need far more training)
 
 # Every word that can appear in a prompt or an answer (the tokenizer's vocabulary).
