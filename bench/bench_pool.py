@@ -138,6 +138,7 @@ def bench_generation(checkpoint: Path, repeats: int, max_new_tokens: int) -> Non
         generate(loaded, image, prompt, settings)  # warm-up
         inputs = build_inputs(loaded, image, prompt)
         prompt_len = inputs["input_ids"].shape[1]
+        image_tokens = int((inputs["input_ids"] == loaded.model.config.image_token_id).sum())
         bare_tokens: list[int] = []
 
         def bare() -> None:
@@ -155,8 +156,8 @@ def bench_generation(checkpoint: Path, repeats: int, max_new_tokens: int) -> Non
         nbytes = loaded.nbytes
     n = generated[0].output_tokens
     ttft = statistics.median(r.ttft_s for r in streamed)
-    print(f"model: {checkpoint.name} ({fmt_mb(nbytes)}), prompt {prompt_len} tokens (64 image), {n} new tokens "
-          f"(bare generate: {bare_tokens[0]}); medians of {repeats} interleaved rounds")
+    print(f"model: {checkpoint.name} ({fmt_mb(nbytes)}), prompt {prompt_len} tokens ({image_tokens} image), "
+          f"{n} new tokens (bare generate: {bare_tokens[0]}); medians of {repeats} interleaved rounds")
     print(f"bare model.generate:  {t['bare'] * 1000:7.1f} ms = {bare_tokens[0] / t['bare']:7.1f} tokens/s")
     print(f"pool generate():      {t['generate'] * 1000:7.1f} ms = {n / t['generate']:7.1f} tokens/s"
           f"   ({t['generate'] / t['bare']:.2f}x bare time)")

@@ -89,7 +89,9 @@ def load_image(source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name} is not an image Pillow can read (unknown or non-image format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name} is too large to decode safely (decompression bomb guard): {exc}") from exc
+        # Pillow refuses > 2× its own pixel cap inside Image.open, before our header check runs.
+        raise ImageError(f"{name} is over the limit of {max_pixels / 1e6:.1f} MP (possible decompression bomb; "
+                         f"{exc}); downscale it first") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name} is corrupt or truncated: {exc}") from exc
     with contextlib.suppress(Exception):  # a broken EXIF block must not lose the image

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from dashboard.config import Settings, parse_size
+from dashboard.config import Settings, format_bytes, parse_size
 from dashboard.models.loading import (
     CheckpointLoadError,
     CheckpointPlan,
@@ -107,14 +107,6 @@ def resolve_budget(spec: str, device: torch.device) -> int:
     if number <= 0:
         raise ValueError(f"memory_budget must be positive, got {spec!r}")
     return int(available_memory(device) * number) if number <= 1 else int(number)
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 class ModelPool:
@@ -256,12 +248,14 @@ class ModelPool:
                 remaining = deadline - time.monotonic()
                 if self._only_own_pins():
                     raise PoolBusyError(
-                        f"{key.name} needs {_fmt_bytes(need)} but the budget ({_fmt_bytes(self.budget_bytes)}) is held "
-                        "by models this same request is using; use fewer models at once or raise VLMLAB_MEMORY_BUDGET")
+                        f"{key.name} needs {format_bytes(need)} but the budget "
+                        f"({format_bytes(self.budget_bytes)}) is held by models this same request is using; "
+                        "use fewer models at once or raise VLMLAB_MEMORY_BUDGET")
                 if remaining <= 0:
                     raise PoolBusyError(
-                        f"{key.name} needs {_fmt_bytes(need)} but the pool budget ({_fmt_bytes(self.budget_bytes)}) "
-                        "is held by models in use by running generations; try again when they finish")
+                        f"{key.name} needs {format_bytes(need)} but the pool budget "
+                        f"({format_bytes(self.budget_bytes)}) is held by models in use by running generations; "
+                        "try again when they finish")
                 self._cond.wait(remaining)
         if evicted:
             self._free_memory()
@@ -287,8 +281,8 @@ class ModelPool:
         return sum(s.loaded.nbytes for s in self._slots.values()) + sum(self._reserved.values())
 
     def _too_large(self, key: Path, need: int) -> str:
-        return (f"{key.name} needs about {_fmt_bytes(need)} but the whole model pool budget is "
-                f"{_fmt_bytes(self.budget_bytes)}; raise VLMLAB_MEMORY_BUDGET (e.g. 8GB or 0.8) to load it")
+        return (f"{key.name} needs about {format_bytes(need)} but the whole model pool budget is "
+                f"{format_bytes(self.budget_bytes)}; raise VLMLAB_MEMORY_BUDGET (e.g. 8GB or 0.8) to load it")
 
     @staticmethod
     def _key(checkpoint: str | Path) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dashboard.paths import resolve_within
+from dashboard.paths import is_within, resolve_within
 from dashboard.runs.checkpoints import (
     CheckpointInfo,
     checkpoint_dirs,
@@ -178,8 +178,12 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
     if not path.is_dir():
         raise RunNotFoundError(f"run directory not found: {path}")
     problems: list[str] = []
-    checkpoints = discover_checkpoints(path)
-    for c in checkpoints:
+    checkpoints = []
+    for c in discover_checkpoints(path):
+        if not is_within(c.path, roots):  # a checkpoint-N symlink pointing outside the runs root(s)
+            problems.append(f"{c.name}: links outside the allowed runs root(s); ignored")
+            continue
+        checkpoints.append(c)
         problems.extend(f"{c.name}: {p}" for p in c.problems)
     parsed, state_file = _load_state(path, problems)
     state_metrics = parsed.metrics if parsed else empty_metrics()

@@ -124,7 +124,7 @@ def parse_log_history(log_history: list, source: str = "trainer_state") -> tuple
             no_step += len(entries)
             continue
         steps = _as_floats([e["step"] for e in entries], "step", problems)
-        ok_step = np.isfinite(steps)
+        ok_step = np.isfinite(steps) & (np.abs(steps) < 2.0**62)  # a step beyond int64 would wrap around
         if not ok_step.all():
             no_step += int((~ok_step).sum())
         epochs = (_as_floats([e["epoch"] for e in entries], "epoch", problems) if "epoch" in keys

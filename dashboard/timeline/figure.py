@@ -227,6 +227,9 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
         for row in range(1, len(options.metrics) + 1):
             fig.update_yaxes(type="log", row=row, col=1)
     fig.update_xaxes(title_text=X_LABELS.get(options.x_axis, options.x_axis), row=n_rows, col=1)
+    # Marker traces first: a click on a checkpoint marker ties with the line-only curve point under
+    # it, plotly gives ties to the earlier trace, and line-only traces yield an empty selection.
+    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.mode != "markers"))
     fig.update_layout(
         height=ROW_HEIGHT * n_rows + 80, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},

@@ -91,9 +91,13 @@ def _render_overview(run) -> None:
     cols = st.columns(4)
     cols[0].metric("Checkpoints", len(run.checkpoints))
     cols[1].metric("Global step", run.state.global_step if run.state and run.state.global_step else "—")
-    best_label = Path(best).name if best else "—"
+    best_info = next((c for c in run.checkpoints if str(c.path) == best), None)
+    best_label = "—" if best_info is None else (f"step {best_info.step}" if best_info.step is not None
+                                                 else best_info.name)
     best_metric = run.state.best_metric if run.state else None
-    cols[2].metric("Best checkpoint", best_label, help=f"best_metric = {_fmt(best_metric)}")
+    cols[2].metric("Best checkpoint", best_label,
+                   help=f"{best_info.name if best_info else 'none'}: best_metric = {_fmt(best_metric)} "
+                        "(from trainer_state.json)")
     cols[3].metric("Last eval accuracy", _fmt(_last_value(run.metrics, "eval_accuracy"), 3))
     if run.checkpoints:
         table = pd.DataFrame([{

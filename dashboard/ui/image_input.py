@@ -85,7 +85,7 @@ def _upload(key: str) -> PickedImage | None:
     try:
         picked = picked_from_bytes(uploaded.getvalue(), uploaded.name)
     except ImageError as exc:
-        st.error(f"Cannot use this file: {exc}")
+        st.error(f"Cannot use this file ({uploaded.name}): {exc}")
         return None
     st.session_state[cache_key] = (uploaded.file_id, picked)
     return picked
@@ -187,7 +187,7 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
             try:
                 picked.append(picked_from_bytes(uploaded.getvalue(), uploaded.name))
             except ImageError as exc:
-                errors.append(str(exc))
+                errors.append(f"{uploaded.name}: {exc}")
     if errors:
         st.warning("Skipped files:\n\n" + "\n".join(f"- {e}" for e in errors))
     return picked

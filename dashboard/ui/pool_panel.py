@@ -6,15 +6,8 @@ import time
 
 import streamlit as st
 
+from dashboard.config import format_bytes
 from dashboard.models.pool import ModelPool, PoolEntry
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _ago(timestamp: float) -> str:
@@ -36,7 +29,8 @@ def render_pool_panel(pool: ModelPool, key: str = "pool") -> None:
     used, budget = pool.used_bytes, pool.budget_bytes
     st.progress(min(1.0, used / budget) if budget else 0.0,
                 text=f"{format_bytes(used)} of {format_bytes(budget)} budget · {pool.device}")
-    st.caption("Bytes = parameters + buffers of each loaded model (activations not counted).")
+    st.caption("Bytes = parameters + buffers of each loaded model (activations not counted). "
+               f"Model loads since start: {pool.load_count}.")
     entries = pool.entries()
     if not entries:
         st.caption("No model loaded yet.")

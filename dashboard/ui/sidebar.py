@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.paths import PathOutsideRoots, resolve_within
+from dashboard.paths import PathOutsideRoots, is_within, resolve_within
 from dashboard.ui import state
 from dashboard.ui.resources import get_pool, get_run, get_settings
 
@@ -27,7 +27,12 @@ def _sync_widget(widget_key: str, plain_key: str, options: list[str]) -> None:
         st.session_state[widget_key] = wanted
     elif st.session_state.get(widget_key) not in options:
         st.session_state[widget_key] = options[-1] if options else None
-    state.put(plain_key, st.session_state.get(widget_key))
+    now = st.session_state.get(widget_key)
+    if wanted and wanted != now and not Path(wanted).exists():
+        # e.g. the checkpoint folder was deleted while the page was open: say so, never switch silently.
+        st.warning(f"{Path(wanted).name} is no longer available (deleted or moved)"
+                   + (f"; showing {Path(now).name} instead." if now else "."))
+    state.put(plain_key, now)
 
 
 def _copy_to_plain(widget_key: str, plain_key: str) -> None:
@@ -59,7 +64,8 @@ def render_sidebar() -> None:
             state.put(state.RUN_PATH, None)
             state.put(state.CHECKPOINT_PATH, None)
             return
-        runs = list_runs(root_path)
+        # A run folder that is a symlink out of the roots is not offered at all.
+        runs = [r for r in list_runs(root_path) if is_within(r.path, settings.runs_roots)]
         if not runs:
             st.info(f"No runs under `{root}` yet.")
             state.put(state.RUN_PATH, None)

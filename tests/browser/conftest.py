@@ -1,84 +1,13 @@
-"""Real-browser harness: `streamlit run Home.py` on a free loopback port, driven by Playwright.
-
-Playwright cannot download its own browser here, so it drives Debian's ``chromium``.
-Every wait is on a readiness signal (the health endpoint, then the app's script state),
-never a fixed sleep.
-"""
+"""Fixtures for the real-browser tests; the harness itself lives in :mod:`tests.browser.browser_kit`."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# The same flags the Dockerfile / Space uses, so uploads are tested the way they are served.
-SERVER_FLAGS = ["--server.headless", "true", "--server.enableXsrfProtection", "false",
-                "--server.enableCORS", "false", "--browser.gatherUsageStats", "false"]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited early with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"streamlit at {url} did not become healthy in {timeout:.0f} s")
-
-
-class StreamlitServer:
-    """A running ``streamlit run Home.py`` process with its own runs root and data dir."""
-
-    def __init__(self, runs_root: Path, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "VLMLAB_RUNS_ROOT": str(runs_root), "VLMLAB_DATA_DIR": str(data_dir),
-               "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", *SERVER_FLAGS],
-            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        try:
-            wait_healthy(self.url, self.process)
-        except Exception:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self._log.close()
+from tests.browser.browser_kit import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, StreamlitServer
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +17,8 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(demo_runs_root: Path, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Iterator[StreamlitServer]:
+def server(demo_runs_root: Path, tmp_path_factory: pytest.TempPathFactory,
+           artifacts_dir: Path) -> Iterator[StreamlitServer]:
     data_dir = tmp_path_factory.mktemp("browser-data")
     srv = StreamlitServer(demo_runs_root, data_dir, artifacts_dir / "streamlit-server.log")
     yield srv
@@ -112,25 +42,3 @@ def page(browser, server: StreamlitServer) -> Iterator[object]:
     pg.set_default_timeout(60_000)
     yield pg
     context.close()
-
-
-def wait_for_app(page, timeout: float = 90_000) -> None:
-    """Wait until the app is connected and its script has finished running."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    page.wait_for_function(
-        """() => {
-            const app = document.querySelector('[data-testid="stApp"]');
-            return app && app.getAttribute('data-test-connection-state') === 'CONNECTED'
-                && app.getAttribute('data-test-script-state') === 'notRunning';
-        }""", timeout=timeout)
-
-
-def goto(page, server: StreamlitServer, url_path: str = "") -> None:
-    page.goto(f"{server.url}/{url_path}")
-    wait_for_app(page)
-
-
-def shot(page, artifacts: Path, name: str) -> Path:
-    path = artifacts / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

@@ -53,7 +53,8 @@ def test_epoch_and_wall_time_axes(run) -> None:
     series = metric_series(run.metrics, "loss", "epoch")
     assert series.x[:3].tolist() == [0.01, 0.02, 0.03]
     fig, _ = build_figure(run, ChartOptions(metrics=["loss"], x_axis="epoch", smoothing=0))
-    assert list(fig.data[0].x[:2]) == [0.01, 0.02]
+    curve = next(t for t in fig.data if t.mode == "lines")
+    assert list(curve.x[:2]) == [0.01, 0.02]
 
 
 # ------------------------------------------------------------------ smoothing
@@ -219,3 +220,11 @@ def test_malformed_log_degrades_gracefully(tmp_path: Path) -> None:
     empty, problems = parse_log_history({"not": "a list"})
     assert empty.empty and "not a list" in problems[0]
     assert isinstance(empty, pd.DataFrame)
+
+
+def test_checkpoint_markers_win_clicks_over_curves(run) -> None:
+    """Plotly gives a tied click to the earlier trace; line-only traces select nothing."""
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss"], smoothing=0))
+    modes = [t.mode for t in fig.data]
+    assert "markers" in modes and "lines" in modes
+    assert modes.index("lines") > max(i for i, m in enumerate(modes) if m == "markers")

@@ -1,0 +1,334 @@
+"""Bounded load test: K concurrent browser sessions generating on the same and different checkpoints.
+
+Starts ``streamlit run Home.py`` on a free loopback port (the same harness as the browser tests),
+opens K headless-Chromium sessions (one browser, K isolated contexts = K Streamlit sessions) and,
+for a fixed time, has each session pick its checkpoint in the sidebar and press Generate on the
+Inference page over and over. Reports requests served, errors, p50/p95 latency (click → answer
+fully rendered), the server's peak RSS (psutil sampling thread) next to the pool budget, and
+the number of model loads the pool performed (read from the sidebar's "Model pool" panel).
+
+    .venv/bin/python bench/load_test.py --runs-root /path/with/demo --sessions 4 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from dashboard.config import parse_size  # noqa: E402
+from tests.browser.browser_kit import _SETTLED_JS, CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
+
+REQUEST_TIMEOUT_MS = 180_000
+_LOADS_RE = re.compile(r"Model loads since start: (\d+)")
+
+
+@dataclass
+class LoadReport:
+    """What one load-test run measured (all times in seconds, memory in bytes)."""
+
+    sessions: int
+    duration_s: float
+    checkpoints_per_session: list[str]
+    distinct_checkpoints: int
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    """Click on Generate → answer fully rendered (the request as the server sees it)."""
+    cycles_s: list[float] = field(default_factory=list)
+    """Typing the prompt → answer rendered: includes the widget-commit rerun before the click."""
+    per_session_requests: list[int] = field(default_factory=list)
+    model_loads: int | None = None
+    budget_bytes: int = 0
+    baseline_rss_bytes: int = 0
+    peak_rss_bytes: int = 0
+    wall_s: float = 0.0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_s:
+            return None
+        if len(self.latencies_s) == 1:
+            return self.latencies_s[0]
+        return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[int(q) - 1]
+
+    def summary(self) -> dict:
+        data = asdict(self)
+        data.pop("latencies_s")
+        data.pop("cycles_s")
+        cycles = sorted(self.cycles_s)
+        data.update(p50_s=self.percentile(50), p95_s=self.percentile(95), max_s=max(self.latencies_s, default=None),
+                    cycle_p50_s=cycles[len(cycles) // 2] if cycles else None,
+                    cycle_max_s=cycles[-1] if cycles else None,
+                    throughput_rps=self.requests / self.wall_s if self.wall_s else None)
+        return data
+
+
+class MemorySampler(threading.Thread):
+    """Samples the RSS of a process (and its children) until stopped; keeps the peak."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop_event = threading.Event()
+
+    def rss(self) -> int:
+        try:
+            total = self.process.memory_info().rss
+            for child in self.process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+            return total
+        except psutil.Error:
+            return 0
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, self.rss())
+            self._stop_event.wait(self.interval_s)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join(timeout=5)
+        return self.peak
+
+
+# ----------------------------------------------------------------------------- async browser steps
+async def settle(page, timeout: float = REQUEST_TIMEOUT_MS) -> None:
+    await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    await page.wait_for_function(_SETTLED_JS, timeout=timeout, polling=100)
+
+
+async def prepare_session(page, url: str, checkpoint: str, example_id: str) -> None:
+    """Open Inference, choose ``checkpoint`` in the sidebar, click eval example ``example_id``."""
+    await page.goto(url)
+    await settle(page)
+    await page.locator('[data-testid="stSidebarNav"] a', has_text="Inference").first.click()
+    await page.wait_for_selector('h1:has-text("Inference")')
+    await settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    await sidebar.get_by_role("combobox", name="Checkpoint", exact=True).first.click()
+    await page.locator('[role="option"]').filter(has_text=f"{checkpoint} ").first.click()
+    await settle(page)
+    await page.locator('[data-testid="stButton"] button').filter(has_text=example_id).first.click()
+    await page.get_by_text(f"Example {example_id}").first.wait_for()
+    await settle(page)
+
+
+async def one_request(page, marker: str) -> float:
+    """Type a prompt carrying ``marker``, press Generate, wait for the rendered answer; seconds."""
+    box = page.get_by_label("Prompt", exact=True)
+    await box.fill(f"what colour is the square ? {marker}")
+    await box.press("Control+Enter")
+    await settle(page)
+    start = time.perf_counter()
+    await page.locator('[data-testid="stButton"] button').filter(has_text="Generate").first.click()
+    await page.wait_for_function(
+        """([marker, settled]) => {
+            const main = document.querySelector('[data-testid="stMain"]');
+            if (!main) return false;
+            const text = main.textContent;
+            const failed = main.querySelector('[data-testid="stException"], [data-testid="stAlertContentError"]');
+            return (failed !== null || (text.includes(marker) && text.includes('Output tokens')))
+                && eval(settled)();
+        }""", arg=[marker, _SETTLED_JS], timeout=REQUEST_TIMEOUT_MS, polling=50)
+    elapsed = time.perf_counter() - start
+    failed = page.locator('[data-testid="stMain"]').locator(
+        '[data-testid="stException"], [data-testid="stAlertContentError"]')
+    if await failed.count():
+        raise RuntimeError((await failed.first.inner_text())[:300])
+    return elapsed
+
+
+async def read_model_loads(browser, url: str) -> int | None:
+    """Open a fresh session, expand the sidebar's "Model pool" panel, read the load counter."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    try:
+        await page.goto(url)
+        await settle(page)
+        await page.locator('[data-testid="stSidebar"] [data-testid="stExpander"]').filter(
+            has_text="Model pool").locator("summary").first.click()
+        caption = page.get_by_text("Model loads since start:")
+        await caption.first.wait_for()
+        match = _LOADS_RE.search(await caption.first.inner_text())
+        return int(match.group(1)) if match else None
+    finally:
+        await context.close()
+
+
+async def session_loop(browser, url: str, index: int, checkpoint: str, example_id: str, shared: dict,
+                                  report: LoadReport, barrier: asyncio.Barrier) -> None:
+    """Prepare, wait until every session is ready (the clock starts then), request until the deadline."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(REQUEST_TIMEOUT_MS)
+    served = 0
+    try:
+        try:
+            await prepare_session(page, url, checkpoint, example_id)
+        except Exception as exc:
+            report.errors.append(f"session {index} setup: {type(exc).__name__}: {str(exc)[:200]}")
+            await barrier.abort()
+            return
+        try:
+            if await barrier.wait() == 0:
+                shared["deadline"] = time.monotonic() + report.duration_s
+                shared["started"] = time.perf_counter()
+        except asyncio.BrokenBarrierError:
+            pass
+        await asyncio.sleep(0)  # let the barrier's winner set the deadline
+        n = 0
+        while time.monotonic() < shared["deadline"]:
+            n += 1
+            try:
+                cycle_start = time.perf_counter()
+                report.latencies_s.append(await one_request(page, f"s{index}r{n}"))
+                report.cycles_s.append(time.perf_counter() - cycle_start)
+                report.requests += 1
+                served += 1
+            except Exception as exc:
+                report.errors.append(f"session {index} request {n}: {type(exc).__name__}: {str(exc)[:200]}")
+                try:
+                    await prepare_session(page, url, checkpoint, example_id)  # recover like a user: reload
+                except Exception as again:
+                    report.errors.append(f"session {index} recovery: {type(again).__name__}")
+                    return
+        shared["ended"] = max(shared.get("ended", 0.0), time.perf_counter())
+    finally:
+        report.per_session_requests.append(served)
+        await context.close()
+
+
+def first_example_id(runs_root: Path, run: str = "demo") -> str:
+    jsonl = runs_root / run / "eval" / "demo.jsonl"
+    return str(json.loads(jsonl.read_text().splitlines()[0])["id"])
+
+
+def checkpoint_names(runs_root: Path, run: str = "demo") -> list[str]:
+    names = [p.name for p in (runs_root / run).glob("checkpoint-*") if p.is_dir()]
+    return sorted(names, key=lambda n: int(n.rsplit("-", 1)[1]))
+
+
+def _run_in_thread(coroutine) -> None:
+    """``asyncio.run`` in a worker thread: the caller may already run an event loop (pytest with
+    Playwright's sync API active), where ``asyncio.run`` is refused."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=target, name="load-test")
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
+def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints: list[str], budget: str = "1GB",
+                  data_dir: Path | None = None, log_path: Path | None = None) -> LoadReport:
+    """Start a server, run the load for ``duration_s`` and return the measurements.
+
+    Session ``i`` uses ``checkpoints[i % len(checkpoints)]``, so with fewer checkpoints than
+    sessions some sessions share a checkpoint and others do not.
+    """
+    per_session = [checkpoints[i % len(checkpoints)] for i in range(sessions)]
+    report = LoadReport(sessions=sessions, duration_s=duration_s, checkpoints_per_session=per_session,
+                        distinct_checkpoints=len(set(per_session)), budget_bytes=parse_size(budget))
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="vlmlab-load-"))
+    log_path = log_path or data_dir / "streamlit.log"
+    server = StreamlitServer(runs_root, data_dir, log_path, extra_env={"VLMLAB_MEMORY_BUDGET": budget})
+    sampler = MemorySampler(server.process.pid)
+    report.baseline_rss_bytes = sampler.rss()
+    sampler.start()
+    try:
+        shared: dict = {}
+        start = time.perf_counter()
+        _run_in_thread(_drive_simple(server.url, report, first_example_id(runs_root), shared))
+        report.wall_s = shared.get("ended", time.perf_counter()) - shared.get("started", start)
+    finally:
+        report.peak_rss_bytes = sampler.stop()
+        server.stop()
+    return report
+
+
+async def _drive_simple(url: str, report: LoadReport, example_id: str, shared: dict) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            barrier = asyncio.Barrier(report.sessions)
+            shared["deadline"] = float("inf")
+            await asyncio.gather(*(
+                session_loop(browser, url, i, checkpoint, example_id, shared, report, barrier)
+                for i, checkpoint in enumerate(report.checkpoints_per_session)))
+            report.model_loads = await read_model_loads(browser, url)
+        finally:
+            await browser.close()
+
+
+def format_report(report: LoadReport) -> str:
+    s = report.summary()
+    mb = 2**20
+
+    def sec(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f} s"
+
+    return "\n".join([
+        f"sessions: {report.sessions} · checkpoints per session: {', '.join(report.checkpoints_per_session)} "
+        f"({report.distinct_checkpoints} distinct) · duration {report.duration_s:.0f} s "
+        f"(measured {report.wall_s:.1f} s)",
+        f"requests served: {report.requests} (per session {report.per_session_requests}) · "
+        f"errors: {len(report.errors)} · throughput {s['throughput_rps'] or 0:.2f} req/s",
+        f"latency p50 {sec(s['p50_s'])} · p95 {sec(s['p95_s'])} · "
+        f"min {sec(min(report.latencies_s, default=None))} · max {sec(max(report.latencies_s, default=None))}",
+        f"full cycle (type prompt → answer) p50 {sec(s['cycle_p50_s'])} · max {sec(s['cycle_max_s'])}",
+        f"server RSS: at start {report.baseline_rss_bytes / mb:.0f} MiB · peak {report.peak_rss_bytes / mb:.0f} MiB "
+        f"· pool budget {report.budget_bytes / mb:.0f} MiB",
+        f"model loads: {report.model_loads} (distinct checkpoints: {report.distinct_checkpoints})",
+        *(f"error: {e}" for e in report.errors[:20]),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs-root", type=Path, required=True, help="folder holding the demo run ('demo/')")
+    parser.add_argument("--sessions", type=int, default=4, help="concurrent browser sessions (K)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load after all sessions are ready")
+    parser.add_argument("--distinct", type=int, default=2, help="distinct checkpoints, shared round-robin")
+    parser.add_argument("--budget", default="1GB", help="VLMLAB_MEMORY_BUDGET for the server")
+    parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    args = parser.parse_args(argv)
+    names = checkpoint_names(args.runs_root)
+    if not names:
+        parser.error(f"no checkpoint-* folders under {args.runs_root / 'demo'}")
+    chosen = names[::-1][:max(1, args.distinct)]
+    report = run_load_test(args.runs_root, args.sessions, args.duration, chosen, budget=args.budget)
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report.summary(), indent=1))
+    return 0 if not report.errors else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
