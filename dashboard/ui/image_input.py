@@ -95,9 +95,10 @@ def _eval_sets(run_dir: Path | None) -> list[Path]:
     return find_eval_sets(run_dir) if run_dir is not None and Path(run_dir).is_dir() else []
 
 
-def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
+def _choose_eval_set(widget_key: str, sets: list[Path]) -> EvalSet | None:
+    """Pick one of the run's eval sets and load it; errors and skipped rows are shown, not raised."""
     set_path = sets[0] if len(sets) == 1 else st.selectbox(
-        "Eval set", sets, key=f"{key}.evalset", format_func=lambda p: p.name)
+        "Eval set", sets, key=widget_key, format_func=lambda p: p.name)
     try:
         eval_set = eval_set_for(Path(set_path))
     except (EvalSetError, OSError) as exc:
@@ -106,10 +107,17 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
     if eval_set.problems:
         with st.expander(f"{len(eval_set.problems)} rows of {eval_set.name} were skipped"):
             st.text("\n".join(eval_set.problems[:50]))
-    examples = eval_set.examples
-    if not examples:
+    if not eval_set.examples:
         st.warning(f"Eval set {eval_set.name} has no usable examples.")
         return None
+    return eval_set
+
+
+def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
+    eval_set = _choose_eval_set(f"{key}.evalset", sets)
+    if eval_set is None:
+        return None
+    examples = eval_set.examples
     tasks = sorted({ex.task for ex in examples if ex.task})
     if len(tasks) > 1:
         task = st.selectbox("Task", ["all", *tasks], key=f"{key}.task")
@@ -164,15 +172,8 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
     picked: list[PickedImage] = []
     errors: list[str] = []
     if source == SOURCE_EXAMPLE:
-        set_path = sets[0] if len(sets) == 1 else st.selectbox(
-            "Eval set", sets, key=f"{key}.bevalset", format_func=lambda p: p.name)
-        try:
-            eval_set = eval_set_for(Path(set_path))
-        except (EvalSetError, OSError) as exc:
-            st.error(f"Cannot read eval set {Path(set_path).name}: {exc}")
-            return []
-        if not eval_set.examples:
-            st.warning(f"Eval set {eval_set.name} has no usable examples.")
+        eval_set = _choose_eval_set(f"{key}.bevalset", sets)
+        if eval_set is None:
             return []
         count = st.number_input("Number of examples", 1, len(eval_set.examples), min(8, len(eval_set.examples)),
                                 key=f"{key}.bcount")
