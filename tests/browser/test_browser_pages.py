@@ -7,6 +7,7 @@ i.e. a fresh Streamlit session. Screenshots land in ``test-artifacts/``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -177,10 +178,9 @@ def test_attention_token_overlay(page, server, artifacts_dir, demo_runs_root):
     page.locator('[data-testid="stButton"] button').filter(has_text="Generate and capture").first.click()
     page.get_by_text("Generated token").first.wait_for(timeout=120_000)
     settle(page)
-    tokens = page.locator('[data-testid="stButtonGroup"]').filter(
-        has=page.get_by_text("Generated token", exact=True)).locator("button")
-    if tokens.count() == 0:  # the label sits outside the group in some layouts
-        tokens = page.locator('[data-testid="stButtonGroup"]').last.locator("button")
+    # Token buttons read "<index>: <token>"; other button groups (e.g. the image source) do not.
+    tokens = page.locator('[data-testid="stButtonGroup"] button').filter(has_text=re.compile(r"^\s*\d+: "))
+    tokens.first.wait_for()
     count = tokens.count()
     assert count >= 1
     index = 1 if count > 1 else 0
