@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +155,15 @@ def app_text(page) -> str:
 def exception_texts(page) -> list[str]:
     """Tracebacks Streamlit shows for uncaught exceptions (must be none)."""
     return [e.inner_text() for e in page.locator('[data-testid="stException"]').all()]
+
+
+@contextmanager
+def fresh_page(browser) -> Iterator[object]:
+    """A page in a new browser context, i.e. a fresh Streamlit session, closed afterwards."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        yield page
+    finally:
+        context.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.browser_kit import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, StreamlitServer
+from tests.browser.browser_kit import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, StreamlitServer, fresh_page
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +37,5 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture()
 def page(browser, server: StreamlitServer) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    context.close()
+    with fresh_page(browser) as pg:
+        yield pg

@@ -21,6 +21,7 @@ from tests.browser.browser_kit import (
     app_text,
     choose_select,
     exception_texts,
+    fresh_page,
     goto,
     open_page,
     selected_value,
@@ -111,11 +112,8 @@ def hostile_server(hostile_root: Path, tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture()
 def hpage(browser, hostile_server: StreamlitServer) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    context.close()
+    with fresh_page(browser) as pg:
+        yield pg
 
 
 def assert_serving(server: StreamlitServer) -> None:
