@@ -1,0 +1,235 @@
+"""The one way to open a file that belongs to a run (or an upload kept by the app).
+
+Every reader of run data — trainer_state, event files, eval sets and their images, checkpoint
+configs, shard indexes, adapter configs, saved results — goes through :func:`open_checked`
+(or the ``read_*`` helpers built on it), so confinement, size limits per kind of file and
+Git-LFS-pointer detection live in one place:
+
+* the path is resolved (symlinks, ``..``) and must lie inside one of the allowed roots;
+* only regular files are read: no ``/proc`` files, devices, FIFOs or sockets;
+* each kind of file has a size limit, and a *sparse* file (far fewer blocks on disk than its
+  apparent size — a cheap way to make a "4 GB" file) is refused before a byte is read;
+* a Git LFS pointer (a fresh ``git clone`` without ``git lfs pull``) is recognised and named;
+* JSON is parsed with orjson, which bounds nesting depth (no ``RecursionError``).
+
+Every refusal is a :class:`RunFileError` subclass whose message names the file (relative to its
+root where possible) and never quotes the file's content.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import orjson
+
+FileKind = Literal["json", "trainer_state", "events", "evalset", "image", "weights", "text", "results"]
+
+MB = 1_000_000
+SIZE_LIMITS: dict[str, int] = {
+    "json": 16 * MB,             # config.json, processor/tokenizer configs, shard indexes, adapter configs
+    "trainer_state": 512 * MB,   # pre-training runs log hundreds of thousands of entries
+    "events": 2_000 * MB,        # streamed record by record, never read whole
+    "evalset": 256 * MB,
+    "image": 64 * MB,
+    "weights": 1_000_000 * MB,   # header-only reads; weights are mmapped by safetensors
+    "text": 16 * MB,             # chat templates, tokenizer vocabularies
+    "results": 256 * MB,
+}
+SPARSE_MIN_SIZE = 1 * MB
+"""Files smaller than this are never judged sparse (filesystems round blocks)."""
+
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+LFS_POINTER_MAX = 1024
+
+
+class RunFileError(OSError):
+    """A run file cannot be opened safely; the message is safe to show to the user."""
+
+
+class OutsideRootsError(RunFileError, PermissionError):
+    """The path (after resolving symlinks) lies outside the runs root(s)."""
+
+
+class SpecialFileError(RunFileError):
+    """Not a regular file: a device, FIFO, socket, directory or a ``/proc`` pseudo-file."""
+
+
+class FileTooLargeError(RunFileError):
+    """Over the size limit for its kind, or sparse (apparent size far above what is on disk)."""
+
+
+class LfsPointerError(RunFileError):
+    """The file is a Git LFS pointer, not the content it stands for."""
+
+
+class JsonFileError(RunFileError, ValueError):
+    """Not valid JSON (including nesting deeper than the parser allows)."""
+
+
+def _shown(path: Path, roots: Iterable[Path]) -> str:
+    for root in roots:
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            continue
+    return path.name
+
+
+def confine(path: str | Path, roots: Iterable[str | Path]) -> Path:
+    """Resolve ``path`` and return it if it lies inside one of ``roots``; else raise.
+
+    Relative paths are taken relative to the first root. Roots themselves are resolved, so a
+    relative runs root is interpreted against the current working directory exactly once.
+    """
+    root_list = [Path(r).expanduser().resolve() for r in roots]
+    if not root_list:
+        raise OutsideRootsError("no runs root is configured (set VLMLAB_RUNS_ROOT)")
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute():
+        candidate = root_list[0] / candidate
+    resolved = candidate.resolve()
+    for root in root_list:
+        if resolved == root or resolved.is_relative_to(root):
+            return resolved
+    raise OutsideRootsError(f"{Path(path).name or path} is outside the runs root")
+
+
+def check_regular_file(path: Path, kind: FileKind, shown: str | None = None) -> os.stat_result:
+    """``stat`` a resolved path and refuse special, oversized or sparse files of ``kind``."""
+    shown = shown or path.name
+    if str(path).startswith(("/proc/", "/sys/", "/dev/")):
+        raise SpecialFileError(f"{shown}: not a regular file")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RunFileError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecialFileError(f"{shown}: not a regular file")
+    limit = SIZE_LIMITS[kind]
+    if info.st_size > limit:
+        raise FileTooLargeError(f"{shown}: {info.st_size / MB:,.0f} MB is over the {limit / MB:,.0f} MB limit "
+                                f"for {kind.replace('_', ' ')} files")
+    blocks = getattr(info, "st_blocks", None)
+    if blocks is not None and info.st_size >= SPARSE_MIN_SIZE and blocks * 512 < info.st_size // 8:
+        raise FileTooLargeError(f"{shown}: sparse file ({info.st_size / MB:,.0f} MB apparent, "
+                                f"{blocks * 512 / MB:,.1f} MB on disk) refused")
+    return info
+
+
+def is_lfs_pointer(head: bytes) -> bool:
+    """True for the small text files Git LFS leaves in place of the real content."""
+    return head.startswith(LFS_POINTER_PREFIX)
+
+
+@contextmanager
+def open_checked(path: str | Path, roots: Iterable[str | Path], kind: FileKind) -> Iterator[BinaryIO]:
+    """Open a run file for binary reading after every check above; the handle never follows a
+    symlink swapped in after the check (``O_NOFOLLOW`` on the resolved path)."""
+    root_list = [Path(r).expanduser().resolve() for r in roots]
+    resolved = confine(path, root_list)
+    shown = _shown(resolved, root_list)
+    info = check_regular_file(resolved, kind, shown)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(resolved, flags)
+    except OSError as exc:
+        raise RunFileError(f"{shown}: cannot be opened ({exc.strerror or type(exc).__name__})") from exc
+    handle = os.fdopen(fd, "rb")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecialFileError(f"{shown}: not a regular file")
+        if kind != "weights" and info.st_size <= LFS_POINTER_MAX:
+            head = handle.read(len(LFS_POINTER_PREFIX))
+            if is_lfs_pointer(head):
+                raise LfsPointerError(f"{shown}: Git LFS pointer — run `git lfs pull`")
+            handle.seek(0)
+        yield handle
+    finally:
+        handle.close()
+
+
+def read_bytes(path: str | Path, roots: Iterable[str | Path], kind: FileKind) -> bytes:
+    """The whole file, within the size limit of ``kind``."""
+    limit = SIZE_LIMITS[kind]
+    with open_checked(path, roots, kind) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:  # grew between stat and read
+        raise FileTooLargeError(f"{Path(path).name}: over the {limit / MB:,.0f} MB limit for {kind} files")
+    return data
+
+
+def read_text(path: str | Path, roots: Iterable[str | Path], kind: FileKind = "text") -> str:
+    """The file decoded as UTF-8 (undecodable bytes replaced, never raised)."""
+    return read_bytes(path, roots, kind).decode("utf-8", errors="replace")
+
+
+def parse_json(data: bytes, shown: str) -> Any:
+    """Parse JSON bytes; errors (syntax, depth over orjson's limit) become :class:`JsonFileError`."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        reason = "nested too deeply" if "recursion" in str(exc).lower() else "not valid JSON"
+        raise JsonFileError(f"{shown}: {reason}") from exc
+
+
+def read_json(path: str | Path, roots: Iterable[str | Path], kind: FileKind = "json") -> Any:
+    """Parse a run's JSON file (``kind`` picks the size limit)."""
+    data = read_bytes(path, roots, kind)
+    return parse_json(data, Path(path).name)
+
+
+def weights_file_present(path: Path) -> bool:
+    """True when a weights file holds real data rather than a Git LFS pointer."""
+    try:
+        if path.stat().st_size > LFS_POINTER_MAX:
+            return True
+        with path.open("rb") as handle:
+            return not is_lfs_pointer(handle.read(len(LFS_POINTER_PREFIX)))
+    except OSError:
+        return False
+
+
+def _no_symlink_components(path: Path, base: Path) -> None:
+    """Refuse a write target whose folders below ``base`` include a symlink."""
+    current = base
+    for part in path.relative_to(base).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise OutsideRootsError(f"{current.name}: is a symlink; refusing to write through it")
+
+
+def write_atomic(path: Path, data: bytes, base: Path) -> Path:
+    """Write ``data`` to ``path`` (inside ``base``) atomically, never following a symlink.
+
+    The file is written to a temporary file in the same folder and renamed over the target, so
+    readers see the old or the new content, never a mix; a symlink at the target or in any
+    folder between ``base`` and the target is refused rather than followed.
+    """
+    base = base.expanduser().resolve()
+    target = base / path.relative_to(base) if path.is_absolute() else base / path
+    if not target.resolve().is_relative_to(base) and not target.parent.resolve().is_relative_to(base):
+        raise OutsideRootsError(f"{target.name}: is outside the writable folder")
+    _no_symlink_components(target, base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink():
+        raise OutsideRootsError(f"{target.name}: is a symlink; refusing to write through it")
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    return target
