@@ -176,7 +176,7 @@ def parse_json(data: bytes, shown: str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        reason = "nested too deeply" if "recursion" in str(exc).lower() else "not valid JSON"
+        reason = "nested too deeply" if "depth" in str(exc).lower() else "not valid JSON"
         raise JsonFileError(f"{shown}: {reason}") from exc
 
 

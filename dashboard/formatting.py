@@ -1,0 +1,107 @@
+"""One display format per kind of number, used by every page, chart hover, table and export header.
+
+Why one module: the same value must read the same everywhere (Home, Timeline, Comparison,
+Attention). Fractions in [0, 1] (accuracy, exact match, pointing) are shown as percentages with
+one decimal; losses and other unbounded metrics with four significant digits; sizes in decimal
+units; durations in seconds or milliseconds. Missing values are an em dash, never "None"/"nan".
+Plotly ``hovertemplate`` / ``texttemplate`` strings come from here too, so a chart rounds exactly
+like its table.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Literal
+
+ValueKind = Literal["fraction", "loss", "number", "seconds", "bytes", "count", "rate"]
+
+MISSING = "—"
+FRACTION_DECIMALS = 1
+
+
+def _missing(value: object) -> bool:
+    if value is None:
+        return True
+    try:
+        return not math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+
+
+def fmt_fraction(value: float | None) -> str:
+    """0.675 → ``67.5%``: accuracy-like metrics, everywhere."""
+    return MISSING if _missing(value) else f"{float(value) * 100:.{FRACTION_DECIMALS}f}%"  # type: ignore[arg-type]
+
+
+def fmt_number(value: float | None, significant: int = 4) -> str:
+    """Losses, learning rates, grad norms: significant digits, scientific when tiny or huge."""
+    if _missing(value):
+        return MISSING
+    number = float(value)  # type: ignore[arg-type]
+    if number == 0:
+        return "0"
+    if 1e-3 <= abs(number) < 1e6:
+        return f"{number:.{significant}g}"
+    return f"{number:.{significant - 1}e}"
+
+
+def fmt_seconds(value: float | None) -> str:
+    """Durations: ``850 ms`` below a second, ``2.31 s`` above, ``3 min 05 s`` past a minute."""
+    if _missing(value):
+        return MISSING
+    seconds = float(value)  # type: ignore[arg-type]
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def fmt_bytes(value: float | None) -> str:
+    """Decimal sizes: ``1.5 GB``."""
+    if _missing(value):
+        return MISSING
+    n = float(value)  # type: ignore[arg-type]
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def fmt_count(value: float | None) -> str:
+    return MISSING if _missing(value) else f"{int(value):,}"  # type: ignore[arg-type]
+
+
+def fmt_rate(value: float | None, unit: str = "tok/s") -> str:
+    return MISSING if _missing(value) else f"{float(value):.1f} {unit}"  # type: ignore[arg-type]
+
+
+def fmt_value(value: float | None, kind: ValueKind) -> str:
+    """Format by kind (the metric registry says which kind a metric is)."""
+    return {
+        "fraction": fmt_fraction, "loss": fmt_number, "number": fmt_number, "seconds": fmt_seconds,
+        "bytes": fmt_bytes, "count": fmt_count, "rate": fmt_rate,
+    }[kind](value)
+
+
+def plotly_format(kind: ValueKind) -> str:
+    """d3-format spec matching :func:`fmt_value` for hover/text templates (``%{y:.1%}``)."""
+    return {"fraction": f".{FRACTION_DECIMALS}%", "loss": ".4~g", "number": ".4~g", "seconds": ".3~s",
+            "bytes": ".3~s", "count": ",d", "rate": ".1f"}[kind]
+
+
+def is_fraction_metric(name: str) -> bool:
+    """Accuracy-like metric names that hold fractions in [0, 1] (shown as percentages)."""
+    lowered = name.lower()
+    return any(word in lowered for word in ("accuracy", "exact_match", "acc", "contains", "f1", "pointing",
+                                            "precision", "recall"))
+
+
+
+
+def plotly_text(text: object) -> str:
+    """Escape text for Plotly labels, which interpret a subset of HTML (``</s>`` would vanish)."""
+    return html.escape(str(text), quote=False)

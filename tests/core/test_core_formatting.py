@@ -1,0 +1,44 @@
+"""One display format per kind of number."""
+
+from __future__ import annotations
+
+import math
+
+from dashboard.formatting import (
+    MISSING,
+    fmt_bytes,
+    fmt_fraction,
+    fmt_number,
+    fmt_seconds,
+    fmt_value,
+    plotly_text,
+)
+
+
+def test_fraction_is_a_percentage_with_one_decimal() -> None:
+    assert fmt_fraction(0.675) == "67.5%"
+    assert fmt_fraction(1) == "100.0%"
+
+
+def test_missing_values_never_read_none() -> None:
+    for value in (None, math.nan, math.inf, "x"):
+        assert fmt_fraction(value) == MISSING  # type: ignore[arg-type]
+        assert fmt_number(value) == MISSING  # type: ignore[arg-type]
+
+
+def test_losses_keep_significant_digits() -> None:
+    assert fmt_number(0.0026) == "0.0026"
+    assert fmt_number(0.00001234) == "1.234e-05"
+    assert fmt_number(3.14159) == "3.142"
+
+
+def test_seconds_and_bytes() -> None:
+    assert fmt_seconds(0.07) == "70 ms"
+    assert fmt_seconds(2.314) == "2.31 s"
+    assert fmt_seconds(185) == "3 min 05 s"
+    assert fmt_bytes(1_500_000_000) == "1.5 GB"
+    assert fmt_value(0.5, "fraction") == "50.0%"
+
+
+def test_plotly_text_keeps_special_tokens_visible() -> None:
+    assert plotly_text("</s>") == "&lt;/s&gt;"
