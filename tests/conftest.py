@@ -28,6 +28,18 @@ def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava") / "model")
 
 
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tiny_llava_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Four identical-size checkpoint folders (``run/checkpoint-{1..4}``): pool and pool-panel tests."""
+    root = tmp_path_factory.mktemp("pool-run") / "run"
+    out = []
+    for step in range(1, 5):
+        target = root / f"checkpoint-{step}"
+        shutil.copytree(tiny_llava_dir, target)
+        out.append(target)
+    return out
+
+
 def _demo_source_hash() -> str:
     """Hash of the demo builder's source: a cached demo run is reused only while it is unchanged."""
     digest = hashlib.sha256()
