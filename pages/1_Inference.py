@@ -27,6 +27,7 @@ from dashboard.generation import (
 )
 from dashboard.history import HistoryError, HistoryRecord
 from dashboard.images import ImageError, image_digest, load_image
+from dashboard.metrics import score
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.ui import state
 from dashboard.ui.image_input import PickedImage, pick_image, pick_images_batch
@@ -212,7 +213,7 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
         row = {"image": picked.name, "prompt": prompt, "output": result.text, **stats}
         if picked.example is not None:
             row["reference"] = picked.example.answer
-            row["exact_match"] = result.text.strip().lower() == picked.example.answer.strip().lower()
+            row.update(score(result.text, picked.example.answer))  # the registry: as on every page
         rows.append(row)
         records.append(HistoryRecord.from_generation(
             checkpoint=checkpoint, prompt=prompt, output=result.text, settings=json.loads(settings.key()),

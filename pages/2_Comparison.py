@@ -28,13 +28,13 @@ from dashboard.compare.runner import (
     run_eval,
     settings_dict,
 )
-from dashboard.compare.scoring import METRIC_LABELS, METRICS
 from dashboard.compare.selection import MAX_CHECKPOINTS, MIN_CHECKPOINTS, default_checkpoints, merge_selection
 from dashboard.compare.tables import FILTERS, accuracy_figure, example_frame, filter_examples, summary_frame
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, parse_eval_set
 from dashboard.generation import GenerationSettings
 from dashboard.history import HistoryError
 from dashboard.images import ImageError
+from dashboard.metrics import default_metrics, get_metric
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.run import RunData, RunNotFoundError
 from dashboard.ui import state
@@ -247,8 +247,8 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
     if evalset is None:
         return
     c1, c2 = st.columns([3, 1])
-    metrics = c1.multiselect("Metrics", list(METRICS), default=list(METRICS), key="cmp.eval.metrics",
-                             format_func=lambda m: METRIC_LABELS[m]) or ["exact_match"]
+    metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
+                             key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
     batch = int(c2.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
     paths = [c.path for c in infos]
     job = (str(run.path), evalset.name, str(evalset.path), tuple(str(p) for p in paths), gen.key(), batch)
@@ -283,11 +283,11 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
     summary = summary_frame(scores, metrics)
     st.plotly_chart(accuracy_figure(summary, metrics), key="cmp.eval.chart")
     st.dataframe(summary, hide_index=True, key="cmp.eval.summary",
-                 column_config={m: st.column_config.NumberColumn(METRIC_LABELS[m], format="percent")
+                 column_config={m: st.column_config.NumberColumn(get_metric(m).label, format="percent")
                                 for m in metrics})
     c1, c2 = st.columns(2)
     table_metric = c1.selectbox("Score shown per example", metrics, key="cmp.eval.table_metric",
-                                format_func=lambda m: METRIC_LABELS[m])
+                                format_func=lambda m: get_metric(m).label)
     mode = c2.radio("Examples", FILTERS, horizontal=True, key="cmp.eval.filter")
     frame = filter_examples(example_frame(evalset, scores, table_metric), mode)
     st.caption(f"{len(frame)} of {len(evalset.examples)} examples")

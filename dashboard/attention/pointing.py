@@ -9,12 +9,13 @@ the share of cells whose centre is inside the box — what a peak picked at rand
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from dashboard.attention.adapters import GridView
+from dashboard.metrics import first_word_match
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class PointingReport:
             "pointing": float(np.mean([r.hit for r in self.rows])),
             "chance": float(np.mean([r.chance for r in self.rows])),
             "mass_in_box": float(np.mean([r.mass_in_box for r in self.rows])),
-            "accuracy": float(np.mean([r.correct for r in self.rows])),  # first token vs first answer word
+            "accuracy": float(np.mean([r.correct for r in self.rows])),  # registry first_word_match: one token
             "distinct_peaks": len({r.peak for r in self.rows}),  # 1–2 = the peak ignores the image content
             "best_layer": int(per_layer.argmax()),
             "best_layer_pointing": float(per_layer.max()),
@@ -92,15 +93,7 @@ def score_example(example_id: str, layer_grids: np.ndarray, view: GridView, bbox
     chosen = list(range(len(layer_grids))) if layers is None else list(layers)
     grid = layer_grids[chosen].mean(0)
     return PointingRow(
-        id=example_id, output=output, answer=answer, correct=_first_word_match(output, answer),
+        id=example_id, output=output, answer=answer, correct=bool(first_word_match(output, answer)),
         hit=point_hit(grid, view, bbox), chance=chance_rate(view, bbox), mass_in_box=mass_in_box(grid, view, bbox),
         peak=peak_cell(grid), per_layer_hit=tuple(point_hit(g, view, bbox) for g in layer_grids))
 
-
-def _first_word_match(token: str, answer: str) -> bool:
-    """The first generated token against the reference's first word (the token the score looks at)."""
-    words = answer.strip().lower().split()
-    return bool(words) and token.strip().lower() == words[0]
-
-
-ProgressFn = Callable[[int, int], None]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from dashboard.compare.scoring import METRICS, mean_scores, score
+from dashboard.metrics import aggregate_scores, score
 
 RESULTS_DIRNAME = "eval_results"
 SCHEMA_VERSION = 1
@@ -57,7 +57,7 @@ class CheckpointScores:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return mean_scores((r.get("scores", {}) for r in self.rows), METRICS)
+        return aggregate_scores(r.get("scores", {}) for r in self.rows)
 
     def row_ids(self) -> set[str]:
         return {str(r["id"]) for r in self.rows}

@@ -24,8 +24,8 @@ from dashboard.compare.results import (
     load_scores,
     save_scores,
 )
-from dashboard.compare.scoring import score
 from dashboard.evalset import EvalExample, EvalSet
+from dashboard.metrics import score
 
 if TYPE_CHECKING:
     from PIL import Image

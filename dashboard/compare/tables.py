@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.scoring import METRIC_LABELS, normalize_answer
 from dashboard.evalset import EvalSet
+from dashboard.metrics import describe, normalize_answer
 
 FILTER_ALL = "All examples"
 FILTER_OUTPUTS_DIFFER = "Outputs differ"
@@ -31,10 +31,10 @@ def accuracy_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
     """Grouped bars: one group per checkpoint (step order), one bar per metric, y in [0, 1]."""
     fig = go.Figure()
     for metric in metrics:
-        values = summary[metric]
-        fig.add_bar(x=summary["checkpoint"], y=values, name=METRIC_LABELS.get(metric, metric),
-                    text=[f"{v:.0%}" if pd.notna(v) else "–" for v in values], textposition="outside",
-                    hovertemplate="%{x}<br>" + METRIC_LABELS.get(metric, metric) + ": %{y:.1%}<extra></extra>")
+        values, info = summary[metric], describe(metric)
+        fig.add_bar(x=summary["checkpoint"], y=values, name=info.label,
+                    text=[info.format(v) for v in values], textposition="outside",
+                    hovertemplate=f"%{{x}}<br>{info.label}: %{{y:{info.plotly_format}}}<extra></extra>")
     fig.update_layout(barmode="group", yaxis={"range": [0, 1.1], "tickformat": ".0%", "title": "score"},
                       xaxis={"title": "checkpoint", "type": "category"}, height=360,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": 1.12})

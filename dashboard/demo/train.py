@@ -28,6 +28,7 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from dashboard.demo.modeling import TinyLlavaSpec
 from dashboard.demo.task import TASKS, Example, generate_example
+from dashboard.metrics import exact_match
 
 ProgressFn = Callable[[float, str], None]
 
@@ -122,11 +123,6 @@ class AnswerOnlyCollator:
         return dict(batch)
 
 
-def normalize_answer(text: str) -> str:
-    """Lower-case, single-spaced, no trailing full stop — the exact-match normal form."""
-    return " ".join(text.lower().replace(" .", "").rstrip(".").split())
-
-
 @torch.no_grad()
 def greedy_answers(model: LlavaForConditionalGeneration, processor: LlavaProcessor, examples: Sequence[Example],
                    batch_size: int = 128, max_new_tokens: int = 4) -> list[str]:
@@ -149,8 +145,8 @@ def greedy_answers(model: LlavaForConditionalGeneration, processor: LlavaProcess
 
 
 def exact_match_metrics(examples: Sequence[Example], predictions: Sequence[str]) -> dict[str, float]:
-    """Overall and per-task exact match (keys ``accuracy`` and ``accuracy_<task>``)."""
-    hits = [normalize_answer(p) == normalize_answer(ex.answer) for ex, p in zip(examples, predictions, strict=True)]
+    """Overall and per-task exact match (keys ``accuracy`` and ``accuracy_<task>``), scored by the registry."""
+    hits = [exact_match(p, ex.answer) for ex, p in zip(examples, predictions, strict=True)]
     metrics = {"accuracy": sum(hits) / max(len(hits), 1)}
     for task in TASKS:
         task_hits = [h for h, ex in zip(hits, examples, strict=True) if ex.task == task]

@@ -12,13 +12,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from dashboard.metrics import best_mode, format_metric
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.metrics import preferred_source
 from dashboard.runs.run import RunData
 
 XAxis = Literal["step", "epoch", "wall_time"]
 X_LABELS: dict[str, str] = {"step": "Step", "epoch": "Epoch", "wall_time": "Wall time"}
-LOWER_IS_BETTER_HINTS = ("loss", "perplexity", "error", "wer", "cer", "runtime")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class BestCheckpoint:
     def explanation(self) -> str:
         word = "lowest" if self.mode == "min" else "highest"
         where = self.checkpoint.name if self.checkpoint else "no checkpoint saved at that step"
-        return f"{word} {self.metric} = {self.value:.4g} at step {self.step} ({where})"
+        return f"{word} {self.metric} = {format_metric(self.metric, self.value)} at step {self.step} ({where})"
 
 
 def plot_metrics(run: RunData) -> pd.DataFrame:
@@ -116,7 +116,8 @@ def value_asof(series: Series, step: int) -> float | None:
 
 
 def default_mode(metric: str) -> Literal["min", "max"]:
-    return "min" if any(h in metric for h in LOWER_IS_BETTER_HINTS) else "max"
+    """Which extreme is best, from the metric registry (``eval_loss`` → min, ``eval_accuracy`` → max)."""
+    return best_mode(metric)
 
 
 def best_checkpoint(run: RunData, metric: str, mode: Literal["min", "max"] | None = None,

@@ -220,6 +220,47 @@ def test_batch_mode_table_and_exports(env, mini_root):
     assert len(at.dataframe[0].value) == 3
 
 
+@pytest.fixture()
+def decorated_root(tiny_llava_dir: Path, tmp_path: Path) -> Path:
+    """One example whose reference is "The RED." — the same answer as "red" for every metric."""
+    run = tmp_path / "runs" / "run"
+    shutil.copytree(tiny_llava_dir, run / "checkpoint-1")
+    (run / "eval" / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 64), (220, 20, 20)).save(run / "eval" / "images" / "00000.png")
+    row = {"id": "00000", "image": "images/00000.png", "prompt": "what colour is the square ?", "answer": "The RED."}
+    (run / "eval" / "one.jsonl").write_text(json.dumps(row) + "\n")
+    return tmp_path / "runs"
+
+
+def test_batch_scores_like_the_comparison_page(decorated_root, tmp_path, monkeypatch):
+    """The batch table scores with the metric registry: output "red" against "The RED." is an exact match
+    (as on the Comparison page); the page's own ``strip().lower()`` comparison called it wrong."""
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from dashboard.metrics import exact_match
+
+    red = AutoProcessor.from_pretrained(decorated_root / "run" / "checkpoint-1").tokenizer.convert_tokens_to_ids("red")
+
+    def says_red(self, **kwargs):
+        ids = kwargs["input_ids"]
+        return torch.cat([ids, torch.full((ids.shape[0], 1), red, dtype=ids.dtype)], dim=1)
+
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(decorated_root))
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "1GB")
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(LlavaForConditionalGeneration, "generate", says_red)
+    at = page(decorated_root)
+    at.segmented_control(key="inf.mode").set_value("Batch").run()
+    at.number_input(key="inf.batch.bcount").set_value(1)
+    at.button(key="inf.batch_run").click().run()
+    assert errors(at) == ""
+    row = at.dataframe[0].value.iloc[0]
+    assert row["output"] == "red" and row["reference"] == "The RED."
+    assert row["exact_match"] == exact_match("red", "The RED.") == 1.0
+
+
 def test_generate_on_the_demo_run_through_home(app_env):
     at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=TIMEOUT).run()
     at.switch_page("pages/1_Inference.py").run()
