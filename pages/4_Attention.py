@@ -22,10 +22,9 @@ from dashboard.history import HistoryError
 from dashboard.images import ImageError, load_image
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.paths import PathOutsideRoots
-from dashboard.runs.checkpoints import discover_checkpoints
 from dashboard.ui import state
 from dashboard.ui.image_input import pick_image
-from dashboard.ui.resources import get_history, get_pool, get_settings
+from dashboard.ui.resources import get_history, get_pool, get_run, get_settings
 from dashboard.ui.widgets import confined, show_model_error
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
@@ -63,7 +62,7 @@ def from_history() -> tuple[object, str, str] | None:
         st.error(f"History entry #{record_id} has no stored image.")
         return None
     try:
-        image = load_image(record.image)
+        image = load_image(record.image, max_pixels=get_settings().max_image_pixels)
     except ImageError as exc:
         st.error(f"History entry #{record_id}: stored image unusable: {exc}")
         return None
@@ -152,7 +151,7 @@ def across_checkpoints(run: AttentionRun, step: int, opts: dict, run_dir: Path |
     if run_dir is None:
         st.info("Pick a run in the sidebar to compare its checkpoints.")
         return
-    infos = [c for c in discover_checkpoints(run_dir) if c.loadable]
+    infos = get_run(run_dir).loadable_checkpoints
     names = {str(c.path.resolve()): c.name for c in infos}
     default = [p for p in map(str, state.selected_compare_checkpoints()) if p in names] or list(names)[-4:]
     chosen = st.multiselect("Checkpoints", list(names), default=default, format_func=names.get, key="attn.ckpts")
@@ -193,7 +192,7 @@ def pointing_section(run_dir: Path | None) -> None:
     if not sets:
         st.info("The selected run has no eval set with object boxes (the demo run ships eval/demo.jsonl).")
         return
-    infos = [c for c in discover_checkpoints(run_dir) if c.loadable]
+    infos = get_run(run_dir).loadable_checkpoints
     c1, c2 = st.columns(2)
     path = c1.selectbox("Eval set", sets, format_func=lambda p: p.name, key="attn.point_set")
     n = c2.number_input("Examples per checkpoint", 1, 1000, 32, key="attn.point_n")
@@ -208,7 +207,8 @@ def pointing_section(run_dir: Path | None) -> None:
         for i, info in enumerate(infos):
             try:
                 with get_pool().acquire(info.path) as loaded:
-                    report = pointing_report(loaded, examples, max_examples=int(n))
+                    report = pointing_report(loaded, examples, max_examples=int(n),
+                                             max_pixels=get_settings().max_image_pixels)
             except ANALYSIS_ERRORS as exc:
                 show_model_error(exc, "Attention capture failed")
                 continue

@@ -18,6 +18,7 @@ from dashboard.attention.adapters import ImageLayout, adapter_for, layout_for
 from dashboard.attention.capture import TEXT_SUMMARY_FIELDS, CaptureResult, capture_generate
 from dashboard.attention.overlay import HeadMode, token_attention
 from dashboard.attention.pointing import PointingReport, score_example
+from dashboard.images import DEFAULT_MAX_PIXELS, load_image
 
 ProgressFn = Callable[[int, int], None]
 
@@ -132,9 +133,12 @@ def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int
 
 
 def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[int] | None = None,
-                    max_examples: int | None = None, progress: ProgressFn | None = None) -> PointingReport:
-    """Pointing score of one checkpoint over eval examples that name a target object with a box."""
-    from dashboard.images import load_image
+                    max_examples: int | None = None, progress: ProgressFn | None = None,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> PointingReport:
+    """Pointing score of one checkpoint over eval examples that name a target object with a box.
+
+    Images larger than ``max_pixels`` (the configured limit) are skipped with the reason.
+    """
 
     usable = [e for e in examples if e.target is not None and 0 <= e.target < len(e.objects)
               and "bbox" in e.objects[e.target]]
@@ -144,7 +148,7 @@ def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[in
     report = PointingReport(str(loaded.path), [], skipped)
     for i, example in enumerate(usable):
         try:
-            image = load_image(example.image_path)
+            image = load_image(example.image_path, max_pixels=max_pixels)
             run = analyse(loaded, image, example.prompt, max_new_tokens=1, lens_top_k=0, lens_image_tokens=False)
         except Exception as exc:  # one bad example must not sink the report
             report.skipped.append(f"{example.id}: {type(exc).__name__}: {exc}")

@@ -65,6 +65,11 @@ class RunData:
         return None
 
     @property
+    def loadable_checkpoints(self) -> list[CheckpointInfo]:
+        """Checkpoints a page may offer to load: inside the runs root(s) and with weights."""
+        return [c for c in self.checkpoints if c.loadable]
+
+    @property
     def best_checkpoint(self) -> CheckpointInfo | None:
         """The local checkpoint ``best_model_checkpoint`` names (mapped by folder name)."""
         if self.state is None:

@@ -67,3 +67,55 @@ def test_attention_page_without_image_says_so(app_env: Path, demo_run_dir: Path)
     at.button(key="attn.go").click().run()
     assert not at.exception, at.exception
     assert any("No image" in e.value for e in at.error)
+
+
+def _tiny_run_with_outside_link(tiny_llava_dir: Path, tmp_path: Path) -> Path:
+    """runs/run: checkpoint-1 inside the root, checkpoint-2 a symlink to a checkpoint outside it,
+    and an eval set of a 64×64 (4,096 px) and an 80×80 (6,400 px) image with object boxes."""
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "runs"
+    run = root / "run"
+    shutil.copytree(tiny_llava_dir, run / "checkpoint-1")
+    shutil.copytree(tiny_llava_dir, tmp_path / "outside" / "checkpoint-2")
+    (run / "checkpoint-2").symlink_to(tmp_path / "outside" / "checkpoint-2", target_is_directory=True)
+    (run / "eval" / "images").mkdir(parents=True)
+    rows = []
+    for i, side in enumerate((64, 80)):
+        Image.new("RGB", (side, side), (220, 20, 20)).save(run / "eval" / "images" / f"{i}.png")
+        rows.append({"id": str(i), "image": f"images/{i}.png", "prompt": "what colour is the square ?",
+                     "answer": "red", "objects": [{"bbox": [0, 0, 32, 32]}], "target": 0})
+    (run / "eval" / "boxes.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root
+
+
+def test_attention_lists_checkpoints_through_the_run_model(tiny_llava_dir: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """A checkpoint symlinked out of the runs root is hidden by the sidebar and must not be offered
+    (or loaded) here either; eval-set images obey the configured pixel limit."""
+    from dashboard.ui import state
+
+    root = _tiny_run_with_outside_link(tiny_llava_dir, tmp_path)
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "1GB")
+    monkeypatch.setenv("VLMLAB_MAX_IMAGE_PIXELS", "5000")
+    monkeypatch.chdir(HOME.parent)
+    at = AppTest.from_file(str(HOME.parent / "pages" / "4_Attention.py"), default_timeout=180)
+    at.session_state[state.RUN_PATH] = str(root / "run")
+    at.session_state[state.CHECKPOINT_PATH] = str(root / "run" / "checkpoint-1")
+    at.run()
+    at.button(key="attn.pick.0").click().run()
+    at.number_input(key="attn.max_new").set_value(1).run()
+    at.button(key="attn.go").click().run()
+    assert not at.exception, at.exception
+    offered = at.multiselect(key="attn.ckpts").options
+    assert [Path(p).name for p in offered] == ["checkpoint-1"], offered
+    at.number_input(key="attn.point_n").set_value(2).run()
+    at.button(key="attn.point_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value
+    assert list(table["name"]) == ["checkpoint-1"]
+    assert table["n"].tolist() == [1] and table["skipped"].tolist() == [1]  # the 6,400 px image is over the limit
