@@ -6,6 +6,7 @@ The sidebar drawn here (runs root → run → checkpoint, model pool) appears on
 import streamlit as st
 
 from dashboard.config import ConfigError
+from dashboard.logs import configure_logging
 from dashboard.ui.home_view import render_home
 from dashboard.ui.resources import get_settings
 from dashboard.ui.sidebar import render_sidebar
@@ -13,7 +14,7 @@ from dashboard.ui.sidebar import render_sidebar
 st.set_page_config(page_title="VLM checkpoint lab", page_icon=":material/biotech:", layout="wide")
 
 try:
-    get_settings()
+    configure_logging(get_settings().log_level)
 except ConfigError as exc:
     st.error(f"Configuration error: {exc}")
     st.stop()

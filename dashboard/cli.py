@@ -56,5 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dashboard.config import ConfigError, load_settings
+    from dashboard.logs import configure_logging
+
     args = build_parser().parse_args(argv)
+    try:
+        configure_logging(load_settings().log_level)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return args.func(args)

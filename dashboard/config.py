@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from dashboard.logs import LEVELS
 
 ENV_PREFIX = "VLMLAB_"
 
@@ -43,7 +45,8 @@ class Settings:
     """Passed to transformers; off unless the user opts in."""
     max_image_pixels: int = 40_000_000
     """Pillow decompression-bomb bound for uploaded/eval images."""
-    extra: Mapping[str, str] = field(default_factory=dict)
+    log_level: str = "WARNING"
+    """Level of the ``dashboard`` loggers (DEBUG, INFO, WARNING, ERROR)."""
 
     @property
     def default_runs_root(self) -> Path:
@@ -125,4 +128,9 @@ def load_settings(env: Mapping[str, str] | None = None,
             kwargs["max_image_pixels"] = int(pixels)
         except ValueError as exc:
             raise ConfigError(f"{ENV_PREFIX}MAX_IMAGE_PIXELS: expected an integer, got {pixels!r}") from exc
+    level = _lookup("LOG_LEVEL", env, secrets)
+    if level:
+        if level.strip().upper() not in LEVELS:
+            raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL: expected one of {', '.join(LEVELS)}, got {level!r}")
+        kwargs["log_level"] = level.strip().upper()
     return Settings(**kwargs)  # type: ignore[arg-type]

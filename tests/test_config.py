@@ -53,3 +53,10 @@ def test_parse_helpers():
     assert parse_size("1.5GiB") == int(1.5 * 2**30)
     assert parse_size("1024") == 1024
     assert parse_bool("On") is True and parse_bool("off") is False
+
+
+def test_log_level() -> None:
+    assert load_settings(env={}).log_level == "WARNING"
+    assert load_settings(env={"VLMLAB_LOG_LEVEL": " debug "}).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="VLMLAB_LOG_LEVEL"):
+        load_settings(env={"VLMLAB_LOG_LEVEL": "loud"})

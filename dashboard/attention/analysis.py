@@ -5,6 +5,7 @@ Kept free of Streamlit so tests and the bench drive exactly what the page shows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from dashboard.attention.capture import TEXT_SUMMARY_FIELDS, CaptureResult, capt
 from dashboard.attention.overlay import HeadMode, token_attention
 from dashboard.attention.pointing import PointingReport, score_example
 from dashboard.images import DEFAULT_MAX_PIXELS, load_image
+
+logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 
@@ -151,6 +154,7 @@ def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[in
             image = load_image(example.image_path, max_pixels=max_pixels)
             run = analyse(loaded, image, example.prompt, max_new_tokens=1, lens_top_k=0, lens_image_tokens=False)
         except Exception as exc:  # one bad example must not sink the report
+            logger.warning("pointing: example %s skipped", example.id, exc_info=True)
             report.skipped.append(f"{example.id}: {type(exc).__name__}: {exc}")
             continue
         grids = run.layer_grids(0, "mean")

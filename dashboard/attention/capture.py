@@ -14,6 +14,7 @@ and restored afterwards, under the pooled model's lock.
 from __future__ import annotations
 
 import contextvars
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ import torch
 from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+logger = logging.getLogger(__name__)
 
 CAPTURE_IMPLEMENTATION = "vlmlab_capture"
 TEXT_SUMMARY_FIELDS = ("prompt_text", "generated", "first_token")
@@ -193,6 +196,7 @@ def _safe(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except Exception:
+        logger.debug("%s raised; trying the next way to find the decoder", fn, exc_info=True)
         return None
 
 

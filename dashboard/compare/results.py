@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -23,6 +24,8 @@ from typing import Any
 import pandas as pd
 
 from dashboard.metrics import aggregate_scores, score
+
+logger = logging.getLogger(__name__)
 
 RESULTS_DIRNAME = "eval_results"
 SCHEMA_VERSION = 1
@@ -158,6 +161,7 @@ def _read(path: Path) -> CheckpointScores | None:
     try:
         return CheckpointScores.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("saved scores %s unreadable; treated as not computed yet", path, exc_info=True)
         return None  # a corrupt or foreign file is treated as "not computed yet"
 
 

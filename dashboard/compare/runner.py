@@ -11,6 +11,7 @@ No Streamlit here: progress and stopping go through plain callables.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from dashboard.compare.results import (
 )
 from dashboard.evalset import EvalExample, EvalSet
 from dashboard.metrics import score
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -109,6 +112,7 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
                 with loaded.lock:
                     result = generate(loaded, image, prompt, settings)
         except Exception as exc:  # one bad checkpoint must not lose the others' outputs
+            logger.warning("comparison: %s failed", path.name, exc_info=True)
             out.error = _error_text(exc)
         else:
             _fill(out, result)
@@ -225,6 +229,7 @@ def run_eval(pool: ModelPool, run_dir: Path, checkpoints: Sequence[str | Path], 
                     report.computed += len(chunk)
                     on_progress(done, total, f"{path.name}: {scores[path.name].n}/{len(evalset.examples)}")
         except Exception as exc:  # load failure / OOM: report it, keep the other checkpoints going
+            logger.warning("eval set: %s failed", path.name, exc_info=True)
             report.errors[path.name] = _error_text(exc)
             done += len([ex for ex in pending if ex.id not in scores[path.name].row_ids()])
         if report.stopped:
@@ -251,6 +256,7 @@ def _run_chunk(loaded: Any, chunk: Sequence[EvalExample], settings: GenerationSe
             images.append(load_image(ex.image_path, max_pixels=max_image_pixels))
             good.append(ex)
         except Exception as exc:  # the file changed since validation: score the row as a failure
+            logger.warning("eval set: image of example %s unusable", ex.id, exc_info=True)
             rows.append(_row(ex, None, _error_text(exc)))
     if not good:
         return rows
@@ -259,6 +265,8 @@ def _run_chunk(loaded: Any, chunk: Sequence[EvalExample], settings: GenerationSe
         try:
             results = generate_batch(loaded, images, [ex.prompt for ex in good], settings, batch_size=len(good))
         except Exception:
+            logger.warning("batched generation failed on %s; generating one example at a time",
+                           loaded.path.name, exc_info=True)
             state.batching_ok = False  # e.g. no pad token: fall back to one at a time for this model
     if results is None:
         results = []
@@ -266,6 +274,7 @@ def _run_chunk(loaded: Any, chunk: Sequence[EvalExample], settings: GenerationSe
             try:
                 results.append(generate(loaded, img, ex.prompt, settings))
             except Exception as exc:
+                logger.warning("eval set: example %s failed", ex.id, exc_info=True)
                 rows.append(_row(ex, None, _error_text(exc)))
                 results.append(None)  # type: ignore[arg-type]
     for ex, res in zip(good, results, strict=True):

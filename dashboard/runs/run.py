@@ -148,8 +148,7 @@ def _load_state(run_dir: Path, problems: list[str]) -> tuple[ParsedState | None,
     for i, candidate in enumerate(state_file_candidates(run_dir)):
         parsed = parse_state_file(candidate)
         rel = candidate.relative_to(run_dir)
-        broken = not parsed.metrics.size and any("not valid JSON" in p or "cannot read" in p or "expected a JSON"
-                                                 in p for p in parsed.problems)
+        broken = not parsed.readable
         for problem in parsed.problems:
             for prefix in (f"{candidate}: ", f"{STATE_FILE}: "):
                 problem = problem.removeprefix(prefix)

@@ -50,6 +50,12 @@ class ParsedState:
     metrics: pd.DataFrame
     summary: TrainerStateSummary
     problems: list[str]
+    readable: bool = True
+    """False when the file could not be read or parsed at all (the run falls back to another copy)."""
+
+    @classmethod
+    def unreadable(cls, problem: str) -> ParsedState:
+        return cls(empty_metrics(), TrainerStateSummary(), [problem], readable=False)
 
 
 def _number(value, integer: bool = False):
@@ -177,12 +183,11 @@ def read_trainer_state(path: Path) -> ParsedState:
         with path.open("rb") as fh:
             state = json.load(fh)
     except OSError as exc:
-        return ParsedState(empty_metrics(), TrainerStateSummary(), [f"{path}: cannot read ({exc.strerror or exc})"])
+        return ParsedState.unreadable(f"{path}: cannot read ({exc.strerror or exc})")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return ParsedState(empty_metrics(), TrainerStateSummary(), [f"{path}: not valid JSON ({exc})"])
+        return ParsedState.unreadable(f"{path}: not valid JSON ({exc})")
     if not isinstance(state, dict):
-        return ParsedState(empty_metrics(), TrainerStateSummary(),
-                           [f"{path}: expected a JSON object, got {type(state).__name__}"])
+        return ParsedState.unreadable(f"{path}: expected a JSON object, got {type(state).__name__}")
     summary = _summary(state, problems)
     if "log_history" not in state:
         problems.append("trainer_state.json: no 'log_history'; no metrics")

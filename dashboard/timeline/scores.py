@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "metric", "value"]
+from dashboard.compare.results import SCORE_COLUMNS, load_saved_scores
 
-try:  # written by the Comparison engineer; absent only in a partial checkout
-    from dashboard.compare.results import load_saved_scores as _load_saved_scores
-except ImportError:  # pragma: no cover - exercised only without the Comparison module
-    _load_saved_scores = None
+logger = logging.getLogger(__name__)
 
 
 def saved_scores(run_dir: Path, data_dir: Path | None = None) -> tuple[pd.DataFrame, str | None]:
     """(scores table, problem). Never raises: a broken results folder must not break the chart."""
-    if _load_saved_scores is None:
-        return (pd.DataFrame(columns=SCORE_COLUMNS),
-                "saved eval-set scores unavailable: dashboard.compare.results is missing")
     try:
-        table = _load_saved_scores(Path(run_dir), data_dir)
+        table = load_saved_scores(Path(run_dir), data_dir)
     except Exception as exc:  # any reader failure becomes a message next to the chart
+        logger.warning("saved eval-set scores of %s unreadable", run_dir, exc_info=True)
         return pd.DataFrame(columns=SCORE_COLUMNS), f"could not read saved eval-set scores: {exc}"
     table = table[table["step"].notna()] if "step" in table else table
     return table, None

@@ -6,12 +6,15 @@ the history store are cached per configuration so a changed setting gets a fresh
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from dashboard.config import Settings, load_settings
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from dashboard.history import HistoryStore
@@ -23,6 +26,7 @@ def _secrets() -> dict[str, object]:
     try:
         return {k: v for k, v in st.secrets.items() if k.startswith("VLMLAB_")}
     except Exception:  # no secrets.toml: the normal case
+        logger.debug("no usable .streamlit/secrets.toml", exc_info=True)
         return {}
 
 

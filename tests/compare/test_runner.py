@@ -103,3 +103,26 @@ def test_run_eval_saves_reuses_and_stops(tiny_run: Path) -> None:
 
     changed = run_eval(pool, tiny_run, ckpts[:1], evalset, GenerationSettings(max_new_tokens=2))
     assert changed.computed == 5  # other settings: recomputed (and the file now holds those)
+
+
+def test_batching_fallback_is_logged_not_silent(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A model that cannot batch falls back to one example at a time — and says so in the log."""
+    import dashboard.generation as generation
+
+    batch = generation.generate_batch
+
+    def no_batching(loaded, images, *args, **kwargs):
+        if len(images) > 1:
+            raise ValueError("no pad token")
+        return batch(loaded, images, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "generate_batch", no_batching)
+    shutil.rmtree(tiny_run / "eval_results", ignore_errors=True)
+    evalset = load_eval_set(tiny_run / "eval" / "demo.jsonl")
+    with caplog.at_level("WARNING", logger="dashboard"):
+        report = run_eval(_pool(), tiny_run, [tiny_run / "checkpoint-1"], evalset, SETTINGS, batch_size=5,
+                          data_dir=tmp_path / "data")
+    assert not report.errors and report.computed == 5
+    fallback = [r for r in caplog.records if "one example at a time" in r.getMessage()]
+    assert fallback and fallback[0].name == "dashboard.compare.runner" and fallback[0].exc_info

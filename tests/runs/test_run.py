@@ -270,3 +270,16 @@ def test_root_that_is_itself_a_run_lists_only_itself(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "solo", n_steps=100)
     write_event_file(run_dir / "runs" / "Nov23", [("train/loss", 1, 1.0)], start_time=0.0)
     assert [r.name for r in list_runs(run_dir)] == ["solo"]
+
+
+def test_unreadable_state_is_typed_not_recognised_by_message(tmp_path: Path) -> None:
+    """Fallback to another trainer_state.json is decided by ``ParsedState.readable``, not by text."""
+    from dashboard.runs.trainer_state import read_trainer_state
+
+    broken = tmp_path / "trainer_state.json"
+    broken.write_text("{not json")
+    assert read_trainer_state(broken).readable is False
+    broken.write_text("[1, 2]")
+    assert read_trainer_state(broken).readable is False
+    broken.write_text('{"log_history": [], "global_step": 0}')
+    assert read_trainer_state(broken).readable is True
