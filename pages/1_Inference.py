@@ -5,7 +5,6 @@ Thin page: loading, generation, image decoding and persistence live in ``dashboa
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import time
@@ -29,6 +28,7 @@ from dashboard.history import HistoryError, HistoryRecord
 from dashboard.images import ImageError, image_digest, load_image
 from dashboard.metrics import score
 from dashboard.models.pool import CheckpointLoadError
+from dashboard.thumbnails import png_data_uri
 from dashboard.ui import state
 from dashboard.ui.image_input import PickedImage, pick_image, pick_images_batch
 from dashboard.ui.resources import get_history, get_pool, get_settings
@@ -223,10 +223,6 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
     st.session_state[K_BATCH] = rows
 
 
-def _thumb_uri(data: bytes | None) -> str | None:
-    return None if data is None else "data:image/png;base64," + base64.b64encode(data).decode()
-
-
 def history_mode() -> None:
     try:
         history = get_history()
@@ -245,7 +241,7 @@ def history_mode() -> None:
         return
     table = pd.DataFrame([{
         "id": r.id, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
-        "image": _thumb_uri(r.thumbnail), "checkpoint": Path(r.checkpoint).name, "prompt": r.prompt,
+        "image": png_data_uri(r.thumbnail), "checkpoint": Path(r.checkpoint).name, "prompt": r.prompt,
         "output": r.output, "mode": r.mode, "tokens/s": r.timings.get("tokens_per_s"),
         "latency s": r.timings.get("latency_s")} for r in records])
     st.dataframe(table, hide_index=True, column_config={"image": st.column_config.ImageColumn("image")})

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import functools
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,6 +10,7 @@ import plotly.graph_objects as go
 from dashboard.compare.results import CheckpointScores
 from dashboard.evalset import EvalSet
 from dashboard.metrics import describe, normalize_answer
+from dashboard.thumbnails import thumbnail_uri
 
 FILTER_ALL = "All examples"
 FILTER_OUTPUTS_DIFFER = "Outputs differ"
@@ -39,26 +37,6 @@ def accuracy_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
                       xaxis={"title": "checkpoint", "type": "category"}, height=360,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": 1.12})
     return fig
-
-
-@functools.lru_cache(maxsize=1024)
-def _thumb(path: str, mtime_ns: int, side: int) -> str | None:
-    from dashboard.images import load_image, to_png_bytes
-
-    try:
-        data = to_png_bytes(load_image(path), max_side=side)
-    except Exception:  # a thumbnail is decoration: a broken file shows as empty
-        return None
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def thumbnail_uri(path: Path, side: int = 48) -> str | None:
-    """A small PNG as a data URI for ``st.column_config.ImageColumn`` (cached by path + mtime)."""
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    return _thumb(str(path), mtime, side)
 
 
 def example_frame(evalset: EvalSet, scores: Mapping[str, CheckpointScores], metric: str,

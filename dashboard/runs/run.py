@@ -9,9 +9,7 @@ Only a path outside the configured roots or a missing run directory raises; ever
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dashboard.caching import file_memo
 from dashboard.paths import is_within, resolve_within
 from dashboard.runs.checkpoints import (
     CheckpointInfo,
@@ -90,40 +89,10 @@ class RunListing:
 
 
 # ---------------------------------------------------------------- memoised file parsers
-class _FileMemo:
-    """A small LRU of parse results keyed by (path, mtime_ns, size): unchanged files are not re-read."""
-
-    def __init__(self, func: Callable, maxsize: int = 16) -> None:
-        self._func, self._maxsize = func, maxsize
-        self._items: OrderedDict[tuple, object] = OrderedDict()
-        self._lock = threading.Lock()
-        self.calls = 0  # real parses performed (tests check that unchanged files are skipped)
-
-    def __call__(self, path: Path):
-        try:
-            st = path.stat()
-            key = (str(path), st.st_mtime_ns, st.st_size)
-        except OSError:
-            return self._func(path)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        result = self._func(path)
-        self.calls += 1
-        with self._lock:
-            self._items[key] = result
-            while len(self._items) > self._maxsize:
-                self._items.popitem(last=False)
-        return result
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-parse_state_file = _FileMemo(read_trainer_state)
-parse_event_file = _FileMemo(read_event_file)
+# Keyed by (path, mtime_ns, size): reloading a live run re-parses only the files that changed
+# (see dashboard/caching.py for the caching policy and how Streamlit clears these).
+parse_state_file = file_memo("trainer_state", maxsize=16)(read_trainer_state)
+parse_event_file = file_memo("event_file", maxsize=16)(read_event_file)
 
 
 # ---------------------------------------------------------------- run loading

@@ -15,7 +15,8 @@ import streamlit as st
 from PIL import Image
 
 from dashboard.evalset import EvalExample, EvalSet, EvalSetError, find_eval_sets, load_eval_set
-from dashboard.images import ImageError, image_digest, load_image, to_png_bytes
+from dashboard.images import ImageError, image_digest, load_image
+from dashboard.thumbnails import thumbnail_png
 from dashboard.ui.resources import get_settings
 
 GALLERY_PAGE = 12
@@ -43,22 +44,6 @@ def eval_set_for(path: Path) -> EvalSet:
     """Load (cached by path + modification time) an eval set with images confined to the runs roots."""
     roots = tuple(str(r) for r in get_settings().runs_roots)
     return _cached_eval_set(str(path), path.stat().st_mtime_ns, roots)
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def _thumbnail(path: str, mtime_ns: int, max_pixels: int, side: int = 96) -> bytes | str:
-    """PNG thumbnail bytes, or the error message (cached too, so a bad file is read once)."""
-    try:
-        return to_png_bytes(load_image(path, max_pixels=max_pixels), max_side=side)
-    except ImageError as exc:
-        return str(exc)
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return -1
 
 
 def load_example_image(example: EvalExample) -> PickedImage:
@@ -131,7 +116,7 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
     max_pixels = get_settings().max_image_pixels
     for index, example in enumerate(shown):
         with columns[index % GALLERY_COLUMNS]:
-            thumb = _thumbnail(str(example.image_path), _mtime(example.image_path), max_pixels)
+            thumb = thumbnail_png(example.image_path, max_pixels)
             if isinstance(thumb, bytes):
                 st.image(thumb, width="stretch")
             else:

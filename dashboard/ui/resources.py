@@ -1,17 +1,22 @@
 """Process-wide objects shared by every page and browser session (``st.cache_resource``).
 
 Settings are re-read on every call (cheap, and tests change the environment); the pool and
-the history store are cached per configuration so a changed setting gets a fresh object.
+the history store are cached per configuration so a changed setting gets a fresh object. The
+stores of :mod:`dashboard.caching`'s memos live here too, so Streamlit's cache clearing reaches
+every cache (the whole policy is in that module's docstring).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from dashboard import caching
 from dashboard.config import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -20,6 +25,15 @@ if TYPE_CHECKING:
     from dashboard.history import HistoryStore
     from dashboard.models.pool import ModelPool
     from dashboard.runs.run import RunData
+
+
+@st.cache_resource(show_spinner=False)
+def _memo_store(name: str) -> OrderedDict[Hashable, Any]:
+    """One memo's entries; dropped by ``st.cache_resource.clear()`` like every other cache."""
+    return OrderedDict()
+
+
+caching.use_store_provider(_memo_store)
 
 
 def _secrets() -> dict[str, object]:
