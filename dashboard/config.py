@@ -72,15 +72,6 @@ def parse_size(value: str, name: str = "value") -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
-def format_bytes(n: float) -> str:
-    """Human-readable decimal size (``1.5 GB``), the inverse direction of :func:`parse_size`."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def _lookup(name: str, env: Mapping[str, str], secrets: Mapping[str, object]) -> str | None:
     key = ENV_PREFIX + name
     if key in env:

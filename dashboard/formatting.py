@@ -102,6 +102,15 @@ def is_fraction_metric(name: str) -> bool:
 
 
 
+_MD_PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~=:$&\"'")
+
+
+def markdown_safe(text: object) -> str:
+    """Backslash-escape Markdown punctuation so untrusted text (model output, file and metric names,
+    error messages) is shown literally; works per streamed chunk."""
+    return "".join(f"\\{c}" if c in _MD_PUNCTUATION else c for c in str(text)).replace("\n", "  \n")
+
+
 def plotly_text(text: object) -> str:
     """Escape text for Plotly labels, which interpret a subset of HTML (``</s>`` would vanish)."""
     return html.escape(str(text), quote=False)

@@ -308,14 +308,6 @@ def stream(loaded: LoadedModel, image: Image.Image, prompt: str, settings: Gener
     return GenerationStream(loaded, image, prompt, settings, prefill)
 
 
-_MD_PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~=:$&\"'")
-
-
-def markdown_safe(text: str) -> str:
-    """Backslash-escape Markdown punctuation so model output is shown literally (works per chunk)."""
-    return "".join(f"\\{c}" if c in _MD_PUNCTUATION else c for c in text).replace("\n", "  \n")
-
-
 def result_stats(result: GenerationResult) -> dict[str, Any]:
     """The timing/token columns shown in tables, stored in history and exported."""
     return {"latency_s": round(result.latency_s, 4),

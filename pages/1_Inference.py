@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.formatting import markdown_safe
 from dashboard.generation import (
     GenerationInputError,
     GenerationOOMError,
     GenerationSettings,
     format_prompt,
     generate_batch,
-    markdown_safe,
     result_stats,
     stream,
 )

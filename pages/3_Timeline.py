@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.formatting import fmt_bytes, markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.run import RunData, list_runs
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
@@ -24,7 +25,6 @@ from dashboard.timeline.series import (
     best_checkpoint,
     default_metrics,
     default_mode,
-    human_size,
     metric_groups,
     plot_metrics,
 )
@@ -33,19 +33,11 @@ from dashboard.ui.resources import get_run, get_settings
 
 K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
 K_CHART = "tl.chart"
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]()#<>!|~{}"})
-
-
-def _md(text: object) -> str:
-    """Escape file-derived text (run/metric names, messages) before it goes into Markdown."""
-    return str(text).translate(_MD_SPECIAL)
-
-
 def _load(path: str | Path) -> RunData | None:
     try:
         return get_run(path)
     except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
-        st.error(f"Cannot open run {_md(Path(path).name)}: {_md(exc)}")
+        st.error(f"Cannot open run {markdown_safe(Path(path).name)}: {markdown_safe(exc)}")
         return None
 
 
@@ -110,10 +102,10 @@ def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: st
     scores, _ = saved_scores(run.path, get_settings().data_dir)
     best = best_checkpoint(run, best_metric, mode) if best_metric else None  # type: ignore[arg-type]
     if best is not None:
-        st.markdown(f"**Best checkpoint:** {_md(best.explanation)}")
+        st.markdown(f"**Best checkpoint:** {markdown_safe(best.explanation)}")
         if run.state and run.state.best_checkpoint_name and best.checkpoint \
                 and run.state.best_checkpoint_name != best.checkpoint.name:
-            st.caption(f"The trainer's own best_model_checkpoint is {_md(run.state.best_checkpoint_name)} "
+            st.caption(f"The trainer's own best_model_checkpoint is {markdown_safe(run.state.best_checkpoint_name)} "
                        f"(its metric_for_best_model may differ).")
     if not chart.metrics and not chart.score_labels:
         st.info("Pick at least one metric to plot.")
@@ -122,7 +114,7 @@ def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: st
         missing = [o.name for o in others if chart.x_axis != "step" and o.metrics[chart.x_axis].isna().all()]
         if missing:
             st.caption(f"Not drawn on this axis (no {X_LABELS[chart.x_axis].lower()} in their logs): "
-                       + _md(", ".join(missing)))
+                       + markdown_safe(", ".join(missing)))
         event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=K_CHART, width="stretch")
         st.caption(f"{len(stats.points)} traces, at most {stats.max_points_per_trace} points each "
                    f"(from up to {max(stats.source_points.values(), default=0):,} logged). "
@@ -140,10 +132,10 @@ def _selected_panel(run: RunData) -> None:
         return
     with st.container(border=True):
         saved = ckpt.modified.strftime("%Y-%m-%d %H:%M:%S UTC")
-        st.markdown(f"**Selected: {_md(ckpt.name)}** · step {ckpt.step} · {human_size(ckpt.size_bytes)} · "
+        st.markdown(f"**Selected: {markdown_safe(ckpt.name)}** · step {ckpt.step} · {fmt_bytes(ckpt.size_bytes)} · "
                     f"{ckpt.weight_format}{' (PEFT adapter)' if ckpt.is_adapter else ''} · saved {saved}")
         for problem in ckpt.problems:
-            st.caption(f"⚠ {_md(problem)}")
+            st.caption(f"⚠ {markdown_safe(problem)}")
         if not ckpt.loadable:
             st.warning("This checkpoint cannot be loaded (see above); it can still be inspected here.")
         cols = st.columns(len(OPEN_TARGETS))
@@ -161,8 +153,8 @@ def main() -> None:
     run = _load(run_path)
     if run is None:
         return
-    st.caption(f"{_md(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
-               + (f" · from {_md(run.state_file.relative_to(run.path))}" if run.state_file else ""))
+    st.caption(f"{markdown_safe(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
+               + (f" · from {markdown_safe(run.state_file.relative_to(run.path))}" if run.state_file else ""))
     if run.problems:
         with st.expander(f"{len(run.problems)} problem(s) reading this run", expanded=False):
             st.text("\n".join(f"• {p}" for p in run.problems))

@@ -17,7 +17,8 @@ from dashboard.attention.capture import CaptureError
 from dashboard.attention.charts import lens_figure, pointing_figure, share_figure
 from dashboard.attention.overlay import COLORMAPS, render_overlay, to_png, upscale
 from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
-from dashboard.generation import GenerationInputError, GenerationOOMError, markdown_safe
+from dashboard.formatting import markdown_safe
+from dashboard.generation import GenerationInputError, GenerationOOMError
 from dashboard.history import HistoryError
 from dashboard.images import ImageError, load_image
 from dashboard.models.pool import CheckpointLoadError

@@ -11,6 +11,7 @@ from dashboard.formatting import (
     fmt_number,
     fmt_seconds,
     fmt_value,
+    markdown_safe,
     plotly_text,
 )
 
@@ -42,3 +43,8 @@ def test_seconds_and_bytes() -> None:
 
 def test_plotly_text_keeps_special_tokens_visible() -> None:
     assert plotly_text("</s>") == "&lt;/s&gt;"
+
+
+def test_markdown_safe_shows_text_literally():
+    assert markdown_safe("**bold** <b>x</b> [a](b)") == r"\*\*bold\*\* \<b\>x\</b\> \[a\]\(b\)"
+    assert markdown_safe("a\nb") == "a  \nb"  # keeps the line break

@@ -17,7 +17,6 @@ from dashboard.generation import (
     format_prompt,
     generate,
     generate_batch,
-    markdown_safe,
     stream,
 )
 from dashboard.models.pool import ModelPool
@@ -181,7 +180,3 @@ def test_abandoned_stream_stops_and_releases_the_model(loaded, red):
     produced = generation._sequences.shape[1] - generation.inputs["input_ids"].shape[1]
     assert produced < 150  # stopped early by the stop flag, not run to max_new_tokens
     assert generation.result is None
-
-
-def test_markdown_safe_shows_text_literally():
-    assert markdown_safe("**bold** <b>x</b> [a](b)") == r"\*\*bold\*\* \<b\>x\</b\> \[a\]\(b\)"

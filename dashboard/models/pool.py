@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from dashboard.config import Settings, format_bytes, parse_size
+from dashboard.config import Settings, parse_size
+from dashboard.formatting import fmt_bytes
 from dashboard.models.loading import (
     CheckpointLoadError,
     CheckpointPlan,
@@ -248,13 +249,13 @@ class ModelPool:
                 remaining = deadline - time.monotonic()
                 if self._only_own_pins():
                     raise PoolBusyError(
-                        f"{key.name} needs {format_bytes(need)} but the budget "
-                        f"({format_bytes(self.budget_bytes)}) is held by models this same request is using; "
+                        f"{key.name} needs {fmt_bytes(need)} but the budget "
+                        f"({fmt_bytes(self.budget_bytes)}) is held by models this same request is using; "
                         "use fewer models at once or raise VLMLAB_MEMORY_BUDGET")
                 if remaining <= 0:
                     raise PoolBusyError(
-                        f"{key.name} needs {format_bytes(need)} but the pool budget "
-                        f"({format_bytes(self.budget_bytes)}) is held by models in use by running generations; "
+                        f"{key.name} needs {fmt_bytes(need)} but the pool budget "
+                        f"({fmt_bytes(self.budget_bytes)}) is held by models in use by running generations; "
                         "try again when they finish")
                 self._cond.wait(remaining)
         if evicted:
@@ -281,8 +282,8 @@ class ModelPool:
         return sum(s.loaded.nbytes for s in self._slots.values()) + sum(self._reserved.values())
 
     def _too_large(self, key: Path, need: int) -> str:
-        return (f"{key.name} needs about {format_bytes(need)} but the whole model pool budget is "
-                f"{format_bytes(self.budget_bytes)}; raise VLMLAB_MEMORY_BUDGET (e.g. 8GB or 0.8) to load it")
+        return (f"{key.name} needs about {fmt_bytes(need)} but the whole model pool budget is "
+                f"{fmt_bytes(self.budget_bytes)}; raise VLMLAB_MEMORY_BUDGET (e.g. 8GB or 0.8) to load it")
 
     @staticmethod
     def _key(checkpoint: str | Path) -> Path:

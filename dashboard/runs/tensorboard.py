@@ -164,17 +164,3 @@ def _to_table(steps, walls, tags, values, path: Path, problems: list[str]) -> pd
     order = np.lexsort((table["step"].to_numpy(), table["metric"].cat.codes.to_numpy()))
     return table.iloc[order].reset_index(drop=True)
 
-
-def read_event_files(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
-    frames, problems = [], []
-    for path in paths:
-        frame, more = read_event_file(path)
-        frames.append(frame)
-        problems.extend(more)
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return empty_metrics(), problems
-    table = pd.concat(frames, ignore_index=True)
-    if len(frames) > 1:
-        table = table.sort_values(["metric", "step", "wall_time"], kind="stable", ignore_index=True)
-    return table, problems

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from dashboard.formatting import fmt_bytes
 from dashboard.runs.run import RunData
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS, minmax_indices
 from dashboard.timeline.scores import score_series
@@ -26,7 +27,6 @@ from dashboard.timeline.series import (
     Series,
     checkpoint_table,
     epoch_at_steps,
-    human_size,
     metric_series,
     plot_metrics,
     value_asof,
@@ -103,7 +103,7 @@ def _checkpoint_hover(table: pd.DataFrame, metrics: list[str]) -> list[list[str]
         logged = "<br>".join(f"{html.escape(m)} = {table[m].iat[i]:.6g}" for m in metrics
                              if np.isfinite(table[m].iat[i]))
         rows.append([str(table["checkpoint"].iat[i]), str(table["step"].iat[i]),
-                     human_size(int(table["size_bytes"].iat[i])),
+                     fmt_bytes(int(table["size_bytes"].iat[i])),
                      table["wall_time"].iat[i].strftime("%Y-%m-%d %H:%M:%S UTC"),
                      logged or "no metrics logged at this step"])
     return rows

@@ -103,12 +103,6 @@ def metric_series(metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") ->
     return Series(metric=metric, step=steps, x=x, y=y, source=source)
 
 
-def value_at_step(metrics: pd.DataFrame, metric: str, step: int) -> float | None:
-    """The logged value at ``step`` exactly (last one if logged twice), else None."""
-    rows = metrics[(metrics["metric"] == metric) & (metrics["step"] == step)]
-    return float(rows["value"].iloc[-1]) if len(rows) else None
-
-
 def value_asof(series: Series, step: int) -> float | None:
     """The latest logged value at or before ``step`` (where a marker sits on the curve)."""
     pos = np.searchsorted(series.step, step, side="right") - 1
@@ -168,11 +162,3 @@ def checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFram
         table[name] = [rows.get(int(s), np.nan) for s in steps]
     return table
 
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"

@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from dashboard.config import format_bytes
+from dashboard.formatting import fmt_bytes
 from dashboard.models.pool import ModelPool, PoolEntry
 
 
@@ -28,7 +28,7 @@ def render_pool_panel(pool: ModelPool, key: str = "pool") -> None:
     """Show held models (model, device, bytes, last used) and let the user evict them."""
     used, budget = pool.used_bytes, pool.budget_bytes
     st.progress(min(1.0, used / budget) if budget else 0.0,
-                text=f"{format_bytes(used)} of {format_bytes(budget)} budget · {pool.device}")
+                text=f"{fmt_bytes(used)} of {fmt_bytes(budget)} budget · {pool.device}")
     st.caption("Bytes = parameters + buffers of each loaded model (activations not counted). "
                f"Model loads since start: {pool.load_count}.")
     entries = pool.entries()
@@ -38,7 +38,7 @@ def render_pool_panel(pool: ModelPool, key: str = "pool") -> None:
     for entry in entries:
         with st.container(border=True):
             st.markdown(f"**{_label(entry)}**  \n{entry.model_type} · {entry.device} · {entry.dtype} · "
-                        f"{format_bytes(entry.nbytes)}  \nloaded in {entry.load_seconds:.2f} s · used "
+                        f"{fmt_bytes(entry.nbytes)}  \nloaded in {entry.load_seconds:.2f} s · used "
                         f"{_ago(entry.last_used)}" + (" · **in use**" if entry.in_use else ""))
             if st.button("Evict", key=f"{key}.evict.{entry.path}", disabled=bool(entry.in_use),
                          help="Free this model's memory (it reloads on next use)"):

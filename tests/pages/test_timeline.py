@@ -96,7 +96,7 @@ def test_selected_checkpoint_offers_open_in(synthetic_root: Path) -> None:
     assert not at.exception, at.exception
     labels = [b.label for b in at.button]
     assert {"Open in Inference", "Open in Comparison", "Open in Attention"} <= set(labels)
-    assert any("Selected: checkpoint-200" in m.value for m in at.markdown)
+    assert any("Selected: checkpoint\\-200" in m.value for m in at.markdown)  # markdown_safe escapes "-"
 
 
 def test_open_in_carries_the_checkpoint_over(synthetic_root: Path) -> None:
