@@ -12,6 +12,7 @@ digest, and re-running them asks for the image again.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -136,7 +137,7 @@ class HistoryStore:
         marks = ", ".join("?" for _ in values)
         with self._connect() as conn:
             cursor = conn.execute(f"INSERT INTO generations ({names}) VALUES ({marks})", tuple(values.values()))
-            record.id = int(cursor.lastrowid)
+            record.id = int(cursor.lastrowid or 0)  # always set after an INSERT
         return record.id
 
     def add_many(self, records: Sequence[HistoryRecord]) -> list[int]:
@@ -199,7 +200,7 @@ class HistoryStore:
         with self._connect() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
 
-    def distinct(self, column: str) -> list[str]:
+    def distinct(self, column: str) -> builtins.list[str]:
         """Distinct non-null values of ``run`` or ``checkpoint`` (for filter widgets)."""
         if column not in ("run", "checkpoint"):
             raise ValueError(f"cannot list distinct values of {column!r}")
@@ -208,7 +209,8 @@ class HistoryStore:
                                 f"ORDER BY {column}").fetchall()
         return [r[0] for r in rows]
 
-    def export_rows(self, records: Sequence[HistoryRecord] | None = None, **filters: Any) -> list[dict[str, Any]]:
+    def export_rows(self, records: Sequence[HistoryRecord] | None = None,
+                    **filters: Any) -> builtins.list[dict[str, Any]]:  # builtins: `list` is a method here
         """Blob-free dicts (settings/timings flattened into ``settings.*``/``timings.*`` columns too)."""
         chosen = records if records is not None else self.list(limit=10**9, **filters)
         rows = []

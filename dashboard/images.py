@@ -7,15 +7,17 @@ upload never takes the app down. The pixel bound is checked from the header *bef
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
+import logging
 import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_FILE_BYTES = 200 * 2**20
@@ -75,7 +77,7 @@ def load_image(source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise ImageError(f"{name} has an empty size {width}×{height}")
@@ -94,8 +96,10 @@ def load_image(source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_
                          f"{exc}); downscale it first") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name} is corrupt or truncated: {exc}") from exc
-    with contextlib.suppress(Exception):  # a broken EXIF block must not lose the image
+    try:
         image = ImageOps.exif_transpose(image) or image
+    except Exception:  # a broken EXIF block must not lose the image
+        logger.warning("%s: EXIF orientation unreadable; shown as stored", name, exc_info=True)
     try:
         return _to_rgb(image)
     except (OSError, ValueError) as exc:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the tests need from this repo's own files, then run lint + the whole suite.
+# Install everything the tests need from this repo's own files, then run lint, type check + the whole suite.
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ echo "== python environment (.venv, requirements-dev.txt)"
 
 echo "== ruff"
 .venv/bin/ruff check .
+
+echo "== mypy (dashboard/, config in pyproject.toml)"
+.venv/bin/mypy
 
 echo "== pytest"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

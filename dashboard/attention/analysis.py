@@ -64,7 +64,7 @@ class AttentionRun:
             return pd.DataFrame(columns=["layer", "position", "rank", "token", "prob"])
         ids, probs = ((lens.generated_ids, lens.generated_probs) if which == "generated"
                       else (lens.image_ids, lens.image_probs))
-        if ids is None:
+        if ids is None or probs is None:
             return pd.DataFrame(columns=["layer", "position", "rank", "token", "prob"])
         layers, positions, k = ids.shape
         names = self.token_names(ids.reshape(-1).tolist())

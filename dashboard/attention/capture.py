@@ -83,8 +83,9 @@ def _capture_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
     Everything else (decode steps, vision tower, unusual attention) runs the model's own eager code.
     """
     recorder = _ACTIVE.get()
-    recorded = recorder is not None and id(module) in recorder.layer_of
-    if recorded and query.shape[2] > 1 and _plain_attention(module, kwargs):
+    if recorder is not None and id(module) not in recorder.layer_of:
+        recorder = None  # not a recorded (language-model) attention
+    if recorder is not None and query.shape[2] > 1 and _plain_attention(module, kwargs):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         scaling = kwargs.get("scaling")
@@ -94,7 +95,7 @@ def _capture_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
         recorder.observe(module, _last_row_weights(module, query, key, attention_mask, scaling))
         return output, None
     output, weights = _eager_for(module)(module, query, key, value, attention_mask, **kwargs)
-    if recorded and weights is not None:
+    if recorder is not None and weights is not None:
         recorder.observe(module, weights)
     return output, None
 
@@ -132,8 +133,9 @@ class _Recorder:
         step = self.steps[layer]
         if step >= self.max_steps:  # a forward beyond max_new_tokens (e.g. a caller's extra pass): ignore
             return
-        if self.image is None:
+        if self.image is None or self.text is None:
             self._allocate(int(weights.shape[1]))
+        assert self.image is not None and self.text is not None  # allocated above (narrows for mypy)
         row = weights[0, :, -1, :].detach().float()  # [heads, keys]: the query that predicts the next token
         image = row.index_select(1, self.image_positions)
         image_mass = image.sum(-1)
@@ -256,10 +258,11 @@ class _Lens:
 
     def __init__(self, model: PreTrainedModel, image_positions: torch.Tensor, top_k: int, image_tokens: bool):
         self.decoder = language_model(model)
-        self.norm = getattr(self.decoder, "norm", None)
-        self.head = model.get_output_embeddings()
-        if self.norm is None or self.head is None:
+        norm, head = getattr(self.decoder, "norm", None), model.get_output_embeddings()
+        if norm is None or head is None:
             raise CaptureError("logit lens needs the decoder's final norm and the LM head")
+        self.norm: nn.Module = norm
+        self.head: nn.Module = head
         self.image_positions = image_positions
         self.top_k = top_k
         self.image_tokens = image_tokens
@@ -330,7 +333,7 @@ def capture_generate(model: PreTrainedModel, inputs: dict[str, Any], *, max_new_
     sequence = output[0] if not hasattr(output, "sequences") else output.sequences[0]
     generated = [int(t) for t in sequence[prompt_len:]]
     steps = len(generated)
-    if recorder.image is None or min(recorder.steps) < steps:
+    if recorder.image is None or recorder.text is None or min(recorder.steps) < steps:
         raise CaptureError(f"recorded {min(recorder.steps)} steps for {steps} generated tokens — does this model "
                            "route its language-model attention through the attention interface?")
     image, text = recorder.image.numpy(), recorder.text.numpy()

@@ -114,8 +114,8 @@ def _weight_format(path: Path, problems: list[str]) -> tuple[WeightFormat, tuple
         index_path = path / index_name
         if index_path.is_file():
             data, problem = _read_json(index_path)
-            if problem:
-                problems.append(problem)
+            if problem or data is None:
+                problems.append(problem or f"{index_name}: empty")
                 return "sharded-safetensors", (index_name,)
             weight_map = data.get("weight_map")
             if not isinstance(weight_map, dict):
@@ -152,7 +152,7 @@ def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = N
         config, problem = _read_json(config_path)
         if problem:
             problems.append(problem)
-        elif isinstance(config.get("model_type"), str):
+        elif config is not None and isinstance(config.get("model_type"), str):
             model_type = config["model_type"]
         else:
             problems.append("config.json: no 'model_type'")

@@ -89,9 +89,9 @@ def write_run(run_dir: Path, n_steps: int = 300, save_every: int = 100, eval_eve
         write_checkpoint(run_dir / f"checkpoint-{step}", state)
     if root_state:
         evals = [e for e in entries if "eval_loss" in e]
-        best = best_step or (min(evals, key=lambda e: e["eval_loss"])["step"] if evals else None)
-        best_metric = next((e["eval_loss"] for e in evals if e["step"] == best), None)
-        write_json(run_dir / "trainer_state.json", trainer_state(entries, n_steps, best, best_metric))
+        best_at = best_step or (min(evals, key=lambda e: e["eval_loss"])["step"] if evals else None)
+        best_metric = next((e["eval_loss"] for e in evals if e["step"] == best_at), None)
+        write_json(run_dir / "trainer_state.json", trainer_state(entries, n_steps, best_at, best_metric))
     return run_dir
 
 

@@ -73,7 +73,7 @@ def _metric_sort_key(name: str) -> tuple[int, str]:
 def default_metrics(metrics: pd.DataFrame) -> list[str]:
     groups = metric_groups(metrics)
     available = groups["train"] + groups["eval"]
-    chosen = [m for m in ("loss", "eval_loss", "eval_accuracy") if m in available]
+    chosen: list[str] = [m for m in ("loss", "eval_loss", "eval_accuracy") if m in available]
     return chosen or available[:2]
 
 

@@ -67,7 +67,7 @@ def _build_demo(out: Path) -> None:
     state.put(state.RUN_PATH, str(out.resolve()))
     state.put(state.CHECKPOINT_PATH, None)
     st.success(f"Built {report.n_checkpoints} checkpoints in {report.seconds:.0f} s "
-               f"(eval accuracy {report.first_accuracy:.0%} → {report.last_accuracy:.0%}).")
+               f"(eval accuracy {report.first_eval_accuracy:.0%} → {report.last_eval_accuracy:.0%}).")
     st.rerun()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -40,7 +41,7 @@ def generation_settings_form(prefix: str, label: str = "Generation settings",
                               top_p=float(top_p), num_beams=int(beams), seed=int(seed))
 
 
-def apply_generation_settings(prefix: str, settings: Mapping[str, object]) -> None:
+def apply_generation_settings(prefix: str, settings: Mapping[str, Any]) -> None:
     """Put stored settings back into the form (only valid before it is drawn this run)."""
     st.session_state[f"{prefix}.max_new_tokens"] = int(settings.get("max_new_tokens", 32))
     st.session_state[f"{prefix}.num_beams"] = int(settings.get("num_beams", 1))

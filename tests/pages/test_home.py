@@ -51,6 +51,28 @@ def test_empty_root_offers_to_build_the_demo(tmp_path: Path, monkeypatch: pytest
     assert any("No training run found" in i.value for i in at.info)
 
 
+def test_build_button_reports_the_built_run(tmp_path: Path, tiny_llava_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """The success message read ``report.first_accuracy`` (no such field: the button crashed at the end)."""
+    import shutil
+
+    import dashboard.demo.build as build
+
+    def fake_build(out: Path, progress=None, **kwargs) -> build.DemoReport:
+        shutil.copytree(tiny_llava_dir, out / "checkpoint-1")
+        return build.DemoReport(path=out, n_checkpoints=1, first_eval_accuracy=0.25, last_eval_accuracy=1.0,
+                                seconds=1.0)
+
+    monkeypatch.setattr(build, "build_demo_run", fake_build)
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(tmp_path / "runs"))
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(REPO_ROOT)
+    (tmp_path / "runs").mkdir()
+    at = _app()
+    next(b for b in at.button if b.label == "Build the demo run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[state.RUN_PATH] == str((tmp_path / "runs" / "demo").resolve())
+
+
 def test_malformed_trainer_state_is_reported_not_fatal(tmp_path: Path, tiny_llava_dir: Path,
                                                        monkeypatch: pytest.MonkeyPatch):
     import shutil

@@ -62,7 +62,7 @@ class ImageLayout:
     """All views of one image in one prompt; ``views[0]`` is the one shown by default."""
 
     family: str
-    image_size: tuple[int, int]  # (width, height) of the original image
+    image_size: tuple[int, ...]  # (width, height) of the original image
     views: tuple[GridView, ...]
     image_positions: np.ndarray  # every image-token position in the prompt, sorted
     note: str = ""
