@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 from transformers.feature_extraction_utils import BatchFeature
 
+from dashboard.formatting import markdown_safe  # noqa: F401 - transition re-export: import from dashboard.formatting
 from dashboard.models.loading import LoadedModel
 
 
