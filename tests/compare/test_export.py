@@ -12,7 +12,6 @@ from PIL import Image
 from dashboard.compare.export import csv_safe, eval_export, single_export, to_csv_bytes, to_json_bytes
 from dashboard.compare.results import CheckpointScores
 from dashboard.compare.runner import SingleOutput
-from dashboard.compare.scoring import score
 from dashboard.compare.selection import default_checkpoints, merge_selection
 from dashboard.compare.tables import (
     FILTER_ALL,
@@ -24,6 +23,7 @@ from dashboard.compare.tables import (
     summary_frame,
 )
 from dashboard.evalset import EvalExample, EvalSet
+from dashboard.metrics import score
 
 HOSTILE = "=HYPERLINK(\"http://x\") <script>alert(1)</script>"
 

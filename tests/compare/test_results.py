@@ -17,7 +17,7 @@ from dashboard.compare.results import (
     save_scores,
     write_json_atomic,
 )
-from dashboard.compare.scoring import score
+from dashboard.metrics import score
 
 
 def _scores(ckpt: str, outputs: dict[str, str], total: int | None = None, eval_set: str = "demo") -> CheckpointScores:
