@@ -66,10 +66,22 @@ class GenerationSettings:
 
 @dataclass
 class GenerationResult:
-    """Output text (the continuation after any prefill) and its timings.
+    """Output text (the continuation after any prefill) and where the time went.
 
-    ``prompt_tokens`` includes the expanded image tokens; ``tokens_per_s`` is
-    ``output_tokens / latency_s`` (end-to-end, prefill included).
+    The phases a user waits through, each measured on its own:
+
+    * ``preprocess_s`` — the processor (image resize/normalise, chat template, tokenising);
+    * ``ttft_s`` — from the start of ``generate`` to the first new token (the prefill);
+    * ``decode_s`` — from the first new token to the last.
+
+    ``latency_s`` is end to end (preprocessing included). ``tokens_per_s`` is the decode rate:
+    the tokens produced after the first one ÷ ``decode_s`` — dividing by a total that includes
+    the prefill would make short answers look slow. ``None`` where it cannot be measured
+    (a one-token answer; beam search, which reports no first-token time).
+
+    Batched rows share their chunk's timings; ``batch_size`` says how many rows did, and
+    :attr:`per_example_s` is the chunk's latency divided among them.
+    ``prompt_tokens`` includes the expanded image tokens.
     """
 
     text: str
@@ -77,7 +89,24 @@ class GenerationResult:
     output_tokens: int
     latency_s: float
     ttft_s: float | None
-    tokens_per_s: float
+    tokens_per_s: float | None
+    preprocess_s: float = 0.0
+    decode_s: float | None = None
+    batch_size: int = 1
+
+    @property
+    def per_example_s(self) -> float:
+        return self.latency_s / max(1, self.batch_size)
+
+
+def _phase_timings(preprocess_s: float, generate_began: float, first_token_at: float | None, ended: float,
+                   output_tokens: int) -> dict[str, Any]:
+    """``latency_s``/``ttft_s``/``decode_s``/``tokens_per_s`` from the clock readings of one generate call."""
+    ttft = None if first_token_at is None else first_token_at - generate_began
+    decode = None if first_token_at is None else max(0.0, ended - first_token_at)
+    rate = (output_tokens - 1) / decode if decode and output_tokens > 1 else None
+    return {"latency_s": preprocess_s + (ended - generate_began), "ttft_s": ttft, "decode_s": decode,
+            "tokens_per_s": rate, "preprocess_s": preprocess_s}
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -181,7 +210,7 @@ def _run_generate(loaded: LoadedModel, inputs: BatchFeature, settings: Generatio
 # ---------------------------------------------------------------------------- API
 def generate(loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings = GenerationSettings(),
              prefill: str = "") -> GenerationResult:
-    """One image + prompt → one answer, with latency / TTFT / tokens-per-second."""
+    """One image + prompt → one answer, with preprocessing / prefill / decode timings."""
     return generate_batch(loaded, [image], [prompt], settings, prefills=[prefill], batch_size=1)[0]
 
 
@@ -191,8 +220,8 @@ def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: 
                    on_progress: Callable[[int, int], None] | None = None) -> list[GenerationResult]:
     """Many images × prompts, run ``batch_size`` at a time (left-padded).
 
-    Timings of a row are those of its chunk (``latency_s`` and ``ttft_s`` shared by the chunk);
-    ``on_progress(done, total)`` is called after each chunk.
+    Timings of a row are those of its chunk (shared by the chunk's ``batch_size`` rows; see
+    :attr:`GenerationResult.per_example_s`); ``on_progress(done, total)`` is called after each chunk.
     """
     settings.validate()
     images = list(images)
@@ -204,11 +233,12 @@ def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: 
     step = max(1, int(batch_size))
     for start in range(0, len(images), step):
         chunk = slice(start, start + step)
+        prepared = time.perf_counter()
         inputs = build_inputs(loaded, images[chunk], prompts[chunk], prefills[chunk])
         clock = _FirstTokenClock()
         began = time.perf_counter()
         sequences = _run_generate(loaded, inputs, settings, clock)
-        latency = time.perf_counter() - began
+        ended = time.perf_counter()
         prompt_len = inputs["input_ids"].shape[1]
         mask = inputs.get("attention_mask")
         for row in range(sequences.shape[0]):
@@ -217,8 +247,8 @@ def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: 
             n_prompt = int(mask[row].sum()) if mask is not None else prompt_len
             results.append(GenerationResult(
                 text=_decode(loaded, new_ids[:n_out]), prompt_tokens=n_prompt, output_tokens=n_out,
-                latency_s=latency, ttft_s=(clock.first_token_at - began) if clock.first_token_at else None,
-                tokens_per_s=n_out / latency if latency > 0 else 0.0))
+                batch_size=sequences.shape[0],
+                **_phase_timings(began - prepared, began, clock.first_token_at, ended, n_out)))
         if on_progress:
             on_progress(len(results), len(images))
     return results
@@ -253,7 +283,9 @@ class GenerationStream:
         settings.validate()
         self.loaded = loaded
         self.settings = settings
+        prepared = time.perf_counter()
         self.inputs = build_inputs(loaded, image, prompt, prefill)  # input errors raise here, synchronously
+        self.preprocess_s = time.perf_counter() - prepared
         self.result: GenerationResult | None = None
         self.error: BaseException | None = None
         self._clock = _FirstTokenClock()
@@ -284,18 +316,17 @@ class GenerationStream:
             self._thread.join()
             if self.error is not None:
                 raise self.error
-            latency = time.perf_counter() - self._began
+            ended = time.perf_counter()
             assert self._sequences is not None
             new_ids = self._sequences[0, self.inputs["input_ids"].shape[1]:]
             n_out = _count_new_tokens(new_ids, self.loaded)
             text = _decode(self.loaded, new_ids[:n_out])
             if self._streamer is None:
                 yield text
-            ttft = (self._clock.first_token_at - self._began) if self._clock.first_token_at and self._streamer \
-                else None
-            self.result = GenerationResult(text=text, prompt_tokens=int(self.inputs["input_ids"].shape[1]),
-                                           output_tokens=n_out, latency_s=latency, ttft_s=ttft,
-                                           tokens_per_s=n_out / latency if latency > 0 else 0.0)
+            first = self._clock.first_token_at if self._streamer is not None else None
+            self.result = GenerationResult(
+                text=text, prompt_tokens=int(self.inputs["input_ids"].shape[1]), output_tokens=n_out,
+                **_phase_timings(self.preprocess_s, self._began, first, ended, n_out))
         finally:
             self._clock.stop.set()  # no-op when finished; stops a generation whose consumer went away
 
@@ -309,9 +340,17 @@ def stream(loaded: LoadedModel, image: Image.Image, prompt: str, settings: Gener
     return GenerationStream(loaded, image, prompt, settings, prefill)
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def result_stats(result: GenerationResult) -> dict[str, Any]:
-    """The timing/token columns shown in tables, stored in history and exported."""
-    return {"latency_s": round(result.latency_s, 4),
-            "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
-            "tokens_per_s": round(result.tokens_per_s, 2), "prompt_tokens": result.prompt_tokens,
+    """The timing/token columns shown in tables, stored in history and exported.
+
+    For a batched row the phase timings are its chunk's; ``per_example_s`` is its share.
+    """
+    return {"latency_s": round(result.latency_s, 4), "preprocess_s": round(result.preprocess_s, 4),
+            "ttft_s": _rounded(result.ttft_s, 4), "decode_s": _rounded(result.decode_s, 4),
+            "tokens_per_s": _rounded(result.tokens_per_s, 2), "batch_size": result.batch_size,
+            "per_example_s": round(result.per_example_s, 4), "prompt_tokens": result.prompt_tokens,
             "output_tokens": result.output_tokens}

@@ -17,6 +17,7 @@ from dashboard.generation import (
     format_prompt,
     generate,
     generate_batch,
+    result_stats,
     stream,
 )
 from dashboard.models.pool import ModelPool
@@ -65,7 +66,32 @@ def test_generate_matches_plain_model_generate(loaded, red):
     assert result.output_tokens == len(new) == 6
     assert result.prompt_tokens == inputs["input_ids"].shape[1]
     assert 0 < result.ttft_s <= result.latency_s
-    assert result.tokens_per_s == pytest.approx(6 / result.latency_s)
+    assert result.preprocess_s > 0
+    assert result.latency_s == pytest.approx(result.preprocess_s + result.ttft_s + result.decode_s)
+    # the decode rate: the 5 tokens after the first, over the time after the first token
+    assert result.tokens_per_s == pytest.approx(5 / result.decode_s)
+    assert result.batch_size == 1 and result.per_example_s == result.latency_s
+
+
+def test_phase_timings_exclude_prefill_from_the_rate():
+    from dashboard.generation import _phase_timings
+
+    # 0.5 s preprocessing, generate starts at t=10, first token at t=13 (3 s prefill), ends at t=14
+    t = _phase_timings(0.5, 10.0, 13.0, 14.0, output_tokens=3)
+    assert t == {"latency_s": 4.5, "ttft_s": 3.0, "decode_s": 1.0, "tokens_per_s": 2.0, "preprocess_s": 0.5}
+    # a one-token answer has no decode phase to measure a rate over
+    assert _phase_timings(0.0, 0.0, 1.0, 1.0, output_tokens=1)["tokens_per_s"] is None
+    # no first-token time (beam search): no rate, latency still end to end
+    no_clock = _phase_timings(0.2, 0.0, None, 2.0, output_tokens=4)
+    assert no_clock["tokens_per_s"] is None and no_clock["latency_s"] == pytest.approx(2.2)
+
+
+def test_batch_rows_say_how_many_shared_the_time(loaded, red):
+    results = generate_batch(loaded, [red, red, red], PROMPT, GenerationSettings(max_new_tokens=3), batch_size=2)
+    assert [r.batch_size for r in results] == [2, 2, 1]
+    assert results[0].per_example_s == pytest.approx(results[0].latency_s / 2)
+    stats = result_stats(results[0])
+    assert stats["batch_size"] == 2 and stats["per_example_s"] == pytest.approx(stats["latency_s"] / 2, abs=1e-4)
 
 
 def test_stream_yields_the_same_text(loaded, red):

@@ -45,7 +45,10 @@ class CheckpointScores:
     settings_key: str
     checkpoint_signature: str
     rows: list[dict[str, Any]] = field(default_factory=list)
-    """``{"id", "output", "scores", "prompt_tokens", "output_tokens", "latency_s"}`` per example."""
+    """``{"id", "output", "scores", "prompt_tokens", "output_tokens", "latency_s", "batch_size"}`` per example.
+
+    ``latency_s`` is the example's share of its batch's wall time (batch time ÷ ``batch_size``).
+    """
     total: int = 0
     """Number of examples in the eval set; ``complete`` when every one has a row."""
     saved_at: float = 0.0

@@ -59,7 +59,9 @@ class SingleOutput:
     prompt_tokens: int = 0
     output_tokens: int = 0
     generation_s: float = 0.0
-    tokens_per_s: float = 0.0
+    """End to end, preprocessing included (``GenerationResult.latency_s``)."""
+    tokens_per_s: float | None = None
+    """Decode rate (``GenerationResult.tokens_per_s``); None for a one-token answer."""
     ttft_s: float | None = None
     load_s: float = 0.0
     """Wall time to get the model from the pool (≈0 when it was already loaded)."""
@@ -291,7 +293,8 @@ def _row(ex: EvalExample, result: GenerationResult | None, error: str | None) ->
         "scores": score(output, ex.answer),
         "prompt_tokens": result.prompt_tokens if result else 0,
         "output_tokens": result.output_tokens if result else 0,
-        "latency_s": result.latency_s if result else 0.0,
+        "latency_s": result.per_example_s if result else 0.0,
+        "batch_size": result.batch_size if result else 1,
     }
     if error:
         row["error"] = error
