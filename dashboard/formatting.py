@@ -93,15 +93,6 @@ def plotly_format(kind: ValueKind) -> str:
             "bytes": ".3~s", "count": ",d", "rate": ".1f"}[kind]
 
 
-def is_fraction_metric(name: str) -> bool:
-    """Accuracy-like metric names that hold fractions in [0, 1] (shown as percentages)."""
-    lowered = name.lower()
-    return any(word in lowered for word in ("accuracy", "exact_match", "acc", "contains", "f1", "pointing",
-                                            "precision", "recall"))
-
-
-
-
 _MD_PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~=:$&\"'")
 
 

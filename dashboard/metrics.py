@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
+
 from dashboard.formatting import ValueKind, fmt_value, plotly_format
 
 Scorer = Callable[[str, str], float]
@@ -226,8 +228,21 @@ def best_mode(name: str) -> Mode:
     return describe(name).mode
 
 
+def display_kind(name: str, values: object = None) -> ValueKind:
+    """The format ``name``'s values take on screen: its kind, except that a "fraction" whose values
+    leave [0, 1] (a run logging accuracy as 0–100) is shown as plain numbers, never as 9000%."""
+    kind = describe(name).kind
+    if kind == "fraction" and values is not None:
+        array = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        finite = array[np.isfinite(array)]
+        if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
+            return "number"
+    return kind
+
+
 def format_metric(name: str, value: float | None) -> str:
-    return describe(name).format(value)
+    """One value of metric ``name`` as every page shows it (``eval_accuracy`` 0.8125 → ``81.3%``)."""
+    return fmt_value(value, display_kind(name, value))
 
 
 # ---------------------------------------------------------------------------------------------

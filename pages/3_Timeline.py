@@ -16,7 +16,7 @@ from dashboard.formatting import fmt_bytes, markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.run import RunData, list_runs
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
-from dashboard.timeline.figure import ChartOptions, build_figure
+from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, build_figure
 from dashboard.timeline.scores import saved_scores, score_series_names
 from dashboard.timeline.selection import OPEN_TARGETS, checkpoint_from_selection
 from dashboard.timeline.series import (
@@ -57,7 +57,11 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
     x_axis = c2.radio("X axis", axes, format_func=X_LABELS.get, horizontal=True, key=f"{k}.x_axis")
     log_y = c3.toggle("Log scale (y)", key=f"{k}.log_y")
     smoothing = c3.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key=f"{k}.smoothing",
-                          help="TensorBoard's debiased exponential moving average; raw curve stays faint behind.")
+                          help="TensorBoard's debiased exponential moving average, for dense train curves; "
+                               "the logged values stay behind it and in the hover.")
+    smooth_sparse = c3.toggle("Smooth eval/sparse series too", key=f"{k}.smooth_sparse",
+                              help=f"Off: eval series and series with fewer than {SPARSE_POINTS} points are "
+                                   "drawn exactly as logged.")
 
     with st.expander("Best checkpoint, overlays, saved scores, range", expanded=False):
         b1, b2 = st.columns(2)
@@ -90,7 +94,7 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         live = l1.toggle("Live: auto-refresh", key="tl.live", help="Re-read changed files only, chart only.")
         interval = l2.number_input("Every (s)", 2, 600, 10, key="tl.interval")
     chart = ChartOptions(metrics=chosen, x_axis=x_axis, log_y=log_y, smoothing=smoothing, max_points=int(max_points),
-                         step_range=step_range, score_labels=score_labels)
+                         step_range=step_range, score_labels=score_labels, smooth_sparse=smooth_sparse)
     return chart, best_metric, mode, overlays, live, float(interval)
 
 

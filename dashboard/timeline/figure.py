@@ -1,14 +1,17 @@
 """Build the Timeline's Plotly figure: one row per metric, one colour per run.
 
-Each row shows the raw curve (faint when smoothed) and the TensorBoard-smoothed curve, every
-trace downsampled to a bounded number of points with extremes kept; checkpoint markers (with
+Each row shows the logged values; dense train series may also get the TensorBoard-smoothed
+curve. Smoothing never hides what was logged: sparse series (fewer than ``SPARSE_POINTS``
+points) and every eval series are drawn unsmoothed unless the user asks otherwise, and where a
+smoothed line is drawn it is labelled as such and the hover reads the logged values. Every
+trace is downsampled to a bounded number of points with extremes kept; checkpoint markers (with
 the checkpoint name as ``customdata`` so a click can select it) and dotted vertical lines at
-checkpoint steps; the best checkpoint starred; saved eval-set scores as their own rows.
+checkpoint steps; the best checkpoint starred; saved eval-set scores as their own rows. Numbers
+in hovers and on axes are formatted by :mod:`dashboard.formatting`, like every table.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +20,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from dashboard.formatting import fmt_bytes
+from dashboard.formatting import fmt_bytes, plotly_format, plotly_text
+from dashboard.metrics import display_kind, format_metric
 from dashboard.runs.run import RunData
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS, minmax_indices
 from dashboard.timeline.scores import score_series
@@ -36,6 +40,9 @@ from dashboard.timeline.smoothing import tb_smooth
 COLOURS = qualitative.Plotly
 MAX_VLINES = 200
 ROW_HEIGHT = 260
+SPARSE_POINTS = 50
+"""Series with fewer logged points than this are not smoothed by default (an EMA over ten eval
+points mostly reports the past: 0.90 where the log says 1.0)."""
 
 
 @dataclass
@@ -48,6 +55,8 @@ class ChartOptions:
     step_range: tuple[int, int] | None = None
     score_labels: list[str] = field(default_factory=list)
     show_checkpoints: bool = True
+    smooth_sparse: bool = False
+    """Also smooth eval series and series with fewer than ``SPARSE_POINTS`` points."""
 
 
 @dataclass
@@ -68,41 +77,55 @@ def _in_range(series: Series, step_range: tuple[int, int] | None) -> np.ndarray:
     return (series.step >= step_range[0]) & (series.step <= step_range[1])
 
 
+def smoothing_for(series: Series, options: ChartOptions) -> float:
+    """The smoothing weight actually applied to ``series`` (0 for sparse and eval series by default)."""
+    if options.smoothing <= 0:
+        return 0.0
+    sparse = series.split == "eval" or len(series.y) < SPARSE_POINTS
+    return 0.0 if sparse and not options.smooth_sparse else options.smoothing
+
+
+def _hover_format(metric: str, values: np.ndarray) -> str:
+    return plotly_format(display_kind(metric, values))
+
+
 def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: str, options: ChartOptions,
-               stats: FigureStats, show_legend: bool) -> None:
-    smoothed = tb_smooth(series.y, options.smoothing) if options.smoothing > 0 else None
+               stats: FigureStats, show_legend: bool, label: str) -> None:
+    weight = smoothing_for(series, options)
+    smoothed = tb_smooth(series.y, weight) if weight > 0 else None
     mask = _in_range(series, options.step_range)
     x, y = series.x[mask], series.y[mask]
     raw_idx = minmax_indices(y, options.max_points)
-    label = f"{run_name} · {series.metric}"
-    raw_name = f"{label} (raw)" if smoothed is not None else label
+    spec = _hover_format(series.metric, series.y)
+    metric, run_label = plotly_text(series.metric), plotly_text(run_name)
+    # The logged values are always the hovered trace; a smoothed line is decoration labelled as such.
     fig.add_trace(go.Scatter(
-        x=x[raw_idx], y=y[raw_idx], mode="lines", name=raw_name, legendgroup=run_name,
-        showlegend=show_legend and smoothed is None, line={"color": colour, "width": 1},
-        opacity=0.25 if smoothed is not None else 1.0,
-        hovertemplate=f"{html.escape(series.metric)}=%{{y:.6g}}<extra>{html.escape(run_name)}</extra>",
+        x=x[raw_idx], y=y[raw_idx], mode="lines", name=label, legendgroup=run_name,
+        showlegend=show_legend, line={"color": colour, "width": 1 if smoothed is not None else 2},
+        opacity=0.35 if smoothed is not None else 1.0,
+        hovertemplate=f"{metric} = %{{y:{spec}}} (logged)<extra>{run_label}</extra>",
     ), row=row, col=1)
-    stats.points[raw_name] = len(raw_idx)
-    stats.source_points[raw_name] = int(mask.sum())
+    stats.points[label] = len(raw_idx)
+    stats.source_points[label] = int(mask.sum())
     if smoothed is not None:
         s = smoothed[mask]
         idx = minmax_indices(s, options.max_points)
+        smooth_name = f"{label} (smoothed {weight:.2f})"
         fig.add_trace(go.Scatter(
-            x=x[idx], y=s[idx], mode="lines", name=label, legendgroup=run_name, showlegend=show_legend,
-            line={"color": colour, "width": 2},
-            hovertemplate=f"{html.escape(series.metric)} (smoothed)=%{{y:.6g}}<extra>{html.escape(run_name)}</extra>",
+            x=x[idx], y=s[idx], mode="lines", name=smooth_name, legendgroup=run_name, showlegend=show_legend,
+            line={"color": colour, "width": 2}, hoverinfo="skip",
         ), row=row, col=1)
-        stats.points[label] = len(idx)
-        stats.source_points[label] = int(mask.sum())
+        stats.points[smooth_name] = len(idx)
+        stats.source_points[smooth_name] = int(mask.sum())
 
 
 def _checkpoint_hover(table: pd.DataFrame, metrics: list[str]) -> list[list[str]]:
     """[name, step, size, saved time, metrics logged at that step] per checkpoint (HTML-escaped)."""
     rows = []
     for i in range(len(table)):
-        logged = "<br>".join(f"{html.escape(m)} = {table[m].iat[i]:.6g}" for m in metrics
+        logged = "<br>".join(f"{plotly_text(m)} = {format_metric(m, table[m].iat[i])}" for m in metrics
                              if np.isfinite(table[m].iat[i]))
-        rows.append([str(table["checkpoint"].iat[i]), str(table["step"].iat[i]),
+        rows.append([plotly_text(table["checkpoint"].iat[i]), str(table["step"].iat[i]),
                      fmt_bytes(int(table["size_bytes"].iat[i])),
                      table["wall_time"].iat[i].strftime("%Y-%m-%d %H:%M:%S UTC"),
                      logged or "no metrics logged at this step"])
@@ -186,6 +209,33 @@ def _score_x(rows: pd.DataFrame, run: RunData, metrics_table: pd.DataFrame, x_ax
     return pd.to_datetime(times, utc=True).to_numpy()
 
 
+def constant_range(values: np.ndarray, log: bool = False) -> list[float] | None:
+    """A y range centred on a constant series' value (Plotly would draw it on −1…1, reading as zero).
+
+    In Plotly's units: log10 of the bounds on a log axis. None when the values vary (autorange).
+    """
+    finite = values[np.isfinite(values)] if len(values) else values
+    if not len(finite) or finite.min() != finite.max():
+        return None
+    value = float(finite[0])
+    if log:
+        return [np.log10(value) - 0.5, np.log10(value) + 0.5] if value > 0 else None
+    pad = abs(value) * 0.5 if value != 0 else 1.0
+    return [value - pad, value + pad]
+
+
+def _format_axis(fig: go.Figure, row: int, metric: str, values: np.ndarray, log: bool = False) -> None:
+    """Tick format by the metric's kind (percentages for fractions), log scale, constant-series range."""
+    kind = display_kind(metric, values)
+    update: dict = {"tickformat": ".0%" if kind == "fraction" else None}
+    if log:
+        update["type"] = "log"
+    fixed = constant_range(values, log)
+    if fixed is not None:
+        update.update(range=fixed, autorange=False)
+    fig.update_yaxes(row=row, col=1, **update)
+
+
 def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | None = None,
                  scores: pd.DataFrame | None = None,
                  best: BestCheckpoint | None = None) -> tuple[go.Figure, FigureStats]:
@@ -196,9 +246,10 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
     titles = [*options.metrics, *(f"eval set: {s}" for s in score_labels)]
     n_rows = max(len(titles), 1)
     fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / n_rows),
-                        subplot_titles=[html.escape(t) for t in titles] or None)
+                        subplot_titles=[plotly_text(t) for t in titles] or None)
     primary_metrics = plot_metrics(run)
     series_by_metric: dict[str, Series] = {}
+    values_by_row: dict[int, list[np.ndarray]] = {}
     for run_index, one in enumerate([run, *overlays]):
         colour = COLOURS[run_index % len(COLOURS)]
         table = primary_metrics if one is run else plot_metrics(one)
@@ -207,7 +258,10 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
             if one is run:
                 series_by_metric[metric] = series
             if len(series.y):
-                _add_curve(fig, series, row, colour, one.name, options, stats, show_legend=row == 1)
+                # One legend entry per run and metric: the run's name only matters when runs are overlaid.
+                label = f"{one.name} · {series.metric}" if overlays else series.metric
+                _add_curve(fig, series, row, colour, one.name, options, stats, show_legend=True, label=label)
+                values_by_row.setdefault(row, []).append(series.y[_in_range(series, options.step_range)])
     if options.show_checkpoints:
         _add_checkpoints(fig, run, primary_metrics, options, series_by_metric, best, stats)
     for offset, label in enumerate(score_labels):
@@ -216,16 +270,21 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
         if options.step_range is not None:
             rows = rows[(rows["step"] >= options.step_range[0]) & (rows["step"] <= options.step_range[1])]
         x = _score_x(rows, run, primary_metrics, options.x_axis)
+        values = rows["value"].to_numpy(dtype=float)
+        metric = label.partition(" · ")[2] or label
+        spec = _hover_format(metric, values)
         fig.add_trace(go.Scatter(
-            x=x, y=rows["value"].to_numpy(dtype=float), mode="lines+markers", name=f"{run.name} · {label}",
+            x=x, y=values, mode="lines+markers", name=f"{label} (saved score)",
             line={"color": COLOURS[0], "dash": "dash"}, marker={"size": 9, "symbol": "circle"},
-            customdata=[[str(c)] for c in rows["checkpoint"]],
-            hovertemplate="<b>%{customdata[0]}</b><br>" + html.escape(label) + " = %{y:.4g}<extra>saved score</extra>",
+            customdata=[[plotly_text(c)] for c in rows["checkpoint"]],
+            hovertemplate="<b>%{customdata[0]}</b><br>" + plotly_text(label) + f" = %{{y:{spec}}}"
+                          "<extra>saved score</extra>",
         ), row=row, col=1)
         stats.points[f"score · {label}"] = len(rows)
-    if options.log_y:
-        for row in range(1, len(options.metrics) + 1):
-            fig.update_yaxes(type="log", row=row, col=1)
+        values_by_row[row] = [values]
+        _format_axis(fig, row, metric, values)
+    for row, metric in enumerate(options.metrics, start=1):
+        _format_axis(fig, row, metric, np.concatenate(values_by_row.get(row, [np.array([])])), log=options.log_y)
     fig.update_xaxes(title_text=X_LABELS.get(options.x_axis, options.x_axis), row=n_rows, col=1)
     # Marker traces first: a click on a checkpoint marker ties with the line-only curve point under
     # it, plotly gives ties to the earlier trace, and line-only traces yield an empty selection.

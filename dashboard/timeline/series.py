@@ -30,21 +30,42 @@ class Series:
     x: np.ndarray
     y: np.ndarray
     source: str
+    split: str = "train"
+    """``train`` / ``eval`` (eval series are sparse: a point per evaluation)."""
 
 
 @dataclass(frozen=True)
 class BestCheckpoint:
+    """The best checkpoint by one metric, and the best logged step overall for honesty's sake.
+
+    Only steps that have a checkpoint can be opened, so the pick is made among them; when a
+    step without a checkpoint logged a better value, :attr:`explanation` says so.
+    """
+
     checkpoint: CheckpointInfo | None
     step: int
     value: float
     metric: str
     mode: Literal["min", "max"]
+    candidates: int = 0
+    """How many checkpoint steps logged the metric (0: none did; the pick is over all steps)."""
+    overall_step: int | None = None
+    overall_value: float | None = None
 
     @property
     def explanation(self) -> str:
         word = "lowest" if self.mode == "min" else "highest"
-        where = self.checkpoint.name if self.checkpoint else "no checkpoint saved at that step"
-        return f"{word} {self.metric} = {format_metric(self.metric, self.value)} at step {self.step} ({where})"
+        value = format_metric(self.metric, self.value)
+        if self.checkpoint is None:
+            return (f"no checkpoint step logged {self.metric}; the {word} logged value is {value} at step "
+                    f"{self.step}, which has no checkpoint")
+        text = (f"{word} {self.metric} among the {self.candidates} checkpoint(s) that logged it: {value} at step "
+                f"{self.step} ({self.checkpoint.name})")
+        if self.overall_step is not None and self.overall_step != self.step and self.overall_value is not None \
+                and self.overall_value != self.value:
+            text += (f". A better value, {format_metric(self.metric, self.overall_value)}, was logged at step "
+                     f"{self.overall_step}, which has no checkpoint")
+        return text
 
 
 def plot_metrics(run: RunData) -> pd.DataFrame:
@@ -100,7 +121,8 @@ def metric_series(metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") ->
     if x_axis == "wall_time":
         x = pd.to_datetime(x, unit="s", utc=True).to_numpy()
     source = str(rows["source"].iloc[0]) if len(rows) else ""
-    return Series(metric=metric, step=steps, x=x, y=y, source=source)
+    split = str(rows["split"].iloc[0]) if len(rows) and "split" in rows else "train"
+    return Series(metric=metric, step=steps, x=x, y=y, source=source, split=split)
 
 
 def value_asof(series: Series, step: int) -> float | None:
@@ -131,8 +153,10 @@ def best_checkpoint(run: RunData, metric: str, mode: Literal["min", "max"] | Non
     at_ckpts = by_step[by_step.index.isin(list(ckpt_steps))]
     pool = at_ckpts if len(at_ckpts) else by_step
     step = int(pool.idxmin() if mode == "min" else pool.idxmax())
+    overall = int(by_step.idxmin() if mode == "min" else by_step.idxmax())
     return BestCheckpoint(checkpoint=ckpt_steps.get(step) if len(at_ckpts) else None, step=step,
-                          value=float(pool.loc[step]), metric=metric, mode=mode)
+                          value=float(pool.loc[step]), metric=metric, mode=mode, candidates=len(at_ckpts),
+                          overall_step=overall, overall_value=float(by_step.loc[overall]))
 
 
 def epoch_at_steps(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:

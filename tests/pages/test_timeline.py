@@ -64,7 +64,7 @@ def test_page_draws_curves_markers_and_best(synthetic_root: Path) -> None:
     assert [t.value for t in at.title] == ["Timeline"]
     spec = _chart_spec(at)
     names = [t.get("name") for t in spec["data"]]
-    assert "alpha · loss" in names and "alpha · eval_loss" in names and "checkpoints" in names
+    assert "loss" in names and "eval_loss" in names and "checkpoints" in names
     assert any("Best checkpoint" in m.value and "lowest eval\\_loss" in m.value for m in at.markdown)
     # Controls: the x axis offers wall time because the run has TensorBoard events.
     x_radio = next(r for r in at.radio if r.label == "X axis")
@@ -72,7 +72,7 @@ def test_page_draws_curves_markers_and_best(synthetic_root: Path) -> None:
     x_radio.set_value("wall_time").run()
     assert not at.exception, at.exception
     spec = _chart_spec(at)
-    loss = next(t for t in spec["data"] if t.get("name") == "alpha · loss")
+    loss = next(t for t in spec["data"] if t.get("name") == "loss")
     assert str(loss["x"][0]).startswith("2023-11-14")  # 1.7e9 s
 
 
@@ -85,7 +85,8 @@ def test_page_overlay_smoothing_and_log_controls(synthetic_root: Path) -> None:
     assert not at.exception, at.exception
     spec = _chart_spec(at)
     names = [t.get("name") for t in spec["data"]]
-    assert "beta · loss" in names and "alpha · loss (raw)" not in names
+    assert "beta · loss" in names and "alpha · loss" in names
+    assert not any("smoothed" in str(n) for n in names)
     assert spec["layout"]["yaxis"]["type"] == "log"
 
 
@@ -124,7 +125,7 @@ def test_live_run_gains_checkpoints_and_log_lines(synthetic_root: Path) -> None:
     spec = _chart_spec(at)
     markers = [t for t in spec["data"] if t.get("name") == "checkpoints"]
     assert len(markers[0]["x"]) == 4
-    loss = next(t for t in spec["data"] if t.get("name") == "alpha · loss (raw)")
+    loss = next(t for t in spec["data"] if t.get("name") == "loss")
     assert max(loss["x"]) == 400
 
 
@@ -156,5 +157,11 @@ def test_page_on_demo_run(app_env: Path, demo_run_dir: Path) -> None:
     at = _timeline(demo_run_dir)
     spec = _chart_spec(at)
     names = [t.get("name") for t in spec["data"]]
-    assert any(n and n.endswith("· eval_loss") for n in names)
     assert any(n == "checkpoints" for n in names)
+    # The default view (smoothing 0.6 on the slider) draws every eval series exactly as logged.
+    log = json.loads((demo_run_dir / "trainer_state.json").read_text())["log_history"]
+    eval_traces = [t for t in spec["data"] if str(t.get("name", "")).startswith("eval_")]
+    assert eval_traces and not any("smoothed" in t["name"] for t in eval_traces)
+    for trace in eval_traces:
+        logged = [(e["step"], e[trace["name"]]) for e in log if trace["name"] in e]
+        assert list(zip(trace["x"], trace["y"], strict=True)) == logged

@@ -11,14 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dashboard.metrics import format_metric
 from dashboard.runs.run import load_run
 from dashboard.runs.synthetic import write_json, write_run
 from dashboard.runs.trainer_state import parse_log_history
 from dashboard.timeline.downsample import downsample, minmax_indices
-from dashboard.timeline.figure import ChartOptions, build_figure
+from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, build_figure, constant_range, smoothing_for
 from dashboard.timeline.scores import saved_scores, score_series_names
 from dashboard.timeline.selection import OPEN_TARGETS, checkpoint_from_selection
-from dashboard.timeline.series import available_axes, best_checkpoint, metric_groups, metric_series
+from dashboard.timeline.series import available_axes, best_checkpoint, metric_groups, metric_series, plot_metrics
 from dashboard.timeline.smoothing import tb_smooth, tb_smooth_reference
 
 
@@ -32,20 +33,63 @@ def test_drawn_raw_values_equal_the_log_exactly(run) -> None:
     entries = json.loads((run.path / "trainer_state.json").read_text())["log_history"]
     fig, stats = build_figure(run, ChartOptions(metrics=["loss", "eval_loss"], smoothing=0.0))
     traces = {t.name: t for t in fig.data}
-    loss = traces["r · loss"]
+    loss = traces["loss"]
     assert list(loss.x) == [e["step"] for e in entries if "loss" in e]
     assert list(loss.y) == [e["loss"] for e in entries if "loss" in e]
-    ev = traces["r · eval_loss"]
+    ev = traces["eval_loss"]
     assert list(zip(ev.x, ev.y, strict=True)) == [(e["step"], e["eval_loss"]) for e in entries if "eval_loss" in e]
-    assert stats.points["r · loss"] == 400
+    assert stats.points["loss"] == 400
 
 
 def test_smoothed_trace_is_tensorboard_smoothing_of_the_raw(run) -> None:
     fig, _ = build_figure(run, ChartOptions(metrics=["loss"], smoothing=0.8))
     traces = {t.name: t for t in fig.data}
-    raw, smooth = traces["r · loss (raw)"], traces["r · loss"]
+    raw, smooth = traces["loss"], traces["loss (smoothed 0.80)"]
     assert raw.opacity < 1 and smooth.line.width > raw.line.width
     np.testing.assert_allclose(smooth.y, tb_smooth_reference(raw.y, 0.8), rtol=1e-12)
+    # the hover reads the logged values; the smoothed line is labelled and never hovered
+    assert "(logged)" in raw.hovertemplate and smooth.hoverinfo == "skip"
+
+
+def test_default_view_draws_eval_and_sparse_series_exactly_as_logged(run) -> None:
+    """Smoothing 0.6 (the default) must not bend a 4-point eval curve: the bold line is the log."""
+    entries = json.loads((run.path / "trainer_state.json").read_text())["log_history"]
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss", "eval_loss", "eval_accuracy"]))
+    names = [t.name for t in fig.data if t.mode == "lines"]
+    assert "loss (smoothed 0.60)" in names  # 400 train points: smoothed, labelled
+    assert not any("eval" in n and "smoothed" in n for n in names)
+    for metric in ("eval_loss", "eval_accuracy"):
+        trace = next(t for t in fig.data if t.name == metric)
+        assert trace.opacity == 1.0
+        assert list(zip(trace.x, trace.y, strict=True)) == [(e["step"], e[metric]) for e in entries if metric in e]
+    opted_in = build_figure(run, ChartOptions(metrics=["eval_loss"], smooth_sparse=True))[0]
+    assert any(t.name == "eval_loss (smoothed 0.60)" for t in opted_in.data)
+
+
+def test_sparse_train_series_is_not_smoothed_by_default(tmp_path: Path) -> None:
+    sparse = load_run(write_run(tmp_path / "s", n_steps=30, save_every=10, eval_every=10), [tmp_path])
+    series = metric_series(plot_metrics(sparse), "loss")
+    assert len(series.y) < SPARSE_POINTS and smoothing_for(series, ChartOptions(metrics=["loss"])) == 0.0
+    fig, _ = build_figure(sparse, ChartOptions(metrics=["loss"]))
+    assert [t.name for t in fig.data if t.mode == "lines"] == ["loss"]
+
+
+def test_fraction_metrics_read_as_percentages_and_constant_series_get_a_real_axis(run) -> None:
+    fig, _ = build_figure(run, ChartOptions(metrics=["eval_accuracy", "learning_rate"], smoothing=0))
+    accuracy = next(t for t in fig.data if t.name == "eval_accuracy")
+    assert "%{y:.1%}" in accuracy.hovertemplate and fig.layout.yaxis.tickformat == ".0%"
+    assert constant_range(np.array([5e-5] * 10)) == pytest.approx([2.5e-5, 7.5e-5])
+    assert constant_range(np.array([0.0, 0.0])) == [-1.0, 1.0]
+    assert constant_range(np.array([1e-3, 1e-3]), log=True) == pytest.approx([-3.5, -2.5])
+    assert constant_range(np.array([1.0, 2.0])) is None
+
+
+def test_constant_learning_rate_is_drawn_around_its_value(tmp_path: Path) -> None:
+    entries = [{"loss": 1.0 / i, "learning_rate": 5e-5, "step": i} for i in range(1, 101)]
+    write_json(tmp_path / "c" / "trainer_state.json", {"global_step": 100, "log_history": entries})
+    fig, _ = build_figure(load_run(tmp_path / "c", [tmp_path]), ChartOptions(metrics=["loss", "learning_rate"]))
+    assert fig.layout.yaxis2.range == pytest.approx((2.5e-5, 7.5e-5))
+    assert fig.layout.yaxis.range is None  # a varying series keeps autorange
 
 
 def test_epoch_and_wall_time_axes(run) -> None:
@@ -113,8 +157,8 @@ def test_figure_bounds_points_per_trace_for_a_long_log(tmp_path: Path) -> None:
     run = load_run(tmp_path / "big", [tmp_path])
     fig, stats = build_figure(run, ChartOptions(metrics=["loss"], smoothing=0.9, max_points=1000))
     assert stats.max_points_per_trace <= 1000
-    assert stats.source_points["big · loss (raw)"] == n
-    raw = next(t for t in fig.data if t.name == "big · loss (raw)")
+    assert stats.source_points["loss"] == n
+    raw = next(t for t in fig.data if t.name == "loss")
     assert 99.0 in raw.y and 5001 in raw.x
 
 
@@ -138,7 +182,9 @@ def test_best_checkpoint_explained_and_selectable_mode(run) -> None:
     lowest = eval_rows.loc[eval_rows["value"].idxmin()]
     best = best_checkpoint(run, "eval_loss")
     assert best.mode == "min" and best.step == lowest["step"] and best.checkpoint.step == lowest["step"]
-    assert best.explanation == (f"lowest eval_loss = {lowest['value']:.4g} at step {lowest['step']} "
+    assert best.candidates == 4
+    assert best.explanation == (f"lowest eval_loss among the 4 checkpoint(s) that logged it: "
+                                f"{format_metric('eval_loss', lowest['value'])} at step {lowest['step']} "
                                 f"(checkpoint-{lowest['step']})")
     worst = best_checkpoint(run, "eval_loss", "max")
     assert worst.value == eval_rows["value"].max() and worst.explanation.startswith("highest eval_loss")
@@ -147,6 +193,16 @@ def test_best_checkpoint_explained_and_selectable_mode(run) -> None:
     fig, _ = build_figure(run, ChartOptions(metrics=["eval_loss"]), best=best)
     star = next(t for t in fig.data if t.name == "best checkpoint")
     assert star.customdata[0][0] == best.checkpoint.name
+
+
+def test_best_checkpoint_mentions_a_better_step_without_a_checkpoint(tmp_path: Path) -> None:
+    entries = [{"eval_loss": v, "step": s} for s, v in ((100, 0.5), (150, 0.1), (200, 0.3))]
+    write_json(tmp_path / "b" / "trainer_state.json", {"global_step": 200, "log_history": entries})
+    for step in (100, 200):
+        write_json(tmp_path / "b" / f"checkpoint-{step}" / "config.json", {"model_type": "llava"})
+    best = best_checkpoint(load_run(tmp_path / "b", [tmp_path]), "eval_loss")
+    assert best.step == 200 and best.checkpoint.name == "checkpoint-200"
+    assert best.explanation.endswith("A better value, 0.1, was logged at step 150, which has no checkpoint")
 
 
 def test_metric_groups_keep_train_and_eval_apart(run) -> None:
@@ -160,7 +216,7 @@ def test_overlay_runs_get_their_own_colour(tmp_path: Path) -> None:
     a = load_run(write_run(tmp_path / "a", n_steps=100), [tmp_path])
     b = load_run(write_run(tmp_path / "b", n_steps=150, seed=3), [tmp_path])
     fig, _ = build_figure(a, ChartOptions(metrics=["loss"], smoothing=0), overlays=[b])
-    ta = next(t for t in fig.data if t.name == "a · loss")
+    ta = next(t for t in fig.data if t.name == "a · loss")  # overlaid: legend names say which run
     tb = next(t for t in fig.data if t.name == "b · loss")
     assert ta.line.color != tb.line.color and len(tb.x) == 150
 
@@ -198,7 +254,9 @@ def test_saved_scores_become_their_own_clickable_series(run, tmp_path: Path) -> 
     labels = score_series_names(scores)
     assert "demo · exact_match" in labels
     fig, _ = build_figure(run, ChartOptions(metrics=["loss"], score_labels=["demo · exact_match"]), scores=scores)
-    trace = next(t for t in fig.data if t.name == "r · demo · exact_match")
+    # the legend names the series once (not "r · demo · exact_match" repeated across rows)
+    trace = next(t for t in fig.data if t.name == "demo · exact_match (saved score)")
+    assert "%{y:.1%}" in trace.hovertemplate  # exact match is a fraction: a percentage, like its table
     assert list(trace.x) == [100, 300] and list(trace.y) == [0.25, 0.75]
     assert [c[0] for c in trace.customdata] == ["checkpoint-100", "checkpoint-300"]
     event = {"selection": {"points": [{"x": 300, "y": 0.75, "customdata": list(trace.customdata[1])}]}}
@@ -214,7 +272,7 @@ def test_malformed_log_degrades_gracefully(tmp_path: Path) -> None:
     run = load_run(run_dir, [tmp_path])
     assert any("'loss' has 1 NaN/inf/null value(s) (step 11)" in p for p in run.problems)
     fig, _ = build_figure(run, ChartOptions(metrics=["loss", "eval_loss"], smoothing=0.5))
-    raw = next(t for t in fig.data if t.name == "r · loss (raw)")
+    raw = next(t for t in fig.data if t.name == "loss")
     assert 11 not in raw.x and 12 not in raw.x and len(raw.x) == 48
     assert all(np.isfinite(raw.y))
     empty, problems = parse_log_history({"not": "a list"})
