@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from dashboard.formatting import fmt_bytes, fmt_metric, fmt_number
 from dashboard.paths import PathOutsideRoots
 from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
@@ -71,12 +71,6 @@ def _build_demo(out: Path) -> None:
     st.rerun()
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.{digits}g}"
-
-
 def _last_value(metrics: pd.DataFrame, name: str) -> float | None:
     rows = metrics[metrics["metric"] == name]
     return None if rows.empty else float(rows.sort_values("step")["value"].iloc[-1])
@@ -96,14 +90,14 @@ def _render_overview(run) -> None:
                                                  else best_info.name)
     best_metric = run.state.best_metric if run.state else None
     cols[2].metric("Best checkpoint", best_label,
-                   help=f"{best_info.name if best_info else 'none'}: best_metric = {_fmt(best_metric)} "
+                   help=f"{best_info.name if best_info else 'none'}: best_metric = {fmt_number(best_metric)} "
                         "(from trainer_state.json)")
-    cols[3].metric("Last eval accuracy", _fmt(_last_value(run.metrics, "eval_accuracy"), 3))
+    cols[3].metric("Last eval accuracy", fmt_metric("eval_accuracy", _last_value(run.metrics, "eval_accuracy")))
     if run.checkpoints:
         table = pd.DataFrame([{
             "checkpoint": c.name,
             "step": c.step,
-            "size (MB)": round(c.size_bytes / 1e6, 2),
+            "size": fmt_bytes(c.size_bytes),
             "saved": c.modified,
             "weights": c.weight_format,
             "adapter": c.is_adapter,

@@ -30,7 +30,10 @@ def test_home_shows_the_demo_run(app_env: Path, demo_run_dir: Path):
     assert table["best"].sum() == 1
     # The sidebar defaults to the newest checkpoint.
     assert at.session_state[state.CHECKPOINT_PATH] == str(checkpoints[-1].resolve())
-    assert "Last eval accuracy" in [m.label for m in at.metric]
+    accuracy = next(m for m in at.metric if m.label == "Last eval accuracy")
+    log = json.loads((demo_run_dir / "trainer_state.json").read_text())["log_history"]
+    last = [e["eval_accuracy"] for e in log if "eval_accuracy" in e][-1]
+    assert accuracy.value == f"{last * 100:.1f}%"  # a percentage, as on every other page
 
 
 def test_sidebar_choice_carries_to_another_page(app_env: Path, demo_run_dir: Path):
