@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ValueKind = Literal["fraction", "loss", "number", "seconds", "bytes", "count", "rate"]
 
@@ -105,3 +109,21 @@ def markdown_safe(text: object) -> str:
 def plotly_text(text: object) -> str:
     """Escape text for Plotly labels, which interpret a subset of HTML (``</s>`` would vanish)."""
     return html.escape(str(text), quote=False)
+
+
+def display_table(frame: pd.DataFrame, kinds: Mapping[str, ValueKind]) -> pd.DataFrame:
+    """A copy of ``frame`` for showing: the ``kinds`` columns as formatted text, every other empty cell as
+    :data:`MISSING` (never "None"). Exports keep the raw numbers; only what people read is rounded."""
+    shown = frame.copy()
+    for column, kind in kinds.items():
+        if column in shown:
+            shown[column] = [fmt_value(v, kind) for v in shown[column]]
+    import pandas as pd
+
+    for column in shown.columns:
+        if column in kinds or pd.api.types.is_numeric_dtype(shown[column]) or pd.api.types.is_bool_dtype(shown[column]):
+            continue
+        if shown[column].isna().any():
+            shown[column] = [MISSING if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v
+                             for v in shown[column].astype(object)]
+    return shown

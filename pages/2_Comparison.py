@@ -29,8 +29,17 @@ from dashboard.compare.runner import (
     settings_dict,
 )
 from dashboard.compare.selection import MAX_CHECKPOINTS, MIN_CHECKPOINTS, default_checkpoints, merge_selection
-from dashboard.compare.tables import FILTERS, accuracy_figure, example_frame, filter_examples, summary_frame
+from dashboard.compare.tables import (
+    FILTERS,
+    accuracy_figure,
+    example_frame,
+    examples_display,
+    filter_examples,
+    summary_display,
+    summary_frame,
+)
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, parse_eval_set
+from dashboard.formatting import fmt_rate, fmt_seconds
 from dashboard.generation import GenerationSettings
 from dashboard.history import HistoryError
 from dashboard.images import ImageError
@@ -136,8 +145,9 @@ def render_outputs(outputs: list[SingleOutput], reference: str, show_deleted: bo
                 body = plain_html(out.text) if out.name == reference else diff_html(ref_text, out.text,
                                                                                      show_deleted=show_deleted)
                 st.html(body)
-                st.caption(f"{out.output_tokens} tokens out · {out.prompt_tokens} in · {out.tokens_per_s:.1f} tok/s")
-                st.caption(f"generate {out.generation_s * 1000:.0f} ms · load {out.load_s * 1000:.0f} ms"
+                st.caption(f"{out.output_tokens} tokens out · {out.prompt_tokens} in · "
+                           f"decode {fmt_rate(out.tokens_per_s)} · first token {fmt_seconds(out.ttft_s)}")
+                st.caption(f"end to end {fmt_seconds(out.generation_s)} · load {fmt_seconds(out.load_s)}"
                            + (" · cached" if out.cached else "")
                            + ("" if out.name == reference else f" · {similarity(ref_text, out.text):.0%} similar"))
 
@@ -273,7 +283,7 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
             st.info("Stopped. Scored examples were saved; press Run to continue with the rest.")
         if "computed" in report:
             st.caption(f"Generated {report['computed']} answers (reused {report['reused']} saved) · "
-                       f"load {report['load_s']:.2f} s · generation {report['generation_s']:.2f} s")
+                       f"load {fmt_seconds(report['load_s'])} · generation {fmt_seconds(report['generation_s'])}")
         for name, error in report.get("errors", {}).items():
             st.error(f"{name}: {error}")
     scores = prepare_scores(run.path, paths, evalset, gen, settings.data_dir)
@@ -282,16 +292,14 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
         return
     summary = summary_frame(scores, metrics)
     st.plotly_chart(accuracy_figure(summary, metrics), key="cmp.eval.chart")
-    st.dataframe(summary, hide_index=True, key="cmp.eval.summary",
-                 column_config={m: st.column_config.NumberColumn(get_metric(m).label, format="percent")
-                                for m in metrics})
+    st.dataframe(summary_display(summary, metrics), hide_index=True, key="cmp.eval.summary")
     c1, c2 = st.columns(2)
     table_metric = c1.selectbox("Score shown per example", metrics, key="cmp.eval.table_metric",
                                 format_func=lambda m: get_metric(m).label)
     mode = c2.radio("Examples", FILTERS, horizontal=True, key="cmp.eval.filter")
     frame = filter_examples(example_frame(evalset, scores, table_metric), mode)
     st.caption(f"{len(frame)} of {len(evalset.examples)} examples")
-    st.dataframe(frame.drop(columns=["outputs_differ", "scores_differ"]), hide_index=True, key="cmp.eval.table",
+    st.dataframe(examples_display(frame, table_metric), hide_index=True, key="cmp.eval.table",
                  column_config={"image": st.column_config.ImageColumn("image", width="small")})
     example_detail(evalset, scores, list(frame["id"]) if not frame.empty else [])
     data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,

@@ -48,3 +48,14 @@ def test_plotly_text_keeps_special_tokens_visible() -> None:
 def test_markdown_safe_shows_text_literally():
     assert markdown_safe("**bold** <b>x</b> [a](b)") == r"\*\*bold\*\* \<b\>x\</b\> \[a\]\(b\)"
     assert markdown_safe("a\nb") == "a  \nb"  # keeps the line break
+
+
+def test_display_table_never_shows_none() -> None:
+    import pandas as pd
+
+    from dashboard.formatting import display_table
+
+    frame = pd.DataFrame({"ckpt": ["a", "b"], "output": ["yes", None], "exact_match": [0.675, None]})
+    shown = display_table(frame, {"exact_match": "fraction"})
+    assert list(shown["exact_match"]) == ["67.5%", MISSING] and list(shown["output"]) == ["yes", MISSING]
+    assert frame["exact_match"].iloc[0] == 0.675  # the raw frame (for exports) is untouched

@@ -153,3 +153,12 @@ def test_the_same_output_scores_the_same_on_every_page(output: str, answer: str)
     assert _comparison_exact_match(output, answer) == expected
     assert _demo_trainer_accuracy(output, answer) == expected
     assert _pointing_correct(output, answer) == bool(expected)
+
+
+def test_display_kind_needs_the_name_and_the_range() -> None:
+    from dashboard.metrics import display_kind, format_metric
+
+    assert display_kind("eval_accuracy", [0.5, 1.0]) == "fraction"
+    assert display_kind("eval_accuracy", [50.0, 100.0]) == "number"  # logged as 0–100: left as numbers
+    assert display_kind("eval_loss", [0.1]) == "loss" and display_kind("grad_norm") == "number"
+    assert format_metric("eval_accuracy", 1.0) == "100.0%" and format_metric("eval_loss", 0.0026) == "0.0026"

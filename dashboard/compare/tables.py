@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from dashboard.compare.results import CheckpointScores
 from dashboard.evalset import EvalSet
+from dashboard.formatting import ValueKind, display_table
 from dashboard.metrics import describe, normalize_answer
 from dashboard.thumbnails import thumbnail_uri
 
@@ -23,6 +24,20 @@ def summary_frame(scores: Mapping[str, CheckpointScores], metrics: Sequence[str]
     rows = [{"checkpoint": name, "step": s.step, "scored": s.n, "of": s.total, "complete": s.complete,
              **{m: s.metrics.get(m) for m in metrics}} for name, s in scores.items()]
     return pd.DataFrame(rows, columns=["checkpoint", "step", "scored", "of", "complete", *metrics])
+
+
+def summary_display(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """The summary as people read it: each score in its registry format, rounded exactly like the chart's labels."""
+    labels = {m: describe(m).label for m in metrics}
+    kinds: dict[str, ValueKind] = {labels[m]: describe(m).kind for m in metrics}
+    return display_table(summary.rename(columns=labels), kinds)
+
+
+def examples_display(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The per-example table as shown: score cells in the metric's format, unscored cells as an em dash."""
+    kind = describe(metric).kind
+    columns: dict[str, ValueKind] = {c: kind for c in frame.columns if c.endswith(f" {metric}")}
+    return display_table(frame.drop(columns=["outputs_differ", "scores_differ"], errors="ignore"), columns)
 
 
 def accuracy_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:

@@ -10,6 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.compare.results import load_saved_scores
+from dashboard.compare.scoring import METRIC_LABELS
+from dashboard.formatting import fmt_fraction
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +38,11 @@ def _table(at: AppTest, column: str):
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
+def _percent(text: str) -> float:
+    assert text.endswith("%"), text
+    return float(text[:-1])
+
+
 def _steps(run: Path) -> list[str]:
     return [p.name for p in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))]
 
@@ -54,10 +61,15 @@ def test_eval_set_mode_last_beats_first(own_demo_root: Path) -> None:
     assert list(summary["checkpoint"]) == chosen
     assert summary["complete"].all()
     first, last = summary.iloc[0], summary.iloc[-1]
-    assert last["exact_match"] > first["exact_match"], summary
+    label = METRIC_LABELS["exact_match"]
+    assert _percent(last[label]) > _percent(first[label]), summary
+    # One rounding everywhere: the chart's bar labels read exactly like the table's cells.
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = next(t for t in chart["data"] if t.get("name") == label)
+    assert list(bars["text"]) == list(summary[label])
     # Saved next to the run, readable by the Timeline page, and reused on a re-visit.
     saved = json.loads((own_demo_root / "eval_results" / "demo" / f"{names[-1]}.json").read_text())
-    assert saved["n"] == saved["total"] and saved["metrics"]["exact_match"] == last["exact_match"]
+    assert saved["n"] == saved["total"] and fmt_fraction(saved["metrics"]["exact_match"]) == last[label]
     table = load_saved_scores(own_demo_root)
     assert set(table["checkpoint"]) == set(chosen)
     at.button(key="cmp.eval.run").click().run()
