@@ -15,9 +15,17 @@ from dashboard.attention.adapters import LayoutError, UnsupportedFamily
 from dashboard.attention.analysis import AttentionRun, analyse, pointing_report
 from dashboard.attention.capture import CaptureError
 from dashboard.attention.charts import lens_figure, pointing_figure, share_figure
-from dashboard.attention.overlay import COLORMAPS, render_overlay, to_png, upscale
+from dashboard.attention.overlay import (
+    COLORMAPS,
+    render_overlay,
+    shared_range,
+    to_png,
+    upscale,
+    value_range_of,
+    with_colorbar,
+)
 from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
-from dashboard.formatting import markdown_safe
+from dashboard.formatting import display_table, markdown_safe
 from dashboard.generation import GenerationInputError, GenerationOOMError
 from dashboard.history import HistoryError
 from dashboard.images import ImageError, load_image
@@ -31,6 +39,7 @@ from dashboard.ui.widgets import confined, show_model_error
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
 K_ACROSS = "attn.across"  # {checkpoint path: AttentionRun} for the chosen token
 K_POINTING = "attn.pointing"  # {(checkpoint, eval path, n): summary dict}
+POINTING_FRACTIONS = ("pointing", "chance", "mass_in_box", "accuracy", "best_layer_pointing")
 ANALYSIS_ERRORS = (CheckpointLoadError, GenerationInputError, GenerationOOMError, UnsupportedFamily, LayoutError,
                    CaptureError, PathOutsideRoots)
 
@@ -93,7 +102,9 @@ def controls(run: AttentionRun) -> dict:
         view = c3.selectbox("Grid", views, key=f"attn.view.{'-'.join(views)}", help=run.layout.note)
     d1, d2, d3, d4 = st.columns(4)
     alpha = d1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="attn.alpha")
-    smooth = d2.toggle("Smooth upsampling", value=True, key="attn.smooth")
+    smooth = d2.toggle("Smooth upsampling", value=False, key="attn.smooth",
+                       help="Off: each image patch is one flat colour (what the model attends to). On: "
+                            "interpolated, which bleeds colour across patch borders.")
     lines = d3.toggle("Patch grid lines", value=False, key="attn.lines")
     cmap = d4.selectbox("Colormap", list(COLORMAPS), key="attn.cmap")
     return {"layers": list(range(lo, hi + 1)), "head": head, "view": view, "alpha": alpha, "smooth": smooth,
@@ -101,21 +112,32 @@ def controls(run: AttentionRun) -> dict:
 
 
 def overlay(run: AttentionRun, step: int, opts: dict, layers: list[int] | None = None,
-            value_range: tuple[float, float] | None = None):
+            value_range: tuple[float, float] | None = None, min_side: int = 256):
+    """The heatmap over the image, enlarged to ``min_side`` and carrying its colour bar."""
     grid = run.grid(step, opts["layers"] if layers is None else layers, opts["head"], opts["view"])
-    return render_overlay(run.image, grid, run.layout.view(opts["view"]), alpha=opts["alpha"], smooth=opts["smooth"],
-                          colormap=opts["colormap"], grid_lines=opts["grid_lines"], value_range=value_range)
+    picture = render_overlay(run.image, grid, run.layout.view(opts["view"]), alpha=opts["alpha"],
+                             smooth=opts["smooth"], colormap=opts["colormap"], grid_lines=opts["grid_lines"],
+                             value_range=value_range)
+    return with_colorbar(upscale(picture, min_side), opts["colormap"], value_range_of(grid, value_range))
+
+
+def head_label(head) -> str:
+    return f"head {head}" if isinstance(head, int) else f"{head} over heads"
+
+
+def layers_label(layers: list[int]) -> str:
+    return f"layer {layers[0]}" if len(layers) == 1 else f"mean of layers {layers[0]}–{layers[-1]}"
 
 
 def show_token(run: AttentionRun, step: int, opts: dict) -> None:
     token = run.tokens[step]
     left, right = st.columns([1, 1])
     picture = overlay(run, step, opts)
-    caption = (f"{token_label(step, token)} — layers {opts['layers'][0]}–{opts['layers'][-1]}, head {opts['head']}, "
-               f"{opts['view']} grid ({run.layout.note})")
-    left.image(upscale(picture), caption=caption, width="stretch")
+    caption = (f"{token_label(step, token)} — {layers_label(opts['layers'])}, {head_label(opts['head'])}, "
+               f"{opts['view']} grid ({run.layout.note}); colour bar: attention weight, this map's own range")
+    left.image(picture, caption=caption, width="stretch")
     with right:
-        st.plotly_chart(share_figure(run.image_share(step), token), key="attn.share")
+        st.plotly_chart(share_figure(run.image_share(step, opts["head"]), token, opts["head"]), key="attn.share")
         payload = run.to_json(step, opts["layers"], opts["head"], opts["view"])
         d1, d2 = st.columns(2)
         d1.download_button("Overlay PNG", to_png(picture), file_name=f"attention-{step}.png", mime="image/png",
@@ -123,11 +145,18 @@ def show_token(run: AttentionRun, step: int, opts: dict) -> None:
         d2.download_button("Numbers JSON", json.dumps(payload, indent=1), file_name=f"attention-{step}.json",
                            mime="application/json", key="attn.dl_json")
     st.subheader("Every layer", divider="gray")
+    shared = st.toggle("Same colour scale for every layer", value=True, key="attn.layers_shared",
+                       help="Off: each layer's map is stretched to its own min–max (shows shape, hides strength).")
+    grids = run.layer_grids(step, opts["head"], opts["view"])
+    value_range = shared_range(list(grids)) if shared else None
+    st.caption(f"{head_label(opts['head'])}; "
+               + ("one colour scale for all layers" if shared else "each layer on its own scale (see its bar)"))
     per_row = min(6, run.result.n_layers)
     for start in range(0, run.result.n_layers, per_row):
         cols = st.columns(per_row)
         for col, layer in zip(cols, range(start, min(start + per_row, run.result.n_layers)), strict=False):
-            col.image(upscale(overlay(run, step, opts, [layer]), 128), caption=f"layer {layer}", width="stretch")
+            col.image(overlay(run, step, opts, [layer], value_range, min_side=128), caption=f"layer {layer}",
+                      width="stretch")
 
 
 def show_lens(run: AttentionRun) -> None:
@@ -140,8 +169,9 @@ def show_lens(run: AttentionRun) -> None:
         return
     labels = run.tokens if which == "generated tokens" else [f"img{i}" for i in range(len(run.layout.image_positions))]
     if which == "image tokens":
-        frame = frame[frame["position"] < 64]
-        st.caption("First 64 image tokens (row-major over the primary grid's token order).")
+        shown = min(64, len(labels))
+        frame = frame[frame["position"] < shown]
+        st.caption(f"First {shown} of {len(labels)} image tokens, in the order they appear in the prompt.")
     st.plotly_chart(lens_figure(frame, labels, "top-1 token per layer"), key="attn.lens_fig")
     with st.expander("Table (top-k)"):
         st.dataframe(frame, hide_index=True)
@@ -156,8 +186,10 @@ def across_checkpoints(run: AttentionRun, step: int, opts: dict, run_dir: Path |
     names = {str(c.path.resolve()): c.name for c in infos}
     default = [p for p in map(str, state.selected_compare_checkpoints()) if p in names] or list(names)[-4:]
     chosen = st.multiselect("Checkpoints", list(names), default=default, format_func=names.get, key="attn.ckpts")
-    st.caption(f"Each checkpoint reads the same prompt plus the first {step} generated token(s) of the current "
-               f"checkpoint (teacher forcing), so every heatmap is for the position that predicts "
+    forced_text = ("the same prompt" if step == 0 else
+                   f"the same prompt plus the first {step} generated token{'s' if step > 1 else ''} of the current "
+                   "checkpoint (teacher forcing)")
+    st.caption(f"Each checkpoint reads {forced_text}, so every heatmap is for the position that predicts "
                f"{token_label(step, run.tokens[step])}.")
     if st.button("Show across checkpoints", key="attn.across_go", disabled=not chosen):
         forced = tuple(run.result.generated_ids[:step])
@@ -175,12 +207,12 @@ def across_checkpoints(run: AttentionRun, step: int, opts: dict, run_dir: Path |
                        help="Off: each map is stretched to its own min–max (shows shape, hides strength).")
     value_range = None
     if shared and saved["runs"]:
-        grids = [other.grid(0, opts["layers"], opts["head"], opts["view"]) for other in saved["runs"].values()]
-        value_range = (float(min(g.min() for g in grids)), float(max(g.max() for g in grids)))
+        value_range = shared_range([other.grid(0, opts["layers"], opts["head"], opts["view"])
+                                    for other in saved["runs"].values()])
     cols = st.columns(max(1, len(saved["runs"])))
     for col, (path, other) in zip(cols, saved["runs"].items(), strict=False):
-        picture = overlay(other, 0, opts, value_range=value_range)
-        col.image(upscale(picture, 160), caption=f"{names.get(path, Path(path).name)} → "
+        picture = overlay(other, 0, opts, value_range=value_range, min_side=160)
+        col.image(picture, caption=f"{names.get(path, Path(path).name)} → "
                   f"{markdown_safe(other.tokens[0]) if other.tokens else '—'}",
                   width="stretch")
 
@@ -220,8 +252,10 @@ def pointing_section(run_dir: Path | None) -> None:
     if rows:
         frame = pd.DataFrame(rows).sort_values("step")
         st.plotly_chart(pointing_figure(frame), key="attn.point_fig")
-        st.dataframe(frame[["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "distinct_peaks",
-                            "best_layer", "best_layer_pointing", "skipped"]], hide_index=True)
+        columns = ["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "distinct_peaks",
+                   "best_layer", "best_layer_pointing", "skipped"]
+        st.caption(f"Scored on the first {int(n)} examples of {path.name} per checkpoint (n = examples with a box).")
+        st.dataframe(display_table(frame[columns], {c: "fraction" for c in POINTING_FRACTIONS}), hide_index=True)
 
 
 def main() -> None:

@@ -48,10 +48,19 @@ class AttentionRun:
         """``[layers, rows, cols]`` for the small multiples."""
         return np.stack([self.grid(step, [layer], head, view) for layer in range(self.result.n_layers)])
 
-    def image_share(self, step: int) -> pd.DataFrame:
-        """Per layer: share of the token's attention on image tokens vs prompt text vs generated text."""
-        image = self.result.image_attention[step].sum(-1).mean(-1)  # [layers]
-        text = self.result.text_attention[step].mean(-2)  # [layers, fields]
+    def image_share(self, step: int, head: int | HeadMode = "mean") -> pd.DataFrame:
+        """Per layer: share of the token's attention on image tokens vs prompt text vs generated text.
+
+        For one head, that head's shares; for ``"mean"`` (and ``"max"``, whose per-category maxima
+        would come from different heads and not add up to one) the mean over heads — the chart's
+        title says which.
+        """
+        image_by_head = self.result.image_attention[step].sum(-1)  # [layers, heads]
+        text_by_head = self.result.text_attention[step]  # [layers, heads, fields]
+        if isinstance(head, int):
+            image, text = image_by_head[:, head], text_by_head[:, head]
+        else:
+            image, text = image_by_head.mean(-1), text_by_head.mean(-2)
         frame = pd.DataFrame({"layer": np.arange(self.result.n_layers), "image": image})
         for i, name in enumerate(TEXT_SUMMARY_FIELDS):
             frame[name] = text[:, i]

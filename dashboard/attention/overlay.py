@@ -1,7 +1,14 @@
 """Turn a token's attention over image tokens into a heatmap drawn on the original image.
 
 OpenCV does the colour mapping and blending (``applyColorMap`` + ``addWeighted``). The grid is
-upsampled only over the region its cells cover (e.g. a LLaVA centre crop leaves the sides bare).
+upsampled only over the region its cells cover (e.g. a LLaVA centre crop leaves the sides bare),
+patch-exact (nearest) by default: smooth interpolation bleeds colour across patch borders and
+suggests a resolution the model does not have.
+
+A heatmap without its scale misleads (a map stretched to its own min–max looks "hot" even when
+every weight is tiny), so every picture shown carries a colour bar labelled with the values its
+ends stand for (:func:`with_colorbar`), and maps shown side by side share one range by default
+(:func:`shared_range`).
 """
 
 from __future__ import annotations
@@ -49,8 +56,23 @@ def normalise(grid: np.ndarray, value_range: tuple[float, float] | None = None) 
     return np.zeros_like(grid) if hi - lo < 1e-12 else np.clip((grid - lo) / (hi - lo), 0.0, 1.0)
 
 
+def value_range_of(grid: np.ndarray, value_range: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The ``(low, high)`` a map is coloured over: the given shared range, else the map's own min–max."""
+    if value_range is not None:
+        return float(value_range[0]), float(value_range[1])
+    grid = np.asarray(grid, dtype=np.float64)
+    return float(grid.min()), float(grid.max())
+
+
+def shared_range(grids: Sequence[np.ndarray]) -> tuple[float, float]:
+    """One ``(low, high)`` over several maps, so equal colours mean equal weights across them."""
+    if not len(grids):
+        raise ValueError("no maps to share a range over")
+    return (float(min(np.min(g) for g in grids)), float(max(np.max(g) for g in grids)))
+
+
 def render_overlay(image: Image.Image, grid: np.ndarray, view: GridView, *, alpha: float = 0.5,
-                   colormap: str = "jet", smooth: bool = True, grid_lines: bool = False,
+                   colormap: str = "jet", smooth: bool = False, grid_lines: bool = False,
                    value_range: tuple[float, float] | None = None) -> np.ndarray:
     """RGB uint8 ``[H, W, 3]`` (the original image's size) with the heatmap blended over the view's region."""
     if not 0.0 <= alpha <= 1.0:
@@ -98,6 +120,46 @@ def upscale(array: np.ndarray, min_side: int = 256) -> np.ndarray:
     if factor == 1:
         return array
     return cv2.resize(array, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
+
+
+def _label(value: float) -> str:
+    from dashboard.formatting import fmt_number
+
+    return fmt_number(value, 3)
+
+
+def colorbar(colormap: str, value_range: tuple[float, float], height: int, width: int = 0) -> np.ndarray:
+    """RGB ``[height, width, 3]``: the colormap from ``high`` (top) to ``low`` (bottom), ends labelled."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose one of {sorted(COLORMAPS)}")
+    low, high = value_range
+    scale = max(0.35, min(1.0, height / 400))
+    thickness = 1
+    labels = [_label(high), _label(low)]
+    text_w = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for t in labels)
+    text_h = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][1]
+    strip = max(10, height // 16)
+    width = width or strip + text_w + 12
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    margin = text_h + 4
+    span = max(1, height - 2 * margin)
+    ramp = np.linspace(255, 0, span).astype(np.uint8)[:, None]  # top = high
+    coloured = cv2.cvtColor(cv2.applyColorMap(np.repeat(ramp, strip, axis=1), COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+    canvas[margin:margin + span, 2:2 + strip] = coloured
+    cv2.rectangle(canvas, (1, margin - 1), (2 + strip, margin + span), (80, 80, 80), 1)  # frame, outside the ramp
+    x_text = strip + 6
+    cv2.putText(canvas, labels[0], (x_text, margin + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness,
+                cv2.LINE_AA)
+    cv2.putText(canvas, labels[1], (x_text, margin + span), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness,
+                cv2.LINE_AA)
+    return canvas
+
+
+def with_colorbar(picture: np.ndarray, colormap: str, value_range: tuple[float, float]) -> np.ndarray:
+    """``picture`` with its colour bar attached on the right (one image: the scale travels with it)."""
+    bar = colorbar(colormap, value_range, picture.shape[0])
+    gap = np.full((picture.shape[0], 4, 3), 255, dtype=np.uint8)
+    return np.concatenate([picture, gap, bar], axis=1)
 
 
 def to_png(array: np.ndarray) -> bytes:

@@ -38,6 +38,10 @@ def test_analyse_on_pooled_model(pool: ModelPool, tiny_llava_dir: Path) -> None:
     assert run.layer_grids(0, "max").shape == (2, 8, 8)
     share = run.image_share(0)
     assert list(share.columns[:2]) == ["layer", "image"] and np.all((share["image"] >= 0) & (share["image"] <= 1))
+    # the bar chart follows the Head choice: one head's shares are that head's numbers
+    one = run.image_share(0, 1)
+    np.testing.assert_allclose(one["image"], run.result.image_attention[0][:, 1].sum(-1), rtol=1e-6)
+    assert np.allclose(run.image_share(0, "max")["image"], share["image"])  # max can't stack: the mean
     lens = run.lens_frame()
     assert set(lens.columns) == {"layer", "position", "rank", "token", "prob"}
     top_last = lens[(lens.layer == 1) & (lens["rank"] == 0)].sort_values("position")["token"].tolist()

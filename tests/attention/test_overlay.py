@@ -8,7 +8,17 @@ import pytest
 from PIL import Image
 
 from dashboard.attention.adapters.base import GridView, uniform_boxes
-from dashboard.attention.overlay import normalise, render_overlay, to_png, upscale
+from dashboard.attention.charts import lens_figure, share_figure
+from dashboard.attention.overlay import (
+    colorbar,
+    normalise,
+    render_overlay,
+    shared_range,
+    to_png,
+    upscale,
+    value_range_of,
+    with_colorbar,
+)
 from dashboard.attention.pointing import chance_rate, mass_in_box, point_hit, score_example
 
 
@@ -91,3 +101,55 @@ def test_pointing_hit_chance_and_mass() -> None:
     assert row.correct and row.per_layer_hit == (True, False)
     assert score_example("y", layers, view, (48, 0, 64, 16), "top", "top left").correct  # first word
     assert not score_example("z", layers, view, (48, 0, 64, 16), "left", "top left").correct
+
+
+def test_default_rendering_is_patch_exact() -> None:
+    """Nearest by default: every pixel of a patch has the patch's colour (no bleeding across borders)."""
+    grid = np.arange(9, dtype=float).reshape(3, 3)
+    out = render_overlay(_image(96, 96), grid, _view(3, 3, (0, 0, 96, 96)), alpha=1.0)
+    for r in range(3):
+        for c in range(3):
+            patch = out[r * 32:(r + 1) * 32, c * 32:(c + 1) * 32].reshape(-1, 3)
+            assert (patch == patch[0]).all()
+    smooth = render_overlay(_image(96, 96), grid, _view(3, 3, (0, 0, 96, 96)), alpha=1.0, smooth=True)
+    assert len(np.unique(smooth[:32, :32].reshape(-1, 3), axis=0)) > 1
+
+
+def test_every_heatmap_carries_its_scale() -> None:
+    picture = np.full((256, 256, 3), 128, np.uint8)
+    framed = with_colorbar(picture, "jet", (0.001, 0.04))
+    assert framed.shape[0] == 256 and framed.shape[1] > 256
+    assert np.array_equal(framed[:, :256], picture)  # the map itself is untouched
+    bar = colorbar("jet", (0.001, 0.04), 256)
+    hot = cv2.cvtColor(cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)[0, 0]
+    cold = cv2.cvtColor(cv2.applyColorMap(np.array([[0]], np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)[0, 0]
+    column = bar[:, 5]
+    coloured = [tuple(p) for p in column if tuple(p) != (255, 255, 255)]
+    assert tuple(hot) in coloured[:20] and tuple(cold) in coloured[-20:]  # high on top, low at the bottom
+    assert (bar[:, bar.shape[1] // 2:] < 128).any()  # the end labels are drawn
+    with pytest.raises(ValueError, match="unknown colormap"):
+        colorbar("nope", (0, 1), 100)
+
+
+def test_shared_and_own_ranges() -> None:
+    a, b = np.array([[0.1, 0.2]]), np.array([[0.0, 0.5]])
+    assert shared_range([a, b]) == (0.0, 0.5)
+    assert value_range_of(a) == pytest.approx((0.1, 0.2)) and value_range_of(a, (0.0, 1.0)) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        shared_range([])
+
+
+def test_special_tokens_stay_visible_in_plotly_labels() -> None:
+    import pandas as pd
+
+    lens = pd.DataFrame({"layer": [0, 1], "position": [0, 0], "rank": [0, 0], "token": ["</s>", "<image>"],
+                         "prob": [0.5, 0.9]})
+    fig = lens_figure(lens, ["</s>"], "top-1 <b>")
+    trace = fig.data[0]
+    assert list(trace.x) == ["0:&lt;/s&gt;"]
+    assert trace.text.tolist() == [["&lt;/s&gt;"], ["&lt;image&gt;"]]
+    assert fig.layout.title.text == "top-1 &lt;b&gt;"
+    share = pd.DataFrame({"layer": [0], "image": [0.5], "prompt_text": [0.3], "generated": [0.2]})
+    assert "head 2" in share_figure(share, "</s>", 2).layout.title.text
+    assert "mean over heads" in share_figure(share, "x", "max").layout.title.text
+    assert "&lt;/s&gt;" in share_figure(share, "</s>", 2).layout.title.text

@@ -41,6 +41,9 @@ def test_attention_page_end_to_end(app_env: Path, demo_run_dir: Path) -> None:
     # choosing another head / layer range re-renders without error
     at.selectbox(key=f"attn.head.{run.result.n_heads}").set_value("max").run()
     assert not at.exception, at.exception
+    image_captions = " ".join(img.caption for im in at.get("image") for img in im.proto.imgs)
+    assert "max over heads" in image_captions and "colour bar" in image_captions  # captions say what is drawn
+    assert "one colour scale for all layers" in " ".join(c.value for c in at.caption)
     # downloads carry the numbers of the chosen token
     downloads = at.get("download_button")
     assert len(downloads) == 2
