@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.formatting import markdown_safe
+from dashboard.batch import BatchItem, batch_rows, batch_summary
+from dashboard.formatting import display_table, fmt_rate, fmt_seconds, markdown_safe
 from dashboard.generation import (
     GenerationInputError,
     GenerationOOMError,
@@ -26,8 +27,8 @@ from dashboard.generation import (
 )
 from dashboard.history import HistoryError, HistoryRecord
 from dashboard.images import ImageError, image_digest, load_image
-from dashboard.metrics import score
 from dashboard.models.pool import CheckpointLoadError
+from dashboard.provenance import provenance, with_provenance
 from dashboard.thumbnails import png_data_uri
 from dashboard.ui import state
 from dashboard.ui.image_input import PickedImage, pick_image, pick_images_batch
@@ -45,13 +46,15 @@ K_BATCH = "inf.batch_results"
 # ------------------------------------------------------------------------- helpers
 
 def show_stats(stats: dict) -> None:
-    cols = st.columns(5)
-    cols[0].metric("Latency", f"{stats['latency_s']:.2f} s")
-    ttft = stats.get("ttft_s")
-    cols[1].metric("Time to first token", "—" if ttft is None else f"{ttft * 1000:.0f} ms")
-    cols[2].metric("Tokens/s", f"{stats['tokens_per_s']:.1f}")
-    cols[3].metric("Input tokens", stats["prompt_tokens"])
-    cols[4].metric("Output tokens", stats["output_tokens"])
+    cols = st.columns(6)
+    cols[0].metric("Latency", fmt_seconds(stats["latency_s"]), help="End to end: preprocessing + prefill + decode.")
+    cols[1].metric("Preprocessing", fmt_seconds(stats.get("preprocess_s")),
+                   help="The processor: image resize/normalise, chat template, tokenising.")
+    cols[2].metric("Time to first token", fmt_seconds(stats.get("ttft_s")), help="The prefill, from generate's start.")
+    cols[3].metric("Decode", fmt_rate(stats.get("tokens_per_s")),
+                   help="Tokens after the first ÷ time after the first token (— for a one-token answer).")
+    cols[4].metric("Input tokens", stats["prompt_tokens"])
+    cols[5].metric("Output tokens", stats["output_tokens"])
 
 
 def save_history(records: list[HistoryRecord]) -> None:
@@ -184,15 +187,20 @@ def batch_mode(checkpoint: Path, run_dir: Path | None) -> None:
             st.error("The prompt is empty: type a question or instruction.")
         else:
             run_batch(checkpoint, run_dir, images, prompts, settings, int(batch_size))
-    rows = st.session_state.get(K_BATCH)
-    if rows:
+    saved = st.session_state.get(K_BATCH)
+    if saved:
+        rows, block = saved["rows"], saved["provenance"]
+        st.markdown(f"**{batch_summary(rows)}**")
         table = pd.DataFrame(rows)
-        st.dataframe(table, hide_index=True)
+        shown = table.drop(columns=["latency_s", "preprocess_s", "ttft_s", "decode_s"], errors="ignore")
+        st.dataframe(display_table(shown, {"per_example_s": "seconds", "tokens_per_s": "rate"}), hide_index=True)
+        st.caption("per_example_s: each row's share of its batch's wall time (batch time ÷ batch_size); the "
+                   "exports keep the batch's own phase timings too.")
         c1, c2 = st.columns(2)
-        c1.download_button("Download CSV", table.to_csv(index=False).encode(), "batch_results.csv", "text/csv",
-                           key="inf.batch_csv")
-        c2.download_button("Download JSON", json.dumps(rows, indent=1).encode(), "batch_results.json",
-                           "application/json", key="inf.batch_json")
+        csv = pd.DataFrame(with_provenance(rows, block)).to_csv(index=False).encode()
+        c1.download_button("Download CSV", csv, "batch_results.csv", "text/csv", key="inf.batch_csv")
+        c2.download_button("Download JSON", json.dumps({"provenance": block, "rows": rows}, indent=1).encode(),
+                           "batch_results.json", "application/json", key="inf.batch_json")
 
 
 def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage], prompts: list[str],
@@ -207,20 +215,21 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
         show_model_error(exc)
         return
-    rows, records = [], []
+    items = [BatchItem(p.name, prompt, p.example.answer if p.example else None) for p, prompt in zip(
+        images, prompts, strict=True)]
+    rows = batch_rows(items, results)
+    source = next((p.source for p in images if p.source is not None), None)
+    block = provenance(run=run_dir, checkpoint=checkpoint, settings=json.loads(settings.key()), eval_set=source,
+                       roots=get_settings().runs_roots)
+    records = []
     for picked, prompt, result in zip(images, prompts, results, strict=True):
         stats = result_stats(result)
-        row = {"image": picked.name, "prompt": prompt, "output": result.text, **stats}
-        if picked.example is not None:
-            row["reference"] = picked.example.answer
-            row.update(score(result.text, picked.example.answer))  # the registry: as on every page
-        rows.append(row)
         records.append(HistoryRecord.from_generation(
             checkpoint=checkpoint, prompt=prompt, output=result.text, settings=json.loads(settings.key()),
             timings=stats, image=picked.image, image_name=picked.name, run=run_dir,
             example_id=picked.example.id if picked.example else None, mode="batch"))
     save_history(records)
-    st.session_state[K_BATCH] = rows
+    st.session_state[K_BATCH] = {"rows": rows, "provenance": block}
 
 
 def history_mode() -> None:
@@ -242,8 +251,8 @@ def history_mode() -> None:
     table = pd.DataFrame([{
         "id": r.id, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
         "image": png_data_uri(r.thumbnail), "checkpoint": Path(r.checkpoint).name, "prompt": r.prompt,
-        "output": r.output, "mode": r.mode, "tokens/s": r.timings.get("tokens_per_s"),
-        "latency s": r.timings.get("latency_s")} for r in records])
+        "output": r.output, "mode": r.mode, "decode": fmt_rate(r.timings.get("tokens_per_s")),
+        "latency": fmt_seconds(r.timings.get("per_example_s", r.timings.get("latency_s")))} for r in records])
     st.dataframe(table, hide_index=True, column_config={"image": st.column_config.ImageColumn("image")})
     ids = [r.id for r in records]
     by_id = {r.id: r for r in records}

@@ -33,6 +33,8 @@ class PickedImage:
     name: str
     digest: str
     example: EvalExample | None = None
+    source: Path | None = None
+    """The eval-set file an example came from (exports record its content hash)."""
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -46,11 +48,11 @@ def eval_set_for(path: Path) -> EvalSet:
     return _cached_eval_set(str(path), path.stat().st_mtime_ns, roots)
 
 
-def load_example_image(example: EvalExample) -> PickedImage:
+def load_example_image(example: EvalExample, source: Path | None = None) -> PickedImage:
     """Decode an eval example's image (raises ImageError with a clear message)."""
     image = load_image(example.image_path, max_pixels=get_settings().max_image_pixels)
     return PickedImage(image=image, name=f"{example.id} ({example.image_path.name})", digest=image_digest(image),
-                       example=example)
+                       example=example, source=source)
 
 
 def picked_from_bytes(data: bytes, name: str) -> PickedImage:
@@ -164,7 +166,7 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
                                 key=f"{key}.bcount")
         for example in eval_set.examples[:int(count)]:
             try:
-                picked.append(load_example_image(example))
+                picked.append(load_example_image(example, eval_set.path))
             except ImageError as exc:
                 errors.append(f"{example.id}: {exc}")
     else:

@@ -84,7 +84,7 @@ def test_generate_from_example_then_history_survives_a_new_session(env, mini_roo
     at.button(key="inf.generate").click().run()
     assert errors(at) == ""
     stats = metrics(at)
-    assert set(stats) == {"Latency", "Time to first token", "Tokens/s", "Input tokens", "Output tokens"}
+    assert set(stats) == {"Latency", "Preprocessing", "Time to first token", "Decode", "Input tokens", "Output tokens"}
     assert int(stats["Input tokens"]) > 64  # 64 image tokens + the templated prompt
     assert any(m.value.startswith("**Answer**") for m in at.markdown)
     assert len(at.session_state["inf.session_history"]) == 1
@@ -213,8 +213,13 @@ def test_batch_mode_table_and_exports(env, mini_root):
     assert errors(at) == ""
     table = at.dataframe[0].value
     assert len(table) == 3
-    assert {"image", "prompt", "output", "reference", "latency_s", "ttft_s", "tokens_per_s", "prompt_tokens",
-            "output_tokens"} <= set(table.columns)
+    assert {"image", "prompt", "output", "reference", "correct", "exact_match", "per_example_s", "batch_size",
+            "tokens_per_s", "prompt_tokens", "output_tokens"} <= set(table.columns)
+    assert set(table["correct"]) <= {"✓", "✗"}
+    right = int((table["correct"] == "✓").sum())
+    assert any(m.value.startswith(f"**{right} / 3 correct") for m in at.markdown), [m.value for m in at.markdown]
+    saved = at.session_state["inf.batch_results"]
+    assert saved["provenance"]["checkpoint"].startswith("checkpoint-") and saved["provenance"]["eval_set"]["sha256"]
     assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSON"]
     at.segmented_control(key="inf.mode").set_value("History").run()
     assert len(at.dataframe[0].value) == 3
