@@ -186,10 +186,18 @@ def test_attention_token_overlay(page, server, artifacts_dir, demo_runs_root):
     index = 1 if count > 1 else 0
     label = tokens.nth(index).inner_text().strip()
     tokens.nth(index).click()
-    caption = page.locator('[data-testid="stImage"]').filter(has_text=f"{label} — layers").first
+    caption = page.locator('[data-testid="stImage"]').filter(has_text=f"{label} — ").first
     caption.wait_for()
     settle(page)
+    assert "colour bar" in caption.inner_text()
     overlay = caption.locator("img").first
     assert overlay.evaluate("img => img.complete && img.naturalWidth > 0")
+    # the colour bar travels with the map: the picture is wider than the (square) demo image
+    assert overlay.evaluate("img => img.naturalWidth > img.naturalHeight")
+    # Plotly would swallow an unescaped "</s>"; the logit lens must show it as text
+    lens = page.locator(".js-plotly-plot").filter(has_text="top-1 token per layer").first
+    lens.scroll_into_view_if_needed()
+    if "</s>" in " ".join(tokens.all_inner_texts()):
+        assert "</s>" in lens.inner_text()
     assert exception_texts(page) == []
     shot(page, artifacts_dir, "attention-overlay")
