@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.formatting import fmt_bytes, fmt_metric, fmt_number
+from dashboard.formatting import fmt_bytes, fmt_number
+from dashboard.metrics import format_metric
 from dashboard.paths import PathOutsideRoots
 from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
@@ -92,7 +93,7 @@ def _render_overview(run) -> None:
     cols[2].metric("Best checkpoint", best_label,
                    help=f"{best_info.name if best_info else 'none'}: best_metric = {fmt_number(best_metric)} "
                         "(from trainer_state.json)")
-    cols[3].metric("Last eval accuracy", fmt_metric("eval_accuracy", _last_value(run.metrics, "eval_accuracy")))
+    cols[3].metric("Last eval accuracy", format_metric("eval_accuracy", _last_value(run.metrics, "eval_accuracy")))
     if run.checkpoints:
         table = pd.DataFrame([{
             "checkpoint": c.name,
