@@ -30,6 +30,7 @@ from dashboard.timeline.series import (
 )
 from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
+from dashboard.ui.summaries_panel import render_text_panel
 
 K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
 K_CHART = "tl.chart"
@@ -50,7 +51,8 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
                                                   if split not in ("train", "eval") for m in names]
     split_of = {m: split for split, names in groups.items() for m in names}
     c1, c2, c3 = st.columns([3, 1.2, 1.2])
-    chosen = c1.multiselect("Metrics", options, default=[m for m in default_metrics(metrics) if m in options],
+    defaults = [m for m in default_metrics(metrics, run.series) if m in options]
+    chosen = c1.multiselect("Metrics", options, default=defaults,
                             format_func=lambda m: f"{split_of.get(m, '')} · {m}", key=f"{k}.metrics",
                             help="Train and eval metrics (eval_* names) from trainer_state.json / TensorBoard.")
     axes = available_axes(metrics)
@@ -168,6 +170,7 @@ def main() -> None:
     chart, best_metric, mode, overlays, live, interval = _controls(run)
     fragment = st.fragment(run_every=interval if live else None)(_chart)
     fragment(str(run.path), chart, best_metric, mode, overlays)
+    render_text_panel(run)
 
 
 main()

@@ -26,8 +26,10 @@ from dashboard.runs.checkpoints import (
     discover_checkpoints,
     is_model_folder,
 )
-from dashboard.runs.metrics import concat_metrics, empty_metrics
-from dashboard.runs.tensorboard import find_event_files, read_event_file
+from dashboard.runs.hparams import build_configuration, empty_configuration
+from dashboard.runs.metrics import concat_metrics, empty_metrics, empty_series, state_series
+from dashboard.runs.column_cache import cached_scan
+from dashboard.runs.tensorboard import EventFileData, assemble, find_event_files, folder_of
 from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary, read_trainer_state
 
 __all__ = ["RunData", "RunListing", "RunNotFoundError", "TrainerStateSummary", "list_runs", "load_run",
@@ -50,6 +52,16 @@ class RunData:
     problems: list[str] = field(default_factory=list)
     state_file: Path | None = None
     """Which ``trainer_state.json`` the metrics came from."""
+    series: pd.DataFrame = field(default_factory=empty_series)
+    """One row per metric: its (event folder, tag), chart group and kind (see ``metrics.SERIES_COLUMNS``)."""
+    hparam_metrics: pd.DataFrame | None = None
+    """``add_hparams`` results (folder, tag, step, wall_time, value): per session, not training curves."""
+    config: pd.DataFrame = field(default_factory=empty_configuration)
+    """The run's configuration (key, value, source), see :mod:`dashboard.runs.hparams`."""
+    texts: pd.DataFrame | None = None
+    """Text summaries (folder, tag, step, wall_time, text), e.g. sample generations per eval step."""
+    other_summaries: pd.DataFrame | None = None
+    """Summaries present but not plotted (folder, tag, kind, count): images, histograms, audio, …"""
 
     def checkpoint(self, name_or_step: str | int | Path) -> CheckpointInfo | None:
         """Look a checkpoint up by folder name, path, or step (``checkpoint-N`` folders win ties)."""
@@ -92,7 +104,22 @@ class RunListing:
 # Keyed by (path, mtime_ns, size): reloading a live run re-parses only the files that changed
 # (see dashboard/caching.py for the caching policy and how Streamlit clears these).
 parse_state_file = file_memo("trainer_state", maxsize=16)(read_trainer_state)
-parse_event_file = file_memo("event_file", maxsize=16)(read_event_file)
+
+
+def _data_dir() -> Path | None:
+    """Where the event-file column cache lives (``VLMLAB_DATA_DIR``); None if settings are broken."""
+    from dashboard.config import load_settings
+
+    try:
+        return load_settings().data_dir
+    except Exception:  # a bad VLMLAB_* value is reported by the pages; reading still works uncached
+        return None
+
+
+@file_memo("event_file", maxsize=16)
+def parse_event_file(path: Path) -> EventFileData:
+    """One event file's summaries, through the Parquet column cache when the file is large."""
+    return cached_scan(path, _data_dir())
 
 
 # ---------------------------------------------------------------- run loading
@@ -160,17 +187,14 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
         problems.extend(f"{c.name}: {p}" for p in c.problems)
     parsed, state_file = _load_state(path, problems)
     state_metrics = parsed.metrics if parsed else empty_metrics()
-    tb_frames = []
-    for event_file in find_event_files(path):
-        table, more = parse_event_file(event_file)
-        tb_frames.append(table)
-        problems.extend(more)
-    tb_metrics = concat_metrics(tb_frames)
-    if len(tb_frames) > 1 and not tb_metrics.empty:
-        tb_metrics = tb_metrics.sort_values(["metric", "step", "wall_time"], kind="stable", ignore_index=True)
+    tb = assemble([(folder_of(f, path), f.name, parse_event_file(f)) for f in find_event_files(path)])
+    problems.extend(tb.problems)
+    tb_metrics = tb.metrics
     frames = [_attach_wall_time(state_metrics, tb_metrics), tb_metrics]
     metrics = concat_metrics(frames)
+    series = pd.concat([state_series(state_metrics), tb.series], ignore_index=True)
     summary = parsed.summary if parsed else None
+    config = build_configuration(path, summary.config if summary else None, tb.hparams, tb.texts, problems)
     if summary and summary.best_checkpoint_name:
         names = {c.name for c in checkpoints}
         if summary.best_checkpoint_name not in names:
@@ -179,7 +203,8 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
     if not checkpoints and metrics.empty and parsed is None:
         problems.append("no checkpoints, no trainer_state.json and no TensorBoard events found here")
     return RunData(path=path, name=path.name, checkpoints=checkpoints, metrics=metrics, state=summary,
-                   problems=problems, state_file=state_file)
+                   problems=problems, state_file=state_file, series=series, hparam_metrics=tb.hparam_metrics,
+                   config=config, texts=tb.texts, other_summaries=tb.others)
 
 
 # ---------------------------------------------------------------- listing and change detection

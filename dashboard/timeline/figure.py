@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 
 from dashboard.formatting import fmt_bytes, plotly_format, plotly_text
 from dashboard.metrics import display_kind, format_metric
+from dashboard.runs.hparams import distinguishing_labels
 from dashboard.runs.run import RunData
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS, minmax_indices
 from dashboard.timeline.scores import score_series
@@ -29,6 +30,7 @@ from dashboard.timeline.series import (
     X_LABELS,
     BestCheckpoint,
     Series,
+    chart_rows,
     checkpoint_table,
     epoch_at_steps,
     metric_series,
@@ -137,7 +139,8 @@ def _marker_x(table: pd.DataFrame, x_axis: str) -> np.ndarray:
 
 
 def _add_checkpoints(fig: go.Figure, run: RunData, metrics_table: pd.DataFrame, options: ChartOptions,
-                     series_by_metric: dict[str, Series], best: BestCheckpoint | None, stats: FigureStats) -> None:
+                     series_by_metric: dict[str, Series], best: BestCheckpoint | None, stats: FigureStats,
+                     rows: list[tuple[str, list[str]]]) -> None:
     table = checkpoint_table(run, options.metrics, metrics_table)
     if table.empty:
         return
@@ -149,7 +152,8 @@ def _add_checkpoints(fig: go.Figure, run: RunData, metrics_table: pd.DataFrame, 
         keep = pd.Series(True, index=table.index)
     hover = ("<b>%{customdata[0]}</b><br>step %{customdata[1]} · %{customdata[2]}<br>saved %{customdata[3]}"
              "<br>%{customdata[4]}<extra>checkpoint</extra>")
-    for row, metric in enumerate(options.metrics, start=1):
+    for row, (_title, members) in enumerate(rows, start=1):
+        metric = next((m for m in members if best is not None and m == best.metric), members[0])
         series = series_by_metric.get(metric)
         if series is None or not len(series.step):
             continue
@@ -243,29 +247,34 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
     overlays = overlays or []
     stats = FigureStats()
     score_labels = [s for s in options.score_labels if scores is not None and not scores.empty]
-    titles = [*options.metrics, *(f"eval set: {s}" for s in score_labels)]
+    chart = chart_rows(options.metrics, run.series)
+    titles = [*(title for title, _ in chart), *(f"eval set: {s}" for s in score_labels)]
     n_rows = max(len(titles), 1)
     fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / n_rows),
                         subplot_titles=[plotly_text(t) for t in titles] or None)
     primary_metrics = plot_metrics(run)
     series_by_metric: dict[str, Series] = {}
     values_by_row: dict[int, list[np.ndarray]] = {}
-    for run_index, one in enumerate([run, *overlays]):
-        colour = COLOURS[run_index % len(COLOURS)]
+    runs = [run, *overlays]
+    # Overlaid runs are told apart by the configuration values that differ between them.
+    names = distinguishing_labels([r.name for r in runs], [r.config for r in runs]) if overlays else [run.name]
+    for run_index, (one, name) in enumerate(zip(runs, names, strict=True)):
         table = primary_metrics if one is run else plot_metrics(one)
-        for row, metric in enumerate(options.metrics, start=1):
-            series = metric_series(table, metric, options.x_axis)  # type: ignore[arg-type]
-            if one is run:
-                series_by_metric[metric] = series
-            if len(series.y):
-                # One legend entry per run and metric: the run's name only matters when runs are overlaid.
-                label = f"{one.name} · {series.metric}" if overlays else series.metric
-                _add_curve(fig, series, row, colour, one.name, options, stats, show_legend=True, label=label)
-                values_by_row.setdefault(row, []).append(series.y[_in_range(series, options.step_range)])
+        for row, (_title, members) in enumerate(chart, start=1):
+            for j, metric in enumerate(members):
+                colour = COLOURS[(j * len(runs) + run_index) % len(COLOURS)]
+                series = metric_series(table, metric, options.x_axis)  # type: ignore[arg-type]
+                if one is run:
+                    series_by_metric[metric] = series
+                if len(series.y):
+                    # One legend entry per run and metric: the run's name only matters when runs are overlaid.
+                    label = f"{name} · {series.metric}" if overlays else series.metric
+                    _add_curve(fig, series, row, colour, name, options, stats, show_legend=True, label=label)
+                    values_by_row.setdefault(row, []).append(series.y[_in_range(series, options.step_range)])
     if options.show_checkpoints:
-        _add_checkpoints(fig, run, primary_metrics, options, series_by_metric, best, stats)
+        _add_checkpoints(fig, run, primary_metrics, options, series_by_metric, best, stats, chart)
     for offset, label in enumerate(score_labels):
-        row = len(options.metrics) + offset + 1
+        row = len(chart) + offset + 1
         rows = score_series(scores, label)
         if options.step_range is not None:
             rows = rows[(rows["step"] >= options.step_range[0]) & (rows["step"] <= options.step_range[1])]
@@ -283,8 +292,8 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
         stats.points[f"score · {label}"] = len(rows)
         values_by_row[row] = [values]
         _format_axis(fig, row, metric, values)
-    for row, metric in enumerate(options.metrics, start=1):
-        _format_axis(fig, row, metric, np.concatenate(values_by_row.get(row, [np.array([])])), log=options.log_y)
+    for row, (_title, members) in enumerate(chart, start=1):
+        _format_axis(fig, row, members[0], np.concatenate(values_by_row.get(row, [np.array([])])), log=options.log_y)
     fig.update_xaxes(title_text=X_LABELS.get(options.x_axis, options.x_axis), row=n_rows, col=1)
     # Marker traces first: a click on a checkpoint marker ties with the line-only curve point under
     # it, plotly gives ties to the earlier trace, and line-only traces yield an empty selection.

@@ -70,7 +70,44 @@ class BestCheckpoint:
 
 def plot_metrics(run: RunData) -> pd.DataFrame:
     """The run's metrics with one source per metric (trainer_state preferred)."""
-    return preferred_source(run.metrics)
+    return preferred_source(run.metrics, run.series)
+
+
+def group_of(series_table: pd.DataFrame | None) -> dict[str, str]:
+    """metric -> its chart group (``loss/train`` -> ``loss``); metrics not listed are their own group."""
+    if series_table is None or series_table.empty:
+        return {}
+    return {str(m): str(g) for m, g in zip(series_table["metric"], series_table["group"], strict=True)}
+
+
+def chart_rows(chosen: list[str], series_table: pd.DataFrame | None) -> list[tuple[str, list[str]]]:
+    """Chosen metrics arranged into chart rows: one row per group, its members in chosen order.
+
+    ``add_scalars`` sub-runs of one tag (``loss/train``, ``loss/val``) share a row as separate
+    curves, the way TensorBoard draws one chart per tag with a line per run.
+    """
+    groups = group_of(series_table)
+    rows: dict[str, list[str]] = {}
+    for metric in chosen:
+        group = groups.get(metric, metric)
+        members = rows.setdefault(group, [])
+        if metric not in members:
+            members.append(metric)
+    return [(group if len(members) > 1 or _is_sub_run(members[0], group) else members[0], members)
+            for group, members in rows.items()]
+
+
+def _is_sub_run(metric: str, group: str) -> bool:
+    return metric.startswith(group + "/")
+
+
+def with_siblings(chosen: list[str], series_table: pd.DataFrame | None, available: list[str]) -> list[str]:
+    """``chosen`` plus the other sub-runs of any chosen ``add_scalars`` group (train with val)."""
+    groups = group_of(series_table)
+    wanted = {groups.get(m, m) for m in chosen}
+    out = list(chosen)
+    out += [m for m in available if m not in out and m in groups and groups[m] in wanted and _is_sub_run(m, groups[m])]
+    return out
 
 
 def metric_groups(metrics: pd.DataFrame) -> dict[str, list[str]]:
@@ -91,11 +128,12 @@ def _metric_sort_key(name: str) -> tuple[int, str]:
     return (common.index(name) if name in common else len(common), name)
 
 
-def default_metrics(metrics: pd.DataFrame) -> list[str]:
+def default_metrics(metrics: pd.DataFrame, series_table: pd.DataFrame | None = None) -> list[str]:
+    """loss / eval_loss / eval_accuracy when logged, else the first two; sub-runs come with their siblings."""
     groups = metric_groups(metrics)
     available = groups["train"] + groups["eval"]
     chosen: list[str] = [m for m in ("loss", "eval_loss", "eval_accuracy") if m in available]
-    return chosen or available[:2]
+    return with_siblings(chosen or available[:2], series_table, available)
 
 
 def available_axes(metrics: pd.DataFrame) -> list[str]:

@@ -13,6 +13,7 @@ from dashboard.paths import PathOutsideRoots
 from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
 from dashboard.ui.sidebar import best_checkpoint_path
+from dashboard.ui.summaries_panel import render_configuration
 
 PAGES = {
     "pages/1_Inference.py": "Inference — image + prompt → streamed answer, history",
@@ -109,3 +110,4 @@ def _render_overview(run) -> None:
         st.dataframe(table, hide_index=True, width="stretch")
     else:
         st.info("No checkpoint folders in this run yet.")
+    render_configuration(run)

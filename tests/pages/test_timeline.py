@@ -85,7 +85,8 @@ def test_page_overlay_smoothing_and_log_controls(synthetic_root: Path) -> None:
     assert not at.exception, at.exception
     spec = _chart_spec(at)
     names = [t.get("name") for t in spec["data"]]
-    assert "beta · loss" in names and "alpha · loss" in names
+    # Overlaid runs are labelled by the configuration that tells them apart (trainer_state's max_steps).
+    assert "beta (max_steps=200) · loss" in names and "alpha (max_steps=300) · loss" in names
     assert not any("smoothed" in str(n) for n in names)
     assert spec["layout"]["yaxis"]["type"] == "log"
 

@@ -216,8 +216,9 @@ def test_overlay_runs_get_their_own_colour(tmp_path: Path) -> None:
     a = load_run(write_run(tmp_path / "a", n_steps=100), [tmp_path])
     b = load_run(write_run(tmp_path / "b", n_steps=150, seed=3), [tmp_path])
     fig, _ = build_figure(a, ChartOptions(metrics=["loss"], smoothing=0), overlays=[b])
-    ta = next(t for t in fig.data if t.name == "a · loss")  # overlaid: legend names say which run
-    tb = next(t for t in fig.data if t.name == "b · loss")
+    # Overlaid: legend names say which run, by the configuration that tells them apart (max_steps here).
+    ta = next(t for t in fig.data if t.name == "a (max_steps=100) · loss")
+    tb = next(t for t in fig.data if t.name == "b (max_steps=150) · loss")
     assert ta.line.color != tb.line.color and len(tb.x) == 150
 
 
