@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
 
-from dashboard.runs import column_cache
 from dashboard.runs import run as run_module
 from dashboard.runs.run import load_run
 from dashboard.runs.synthetic import log_history, trainer_state, write_event_file, write_json
@@ -155,10 +154,9 @@ def main() -> None:
         data_dir = root / "data"
         os.environ["VLMLAB_DATA_DIR"] = str(data_dir)
         run_module.parse_event_file.clear()
-        column_cache.forget_memory()
         t_first, points_tb, nbytes_tb = prepare(tb_dir, root, metrics3)
         run_module.parse_event_file.clear()
-        column_cache.forget_memory()  # a restarted app: only the Parquet cache is left
+        # a restarted app: only the Parquet cache is left
         t_cold, _, _ = prepare(tb_dir, root, metrics3)
         run = load_run(tb_dir, [root])
         best = best_checkpoint(run, metrics3[-1])

@@ -14,6 +14,8 @@ parsed trainer_state / event     :class:`FileMemo` here (LRU)           the file
 files, thumbnails                                                       run re-parses only the files that changed
 per-visitor results (last        ``st.session_state``                   the browser session ending; new inputs
 capture, comparison outputs)                                            (keys include checkpoint signature + settings)
+large event files' parsed        disk (Parquet, ``event-columns/`` in   the file's path, size, mtime and first 4 KB;
+columns                          the data dir), ``runs/column_cache``   a grown file is read only past the cached end
 history, saved eval scores       disk (SQLite, ``eval_results/``)       never silently: scores carry settings key and
                                                                         checkpoint signature and are recomputed when
                                                                         either differs

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -34,9 +33,6 @@ MIN_CACHED_BYTES = 4_000_000
 HEAD_BYTES = 4096
 CACHE_FOLDER = "event-columns"
 FORMAT = 1
-
-_lock = threading.Lock()
-_memory: dict[str, tuple[dict, EventFileData]] = {}  # resolved path -> (key, data): skips the Parquet read
 
 
 def cache_path(data_dir: Path, event_file: Path) -> Path:
@@ -111,9 +107,8 @@ def cached_scan(path: Path, data_dir: Path | None, roots: list[Path] | None = No
         return scan_event_file(path, roots)
     resolved = str(path.resolve())
     target = cache_path(data_dir, path)
-    with _lock:
-        held = _memory.get(resolved)
-    if held is None and target.is_file():
+    held = None  # in-process reuse is the caller's file memo (dashboard/caching.py); this is the disk layer
+    if target.is_file():
         try:
             held = _from_parquet(read_bytes(target, [data_dir], "results"))
         except (RunFileError, OSError, ValueError, KeyError):
@@ -127,28 +122,18 @@ def cached_scan(path: Path, data_dir: Path | None, roots: list[Path] | None = No
         old_key, old = held
         same_file = old_key.get("format") == FORMAT and old_key.get("path") == resolved and old_key.get("head") == head
         if same_file and old_key.get("size") == st.st_size and old_key.get("mtime_ns") == st.st_mtime_ns:
-            with _lock:
-                _memory[resolved] = held
             return old
         if same_file and st.st_size > old.consumed and old.complete:
             data = _merge(old, scan_event_file(path, roots, start=old.consumed))
-            return _store(resolved, target, data, key, data_dir)
-    return _store(resolved, target, scan_event_file(path, roots), key, data_dir)
+            return _store(target, data, key, data_dir)
+    return _store(target, scan_event_file(path, roots), key, data_dir)
 
 
-def _store(resolved: str, target: Path, data: EventFileData, key: dict, data_dir: Path) -> EventFileData:
+def _store(target: Path, data: EventFileData, key: dict, data_dir: Path) -> EventFileData:
     key = {**key, "consumed": data.consumed}
-    with _lock:
-        _memory[resolved] = (key, data)
     if data.complete:
         try:
             write_atomic(target, _to_parquet(data, key), Path(data_dir))
         except (OSError, ValueError):
-            pass  # a read-only data dir: the in-memory copy still serves this process
+            pass  # a read-only data dir: the caller's file memo still serves this process
     return data
-
-
-def forget_memory() -> None:
-    """Drop the in-process copies (tests; a fresh process starts from the Parquet files)."""
-    with _lock:
-        _memory.clear()

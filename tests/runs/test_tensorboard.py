@@ -235,7 +235,6 @@ def test_column_cache_equals_a_fresh_read_and_appends(tmp_path: Path, monkeypatc
         return real(p, roots, start, fast)
 
     monkeypatch.setattr(column_cache, "scan_event_file", counting)
-    column_cache.forget_memory()  # a new process: only the Parquet file is left
     warm = column_cache.cached_scan(path, data_dir)
     assert calls == [] and _fields(warm) == _fields(first)  # nothing decoded
 
@@ -260,7 +259,6 @@ def test_load_run_uses_the_cache_with_identical_tables(tmp_path: Path, monkeypat
     monkeypatch.setattr(column_cache, "MIN_CACHED_BYTES", 0)
     monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
     run_module.parse_event_file.clear()
-    column_cache.forget_memory()
     cached = _load(log_dir)
     assert list((tmp_path / "data" / column_cache.CACHE_FOLDER).glob("*.parquet"))
     assert cached.metrics.equals(without.metrics) and cached.series.equals(without.series)
