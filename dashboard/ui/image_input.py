@@ -14,9 +14,9 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from dashboard.evalset import EvalExample, EvalSet, EvalSetError, find_eval_sets, load_eval_set
-from dashboard.images import ImageError, image_digest, load_image
-from dashboard.thumbnails import thumbnail_png
+from dashboard.evalset import EvalExample
+from dashboard.images import ImageError, image_digest, load_image, to_png_bytes
+from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.resources import get_settings
 
 GALLERY_PAGE = 12
@@ -37,18 +37,23 @@ class PickedImage:
     """The eval-set file an example came from (exports record its content hash)."""
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _cached_eval_set(path: str, mtime_ns: int, roots: tuple[str, ...]) -> EvalSet:
-    return load_eval_set(Path(path), roots=roots)
+@st.cache_data(show_spinner=False, max_entries=512)
+def _thumbnail(path: str, mtime_ns: int, max_pixels: int, side: int = 96) -> bytes | str:
+    """PNG thumbnail bytes, or the error message (cached too, so a bad file is read once)."""
+    try:
+        return to_png_bytes(load_image(path, max_pixels=max_pixels), max_side=side)
+    except ImageError as exc:
+        return str(exc)
 
 
-def eval_set_for(path: Path) -> EvalSet:
-    """Load (cached by path + modification time) an eval set with images confined to the runs roots."""
-    roots = tuple(str(r) for r in get_settings().runs_roots)
-    return _cached_eval_set(str(path), path.stat().st_mtime_ns, roots)
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
-def load_example_image(example: EvalExample, source: Path | None = None) -> PickedImage:
+def load_example_image(example: EvalExample) -> PickedImage:
     """Decode an eval example's image (raises ImageError with a clear message)."""
     image = load_image(example.image_path, max_pixels=get_settings().max_image_pixels)
     return PickedImage(image=image, name=f"{example.id} ({example.image_path.name})", digest=image_digest(image),
@@ -78,30 +83,8 @@ def _upload(key: str) -> PickedImage | None:
     return picked
 
 
-def _eval_sets(run_dir: Path | None) -> list[Path]:
-    return find_eval_sets(run_dir) if run_dir is not None and Path(run_dir).is_dir() else []
-
-
-def _choose_eval_set(widget_key: str, sets: list[Path]) -> EvalSet | None:
-    """Pick one of the run's eval sets and load it; errors and skipped rows are shown, not raised."""
-    set_path = sets[0] if len(sets) == 1 else st.selectbox(
-        "Eval set", sets, key=widget_key, format_func=lambda p: p.name)
-    try:
-        eval_set = eval_set_for(Path(set_path))
-    except (EvalSetError, OSError) as exc:
-        st.error(f"Cannot read eval set {Path(set_path).name}: {exc}")
-        return None
-    if eval_set.problems:
-        with st.expander(f"{len(eval_set.problems)} rows of {eval_set.name} were skipped"):
-            st.text("\n".join(eval_set.problems[:50]))
-    if not eval_set.examples:
-        st.warning(f"Eval set {eval_set.name} has no usable examples.")
-        return None
-    return eval_set
-
-
 def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
-    eval_set = _choose_eval_set(f"{key}.evalset", sets)
+    eval_set = choose_run_eval_set(f"{key}.evalset", sets)
     if eval_set is None:
         return None
     examples = eval_set.examples
@@ -140,7 +123,7 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
 
 def pick_image(key: str, run_dir: Path | None) -> PickedImage | None:
     """Upload or eval-set gallery → :class:`PickedImage`; shows its own errors and returns None then."""
-    sets = _eval_sets(run_dir)
+    sets = run_eval_sets(run_dir)
     source = SOURCE_UPLOAD
     if sets:
         source = st.segmented_control("Image source", [SOURCE_EXAMPLE, SOURCE_UPLOAD], default=SOURCE_EXAMPLE,
@@ -153,13 +136,13 @@ def pick_image(key: str, run_dir: Path | None) -> PickedImage | None:
 
 def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
     """Several uploads, or the first N eval-set examples (for batch mode); bad files are listed, not fatal."""
-    sets = _eval_sets(run_dir)
+    sets = run_eval_sets(run_dir)
     options = [SOURCE_EXAMPLE, SOURCE_UPLOAD] if sets else [SOURCE_UPLOAD]
     source = st.segmented_control("Images", options, default=options[0], key=f"{key}.bsource") or options[0]
     picked: list[PickedImage] = []
     errors: list[str] = []
     if source == SOURCE_EXAMPLE:
-        eval_set = _choose_eval_set(f"{key}.bevalset", sets)
+        eval_set = choose_run_eval_set(f"{key}.bevalset", sets)
         if eval_set is None:
             return []
         count = st.number_input("Number of examples", 1, len(eval_set.examples), min(8, len(eval_set.examples)),

@@ -1,0 +1,94 @@
+"""Inference, history mode: the persistent generation history — filter, re-run, delete, export."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.history import HistoryError, HistoryRecord
+from dashboard.ui import state
+from dashboard.ui.resources import get_history
+from dashboard.ui.widgets import apply_generation_settings
+
+K_SESSION = "inf.session_history"
+K_RERUN = "inf.rerun"
+K_MODE = "inf.mode"
+
+
+def save_history(records: list[HistoryRecord]) -> None:
+    """Persist, and mirror into session_state; a failing database is reported, results are kept."""
+    st.session_state.setdefault(K_SESSION, []).extend(r.export_dict() for r in records)
+    try:
+        get_history().add_many(records)
+    except HistoryError as exc:
+        st.warning(f"Result shown but not saved to history: {exc}")
+
+
+def start_rerun(record_id: int) -> None:
+    """Callback: put a history row back into the single-mode form."""
+    record = get_history().get(record_id)
+    if record is None:
+        return
+    st.session_state[K_RERUN] = record_id
+    st.session_state["inf.prompt"] = record.prompt
+    st.session_state["inf.prefill"] = record.prefill
+    apply_generation_settings("inf", record.settings)
+    st.session_state[K_MODE] = "Single"
+    if record.checkpoint != str(state.selected_checkpoint()):
+        state.put(state.CHECKPOINT_PATH, record.checkpoint)
+        if record.run:
+            state.put(state.RUN_PATH, record.run)
+
+
+def _thumb_uri(data: bytes | None) -> str | None:
+    return None if data is None else "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def render_history_mode() -> None:
+    try:
+        history = get_history()
+        checkpoints = history.distinct("checkpoint")
+    except HistoryError as exc:
+        st.error(str(exc))
+        return
+    c1, c2 = st.columns([2, 2])
+    ckpt_filter = c1.selectbox("Checkpoint", ["all", *checkpoints], key="inf.hist_ckpt",
+                               format_func=lambda p: p if p == "all" else "/".join(Path(p).parts[-2:]))
+    text_filter = c2.text_input("Search prompt / output", key="inf.hist_text")
+    records = history.list(checkpoint=None if ckpt_filter == "all" else ckpt_filter, text=text_filter or None)
+    st.caption(f"{len(records)} record(s) shown · {history.count()} stored in {history.path}")
+    if not records:
+        st.info("No generations recorded yet (or none match the filter).")
+        return
+    table = pd.DataFrame([{
+        "id": r.id, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
+        "image": _thumb_uri(r.thumbnail), "checkpoint": Path(r.checkpoint).name, "prompt": r.prompt,
+        "output": r.output, "mode": r.mode, "tokens/s": r.timings.get("tokens_per_s"),
+        "latency s": r.timings.get("latency_s")} for r in records])
+    st.dataframe(table, hide_index=True, column_config={"image": st.column_config.ImageColumn("image")})
+    by_id = {r.id: r for r in records if r.id is not None}
+    ids = list(by_id)
+    chosen = st.selectbox("Record", ids, key="inf.hist_pick",
+                          format_func=lambda i: f"#{i} · {Path(by_id[i].checkpoint).name} · {by_id[i].prompt[:40]}")
+    b1, b2, b3 = st.columns(3)
+    b1.button("Re-run", key="inf.hist_rerun", on_click=start_rerun, args=(chosen,),
+              help="Put checkpoint, prompt, settings and image back into the Single form")
+    if b2.button("Delete", key="inf.hist_delete"):
+        history.delete(int(chosen))
+        st.rerun()
+    if b3.button(f"Delete all {len(records)} shown", key="inf.hist_delete_all"):
+        history.delete(ids)
+        st.rerun()
+    rows = history.export_rows(records)
+    d1, d2 = st.columns(2)
+    buffer = io.StringIO()
+    pd.DataFrame(rows).drop(columns=["settings", "timings"], errors="ignore").to_csv(buffer, index=False)
+    d1.download_button("Export CSV", buffer.getvalue().encode(), "history.csv", "text/csv", key="inf.hist_csv")
+    d2.download_button("Export JSON", json.dumps(rows, indent=1, default=str).encode(), "history.json",
+                       "application/json", key="inf.hist_json")
