@@ -11,7 +11,14 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.compare.diff import style_block
-from dashboard.compare.selection import MAX_CHECKPOINTS, MIN_CHECKPOINTS, default_checkpoints, merge_selection
+from dashboard.compare.selection import (
+    MAX_CHECKPOINTS,
+    MIN_CHECKPOINTS,
+    add_checkpoint,
+    default_checkpoints,
+    limit_note,
+    merge_selection,
+)
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData, RunNotFoundError
@@ -23,28 +30,40 @@ from dashboard.ui.widgets import generation_settings_form
 
 K_CKPTS = "cmp.checkpoints"
 K_CKPTS_RUN = "cmp.checkpoints_run"
+K_CKPTS_SIDEBAR = "cmp.checkpoints_sidebar"  # the sidebar checkpoint the selection last took in
 K_MODE = "cmp.mode"
 MODES = ["One example", "Eval set"]
 
 
 def choose_checkpoints(run: RunData) -> list[CheckpointInfo]:
-    """2–8 loadable checkpoints; default first, middle, best, last (or those carried from another page)."""
+    """2–8 loadable checkpoints: the sidebar's plus first, best and last (or those carried from another page).
+
+    A checkpoint newly chosen in the sidebar joins the selection while there is room.
+    """
     loadable = [c for c in run.checkpoints if c.loadable]
     names = [c.name for c in loadable]
     best = run.best_checkpoint.name if run.best_checkpoint else None
+    current = state.selected_checkpoint().name if state.selected_checkpoint() else None
     stale = st.session_state.get(K_CKPTS_RUN) != str(run.path) or any(
         n not in names for n in st.session_state.get(K_CKPTS, []))
     if stale or K_CKPTS not in st.session_state:  # new run, or widget key dropped after another page
         carried = [Path(p).name for p in state.selected_compare_checkpoints()]
-        st.session_state[K_CKPTS] = merge_selection(names, carried, default_checkpoints(names, best))
+        st.session_state[K_CKPTS] = merge_selection(names, carried, default_checkpoints(names, best, current))
         st.session_state[K_CKPTS_RUN] = str(run.path)
+    elif st.session_state.get(K_CKPTS_SIDEBAR) != current:
+        st.session_state[K_CKPTS] = add_checkpoint(names, st.session_state[K_CKPTS], current)
+    st.session_state[K_CKPTS_SIDEBAR] = current
 
     def label(name: str) -> str:
-        return f"{name} (best)" if name == best else name
+        tags = [t for t, n in (("best", best), ("sidebar", current)) if n == name]
+        return f"{name} ({', '.join(tags)})" if tags else name
 
     chosen = st.multiselect(f"Checkpoints ({MIN_CHECKPOINTS}–{MAX_CHECKPOINTS})", names, key=K_CKPTS,
                             max_selections=MAX_CHECKPOINTS, format_func=label,
-                            help="Defaults to the first, middle, best and last checkpoint of the run.")
+                            help="Starts from the sidebar's checkpoint plus the run's first, best and last.")
+    note = limit_note(len(names), len(chosen))
+    if note:
+        st.caption(note)
     by_name = {c.name: c for c in loadable}
     infos = [by_name[n] for n in names if n in chosen]  # always in step order
     state.put(state.COMPARE_CHECKPOINTS, [str(c.path) for c in infos])
