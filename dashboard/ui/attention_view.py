@@ -22,7 +22,7 @@ from dashboard.ui.attention_token_view import controls, show_lens, show_token, t
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
-from dashboard.ui.widgets import confined, show_model_error
+from dashboard.ui.widgets import DEFAULT_MAX_NEW_TOKENS, confined, show_model_error
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
 K_HISTORY = "attn.history_id"
@@ -66,7 +66,7 @@ def render_attention() -> None:
     st.markdown(f"**Checkpoint:** `{checkpoint.name}`")
     image, default_prompt, image_key = _input(run_dir)
     prompt = st.text_input("Prompt", value=default_prompt, key=f"attn.prompt.{image_key}")
-    max_new = st.number_input("Max new tokens", 1, 256, 8, key="attn.max_new")
+    max_new = st.number_input("Max new tokens", 1, 256, DEFAULT_MAX_NEW_TOKENS, key="attn.max_new")
     if st.button("Generate and capture", type="primary", key="attn.go"):
         if image is None:
             st.error("No image: upload an image, click an eval-set example or pick a history entry first.")

@@ -89,7 +89,7 @@ def render_comparison() -> None:
     if len(infos) < MIN_CHECKPOINTS:
         st.info(f"Choose at least {MIN_CHECKPOINTS} checkpoints.")
         return
-    gen = generation_settings_form("cmp", "Generation settings (shared by all checkpoints)", {"max_new_tokens": 16})
+    gen = generation_settings_form("cmp", "Generation settings (shared by all checkpoints)")
     mode = st.radio("Mode", MODES, horizontal=True, key=K_MODE)
     if mode == MODES[0]:
         render_single_example(run, infos, gen)
