@@ -19,6 +19,42 @@ from dashboard.ui.widgets import apply_generation_settings
 K_SESSION = "inf.session_history"
 K_RERUN = "inf.rerun"
 K_MODE = "inf.mode"
+K_PENDING = "inf.hist_pending_delete"  # ids waiting for the user's confirmation
+
+
+def _ask_delete(ids: list[int]) -> None:
+    st.session_state[K_PENDING] = list(ids)
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop(K_PENDING, None)
+
+
+def _confirm_delete(ids: list[int]) -> None:
+    """Delete exactly the ids the user confirmed (not whatever the filter shows now)."""
+    st.session_state.pop(K_PENDING, None)
+    try:
+        deleted = get_history().delete(ids)
+    except HistoryError as exc:
+        st.session_state["inf.hist_notice"] = f"Nothing deleted: {exc}"
+        return
+    st.session_state["inf.hist_notice"] = f"Deleted {deleted} record(s)."
+
+
+def _confirmation() -> None:
+    """Ask before a delete: the database has no undo."""
+    pending = st.session_state.get(K_PENDING)
+    notice = st.session_state.pop("inf.hist_notice", None)
+    if notice:
+        st.success(notice)
+    if not pending:
+        return
+    with st.container(border=True):
+        shown = ", ".join(f"#{i}" for i in pending[:10]) + (" …" if len(pending) > 10 else "")
+        st.warning(f"Delete {len(pending)} record(s) ({shown}) from the history? This cannot be undone.")
+        c1, c2 = st.columns(2)
+        c1.button("Yes, delete", type="primary", key="inf.hist_confirm", on_click=_confirm_delete, args=(pending,))
+        c2.button("Cancel", key="inf.hist_cancel", on_click=_cancel_delete)
 
 
 def save_history(records: list[HistoryRecord]) -> None:
@@ -64,6 +100,7 @@ def render_history_mode() -> None:
     records = history.list(checkpoint=None if ckpt_filter == "all" else ckpt_filter, text=text_filter or None)
     st.caption(f"{len(records)} record(s) shown · {history.count()} stored in {history.path}")
     if not records:
+        _confirmation()
         st.info("No generations recorded yet (or none match the filter).")
         return
     table = pd.DataFrame([{
@@ -79,12 +116,9 @@ def render_history_mode() -> None:
     b1, b2, b3 = st.columns(3)
     b1.button("Re-run", key="inf.hist_rerun", on_click=start_rerun, args=(chosen,),
               help="Put checkpoint, prompt, settings and image back into the Single form")
-    if b2.button("Delete", key="inf.hist_delete"):
-        history.delete(int(chosen))
-        st.rerun()
-    if b3.button(f"Delete all {len(records)} shown", key="inf.hist_delete_all"):
-        history.delete(ids)
-        st.rerun()
+    b2.button("Delete", key="inf.hist_delete", on_click=_ask_delete, args=([int(chosen)],))
+    b3.button(f"Delete all {len(records)} shown", key="inf.hist_delete_all", on_click=_ask_delete, args=(ids,))
+    _confirmation()
     rows = history.export_rows(records)
     d1, d2 = st.columns(2)
     buffer = io.StringIO()
