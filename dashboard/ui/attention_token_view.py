@@ -15,6 +15,7 @@ from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.charts import lens_figure, share_figure
 from dashboard.attention.overlay import COLORMAPS, render_overlay, to_png, upscale
 from dashboard.generation import markdown_safe
+from dashboard.ui import url_state
 
 
 def token_label(index: int, token: str) -> str:
@@ -22,17 +23,40 @@ def token_label(index: int, token: str) -> str:
     return f"{index}: {markdown_safe(token)}"
 
 
+def _parse_head(raw: str) -> int | str:
+    return int(raw) if raw.isdigit() else raw
+
+
+def _decode_layers(n_layers: int):
+    def decode(raw: str) -> tuple[int, int]:
+        try:
+            lo, hi = (int(x) for x in raw.split("-"))
+        except ValueError:
+            raise ValueError("expected <first>-<last>") from None
+        if not 0 <= lo <= hi < n_layers:
+            raise ValueError(f"this model has layers 0–{n_layers - 1}")
+        return lo, hi
+    return decode
+
+
 def controls(run: AttentionRun) -> dict[str, Any]:
     """Layer range, head, view and drawing options for the overlay."""
     n_layers, n_heads = run.result.n_layers, run.result.n_heads
     c1, c2, c3 = st.columns(3)
     if n_layers > 1:
+        layers = url_state.arrival_value("layers", _decode_layers(n_layers), "layer range")
         lo, hi = c1.select_slider("Layers (mean over range)", options=list(range(n_layers)),
-                                  value=(0, n_layers - 1), key=f"attn.layers.{n_layers}")
+                                  value=layers or (0, n_layers - 1), key=f"attn.layers.{n_layers}")
     else:
         lo = hi = 0
-    head = c2.selectbox("Head", ["mean", "max", *range(n_heads)], key=f"attn.head.{n_heads}",
+    heads: list[int | str] = ["mean", "max", *range(n_heads)]
+    head_from_url = url_state.arrival_value("head", url_state.decode_choice(heads, _parse_head), "head")
+    if head_from_url is not None:
+        st.session_state[f"attn.head.{n_heads}"] = head_from_url
+    head = c2.selectbox("Head", heads, key=f"attn.head.{n_heads}",
                         format_func=lambda h: f"head {h}" if isinstance(h, int) else f"{h} over heads")
+    url_state.publish("layers", f"{lo}-{hi}")
+    url_state.publish("head", str(head))
     views = [v.name for v in run.layout.views]
     view = views[0]
     if len(views) > 1:

@@ -16,7 +16,7 @@ from PIL import Image
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.sweep import ANALYSIS_ERRORS, capture
 from dashboard.generation import markdown_safe
-from dashboard.ui import state
+from dashboard.ui import state, url_state
 from dashboard.ui.attention_sweep_view import K_ACROSS, render_across_checkpoints, render_pointing
 from dashboard.ui.attention_token_view import controls, show_lens, show_token, token_label
 from dashboard.ui.history_input import pick_history_item
@@ -86,10 +86,12 @@ def render_attention() -> None:
         return
     st.markdown(f"**Output** of `{Path(captured.checkpoint).name}`: {markdown_safe(captured.text)}")
     options = list(range(len(captured.tokens)))
-    step = st.segmented_control("Generated token", options, default=0, required=True,
+    token = url_state.arrival_value("token", url_state.decode_choice(options, int), "token")
+    step = st.segmented_control("Generated token", options, default=token or 0, required=True,
                                 key=f"attn.token.{id(captured)}",
                                 format_func=lambda i: token_label(i, captured.tokens[i]))
     step = 0 if step is None else int(step)
+    url_state.publish("token", str(step))
     opts = controls(captured)
     show_token(captured, step, opts)
     show_lens(captured)

@@ -22,7 +22,7 @@ from dashboard.compare.selection import (
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData, RunNotFoundError
-from dashboard.ui import state
+from dashboard.ui import state, url_state
 from dashboard.ui.comparison_eval_view import render_eval_mode
 from dashboard.ui.comparison_single_view import render_single_example
 from dashboard.ui.resources import get_run
@@ -33,6 +33,7 @@ K_CKPTS_RUN = "cmp.checkpoints_run"
 K_CKPTS_SIDEBAR = "cmp.checkpoints_sidebar"  # the sidebar checkpoint the selection last took in
 K_MODE = "cmp.mode"
 MODES = ["One example", "Eval set"]
+MODE_PARAMS = {"one": MODES[0], "eval": MODES[1]}  # ?mode=… in the URL
 
 
 def choose_checkpoints(run: RunData) -> list[CheckpointInfo]:
@@ -53,6 +54,9 @@ def choose_checkpoints(run: RunData) -> list[CheckpointInfo]:
     elif st.session_state.get(K_CKPTS_SIDEBAR) != current:
         st.session_state[K_CKPTS] = add_checkpoint(names, st.session_state[K_CKPTS], current)
     st.session_state[K_CKPTS_SIDEBAR] = current
+    from_url = url_state.arrival_value("cmp", url_state.decode_names(names, MAX_CHECKPOINTS), "checkpoints")
+    if from_url:
+        st.session_state[K_CKPTS] = [n for n in names if n in from_url]
 
     def label(name: str) -> str:
         tags = [t for t, n in (("best", best), ("sidebar", current)) if n == name]
@@ -67,6 +71,7 @@ def choose_checkpoints(run: RunData) -> list[CheckpointInfo]:
     by_name = {c.name: c for c in loadable}
     infos = [by_name[n] for n in names if n in chosen]  # always in step order
     state.put(state.COMPARE_CHECKPOINTS, [str(c.path) for c in infos])
+    url_state.publish("cmp", ",".join(c.name for c in infos))
     return infos
 
 
@@ -90,7 +95,11 @@ def render_comparison() -> None:
         st.info(f"Choose at least {MIN_CHECKPOINTS} checkpoints.")
         return
     gen = generation_settings_form("cmp", "Generation settings (shared by all checkpoints)")
+    from_url = url_state.arrival_value("mode", url_state.decode_choice(list(MODE_PARAMS)), "mode")
+    if from_url:
+        st.session_state[K_MODE] = MODE_PARAMS[from_url]
     mode = st.radio("Mode", MODES, horizontal=True, key=K_MODE)
+    url_state.publish("mode", next(k for k, v in MODE_PARAMS.items() if v == mode))
     if mode == MODES[0]:
         render_single_example(run, infos, gen)
     else:

@@ -28,7 +28,7 @@ from dashboard.timeline.series import (
     metric_groups,
     plot_metrics,
 )
-from dashboard.ui import state
+from dashboard.ui import state, url_state
 from dashboard.ui.resources import get_run, get_settings
 
 K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
@@ -58,9 +58,12 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
                                                   if split not in ("train", "eval") for m in names]
     split_of = {m: split for split, names in groups.items() for m in names}
     c1, c2, c3 = st.columns([3, 1.2, 1.2])
-    chosen = c1.multiselect("Metrics", options, default=[m for m in default_metrics(metrics) if m in options],
+    from_url = url_state.arrival_value("metrics", url_state.decode_names(options), "metrics")
+    default = from_url if from_url is not None else [m for m in default_metrics(metrics) if m in options]
+    chosen = c1.multiselect("Metrics", options, default=default,
                             format_func=lambda m: f"{split_of.get(m, '')} · {m}", key=f"{k}.metrics",
                             help="Train and eval metrics (eval_* names) from trainer_state.json / TensorBoard.")
+    url_state.publish("metrics", ",".join(chosen))
     axes = available_axes(metrics)
     x_axis = c2.radio("X axis", axes, format_func=X_LABELS.get, horizontal=True, key=f"{k}.x_axis")
     log_y = c3.toggle("Log scale (y)", key=f"{k}.log_y")
