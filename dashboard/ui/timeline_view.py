@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.paths import PathOutsideRoots
-from dashboard.runs.run import RunData, list_runs
+from dashboard.runs.run import RunData, list_runs, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
 from dashboard.timeline.figure import ChartOptions, build_figure
 from dashboard.timeline.scores import saved_scores, score_series_names
@@ -33,6 +33,7 @@ from dashboard.ui.resources import get_run, get_settings
 
 K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
 K_CHART = "tl.chart"
+K_SIGNATURE = "tl.signature"  # the run's file signature the whole page was last drawn from
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]()#<>!|~{}"})
 
 
@@ -106,9 +107,14 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
 
 
 def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: str, overlays: list[str]) -> None:
+    if st.session_state.get(K_SIGNATURE) != run_signature(Path(run_path).resolve()):
+        # Live refresh found changed files: redraw the whole app, so the header's counts and the
+        # sidebar's checkpoint list update with the chart (a fragment rerun only redraws itself).
+        st.rerun()
     run = _load(run_path)  # cached by run_signature: a live run re-reads only changed files
     if run is None:
         return
+    panel = st.container()  # the selection panel goes above the chart, next to where the user clicked
     others = [r for r in (_load(p) for p in overlays) if r is not None]
     scores, _ = saved_scores(run.path, get_settings().data_dir)
     best = best_checkpoint(run, best_metric, mode) if best_metric else None  # type: ignore[arg-type]
@@ -133,7 +139,8 @@ def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: st
         picked = checkpoint_from_selection(event, run, chart.x_axis)
         if picked is not None:
             state.put(K_SELECTED, str(picked.path))
-    _selected_panel(run)
+    with panel:
+        _selected_panel(run)
 
 
 def _selected_panel(run: RunData) -> None:
@@ -161,9 +168,11 @@ def render_timeline() -> None:
     if run_path is None:
         st.info("Pick a run in the sidebar (or build the demo run on Home).")
         return
+    signature = run_signature(Path(run_path).resolve())  # taken before loading: never newer than the data
     run = _load(run_path)
     if run is None:
         return
+    st.session_state[K_SIGNATURE] = signature
     st.caption(f"{_md(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
                + (f" · from {_md(run.state_file.relative_to(run.path))}" if run.state_file else ""))
     if run.problems:
