@@ -71,6 +71,15 @@ class FigureStats:
         return max(self.points.values(), default=0)
 
 
+CURVE_MODE = "lines+markers"
+# Curves carry invisible markers so a click on them is a selection (plotly selects nothing on
+# line-only traces): whichever trace wins a click on a checkpoint marker — the marker or the
+# curve point under it — the click maps to that checkpoint (see timeline.selection).
+_INVISIBLE = {"opacity": 0}
+_CLICKABLE: dict = {"marker": {"size": 6, **_INVISIBLE}, "selected": {"marker": _INVISIBLE},
+                    "unselected": {"marker": _INVISIBLE}}
+
+
 def _in_range(series: Series, step_range: tuple[int, int] | None) -> np.ndarray:
     if step_range is None:
         return np.ones(len(series.step), dtype=bool)
@@ -100,10 +109,10 @@ def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: 
     metric, run_label = plotly_text(series.metric), plotly_text(run_name)
     # The logged values are always the hovered trace; a smoothed line is decoration labelled as such.
     fig.add_trace(go.Scatter(
-        x=x[raw_idx], y=y[raw_idx], mode="lines", name=label, legendgroup=run_name,
-        showlegend=show_legend, line={"color": colour, "width": 1 if smoothed is not None else 2},
-        opacity=0.35 if smoothed is not None else 1.0,
-        hovertemplate=f"{metric} = %{{y:{spec}}} (logged)<extra>{run_label}</extra>",
+        x=x[raw_idx], y=y[raw_idx], mode=CURVE_MODE, **_CLICKABLE, name=raw_name, legendgroup=run_name,
+        showlegend=show_legend and smoothed is None, line={"color": colour, "width": 1},
+        opacity=0.25 if smoothed is not None else 1.0,
+        hovertemplate=f"{html.escape(series.metric)}=%{{y:.6g}}<extra>{html.escape(run_name)}</extra>",
     ), row=row, col=1)
     stats.points[label] = len(raw_idx)
     stats.source_points[label] = int(mask.sum())
@@ -112,8 +121,10 @@ def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: 
         idx = minmax_indices(s, options.max_points)
         smooth_name = f"{label} (smoothed {weight:.2f})"
         fig.add_trace(go.Scatter(
-            x=x[idx], y=s[idx], mode="lines", name=smooth_name, legendgroup=run_name, showlegend=show_legend,
-            line={"color": colour, "width": 2}, hoverinfo="skip",
+            x=x[idx], y=s[idx], mode=CURVE_MODE, **_CLICKABLE, name=label, legendgroup=run_name,
+            showlegend=show_legend,
+            line={"color": colour, "width": 2},
+            hovertemplate=f"{html.escape(series.metric)} (smoothed)=%{{y:.6g}}<extra>{html.escape(run_name)}</extra>",
         ), row=row, col=1)
         stats.points[smooth_name] = len(idx)
         stats.source_points[smooth_name] = int(mask.sum())
@@ -164,6 +175,7 @@ def _add_checkpoints(fig: go.Figure, run: RunData, metrics_table: pd.DataFrame, 
             showlegend=row == 1, marker={"symbol": "diamond", "size": 10, "color": "#444",
                                          "line": {"width": 1, "color": "white"}},
             customdata=[custom[i] for i in np.flatnonzero(ok)], hovertemplate=hover,
+            unselected={"marker": {"opacity": 0.7}},  # a selection elsewhere keeps them easy to see
         ), row=row, col=1)
         stats.points[name] = int(ok.sum())
         if best is not None and best.checkpoint is not None and metric == best.metric:
@@ -286,9 +298,8 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
     for row, metric in enumerate(options.metrics, start=1):
         _format_axis(fig, row, metric, np.concatenate(values_by_row.get(row, [np.array([])])), log=options.log_y)
     fig.update_xaxes(title_text=X_LABELS.get(options.x_axis, options.x_axis), row=n_rows, col=1)
-    # Marker traces first: a click on a checkpoint marker ties with the line-only curve point under
-    # it, plotly gives ties to the earlier trace, and line-only traces yield an empty selection.
-    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.mode != "markers"))
+    # Checkpoint markers are drawn last, i.e. on top of the curves.
+    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.mode == "markers"))
     fig.update_layout(
         height=ROW_HEIGHT * n_rows + 80, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
