@@ -93,10 +93,13 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
         task = st.selectbox("Task", ["all", *tasks], key=f"{key}.task")
         if task != "all":
             examples = [ex for ex in examples if ex.task == task]
-    pages = max(1, -(-len(examples) // GALLERY_PAGE))
-    page = st.number_input("Gallery page", 1, pages, 1, key=f"{key}.page") if pages > 1 else 1
-    shown = examples[(int(page) - 1) * GALLERY_PAGE:int(page) * GALLERY_PAGE]
     chosen_key = f"{key}.example_id"
+    chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
+    if chosen is not None:  # collapsed: only the chosen example, so the prompt and Generate stay in view
+        return _chosen_example(key, chosen)
+    pages = max(1, -(-len(examples) // GALLERY_PAGE))
+    page = _gallery_page(f"{key}.page", pages)
+    shown = examples[(page - 1) * GALLERY_PAGE:page * GALLERY_PAGE]
     columns = st.columns(GALLERY_COLUMNS)
     max_pixels = get_settings().max_image_pixels
     for index, example in enumerate(shown):
@@ -106,18 +109,45 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
                 st.image(thumb, width="stretch")
             else:
                 st.caption(f":warning: {thumb}")
-            if st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch"):
-                st.session_state[chosen_key] = example.id
-    chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
-    if chosen is None:
-        st.caption("Click an example to use its image (and its prompt as a suggestion).")
-        return None
+            # A callback, so the click's own run already shows the collapsed gallery.
+            st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch",
+                      on_click=st.session_state.__setitem__, args=(chosen_key, example.id))
+    st.caption("Click an example to use its image (and its prompt as a suggestion).")
+    return None
+
+
+def clamp_page(requested: object, pages: int) -> int:
+    """A gallery page number within 1..pages (anything unusable → 1)."""
+    try:
+        page = int(requested)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 1
+    return min(max(page, 1), pages)
+
+
+def _gallery_page(widget_key: str, pages: int) -> int:
+    """The page widget; a stale page past the end (e.g. after a task filter) is clamped and said so."""
+    if pages <= 1:
+        return 1
+    if widget_key in st.session_state:
+        requested = st.session_state[widget_key]
+        page = clamp_page(requested, pages)
+        if page != requested:
+            st.session_state[widget_key] = page
+            st.caption(f"Page {requested} does not exist; showing page {page} of {pages}.")
+    return int(st.number_input(f"Gallery page (of {pages})", 1, pages, 1, key=widget_key))
+
+
+def _chosen_example(key: str, chosen: EvalExample) -> PickedImage | None:
     try:
         picked = load_example_image(chosen)
     except ImageError as exc:
         st.error(f"Example {chosen.id}: {exc}")
-        return None
-    st.caption(f"Example **{chosen.id}** · prompt: _{chosen.prompt}_ · reference: **{chosen.answer}**")
+        picked = None
+    st.button("Choose another example", key=f"{key}.change", on_click=st.session_state.pop,
+              args=(f"{key}.example_id", None))
+    if picked is not None:
+        st.caption(f"Example **{chosen.id}** · prompt: _{chosen.prompt}_ · reference: **{chosen.answer}**")
     return picked
 
 

@@ -62,37 +62,44 @@ def rerun_image() -> PickedImage | None:
 
 
 def render_single_mode(checkpoint: Path, run_dir: Path | None) -> None:
-    picked = rerun_image()
-    if picked is not None:
-        c1, c2 = st.columns([3, 1])
-        c1.image(picked.image, caption=f"Re-running with {picked.name}", width=256)
-        if c2.button("Choose another image", key="inf.clear_rerun"):
-            st.session_state.pop(K_RERUN, None)
-            st.rerun()
-    else:
-        picked = pick_image("inf", run_dir)
+    """Image on the left; prompt, Generate and the answer on the right, so all stay in view together."""
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        picked = _single_image(run_dir)
     example = picked.example if picked else None
     if example is not None and st.session_state.get("inf.example_seen") != example.id:
         st.session_state["inf.example_seen"] = example.id
         st.session_state["inf.prompt"] = example.prompt  # suggest the example's own question
-    prompt = st.text_area("Prompt", key="inf.prompt", height=80,
-                          help="Wrapped in the model's chat template with the image before generation.")
-    prefill = st.text_input("Assistant prefill (optional)", key="inf.prefill",
-                            help="Text the answer is forced to start with; the model continues it.")
-    settings = generation_settings_form("inf")
-    if st.button("Generate", type="primary", key="inf.generate"):
-        if picked is None:
-            st.error("No image: upload an image or click an eval-set example first.")
-        elif not prompt.strip():
-            st.error("The prompt is empty: type a question or instruction.")
-        else:
-            run_single(checkpoint, run_dir, picked, prompt, prefill, settings)
-            return
-    last = st.session_state.get(K_LAST)
-    if last:
-        st.markdown(f"**Answer** ({Path(last['checkpoint']).name}): {markdown_safe(last['prefill'])}"
-                    f"{markdown_safe(last['output'])}")
-        show_stats(last["timings"])
+    with right:
+        prompt = st.text_area("Prompt", key="inf.prompt", height=80,
+                              help="Wrapped in the model's chat template with the image before generation.")
+        prefill = st.text_input("Assistant prefill (optional)", key="inf.prefill",
+                                help="Text the answer is forced to start with; the model continues it.")
+        settings = generation_settings_form("inf")
+        if st.button("Generate", type="primary", key="inf.generate"):
+            if picked is None:
+                st.error("No image: upload an image or click an eval-set example first.")
+            elif not prompt.strip():
+                st.error("The prompt is empty: type a question or instruction.")
+            else:
+                run_single(checkpoint, run_dir, picked, prompt, prefill, settings)
+                return
+        last = st.session_state.get(K_LAST)
+        if last:
+            st.markdown(f"**Answer** ({Path(last['checkpoint']).name}): {markdown_safe(last['prefill'])}"
+                        f"{markdown_safe(last['output'])}")
+            show_stats(last["timings"])
+
+
+def _single_image(run_dir: Path | None) -> PickedImage | None:
+    picked = rerun_image()
+    if picked is None:
+        return pick_image("inf", run_dir)
+    st.image(picked.image, caption=f"Re-running with {picked.name}", width=256)
+    if st.button("Choose another image", key="inf.clear_rerun"):
+        st.session_state.pop(K_RERUN, None)
+        st.rerun()
+    return picked
 
 
 def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prompt: str, prefill: str,
