@@ -16,6 +16,7 @@ from dashboard.attention.adapters import LayoutError, UnsupportedFamily
 from dashboard.attention.analysis import AttentionRun, analyse, pointing_report
 from dashboard.attention.capture import CaptureError
 from dashboard.generation import GenerationInputError, GenerationOOMError
+from dashboard.images import DEFAULT_MAX_PIXELS
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
@@ -48,7 +49,8 @@ def capture_across(pool: Any, checkpoints: Sequence[str], image: Image.Image, pr
 
 
 def pointing_per_checkpoint(pool: Any, checkpoints: Sequence[CheckpointInfo], examples: Sequence[Any],
-                            max_examples: int, on_progress: Callable[[int, int, str], None] | None = None,
+                            max_examples: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                            on_progress: Callable[[int, int, str], None] | None = None,
                             ) -> tuple[dict[str, dict[str, Any]], dict[str, Exception]]:
     """Pointing summary per checkpoint path (with its step and name), plus per-checkpoint failures."""
     rows: dict[str, dict[str, Any]] = {}
@@ -56,7 +58,7 @@ def pointing_per_checkpoint(pool: Any, checkpoints: Sequence[CheckpointInfo], ex
     for i, info in enumerate(checkpoints):
         try:
             with pool.acquire(info.path) as loaded:
-                report = pointing_report(loaded, examples, max_examples=max_examples)
+                report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels)
         except ANALYSIS_ERRORS as exc:
             errors[str(info.path)] = exc
             continue

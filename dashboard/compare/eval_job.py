@@ -12,6 +12,7 @@ from collections.abc import Hashable, MutableMapping
 from typing import Any
 
 from dashboard.compare.runner import EvalRun
+from dashboard.formatting import fmt_seconds
 
 JOB_KEY = "cmp.eval.job"
 REPORT_KEY = "cmp.eval.report"
@@ -54,6 +55,6 @@ def report_lines(report: dict[str, Any] | None) -> tuple[str | None, str | None,
     stopped = ("Stopped. Scored examples were saved; press Run to continue with the rest."
                if report.get("stopped") else None)
     timing = (f"Generated {report['computed']} answers (reused {report['reused']} saved) · "
-              f"load {report['load_s']:.2f} s · generation {report['generation_s']:.2f} s"
+              f"load {fmt_seconds(report['load_s'])} · generation {fmt_seconds(report['generation_s'])}"
               if "computed" in report else None)
     return stopped, timing, [f"{name}: {error}" for name, error in report.get("errors", {}).items()]

@@ -71,15 +71,6 @@ class FigureStats:
         return max(self.points.values(), default=0)
 
 
-CURVE_MODE = "lines+markers"
-# Curves carry invisible markers so a click on them is a selection (plotly selects nothing on
-# line-only traces): whichever trace wins a click on a checkpoint marker — the marker or the
-# curve point under it — the click maps to that checkpoint (see timeline.selection).
-_INVISIBLE = {"opacity": 0}
-_CLICKABLE: dict = {"marker": {"size": 6, **_INVISIBLE}, "selected": {"marker": _INVISIBLE},
-                    "unselected": {"marker": _INVISIBLE}}
-
-
 def _in_range(series: Series, step_range: tuple[int, int] | None) -> np.ndarray:
     if step_range is None:
         return np.ones(len(series.step), dtype=bool)
@@ -98,6 +89,15 @@ def _hover_format(metric: str, values: np.ndarray) -> str:
     return plotly_format(display_kind(metric, values))
 
 
+CURVE_MODE = "lines+markers"
+# The logged curve carries invisible markers so a click on it is a selection (plotly selects
+# nothing on line-only traces): whichever trace wins a click on a checkpoint marker — the marker
+# or the curve point under it — the click maps to that checkpoint (see timeline.selection).
+_INVISIBLE = {"opacity": 0}
+_CLICKABLE: dict = {"marker": {"size": 6, **_INVISIBLE}, "selected": {"marker": _INVISIBLE},
+                    "unselected": {"marker": _INVISIBLE}}
+
+
 def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: str, options: ChartOptions,
                stats: FigureStats, show_legend: bool, label: str) -> None:
     weight = smoothing_for(series, options)
@@ -109,10 +109,10 @@ def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: 
     metric, run_label = plotly_text(series.metric), plotly_text(run_name)
     # The logged values are always the hovered trace; a smoothed line is decoration labelled as such.
     fig.add_trace(go.Scatter(
-        x=x[raw_idx], y=y[raw_idx], mode=CURVE_MODE, **_CLICKABLE, name=raw_name, legendgroup=run_name,
-        showlegend=show_legend and smoothed is None, line={"color": colour, "width": 1},
-        opacity=0.25 if smoothed is not None else 1.0,
-        hovertemplate=f"{html.escape(series.metric)}=%{{y:.6g}}<extra>{html.escape(run_name)}</extra>",
+        x=x[raw_idx], y=y[raw_idx], mode=CURVE_MODE, **_CLICKABLE, name=label, legendgroup=run_name,
+        showlegend=show_legend, line={"color": colour, "width": 1 if smoothed is not None else 2},
+        opacity=0.35 if smoothed is not None else 1.0,
+        hovertemplate=f"{metric} = %{{y:{spec}}} (logged)<extra>{run_label}</extra>",
     ), row=row, col=1)
     stats.points[label] = len(raw_idx)
     stats.source_points[label] = int(mask.sum())
@@ -121,10 +121,8 @@ def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: 
         idx = minmax_indices(s, options.max_points)
         smooth_name = f"{label} (smoothed {weight:.2f})"
         fig.add_trace(go.Scatter(
-            x=x[idx], y=s[idx], mode=CURVE_MODE, **_CLICKABLE, name=label, legendgroup=run_name,
-            showlegend=show_legend,
-            line={"color": colour, "width": 2},
-            hovertemplate=f"{html.escape(series.metric)} (smoothed)=%{{y:.6g}}<extra>{html.escape(run_name)}</extra>",
+            x=x[idx], y=s[idx], mode="lines", name=smooth_name, legendgroup=run_name, showlegend=show_legend,
+            line={"color": colour, "width": 2}, hoverinfo="skip",
         ), row=row, col=1)
         stats.points[smooth_name] = len(idx)
         stats.source_points[smooth_name] = int(mask.sum())

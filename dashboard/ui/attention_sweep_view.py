@@ -15,26 +15,27 @@ import streamlit as st
 
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.charts import pointing_figure
-from dashboard.attention.overlay import upscale
+from dashboard.attention.overlay import shared_range
 from dashboard.attention.sweep import capture_across, pointing_per_checkpoint
-from dashboard.generation import markdown_safe
+from dashboard.formatting import display_table, markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunNotFoundError
 from dashboard.ui import state
 from dashboard.ui.attention_token_view import overlay, token_label
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
-from dashboard.ui.resources import get_pool, get_run
+from dashboard.ui.resources import get_pool, get_run, get_settings
 from dashboard.ui.widgets import show_model_error
 
 K_ACROSS = "attn.across"  # {"key": (checkpoint, step), "runs": {checkpoint path: AttentionRun}}
 K_POINTING = "attn.pointing"  # {(checkpoint, eval path, n): summary dict}
+POINTING_FRACTIONS = ("pointing", "chance", "mass_in_box", "accuracy", "best_layer_pointing")
 
 
 def loadable_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
     """The run's loadable checkpoints, as the sidebar sees them; [] with the reason shown otherwise."""
     try:
-        return [c for c in get_run(run_dir).checkpoints if c.loadable]
+        return list(get_run(run_dir).loadable_checkpoints)
     except (PathOutsideRoots, RunNotFoundError) as exc:
         st.error(f"Cannot open run: {exc}")
         return []
@@ -49,8 +50,10 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
     names = {str(c.path.resolve()): c.name for c in infos}
     default = [p for p in map(str, state.selected_compare_checkpoints()) if p in names] or list(names)[-4:]
     chosen = st.multiselect("Checkpoints", list(names), default=default, format_func=names.get, key="attn.ckpts")
-    st.caption(f"Each checkpoint reads the same prompt plus the first {step} generated token(s) of the current "
-               f"checkpoint (teacher forcing), so every heatmap is for the position that predicts "
+    forced_text = ("the same prompt" if step == 0 else
+                   f"the same prompt plus the first {step} generated token{'s' if step > 1 else ''} of the current "
+                   "checkpoint (teacher forcing)")
+    st.caption(f"Each checkpoint reads {forced_text}, so every heatmap is for the position that predicts "
                f"{token_label(step, run.tokens[step])}.")
     if st.button("Show across checkpoints", key="attn.across_go", disabled=not chosen):
         with st.spinner("Capturing…"):
@@ -66,12 +69,12 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
                        help="Off: each map is stretched to its own min–max (shows shape, hides strength).")
     value_range = None
     if shared and saved["runs"]:
-        grids = [other.grid(0, opts["layers"], opts["head"], opts["view"]) for other in saved["runs"].values()]
-        value_range = (float(min(g.min() for g in grids)), float(max(g.max() for g in grids)))
+        value_range = shared_range([other.grid(0, opts["layers"], opts["head"], opts["view"])
+                                    for other in saved["runs"].values()])
     cols = st.columns(max(1, len(saved["runs"])))
     for col, (path, other) in zip(cols, saved["runs"].items(), strict=False):
-        picture = overlay(other, 0, opts, value_range=value_range)
-        col.image(upscale(picture, 160), caption=f"{names.get(path, Path(path).name)} → "
+        picture = overlay(other, 0, opts, value_range=value_range, min_side=160)
+        col.image(picture, caption=f"{names.get(path, Path(path).name)} → "
                   f"{markdown_safe(other.tokens[0]) if other.tokens else '—'}",
                   width="stretch")
 
@@ -93,7 +96,7 @@ def render_pointing(run_dir: Path | None) -> None:
     if st.button("Score every checkpoint", key="attn.point_go"):
         bar = st.progress(0.0, text="Scoring…")
         scored, errors = pointing_per_checkpoint(
-            get_pool(), loadable_checkpoints(run_dir), eval_set.examples, n,
+            get_pool(), loadable_checkpoints(run_dir), eval_set.examples, n, get_settings().max_image_pixels,
             on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {name}"))
         for exc in errors.values():
             show_model_error(exc, "Attention capture failed")
@@ -104,5 +107,8 @@ def render_pointing(run_dir: Path | None) -> None:
     if rows:
         frame = pd.DataFrame(rows).sort_values("step")
         st.plotly_chart(pointing_figure(frame), key="attn.point_fig")
-        st.dataframe(frame[["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "distinct_peaks",
-                            "best_layer", "best_layer_pointing", "skipped"]], hide_index=True)
+        columns = ["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "distinct_peaks",
+                   "best_layer", "best_layer_pointing", "skipped"]
+        st.caption(f"Scored on the first {int(n)} examples of {eval_set.name} per checkpoint "
+                   "(n = examples with a box).")
+        st.dataframe(display_table(frame[columns], {c: "fraction" for c in POINTING_FRACTIONS}), hide_index=True)

@@ -13,8 +13,16 @@ import streamlit as st
 
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.charts import lens_figure, share_figure
-from dashboard.attention.overlay import COLORMAPS, render_overlay, to_png, upscale
-from dashboard.generation import markdown_safe
+from dashboard.attention.overlay import (
+    COLORMAPS,
+    render_overlay,
+    shared_range,
+    to_png,
+    upscale,
+    value_range_of,
+    with_colorbar,
+)
+from dashboard.formatting import markdown_safe
 from dashboard.ui import url_state
 
 
@@ -63,7 +71,9 @@ def controls(run: AttentionRun) -> dict[str, Any]:
         view = c3.selectbox("Grid", views, key=f"attn.view.{'-'.join(views)}", help=run.layout.note)
     d1, d2, d3, d4 = st.columns(4)
     alpha = d1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="attn.alpha")
-    smooth = d2.toggle("Smooth upsampling", value=True, key="attn.smooth")
+    smooth = d2.toggle("Smooth upsampling", value=False, key="attn.smooth",
+                       help="Off: each image patch is one flat colour (what the model attends to). On: "
+                            "interpolated, which bleeds colour across patch borders.")
     lines = d3.toggle("Patch grid lines", value=False, key="attn.lines")
     cmap = d4.selectbox("Colormap", list(COLORMAPS), key="attn.cmap")
     return {"layers": list(range(lo, hi + 1)), "head": head, "view": view, "alpha": alpha, "smooth": smooth,
@@ -71,21 +81,32 @@ def controls(run: AttentionRun) -> dict[str, Any]:
 
 
 def overlay(run: AttentionRun, step: int, opts: dict[str, Any], layers: list[int] | None = None,
-            value_range: tuple[float, float] | None = None) -> np.ndarray:
+            value_range: tuple[float, float] | None = None, min_side: int = 256) -> np.ndarray:
+    """The heatmap over the image, enlarged to ``min_side`` and carrying its colour bar."""
     grid = run.grid(step, opts["layers"] if layers is None else layers, opts["head"], opts["view"])
-    return render_overlay(run.image, grid, run.layout.view(opts["view"]), alpha=opts["alpha"], smooth=opts["smooth"],
-                          colormap=opts["colormap"], grid_lines=opts["grid_lines"], value_range=value_range)
+    picture = render_overlay(run.image, grid, run.layout.view(opts["view"]), alpha=opts["alpha"],
+                             smooth=opts["smooth"], colormap=opts["colormap"], grid_lines=opts["grid_lines"],
+                             value_range=value_range)
+    return with_colorbar(upscale(picture, min_side), opts["colormap"], value_range_of(grid, value_range))
+
+
+def head_label(head: int | str) -> str:
+    return f"head {head}" if isinstance(head, int) else f"{head} over heads"
+
+
+def layers_label(layers: list[int]) -> str:
+    return f"layer {layers[0]}" if len(layers) == 1 else f"mean of layers {layers[0]}–{layers[-1]}"
 
 
 def show_token(run: AttentionRun, step: int, opts: dict[str, Any]) -> None:
     token = run.tokens[step]
     left, right = st.columns([1, 1])
     picture = overlay(run, step, opts)
-    caption = (f"{token_label(step, token)} — layers {opts['layers'][0]}–{opts['layers'][-1]}, head {opts['head']}, "
-               f"{opts['view']} grid ({run.layout.note})")
-    left.image(upscale(picture), caption=caption, width="stretch")
+    caption = (f"{token_label(step, token)} — {layers_label(opts['layers'])}, {head_label(opts['head'])}, "
+               f"{opts['view']} grid ({run.layout.note}); colour bar: attention weight, this map's own range")
+    left.image(picture, caption=caption, width="stretch")
     with right:
-        st.plotly_chart(share_figure(run.image_share(step), token), key="attn.share")
+        st.plotly_chart(share_figure(run.image_share(step, opts["head"]), token, opts["head"]), key="attn.share")
         payload = run.to_json(step, opts["layers"], opts["head"], opts["view"])
         d1, d2 = st.columns(2)
         d1.download_button("Overlay PNG", to_png(picture), file_name=f"attention-{step}.png", mime="image/png",
@@ -93,11 +114,18 @@ def show_token(run: AttentionRun, step: int, opts: dict[str, Any]) -> None:
         d2.download_button("Numbers JSON", json.dumps(payload, indent=1), file_name=f"attention-{step}.json",
                            mime="application/json", key="attn.dl_json")
     st.subheader("Every layer", divider="gray")
+    shared = st.toggle("Same colour scale for every layer", value=True, key="attn.layers_shared",
+                       help="Off: each layer's map is stretched to its own min–max (shows shape, hides strength).")
+    grids = run.layer_grids(step, opts["head"], opts["view"])
+    value_range = shared_range(list(grids)) if shared else None
+    st.caption(f"{head_label(opts['head'])}; "
+               + ("one colour scale for all layers" if shared else "each layer on its own scale (see its bar)"))
     per_row = min(6, run.result.n_layers)
     for start in range(0, run.result.n_layers, per_row):
         cols = st.columns(per_row)
         for col, layer in zip(cols, range(start, min(start + per_row, run.result.n_layers)), strict=False):
-            col.image(upscale(overlay(run, step, opts, [layer]), 128), caption=f"layer {layer}", width="stretch")
+            col.image(overlay(run, step, opts, [layer], value_range, min_side=128), caption=f"layer {layer}",
+                      width="stretch")
 
 
 def show_lens(run: AttentionRun) -> None:
@@ -110,8 +138,9 @@ def show_lens(run: AttentionRun) -> None:
         return
     labels = run.tokens if which == "generated tokens" else [f"img{i}" for i in range(len(run.layout.image_positions))]
     if which == "image tokens":
-        frame = frame[frame["position"] < 64]
-        st.caption("First 64 image tokens (row-major over the primary grid's token order).")
+        shown = min(64, len(labels))
+        frame = frame[frame["position"] < shown]
+        st.caption(f"First {shown} of {len(labels)} image tokens, in the order they appear in the prompt.")
     st.plotly_chart(lens_figure(frame, labels, "top-1 token per layer"), key="attn.lens_fig")
     with st.expander("Table (top-k)"):
         st.dataframe(frame, hide_index=True)

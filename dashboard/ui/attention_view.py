@@ -15,7 +15,7 @@ from PIL import Image
 
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.sweep import ANALYSIS_ERRORS, capture
-from dashboard.generation import markdown_safe
+from dashboard.formatting import markdown_safe
 from dashboard.ui import state, url_state
 from dashboard.ui.attention_sweep_view import K_ACROSS, render_across_checkpoints, render_pointing
 from dashboard.ui.attention_token_view import controls, show_lens, show_token, token_label

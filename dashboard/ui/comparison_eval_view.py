@@ -13,10 +13,18 @@ from dashboard.compare.eval_job import EvalJobState, report_lines
 from dashboard.compare.export import checkpoint_metadata, eval_export
 from dashboard.compare.results import safe_name
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
-from dashboard.compare.scoring import METRIC_LABELS, METRICS
-from dashboard.compare.tables import FILTERS, accuracy_figure, example_frame, filter_examples, summary_frame
+from dashboard.compare.tables import (
+    FILTERS,
+    accuracy_figure,
+    example_frame,
+    examples_display,
+    filter_examples,
+    summary_display,
+    summary_frame,
+)
 from dashboard.evalset import EvalSet
 from dashboard.generation import GenerationSettings
+from dashboard.metrics import default_metrics, get_metric
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
 from dashboard.ui.comparison_single_view import export_buttons
@@ -34,8 +42,8 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     if evalset is None:
         return
     c1, c2 = st.columns([3, 1])
-    metrics = c1.multiselect("Metrics", list(METRICS), default=list(METRICS), key="cmp.eval.metrics",
-                             format_func=lambda m: METRIC_LABELS[m]) or ["exact_match"]
+    metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
+                             key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
     batch = int(c2.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
     paths = [c.path for c in infos]
     job = (str(run.path), evalset.name, str(evalset.path), tuple(str(p) for p in paths), gen.key(), batch)
@@ -65,16 +73,14 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
         return
     summary = summary_frame(scores, metrics)
     st.plotly_chart(accuracy_figure(summary, metrics), key="cmp.eval.chart")
-    st.dataframe(summary, hide_index=True, key="cmp.eval.summary",
-                 column_config={m: st.column_config.NumberColumn(METRIC_LABELS[m], format="percent")
-                                for m in metrics})
+    st.dataframe(summary_display(summary, metrics), hide_index=True, key="cmp.eval.summary")
     c1, c2 = st.columns(2)
     table_metric = c1.selectbox("Score shown per example", metrics, key="cmp.eval.table_metric",
-                                format_func=lambda m: METRIC_LABELS[m])
+                                format_func=lambda m: get_metric(m).label)
     mode = c2.radio("Examples", FILTERS, horizontal=True, key="cmp.eval.filter")
     frame = filter_examples(example_frame(evalset, scores, table_metric), mode)
     st.caption(f"{len(frame)} of {len(evalset.examples)} examples")
-    st.dataframe(frame.drop(columns=["outputs_differ", "scores_differ"]), hide_index=True, key="cmp.eval.table",
+    st.dataframe(examples_display(frame, table_metric), hide_index=True, key="cmp.eval.table",
                  column_config={"image": st.column_config.ImageColumn("image", width="small")})
     example_detail(evalset, scores, list(frame["id"]) if not frame.empty else [])
     data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,

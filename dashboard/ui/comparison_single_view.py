@@ -11,6 +11,7 @@ from dashboard.compare.diff import diff_html, escape_text, plain_html, similarit
 from dashboard.compare.export import checkpoint_metadata, single_export, to_csv_bytes, to_json_bytes
 from dashboard.compare.results import safe_name
 from dashboard.compare.runner import SingleOutput, cache_key, compare_single, settings_dict
+from dashboard.formatting import fmt_rate, fmt_seconds
 from dashboard.generation import GenerationSettings
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
@@ -48,8 +49,9 @@ def render_outputs(outputs: list[SingleOutput], reference: str, show_deleted: bo
                 body = plain_html(out.text) if out.name == reference else diff_html(ref_text, out.text,
                                                                                      show_deleted=show_deleted)
                 st.html(body)
-                st.caption(f"{out.output_tokens} tokens out · {out.prompt_tokens} in · {out.tokens_per_s:.1f} tok/s")
-                st.caption(f"generate {out.generation_s * 1000:.0f} ms · load {out.load_s * 1000:.0f} ms"
+                st.caption(f"{out.output_tokens} tokens out · {out.prompt_tokens} in · "
+                           f"decode {fmt_rate(out.tokens_per_s)} · first token {fmt_seconds(out.ttft_s)}")
+                st.caption(f"end to end {fmt_seconds(out.generation_s)} · load {fmt_seconds(out.load_s)}"
                            + (" · cached" if out.cached else "")
                            + ("" if out.name == reference else f" · {similarity(ref_text, out.text):.0%} similar"))
 

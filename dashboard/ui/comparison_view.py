@@ -44,7 +44,8 @@ def choose_checkpoints(run: RunData) -> list[CheckpointInfo]:
     loadable = [c for c in run.checkpoints if c.loadable]
     names = [c.name for c in loadable]
     best = run.best_checkpoint.name if run.best_checkpoint else None
-    current = state.selected_checkpoint().name if state.selected_checkpoint() else None
+    sidebar = state.selected_checkpoint()
+    current = sidebar.name if sidebar else None
     stale = st.session_state.get(K_CKPTS_RUN) != str(run.path) or any(
         n not in names for n in st.session_state.get(K_CKPTS, []))
     if stale or K_CKPTS not in st.session_state:  # new run, or widget key dropped after another page

@@ -15,7 +15,8 @@ import streamlit as st
 from PIL import Image
 
 from dashboard.evalset import EvalExample
-from dashboard.images import ImageError, image_digest, load_image, to_png_bytes
+from dashboard.images import ImageError, image_digest, load_image
+from dashboard.thumbnails import thumbnail_png
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.resources import get_settings
 
@@ -37,23 +38,7 @@ class PickedImage:
     """The eval-set file an example came from (exports record its content hash)."""
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def _thumbnail(path: str, mtime_ns: int, max_pixels: int, side: int = 96) -> bytes | str:
-    """PNG thumbnail bytes, or the error message (cached too, so a bad file is read once)."""
-    try:
-        return to_png_bytes(load_image(path, max_pixels=max_pixels), max_side=side)
-    except ImageError as exc:
-        return str(exc)
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return -1
-
-
-def load_example_image(example: EvalExample) -> PickedImage:
+def load_example_image(example: EvalExample, source: Path | None = None) -> PickedImage:
     """Decode an eval example's image (raises ImageError with a clear message)."""
     image = load_image(example.image_path, max_pixels=get_settings().max_image_pixels)
     return PickedImage(image=image, name=f"{example.id} ({example.image_path.name})", digest=image_digest(image),
@@ -96,7 +81,7 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
     chosen_key = f"{key}.example_id"
     chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
     if chosen is not None:  # collapsed: only the chosen example, so the prompt and Generate stay in view
-        return _chosen_example(key, chosen)
+        return _chosen_example(key, chosen, eval_set.path)
     pages = max(1, -(-len(examples) // GALLERY_PAGE))
     page = _gallery_page(f"{key}.page", pages)
     shown = examples[(page - 1) * GALLERY_PAGE:page * GALLERY_PAGE]
@@ -138,9 +123,9 @@ def _gallery_page(widget_key: str, pages: int) -> int:
     return int(st.number_input(f"Gallery page (of {pages})", 1, pages, 1, key=widget_key))
 
 
-def _chosen_example(key: str, chosen: EvalExample) -> PickedImage | None:
+def _chosen_example(key: str, chosen: EvalExample, source: Path | None) -> PickedImage | None:
     try:
-        picked = load_example_image(chosen)
+        picked = load_example_image(chosen, source)
     except ImageError as exc:
         st.error(f"Example {chosen.id}: {exc}")
         picked = None

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.batch import BatchItem, batch_rows, batch_summary
+from dashboard.formatting import display_table
 from dashboard.generation import (
     GenerationInputError,
     GenerationOOMError,
@@ -17,9 +19,10 @@ from dashboard.generation import (
 )
 from dashboard.history import HistoryRecord
 from dashboard.models.pool import CheckpointLoadError
+from dashboard.provenance import provenance, with_provenance
 from dashboard.ui.image_input import PickedImage, pick_images_batch
 from dashboard.ui.inference_history_view import save_history
-from dashboard.ui.resources import get_pool
+from dashboard.ui.resources import get_pool, get_settings
 from dashboard.ui.widgets import generation_settings_form, show_model_error
 
 K_BATCH = "inf.batch_results"
@@ -42,15 +45,20 @@ def render_batch_mode(checkpoint: Path, run_dir: Path | None) -> None:
             st.error("The prompt is empty: type a question or instruction.")
         else:
             run_batch(checkpoint, run_dir, images, prompts, settings, int(batch_size))
-    rows = st.session_state.get(K_BATCH)
-    if rows:
+    saved = st.session_state.get(K_BATCH)
+    if saved:
+        rows, block = saved["rows"], saved["provenance"]
+        st.markdown(f"**{batch_summary(rows)}**")
         table = pd.DataFrame(rows)
-        st.dataframe(table, hide_index=True)
+        shown = table.drop(columns=["latency_s", "preprocess_s", "ttft_s", "decode_s"], errors="ignore")
+        st.dataframe(display_table(shown, {"per_example_s": "seconds", "tokens_per_s": "rate"}), hide_index=True)
+        st.caption("per_example_s: each row's share of its batch's wall time (batch time ÷ batch_size); the "
+                   "exports keep the batch's own phase timings too.")
         c1, c2 = st.columns(2)
-        c1.download_button("Download CSV", table.to_csv(index=False).encode(), "batch_results.csv", "text/csv",
-                           key="inf.batch_csv")
-        c2.download_button("Download JSON", json.dumps(rows, indent=1).encode(), "batch_results.json",
-                           "application/json", key="inf.batch_json")
+        csv = pd.DataFrame(with_provenance(rows, block)).to_csv(index=False).encode()
+        c1.download_button("Download CSV", csv, "batch_results.csv", "text/csv", key="inf.batch_csv")
+        c2.download_button("Download JSON", json.dumps({"provenance": block, "rows": rows}, indent=1).encode(),
+                           "batch_results.json", "application/json", key="inf.batch_json")
 
 
 def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage], prompts: list[str],
@@ -65,17 +73,18 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
         show_model_error(exc)
         return
-    rows, records = [], []
+    items = [BatchItem(p.name, prompt, p.example.answer if p.example else None) for p, prompt in zip(
+        images, prompts, strict=True)]
+    rows = batch_rows(items, results)
+    source = next((p.source for p in images if p.source is not None), None)
+    block = provenance(run=run_dir, checkpoint=checkpoint, settings=json.loads(settings.key()), eval_set=source,
+                       roots=get_settings().runs_roots)
+    records = []
     for picked, prompt, result in zip(images, prompts, results, strict=True):
         stats = result_stats(result)
-        row = {"image": picked.name, "prompt": prompt, "output": result.text, **stats}
-        if picked.example is not None:
-            row["reference"] = picked.example.answer
-            row["exact_match"] = result.text.strip().lower() == picked.example.answer.strip().lower()
-        rows.append(row)
         records.append(HistoryRecord.from_generation(
             checkpoint=checkpoint, prompt=prompt, output=result.text, settings=json.loads(settings.key()),
             timings=stats, image=picked.image, image_name=picked.name, run=run_dir,
             example_id=picked.example.id if picked.example else None, mode="batch"))
     save_history(records)
-    st.session_state[K_BATCH] = rows
+    st.session_state[K_BATCH] = {"rows": rows, "provenance": block}

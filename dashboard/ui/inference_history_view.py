@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import time
@@ -11,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.formatting import fmt_rate, fmt_seconds
 from dashboard.history import HistoryError, HistoryRecord
+from dashboard.thumbnails import png_data_uri
 from dashboard.ui import state
 from dashboard.ui.resources import get_history
 from dashboard.ui.widgets import apply_generation_settings
@@ -82,10 +83,6 @@ def start_rerun(record_id: int) -> None:
             state.put(state.RUN_PATH, record.run)
 
 
-def _thumb_uri(data: bytes | None) -> str | None:
-    return None if data is None else "data:image/png;base64," + base64.b64encode(data).decode()
-
-
 def render_history_mode() -> None:
     try:
         history = get_history()
@@ -105,9 +102,9 @@ def render_history_mode() -> None:
         return
     table = pd.DataFrame([{
         "id": r.id, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
-        "image": _thumb_uri(r.thumbnail), "checkpoint": Path(r.checkpoint).name, "prompt": r.prompt,
-        "output": r.output, "mode": r.mode, "tokens/s": r.timings.get("tokens_per_s"),
-        "latency s": r.timings.get("latency_s")} for r in records])
+        "image": png_data_uri(r.thumbnail), "checkpoint": Path(r.checkpoint).name, "prompt": r.prompt,
+        "output": r.output, "mode": r.mode, "decode": fmt_rate(r.timings.get("tokens_per_s")),
+        "latency": fmt_seconds(r.timings.get("per_example_s", r.timings.get("latency_s")))} for r in records])
     st.dataframe(table, hide_index=True, column_config={"image": st.column_config.ImageColumn("image")})
     by_id = {r.id: r for r in records if r.id is not None}
     ids = list(by_id)

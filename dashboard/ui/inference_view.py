@@ -11,12 +11,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.formatting import fmt_rate, fmt_seconds, markdown_safe
 from dashboard.generation import (
     GenerationInputError,
     GenerationOOMError,
     GenerationSettings,
     format_prompt,
-    markdown_safe,
     result_stats,
     stream,
 )
@@ -36,13 +36,15 @@ K_LAST = "inf.last"
 
 
 def show_stats(stats: dict) -> None:
-    cols = st.columns(5)
-    cols[0].metric("Latency", f"{stats['latency_s']:.2f} s")
-    ttft = stats.get("ttft_s")
-    cols[1].metric("Time to first token", "—" if ttft is None else f"{ttft * 1000:.0f} ms")
-    cols[2].metric("Tokens/s", f"{stats['tokens_per_s']:.1f}")
-    cols[3].metric("Input tokens", stats["prompt_tokens"])
-    cols[4].metric("Output tokens", stats["output_tokens"])
+    cols = st.columns(6)
+    cols[0].metric("Latency", fmt_seconds(stats["latency_s"]), help="End to end: preprocessing + prefill + decode.")
+    cols[1].metric("Preprocessing", fmt_seconds(stats.get("preprocess_s")),
+                   help="The processor: image resize/normalise, chat template, tokenising.")
+    cols[2].metric("Time to first token", fmt_seconds(stats.get("ttft_s")), help="The prefill, from generate's start.")
+    cols[3].metric("Decode", fmt_rate(stats.get("tokens_per_s")),
+                   help="Tokens after the first ÷ time after the first token (— for a one-token answer).")
+    cols[4].metric("Input tokens", stats["prompt_tokens"])
+    cols[5].metric("Output tokens", stats["output_tokens"])
 
 
 def rerun_image() -> PickedImage | None:

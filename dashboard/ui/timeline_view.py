@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.formatting import fmt_bytes, markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.run import RunData, list_runs, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
-from dashboard.timeline.figure import ChartOptions, build_figure
+from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, build_figure
 from dashboard.timeline.scores import saved_scores, score_series_names
 from dashboard.timeline.selection import OPEN_TARGETS, checkpoint_from_selection
 from dashboard.timeline.series import (
@@ -24,7 +25,6 @@ from dashboard.timeline.series import (
     best_checkpoint,
     default_metrics,
     default_mode,
-    human_size,
     metric_groups,
     plot_metrics,
 )
@@ -34,19 +34,11 @@ from dashboard.ui.resources import get_run, get_settings
 K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
 K_CHART = "tl.chart"
 K_SIGNATURE = "tl.signature"  # the run's file signature the whole page was last drawn from
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]()#<>!|~{}"})
-
-
-def _md(text: object) -> str:
-    """Escape file-derived text (run/metric names, messages) before it goes into Markdown."""
-    return str(text).translate(_MD_SPECIAL)
-
-
 def _load(path: str | Path) -> RunData | None:
     try:
         return get_run(path)
     except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
-        st.error(f"Cannot open run {_md(Path(path).name)}: {_md(exc)}")
+        st.error(f"Cannot open run {markdown_safe(Path(path).name)}: {markdown_safe(exc)}")
         return None
 
 
@@ -69,7 +61,11 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
     x_axis = c2.radio("X axis", axes, format_func=X_LABELS.get, horizontal=True, key=f"{k}.x_axis")
     log_y = c3.toggle("Log scale (y)", key=f"{k}.log_y")
     smoothing = c3.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key=f"{k}.smoothing",
-                          help="TensorBoard's debiased exponential moving average; raw curve stays faint behind.")
+                          help="TensorBoard's debiased exponential moving average, for dense train curves; "
+                               "the logged values stay behind it and in the hover.")
+    smooth_sparse = c3.toggle("Smooth eval/sparse series too", key=f"{k}.smooth_sparse",
+                              help=f"Off: eval series and series with fewer than {SPARSE_POINTS} points are "
+                                   "drawn exactly as logged.")
 
     with st.expander("Best checkpoint, overlays, saved scores, range", expanded=False):
         b1, b2 = st.columns(2)
@@ -102,7 +98,7 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         live = l1.toggle("Live: auto-refresh", key="tl.live", help="Re-read changed files only, chart only.")
         interval = l2.number_input("Every (s)", 2, 600, 10, key="tl.interval")
     chart = ChartOptions(metrics=chosen, x_axis=x_axis, log_y=log_y, smoothing=smoothing, max_points=int(max_points),
-                         step_range=step_range, score_labels=score_labels)
+                         step_range=step_range, score_labels=score_labels, smooth_sparse=smooth_sparse)
     return chart, best_metric, mode, overlays, live, float(interval)
 
 
@@ -119,10 +115,10 @@ def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: st
     scores, _ = saved_scores(run.path, get_settings().data_dir)
     best = best_checkpoint(run, best_metric, mode) if best_metric else None  # type: ignore[arg-type]
     if best is not None:
-        st.markdown(f"**Best checkpoint:** {_md(best.explanation)}")
+        st.markdown(f"**Best checkpoint:** {markdown_safe(best.explanation)}")
         if run.state and run.state.best_checkpoint_name and best.checkpoint \
                 and run.state.best_checkpoint_name != best.checkpoint.name:
-            st.caption(f"The trainer's own best_model_checkpoint is {_md(run.state.best_checkpoint_name)} "
+            st.caption(f"The trainer's own best_model_checkpoint is {markdown_safe(run.state.best_checkpoint_name)} "
                        f"(its metric_for_best_model may differ).")
     if not chart.metrics and not chart.score_labels:
         st.info("Pick at least one metric to plot.")
@@ -131,7 +127,7 @@ def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: st
         missing = [o.name for o in others if chart.x_axis != "step" and o.metrics[chart.x_axis].isna().all()]
         if missing:
             st.caption(f"Not drawn on this axis (no {X_LABELS[chart.x_axis].lower()} in their logs): "
-                       + _md(", ".join(missing)))
+                       + markdown_safe(", ".join(missing)))
         event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=K_CHART, width="stretch")
         st.caption(f"{len(stats.points)} traces, at most {stats.max_points_per_trace} points each "
                    f"(from up to {max(stats.source_points.values(), default=0):,} logged). "
@@ -150,10 +146,10 @@ def _selected_panel(run: RunData) -> None:
         return
     with st.container(border=True):
         saved = ckpt.modified.strftime("%Y-%m-%d %H:%M:%S UTC")
-        st.markdown(f"**Selected: {_md(ckpt.name)}** · step {ckpt.step} · {human_size(ckpt.size_bytes)} · "
+        st.markdown(f"**Selected: {markdown_safe(ckpt.name)}** · step {ckpt.step} · {fmt_bytes(ckpt.size_bytes)} · "
                     f"{ckpt.weight_format}{' (PEFT adapter)' if ckpt.is_adapter else ''} · saved {saved}")
         for problem in ckpt.problems:
-            st.caption(f"⚠ {_md(problem)}")
+            st.caption(f"⚠ {markdown_safe(problem)}")
         if not ckpt.loadable:
             st.warning("This checkpoint cannot be loaded (see above); it can still be inspected here.")
         cols = st.columns(len(OPEN_TARGETS))
@@ -173,8 +169,8 @@ def render_timeline() -> None:
     if run is None:
         return
     st.session_state[K_SIGNATURE] = signature
-    st.caption(f"{_md(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
-               + (f" · from {_md(run.state_file.relative_to(run.path))}" if run.state_file else ""))
+    st.caption(f"{markdown_safe(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
+               + (f" · from {markdown_safe(run.state_file.relative_to(run.path))}" if run.state_file else ""))
     if run.problems:
         with st.expander(f"{len(run.problems)} problem(s) reading this run", expanded=False):
             st.text("\n".join(f"• {p}" for p in run.problems))

@@ -18,7 +18,7 @@ def test_run_then_finish_reports_what_was_done() -> None:
     assert not job.is_running(("run", "set"))
     stopped, timing, errors = report_lines(job.report)
     assert stopped is None
-    assert timing == "Generated 3 answers (reused 2 saved) · load 0.50 s · generation 1.25 s"
+    assert timing == "Generated 3 answers (reused 2 saved) · load 500 ms · generation 1.25 s"
     assert errors == ["ckpt-1: boom"]
 
 
