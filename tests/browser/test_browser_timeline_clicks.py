@@ -22,6 +22,18 @@ ALL_MARKERS_JS = """() => {
     return out;
 }"""
 
+SCROLL_TO_JS = """([panel, name]) => {
+    // Bring one marker to the middle of the viewport (the chart is taller than the window).
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        const trace = (gd._fullData || [])[panel];
+        if (!trace || trace.name !== 'checkpoints') continue;
+        const k = trace.customdata.findIndex(c => c[0] === name);
+        const point = gd.querySelectorAll('.trace' + trace.uid + ' path.point')[k];
+        if (point) { point.scrollIntoView({block: 'center'}); return true; }
+    }
+    return false;
+}"""
+
 SELECTED_JS = """(name) => [...document.querySelectorAll('[data-testid="stMarkdownContainer"] strong')]
     .some(e => e.innerText.trim() === 'Selected: ' + name)"""
 
@@ -41,7 +53,9 @@ def test_every_marker_centre_selects_its_checkpoint(page, server, artifacts_dir)
 
     def click(panel: int, name: str) -> None:
         nonlocal clicks, previous
+        assert page.evaluate(SCROLL_TO_JS, [panel, name])
         marker = next(m for m in page.evaluate(ALL_MARKERS_JS) if m["panel"] == panel and m["name"] == name)
+        assert 0 <= marker["y"] <= page.viewport_size["height"], marker
         page.mouse.move(marker["x"], marker["y"])
         page.mouse.click(marker["x"], marker["y"])  # the exact centre, no offset
         clicks += 1
