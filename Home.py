@@ -10,6 +10,7 @@ from dashboard.logs import configure_logging
 from dashboard.ui.home_view import render_home
 from dashboard.ui.resources import get_settings
 from dashboard.ui.sidebar import render_sidebar
+from dashboard.ui.url_state import read_selection, write_selection
 
 st.set_page_config(page_title="VLM checkpoint lab", page_icon=":material/biotech:", layout="wide")
 
@@ -26,5 +27,7 @@ navigation = st.navigation([
     st.Page("pages/3_Timeline.py", title="Timeline", icon=":material/timeline:"),
     st.Page("pages/4_Attention.py", title="Attention", icon=":material/visibility:"),
 ])
+read_selection()  # ?run=…&ckpt=… on arrival, before the sidebar draws
 render_sidebar()
+write_selection()
 navigation.run()

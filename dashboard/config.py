@@ -81,18 +81,24 @@ def _lookup(name: str, env: Mapping[str, str], secrets: Mapping[str, object]) ->
     return None
 
 
+def _absolute(path: str) -> Path:
+    """``path`` with ``~`` expanded, made absolute against the working directory (symlinks kept)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
 def load_settings(env: Mapping[str, str] | None = None,
                   secrets: Mapping[str, object] | None = None) -> Settings:
     """Build :class:`Settings` from ``VLMLAB_*`` variables; unknown values raise ConfigError."""
     env = os.environ if env is None else env
     secrets = secrets or {}
     kwargs: dict[str, object] = {}
+    # Relative roots and data dir are made absolute here, once, against the working directory
+    # (the repo root for `streamlit run Home.py`): every path listed, shown or stored afterwards
+    # is absolute, so nothing joins "runs" onto the root a second time.
     roots = _lookup("RUNS_ROOT", env, secrets)
-    if roots:
-        kwargs["runs_roots"] = tuple(Path(p).expanduser() for p in roots.split(os.pathsep) if p)
-    data_dir = _lookup("DATA_DIR", env, secrets)
-    if data_dir:
-        kwargs["data_dir"] = Path(data_dir).expanduser()
+    raw_roots = [p for p in roots.split(os.pathsep) if p] if roots else [str(p) for p in Settings.runs_roots]
+    kwargs["runs_roots"] = tuple(_absolute(p) for p in raw_roots)
+    kwargs["data_dir"] = _absolute(_lookup("DATA_DIR", env, secrets) or str(Settings.data_dir))
     budget = _lookup("MEMORY_BUDGET", env, secrets)
     if budget:
         if budget.strip().lower() != "auto":

@@ -87,3 +87,21 @@ def app_env(demo_runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "1GB")
     monkeypatch.chdir(REPO_ROOT)
     return data_dir
+
+
+@pytest.fixture()
+def readme_clone(demo_runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A checkout laid out as the README's launch leaves it: the app's files, the demo in ./runs/demo,
+    no ``VLMLAB_*`` variable set, and the checkout as the working directory (issue 11).
+
+    The app's files are symlinks into this repository, so the code under test is this tree's.
+    """
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("Home.py", "pages", "dashboard", ".streamlit"):
+        (clone / name).symlink_to(REPO_ROOT / name)
+    shutil.copytree(demo_runs_root / "demo", clone / "runs" / "demo")
+    for key in [k for k in os.environ if k.startswith("VLMLAB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(clone)
+    return clone

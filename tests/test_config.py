@@ -2,14 +2,24 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.config import ConfigError, Settings, load_settings, parse_bool, parse_size
+from dashboard.config import ConfigError, load_settings, parse_bool, parse_size
 
 
-def test_defaults_without_environment():
+def test_defaults_without_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
     s = load_settings(env={})
-    assert s == Settings()
-    assert s.runs_roots == (Path("runs"),)
+    # Relative defaults are resolved once, against the working directory (issue 11: "runs/runs/demo").
+    assert s.runs_roots == (tmp_path / "runs",)
+    assert s.data_dir == tmp_path / ".vlmlab"
     assert not s.allow_pickle and not s.trust_remote_code
+
+
+def test_relative_roots_become_absolute_against_the_working_directory(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(env={"VLMLAB_RUNS_ROOT": "runs:other/../more", "VLMLAB_DATA_DIR": "data"})
+    assert s.runs_roots == (tmp_path / "runs", tmp_path / "more")
+    assert s.data_dir == tmp_path / "data"
 
 
 def test_environment_values_are_parsed():

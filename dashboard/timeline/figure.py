@@ -91,6 +91,15 @@ def _hover_format(metric: str, values: np.ndarray) -> str:
     return plotly_format(display_kind(metric, values))
 
 
+CURVE_MODE = "lines+markers"
+# The logged curve carries invisible markers so a click on it is a selection (plotly selects
+# nothing on line-only traces): whichever trace wins a click on a checkpoint marker — the marker
+# or the curve point under it — the click maps to that checkpoint (see timeline.selection).
+_INVISIBLE = {"opacity": 0}
+_CLICKABLE: dict = {"marker": {"size": 6, **_INVISIBLE}, "selected": {"marker": _INVISIBLE},
+                    "unselected": {"marker": _INVISIBLE}}
+
+
 def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: str, options: ChartOptions,
                stats: FigureStats, show_legend: bool, label: str) -> None:
     weight = smoothing_for(series, options)
@@ -102,7 +111,7 @@ def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: 
     metric, run_label = plotly_text(series.metric), plotly_text(run_name)
     # The logged values are always the hovered trace; a smoothed line is decoration labelled as such.
     fig.add_trace(go.Scatter(
-        x=x[raw_idx], y=y[raw_idx], mode="lines", name=label, legendgroup=run_name,
+        x=x[raw_idx], y=y[raw_idx], mode=CURVE_MODE, **_CLICKABLE, name=label, legendgroup=run_name,
         showlegend=show_legend, line={"color": colour, "width": 1 if smoothed is not None else 2},
         opacity=0.35 if smoothed is not None else 1.0,
         hovertemplate=f"{metric} = %{{y:{spec}}} (logged)<extra>{run_label}</extra>",
@@ -168,6 +177,7 @@ def _add_checkpoints(fig: go.Figure, run: RunData, metrics_table: pd.DataFrame, 
             showlegend=row == 1, marker={"symbol": "diamond", "size": 10, "color": "#444",
                                          "line": {"width": 1, "color": "white"}},
             customdata=[custom[i] for i in np.flatnonzero(ok)], hovertemplate=hover,
+            unselected={"marker": {"opacity": 0.7}},  # a selection elsewhere keeps them easy to see
         ), row=row, col=1)
         stats.points[name] = int(ok.sum())
         if best is not None and best.checkpoint is not None and metric == best.metric:
@@ -295,9 +305,8 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
     for row, (_title, members) in enumerate(chart, start=1):
         _format_axis(fig, row, members[0], np.concatenate(values_by_row.get(row, [np.array([])])), log=options.log_y)
     fig.update_xaxes(title_text=X_LABELS.get(options.x_axis, options.x_axis), row=n_rows, col=1)
-    # Marker traces first: a click on a checkpoint marker ties with the line-only curve point under
-    # it, plotly gives ties to the earlier trace, and line-only traces yield an empty selection.
-    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.mode != "markers"))
+    # Checkpoint markers are drawn last, i.e. on top of the curves.
+    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.mode == "markers"))
     fig.update_layout(
         height=ROW_HEIGHT * n_rows + 80, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},

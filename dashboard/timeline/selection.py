@@ -38,12 +38,19 @@ def _from_customdata(point: Mapping, run: RunData) -> CheckpointInfo | None:
     return run.checkpoint(data) if isinstance(data, str) and data else None
 
 
+SNAP_FRACTION = 0.015
+"""A curve click this close to a checkpoint's step (share of the plotted step span, i.e. a few
+pixels on a normal-width chart) selects that checkpoint."""
+
+
 def checkpoint_from_selection(event: Any, run: RunData, x_axis: str = "step") -> CheckpointInfo | None:
     """The checkpoint a selection points at.
 
-    Checkpoint markers and saved-score points carry the checkpoint name as ``customdata``;
-    a click on a plain curve point (step axis) selects the nearest checkpoint at or after it,
-    i.e. the first checkpoint that contains that training state. ``None`` when nothing fits.
+    Checkpoint markers and saved-score points carry the checkpoint name as ``customdata``.
+    A click on a plain curve point (step axis) selects the checkpoint whose step is within
+    :data:`SNAP_FRACTION` of it — so a click on a marker that lands on the curve under it still
+    selects the marker's checkpoint — and otherwise the first checkpoint at or after it (the
+    first one that contains that training state). ``None`` when nothing fits.
     """
     points = _points(event)
     for point in points:
@@ -55,9 +62,14 @@ def checkpoint_from_selection(event: Any, run: RunData, x_axis: str = "step") ->
     steps = [c.step for c in run.checkpoints if c.step is not None]
     if not steps:
         return None
+    logged = run.metrics["step"] if "step" in run.metrics and len(run.metrics) else []
+    span = max([*steps, *logged]) - min([*steps, *logged])
     for point in points:
         x = point.get("x")
         if isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x):
+            nearest = min(steps, key=lambda s: abs(s - x))
+            if abs(nearest - x) <= SNAP_FRACTION * span:
+                return run.checkpoint(nearest)
             later = [s for s in steps if s >= x]
             if later:
                 return run.checkpoint(min(later))

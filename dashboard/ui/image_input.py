@@ -14,9 +14,10 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from dashboard.evalset import EvalExample, EvalSet, EvalSetError, find_eval_sets, load_eval_set
+from dashboard.evalset import EvalExample
 from dashboard.images import ImageError, image_digest, load_image
 from dashboard.thumbnails import thumbnail_png
+from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.resources import get_settings
 
 GALLERY_PAGE = 12
@@ -35,17 +36,6 @@ class PickedImage:
     example: EvalExample | None = None
     source: Path | None = None
     """The eval-set file an example came from (exports record its content hash)."""
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _cached_eval_set(path: str, mtime_ns: int, roots: tuple[str, ...]) -> EvalSet:
-    return load_eval_set(Path(path), roots=roots)
-
-
-def eval_set_for(path: Path) -> EvalSet:
-    """Load (cached by path + modification time) an eval set with images confined to the runs roots."""
-    roots = tuple(str(r) for r in get_settings().runs_roots)
-    return _cached_eval_set(str(path), path.stat().st_mtime_ns, roots)
 
 
 def load_example_image(example: EvalExample, source: Path | None = None) -> PickedImage:
@@ -78,30 +68,8 @@ def _upload(key: str) -> PickedImage | None:
     return picked
 
 
-def _eval_sets(run_dir: Path | None) -> list[Path]:
-    return find_eval_sets(run_dir) if run_dir is not None and Path(run_dir).is_dir() else []
-
-
-def _choose_eval_set(widget_key: str, sets: list[Path]) -> EvalSet | None:
-    """Pick one of the run's eval sets and load it; errors and skipped rows are shown, not raised."""
-    set_path = sets[0] if len(sets) == 1 else st.selectbox(
-        "Eval set", sets, key=widget_key, format_func=lambda p: p.name)
-    try:
-        eval_set = eval_set_for(Path(set_path))
-    except (EvalSetError, OSError) as exc:
-        st.error(f"Cannot read eval set {Path(set_path).name}: {exc}")
-        return None
-    if eval_set.problems:
-        with st.expander(f"{len(eval_set.problems)} rows of {eval_set.name} were skipped"):
-            st.text("\n".join(eval_set.problems[:50]))
-    if not eval_set.examples:
-        st.warning(f"Eval set {eval_set.name} has no usable examples.")
-        return None
-    return eval_set
-
-
 def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
-    eval_set = _choose_eval_set(f"{key}.evalset", sets)
+    eval_set = choose_run_eval_set(f"{key}.evalset", sets)
     if eval_set is None:
         return None
     examples = eval_set.examples
@@ -110,10 +78,13 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
         task = st.selectbox("Task", ["all", *tasks], key=f"{key}.task")
         if task != "all":
             examples = [ex for ex in examples if ex.task == task]
-    pages = max(1, -(-len(examples) // GALLERY_PAGE))
-    page = st.number_input("Gallery page", 1, pages, 1, key=f"{key}.page") if pages > 1 else 1
-    shown = examples[(int(page) - 1) * GALLERY_PAGE:int(page) * GALLERY_PAGE]
     chosen_key = f"{key}.example_id"
+    chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
+    if chosen is not None:  # collapsed: only the chosen example, so the prompt and Generate stay in view
+        return _chosen_example(key, chosen, eval_set.path)
+    pages = max(1, -(-len(examples) // GALLERY_PAGE))
+    page = _gallery_page(f"{key}.page", pages)
+    shown = examples[(page - 1) * GALLERY_PAGE:page * GALLERY_PAGE]
     columns = st.columns(GALLERY_COLUMNS)
     max_pixels = get_settings().max_image_pixels
     for index, example in enumerate(shown):
@@ -123,24 +94,51 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
                 st.image(thumb, width="stretch")
             else:
                 st.caption(f":warning: {thumb}")
-            if st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch"):
-                st.session_state[chosen_key] = example.id
-    chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
-    if chosen is None:
-        st.caption("Click an example to use its image (and its prompt as a suggestion).")
-        return None
+            # A callback, so the click's own run already shows the collapsed gallery.
+            st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch",
+                      on_click=st.session_state.__setitem__, args=(chosen_key, example.id))
+    st.caption("Click an example to use its image (and its prompt as a suggestion).")
+    return None
+
+
+def clamp_page(requested: object, pages: int) -> int:
+    """A gallery page number within 1..pages (anything unusable → 1)."""
     try:
-        picked = load_example_image(chosen)
+        page = int(requested)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 1
+    return min(max(page, 1), pages)
+
+
+def _gallery_page(widget_key: str, pages: int) -> int:
+    """The page widget; a stale page past the end (e.g. after a task filter) is clamped and said so."""
+    if pages <= 1:
+        return 1
+    if widget_key in st.session_state:
+        requested = st.session_state[widget_key]
+        page = clamp_page(requested, pages)
+        if page != requested:
+            st.session_state[widget_key] = page
+            st.caption(f"Page {requested} does not exist; showing page {page} of {pages}.")
+    return int(st.number_input(f"Gallery page (of {pages})", 1, pages, 1, key=widget_key))
+
+
+def _chosen_example(key: str, chosen: EvalExample, source: Path | None) -> PickedImage | None:
+    try:
+        picked = load_example_image(chosen, source)
     except ImageError as exc:
         st.error(f"Example {chosen.id}: {exc}")
-        return None
-    st.caption(f"Example **{chosen.id}** · prompt: _{chosen.prompt}_ · reference: **{chosen.answer}**")
+        picked = None
+    st.button("Choose another example", key=f"{key}.change", on_click=st.session_state.pop,
+              args=(f"{key}.example_id", None))
+    if picked is not None:
+        st.caption(f"Example **{chosen.id}** · prompt: _{chosen.prompt}_ · reference: **{chosen.answer}**")
     return picked
 
 
 def pick_image(key: str, run_dir: Path | None) -> PickedImage | None:
     """Upload or eval-set gallery → :class:`PickedImage`; shows its own errors and returns None then."""
-    sets = _eval_sets(run_dir)
+    sets = run_eval_sets(run_dir)
     source = SOURCE_UPLOAD
     if sets:
         source = st.segmented_control("Image source", [SOURCE_EXAMPLE, SOURCE_UPLOAD], default=SOURCE_EXAMPLE,
@@ -153,13 +151,13 @@ def pick_image(key: str, run_dir: Path | None) -> PickedImage | None:
 
 def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
     """Several uploads, or the first N eval-set examples (for batch mode); bad files are listed, not fatal."""
-    sets = _eval_sets(run_dir)
+    sets = run_eval_sets(run_dir)
     options = [SOURCE_EXAMPLE, SOURCE_UPLOAD] if sets else [SOURCE_UPLOAD]
     source = st.segmented_control("Images", options, default=options[0], key=f"{key}.bsource") or options[0]
     picked: list[PickedImage] = []
     errors: list[str] = []
     if source == SOURCE_EXAMPLE:
-        eval_set = _choose_eval_set(f"{key}.bevalset", sets)
+        eval_set = choose_run_eval_set(f"{key}.bevalset", sets)
         if eval_set is None:
             return []
         count = st.number_input("Number of examples", 1, len(eval_set.examples), min(8, len(eval_set.examples)),

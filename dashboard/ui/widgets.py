@@ -13,8 +13,14 @@ from dashboard.models.pool import CheckpointLoadError
 from dashboard.paths import PathOutsideRoots, resolve_within
 from dashboard.ui.resources import get_pool, get_settings
 
-SETTING_DEFAULTS: Mapping[str, object] = {"max_new_tokens": 32, "num_beams": 1, "seed": 0, "decoding": "Greedy",
-                                          "temperature": 1.0, "top_p": 1.0}
+_SHARED = GenerationSettings()
+DEFAULT_MAX_NEW_TOKENS = _SHARED.max_new_tokens
+SETTING_DEFAULTS: Mapping[str, object] = {
+    "max_new_tokens": _SHARED.max_new_tokens, "num_beams": _SHARED.num_beams, "seed": _SHARED.seed,
+    "decoding": "Sampling" if _SHARED.do_sample else "Greedy", "temperature": _SHARED.temperature,
+    "top_p": _SHARED.top_p}
+"""The one generation default of every page (from :class:`GenerationSettings`); a page may override
+single values through ``generation_settings_form(defaults=...)``."""
 
 
 def generation_settings_form(prefix: str, label: str = "Generation settings",
@@ -43,12 +49,12 @@ def generation_settings_form(prefix: str, label: str = "Generation settings",
 
 def apply_generation_settings(prefix: str, settings: Mapping[str, Any]) -> None:
     """Put stored settings back into the form (only valid before it is drawn this run)."""
-    st.session_state[f"{prefix}.max_new_tokens"] = int(settings.get("max_new_tokens", 32))
-    st.session_state[f"{prefix}.num_beams"] = int(settings.get("num_beams", 1))
-    st.session_state[f"{prefix}.seed"] = int(settings.get("seed", 0))
+    st.session_state[f"{prefix}.max_new_tokens"] = int(settings.get("max_new_tokens", _SHARED.max_new_tokens))
+    st.session_state[f"{prefix}.num_beams"] = int(settings.get("num_beams", _SHARED.num_beams))
+    st.session_state[f"{prefix}.seed"] = int(settings.get("seed", _SHARED.seed))
     st.session_state[f"{prefix}.decoding"] = "Sampling" if settings.get("do_sample") else "Greedy"
-    st.session_state[f"{prefix}.temperature"] = float(settings.get("temperature", 1.0))
-    st.session_state[f"{prefix}.top_p"] = float(settings.get("top_p", 1.0))
+    st.session_state[f"{prefix}.temperature"] = float(settings.get("temperature", _SHARED.temperature))
+    st.session_state[f"{prefix}.top_p"] = float(settings.get("top_p", _SHARED.top_p))
 
 
 def confined(path: str | Path | None, what: str = "Path") -> Path | None:

@@ -53,18 +53,24 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> 
 class StreamlitServer:
     """A running ``streamlit run Home.py`` process with its own runs root and data dir."""
 
-    def __init__(self, runs_root: Path, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, runs_root: Path | None, data_dir: Path | None, log_path: Path,
+                 extra_env: dict[str, str] | None = None, cwd: Path = REPO_ROOT):
+        """``runs_root``/``data_dir`` None: leave ``VLMLAB_*`` unset (the README's launch, from ``cwd``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.runs_root, self.data_dir = Path(runs_root), Path(data_dir)
-        env = {**os.environ, "VLMLAB_RUNS_ROOT": str(runs_root), "VLMLAB_DATA_DIR": str(data_dir),
-               "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}
+        self.runs_root = Path(runs_root) if runs_root else cwd / "runs"
+        self.data_dir = Path(data_dir) if data_dir else cwd / ".vlmlab"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}
+        if runs_root is not None:
+            env["VLMLAB_RUNS_ROOT"] = str(runs_root)
+        if data_dir is not None:
+            env["VLMLAB_DATA_DIR"] = str(data_dir)
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(self.port),
              "--server.address", "127.0.0.1", *SERVER_FLAGS],
-            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(self.url, self.process)
         except Exception:

@@ -149,10 +149,8 @@ def test_timeline_click_checkpoint_opens_attention(page, server, artifacts_dir):
     selected = page.get_by_text(f"Selected: {target['name']}").first
     for attempt in range(3):  # a click that lands while Plotly is still re-laying out is dropped
         point = next(p for p in page.evaluate(CHECKPOINT_POINTS_JS) if p["name"] == target["name"])
-        # 3 px above the centre: at the exact centre Plotly's hover prefers the raw curve's point drawn
-        # under the marker (an empty selection); see the report on the Timeline page.
-        page.mouse.move(point["x"], point["y"] - 3)
-        page.mouse.click(point["x"], point["y"] - 3)
+        page.mouse.move(point["x"], point["y"])  # the exact centre (test_browser_timeline_clicks: 100 %)
+        page.mouse.click(point["x"], point["y"])
         try:
             selected.wait_for(timeout=15_000)
             break

@@ -96,9 +96,8 @@ def test_eval_export_and_tables(tmp_path: Path) -> None:
 
 def test_default_checkpoints() -> None:
     names = [f"checkpoint-{i}" for i in (10, 20, 30, 40, 50)]
-    assert default_checkpoints(names) == ["checkpoint-10", "checkpoint-30", "checkpoint-50"]
-    assert default_checkpoints(names, best="checkpoint-20") == ["checkpoint-10", "checkpoint-20", "checkpoint-30",
-                                                                 "checkpoint-50"]
+    assert default_checkpoints(names) == ["checkpoint-10", "checkpoint-50"]
+    assert default_checkpoints(names, best="checkpoint-20") == ["checkpoint-10", "checkpoint-20", "checkpoint-50"]
     assert default_checkpoints(names, best="/other/machine/checkpoint-99") == default_checkpoints(names)
     assert default_checkpoints(names[:2]) == names[:2]
     assert default_checkpoints([]) == []

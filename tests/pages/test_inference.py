@@ -119,6 +119,8 @@ def test_history_rerun_and_delete(env, mini_root):
     at.segmented_control(key="inf.mode").set_value("History").run()
     assert len(at.dataframe[0].value) == 2
     at.button(key="inf.hist_delete").click().run()
+    assert len(at.dataframe[0].value) == 2  # asks first
+    at.button(key="inf.hist_confirm").click().run()
     assert len(at.dataframe[0].value) == 1
 
 
@@ -275,3 +277,23 @@ def test_generate_on_the_demo_run_through_home(app_env):
     at.button(key="inf.generate").click().run()
     assert errors(at) == ""
     assert int(metrics(at)["Output tokens"]) >= 1
+
+
+def test_delete_all_shown_asks_first_and_can_be_cancelled(env, mini_root):
+    at = page(mini_root)
+    at.segmented_control(key="inf.mode").set_value("Batch").run()
+    at.number_input(key="inf.batch.bcount").set_value(3)
+    at.number_input(key="inf.batch.max_new_tokens").set_value(2)
+    at.button(key="inf.batch_run").click().run()
+    at.segmented_control(key="inf.mode").set_value("History").run()
+    assert len(at.dataframe[0].value) == 3
+    at.button(key="inf.hist_delete_all").click().run()
+    assert len(at.dataframe[0].value) == 3  # was: deleted at once, no confirmation, no undo
+    assert any("Delete 3 record(s)" in w.value and "cannot be undone" in w.value for w in at.warning)
+    at.button(key="inf.hist_cancel").click().run()
+    assert len(at.dataframe[0].value) == 3 and not at.warning
+    at.button(key="inf.hist_delete_all").click().run()
+    at.button(key="inf.hist_confirm").click().run()
+    assert errors(at) == ""
+    assert any("Deleted 3 record(s)" in s.value for s in at.success)
+    assert any("No generations recorded" in i.value for i in at.info)

@@ -71,7 +71,7 @@ def test_sparse_train_series_is_not_smoothed_by_default(tmp_path: Path) -> None:
     series = metric_series(plot_metrics(sparse), "loss")
     assert len(series.y) < SPARSE_POINTS and smoothing_for(series, ChartOptions(metrics=["loss"])) == 0.0
     fig, _ = build_figure(sparse, ChartOptions(metrics=["loss"]))
-    assert [t.name for t in fig.data if t.mode == "lines"] == ["loss"]
+    assert [t.name for t in fig.data if t.mode in ("lines", "lines+markers")] == ["loss"]
 
 
 def test_fraction_metrics_read_as_percentages_and_constant_series_get_a_real_axis(run) -> None:
@@ -97,7 +97,7 @@ def test_epoch_and_wall_time_axes(run) -> None:
     series = metric_series(run.metrics, "loss", "epoch")
     assert series.x[:3].tolist() == [0.01, 0.02, 0.03]
     fig, _ = build_figure(run, ChartOptions(metrics=["loss"], x_axis="epoch", smoothing=0))
-    curve = next(t for t in fig.data if t.mode == "lines")
+    curve = next(t for t in fig.data if t.mode == "lines+markers")
     assert list(curve.x[:2]) == [0.01, 0.02]
 
 
@@ -281,9 +281,19 @@ def test_malformed_log_degrades_gracefully(tmp_path: Path) -> None:
     assert isinstance(empty, pd.DataFrame)
 
 
-def test_checkpoint_markers_win_clicks_over_curves(run) -> None:
-    """Plotly gives a tied click to the earlier trace; line-only traces select nothing."""
-    fig, _ = build_figure(run, ChartOptions(metrics=["loss"], smoothing=0))
+def test_checkpoint_markers_are_on_top_and_curves_are_clickable(run) -> None:
+    """Plotly selects nothing on line-only traces: the logged curve carries invisible markers (the smoothed line
+    is not hovered at all), checkpoints are drawn last."""
+    fig, _ = build_figure(run, ChartOptions(metrics=["loss"], smoothing=0.6))
+    curves = [t for t in fig.data if t.mode == "lines+markers"]
+    assert len(curves) == 1 and all(t.marker.opacity == 0 and t.selected.marker.opacity == 0 for t in curves)
     modes = [t.mode for t in fig.data]
-    assert "markers" in modes and "lines" in modes
-    assert modes.index("lines") > max(i for i, m in enumerate(modes) if m == "markers")
+    assert modes.index("markers") > max(i for i, m in enumerate(modes) if m == "lines+markers")
+
+
+def test_a_curve_click_next_to_a_checkpoint_selects_it(run) -> None:
+    # 400 logged steps: within 1.5 % (6 steps) of checkpoint-200 on either side.
+    for x in (195, 200, 205):
+        assert checkpoint_from_selection({"selection": {"points": [{"x": x}]}}, run).name == "checkpoint-200"
+    # was: a click just right of a marker (the curve point at 201) selected the *next* checkpoint
+    assert checkpoint_from_selection({"selection": {"points": [{"x": 220}]}}, run).name == "checkpoint-300"

@@ -1,0 +1,113 @@
+"""Comparison, eval set: score every chosen checkpoint on a set, with Run/Stop, tables and export.
+
+The Run/Stop machine is :class:`dashboard.compare.eval_job.EvalJobState`; scores are saved
+per chunk by ``dashboard.compare.runner`` so a stopped job continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.compare.diff import diff_html, escape_text, plain_html
+from dashboard.compare.eval_job import EvalJobState, report_lines
+from dashboard.compare.export import checkpoint_metadata, eval_export
+from dashboard.compare.results import safe_name
+from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
+from dashboard.compare.tables import (
+    FILTERS,
+    accuracy_figure,
+    example_frame,
+    examples_display,
+    filter_examples,
+    summary_display,
+    summary_frame,
+)
+from dashboard.evalset import EvalSet
+from dashboard.generation import GenerationSettings
+from dashboard.metrics import default_metrics, get_metric
+from dashboard.runs.checkpoints import CheckpointInfo
+from dashboard.runs.run import RunData
+from dashboard.ui.comparison_single_view import export_buttons
+from dashboard.ui.evalset_input import choose_eval_set_or_upload
+from dashboard.ui.resources import get_pool, get_settings
+
+
+def _job() -> EvalJobState:
+    return EvalJobState(st.session_state)
+
+
+def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationSettings) -> None:
+    settings = get_settings()
+    evalset = choose_eval_set_or_upload("cmp.eval", run.path)
+    if evalset is None:
+        return
+    c1, c2 = st.columns([3, 1])
+    metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
+                             key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
+    batch = int(c2.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
+    paths = [c.path for c in infos]
+    job = (str(run.path), evalset.name, str(evalset.path), tuple(str(p) for p in paths), gen.key(), batch)
+    running = _job().is_running(job)
+    b1, b2 = st.columns(2)
+    b1.button("Run eval set", type="primary", disabled=running, on_click=lambda: _job().start(job),
+              key="cmp.eval.run")
+    b2.button("Stop", disabled=not running, on_click=lambda: _job().stop(), key="cmp.eval.stop",
+              help="Keeps every chunk already scored; Run again continues where it stopped.")
+    if running:
+        bar = st.progress(0.0, text="starting")
+        report = run_eval(get_pool(), run.path, paths, evalset, gen, data_dir=settings.data_dir, batch_size=batch,
+                          max_image_pixels=settings.max_image_pixels,
+                          on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+        _job().finish(report)
+        st.rerun()  # redraw with Run enabled / Stop disabled and the fresh scores
+    stopped, timing, errors = report_lines(_job().report)
+    if stopped:
+        st.info(stopped)
+    if timing:
+        st.caption(timing)
+    for error in errors:
+        st.error(error)
+    scores = prepare_scores(run.path, paths, evalset, gen, settings.data_dir)
+    if not any(s.n for s in scores.values()):
+        st.info("No saved scores for these checkpoints and settings yet: press **Run eval set**.")
+        return
+    summary = summary_frame(scores, metrics)
+    st.plotly_chart(accuracy_figure(summary, metrics), key="cmp.eval.chart")
+    st.dataframe(summary_display(summary, metrics), hide_index=True, key="cmp.eval.summary")
+    c1, c2 = st.columns(2)
+    table_metric = c1.selectbox("Score shown per example", metrics, key="cmp.eval.table_metric",
+                                format_func=lambda m: get_metric(m).label)
+    mode = c2.radio("Examples", FILTERS, horizontal=True, key="cmp.eval.filter")
+    frame = filter_examples(example_frame(evalset, scores, table_metric), mode)
+    st.caption(f"{len(frame)} of {len(evalset.examples)} examples")
+    st.dataframe(examples_display(frame, table_metric), hide_index=True, key="cmp.eval.table",
+                 column_config={"image": st.column_config.ImageColumn("image", width="small")})
+    example_detail(evalset, scores, list(frame["id"]) if not frame.empty else [])
+    data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,
+                       checkpoints={c.name: checkpoint_metadata(c) for c in infos})
+    export_buttons(data, f"eval-{safe_name(run.name)}-{safe_name(evalset.name)}", "eval")
+
+
+def example_detail(evalset: EvalSet, scores: dict, ids: list[str]) -> None:
+    """One example's outputs side by side, diffed against a chosen reference checkpoint."""
+    if not ids:
+        return
+    with st.expander("Inspect one example"):
+        by_id = evalset.by_id()
+        c1, c2 = st.columns(2)
+        ex_id = c1.selectbox("Example", ids, key="cmp.eval.detail_id")
+        names = list(scores)
+        reference = c2.selectbox("Reference", names, index=len(names) - 1, key="cmp.eval.detail_ref")
+        ex = by_id[ex_id]
+        st.image(str(ex.image_path), width=128)
+        st.text(f"prompt: {ex.prompt}\nanswer: {ex.answer}")
+        rows = {name: {str(r["id"]): r for r in s.rows}.get(ex_id) for name, s in scores.items()}
+        ref_text = (rows.get(reference) or {}).get("output", "")
+        for column, (name, row) in zip(st.columns(len(rows)), rows.items(), strict=True):
+            with column:
+                st.html(f"<strong>{escape_text(name)}</strong>")
+                if row is None:
+                    st.caption("not scored yet")
+                    continue
+                text = str(row.get("output", ""))
+                st.html(plain_html(text) if name == reference else diff_html(ref_text, text))

@@ -1,0 +1,185 @@
+"""Timeline page: training curves with checkpoint markers; click a checkpoint to open it elsewhere.
+
+Parsing, smoothing, downsampling, figure building and selection mapping live in
+``dashboard.runs`` and ``dashboard.timeline``; this view arranges the widgets.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.formatting import fmt_bytes, markdown_safe
+from dashboard.paths import PathOutsideRoots
+from dashboard.runs.run import RunData, list_runs, run_signature
+from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
+from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, build_figure
+from dashboard.timeline.scores import saved_scores, score_series_names
+from dashboard.timeline.selection import OPEN_TARGETS, checkpoint_from_selection
+from dashboard.timeline.series import (
+    X_LABELS,
+    available_axes,
+    best_checkpoint,
+    default_metrics,
+    default_mode,
+    metric_groups,
+    plot_metrics,
+)
+from dashboard.ui import state, url_state
+from dashboard.ui.resources import get_run, get_settings
+from dashboard.ui.summaries_panel import render_text_panel
+
+K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
+K_CHART = "tl.chart"
+K_SIGNATURE = "tl.signature"  # the run's file signature the whole page was last drawn from
+def _load(path: str | Path) -> RunData | None:
+    try:
+        return get_run(path)
+    except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
+        st.error(f"Cannot open run {markdown_safe(Path(path).name)}: {markdown_safe(exc)}")
+        return None
+
+
+def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], bool, float]:
+    """Chart controls; keys are per run so switching runs never leaves stale options behind."""
+    metrics = plot_metrics(run)
+    k = f"tl.{zlib.crc32(str(run.path).encode()):08x}"
+    groups = metric_groups(metrics)
+    options = groups["train"] + groups["eval"] + [m for split, names in groups.items()
+                                                  if split not in ("train", "eval") for m in names]
+    split_of = {m: split for split, names in groups.items() for m in names}
+    c1, c2, c3 = st.columns([3, 1.2, 1.2])
+    from_url = url_state.arrival_value("metrics", url_state.decode_names(options), "metrics")
+    default = from_url if from_url is not None else [m for m in default_metrics(metrics, run.series) if m in options]
+    chosen = c1.multiselect("Metrics", options, default=default,
+                            format_func=lambda m: f"{split_of.get(m, '')} · {m}", key=f"{k}.metrics",
+                            help="Train and eval metrics (eval_* names) from trainer_state.json / TensorBoard.")
+    url_state.publish("metrics", ",".join(chosen))
+    axes = available_axes(metrics)
+    x_axis = c2.radio("X axis", axes, format_func=X_LABELS.get, horizontal=True, key=f"{k}.x_axis")
+    log_y = c3.toggle("Log scale (y)", key=f"{k}.log_y")
+    smoothing = c3.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key=f"{k}.smoothing",
+                          help="TensorBoard's debiased exponential moving average, for dense train curves; "
+                               "the logged values stay behind it and in the hover.")
+    smooth_sparse = c3.toggle("Smooth eval/sparse series too", key=f"{k}.smooth_sparse",
+                              help=f"Off: eval series and series with fewer than {SPARSE_POINTS} points are "
+                                   "drawn exactly as logged.")
+
+    with st.expander("Best checkpoint, overlays, saved scores, range", expanded=False):
+        b1, b2 = st.columns(2)
+        best_options = groups["eval"] + groups["train"]
+        default_best = "eval_loss" if "eval_loss" in best_options else (best_options[0] if best_options else None)
+        best_metric = b1.selectbox("Best by", best_options, index=best_options.index(default_best)
+                                   if default_best else None, key=f"{k}.best_metric")
+        mode = b2.radio("Mode", ["min", "max"], horizontal=True, key=f"{k}.best_mode.{best_metric}",
+                        index=0 if default_mode(best_metric or "loss") == "min" else 1)
+        root = Path(state.get(state.RUNS_ROOT) or run.path.parent)
+        others = [str(r.path) for r in list_runs(root) if r.path.resolve() != run.path.resolve()]
+        overlays = st.multiselect("Overlay runs (same metrics, colour per run)", others, key=f"{k}.overlays",
+                                  format_func=lambda p: Path(p).name)
+        scores, problem = saved_scores(run.path, get_settings().data_dir)
+        if problem:
+            st.warning(problem)
+        labels = score_series_names(scores)
+        score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels, default=labels,
+                                      key=f"{k}.scores", help="Complete results saved per checkpoint.")
+        steps = metrics["step"] if not metrics.empty else pd.Series([0])
+        lo, hi = int(steps.min()), int(steps.max())
+        step_range = None
+        if hi > lo:
+            picked = st.slider("Step range (zoom: full resolution when few points)", lo, hi, (lo, hi),
+                               key=f"{k}.range")
+            step_range = None if tuple(picked) == (lo, hi) else (int(picked[0]), int(picked[1]))
+        max_points = st.number_input("Max points per trace", 100, 20_000, DEFAULT_MAX_POINTS, 100,
+                                     key=f"{k}.max_points")
+        l1, l2 = st.columns(2)
+        live = l1.toggle("Live: auto-refresh", key="tl.live", help="Re-read changed files only, chart only.")
+        interval = l2.number_input("Every (s)", 2, 600, 10, key="tl.interval")
+    chart = ChartOptions(metrics=chosen, x_axis=x_axis, log_y=log_y, smoothing=smoothing, max_points=int(max_points),
+                         step_range=step_range, score_labels=score_labels, smooth_sparse=smooth_sparse)
+    return chart, best_metric, mode, overlays, live, float(interval)
+
+
+def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: str, overlays: list[str]) -> None:
+    if st.session_state.get(K_SIGNATURE) != run_signature(Path(run_path).resolve()):
+        # Live refresh found changed files: redraw the whole app, so the header's counts and the
+        # sidebar's checkpoint list update with the chart (a fragment rerun only redraws itself).
+        st.rerun()
+    run = _load(run_path)  # cached by run_signature: a live run re-reads only changed files
+    if run is None:
+        return
+    panel = st.container()  # the selection panel goes above the chart, next to where the user clicked
+    others = [r for r in (_load(p) for p in overlays) if r is not None]
+    scores, _ = saved_scores(run.path, get_settings().data_dir)
+    best = best_checkpoint(run, best_metric, mode) if best_metric else None  # type: ignore[arg-type]
+    if best is not None:
+        st.markdown(f"**Best checkpoint:** {markdown_safe(best.explanation)}")
+        if run.state and run.state.best_checkpoint_name and best.checkpoint \
+                and run.state.best_checkpoint_name != best.checkpoint.name:
+            st.caption(f"The trainer's own best_model_checkpoint is {markdown_safe(run.state.best_checkpoint_name)} "
+                       f"(its metric_for_best_model may differ).")
+    if not chart.metrics and not chart.score_labels:
+        st.info("Pick at least one metric to plot.")
+    else:
+        fig, stats = build_figure(run, chart, overlays=others, scores=scores, best=best)
+        missing = [o.name for o in others if chart.x_axis != "step" and o.metrics[chart.x_axis].isna().all()]
+        if missing:
+            st.caption(f"Not drawn on this axis (no {X_LABELS[chart.x_axis].lower()} in their logs): "
+                       + markdown_safe(", ".join(missing)))
+        event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=K_CHART, width="stretch")
+        st.caption(f"{len(stats.points)} traces, at most {stats.max_points_per_trace} points each "
+                   f"(from up to {max(stats.source_points.values(), default=0):,} logged). "
+                   "Click a checkpoint marker (◆) to select it.")
+        picked = checkpoint_from_selection(event, run, chart.x_axis)
+        if picked is not None:
+            state.put(K_SELECTED, str(picked.path))
+    with panel:
+        _selected_panel(run)
+
+
+def _selected_panel(run: RunData) -> None:
+    chosen = state.get(K_SELECTED)
+    ckpt = run.checkpoint(chosen) if chosen else None
+    if ckpt is None:
+        return
+    with st.container(border=True):
+        saved = ckpt.modified.strftime("%Y-%m-%d %H:%M:%S UTC")
+        st.markdown(f"**Selected: {markdown_safe(ckpt.name)}** · step {ckpt.step} · {fmt_bytes(ckpt.size_bytes)} · "
+                    f"{ckpt.weight_format}{' (PEFT adapter)' if ckpt.is_adapter else ''} · saved {saved}")
+        for problem in ckpt.problems:
+            st.caption(f"⚠ {markdown_safe(problem)}")
+        if not ckpt.loadable:
+            st.warning("This checkpoint cannot be loaded (see above); it can still be inspected here.")
+        cols = st.columns(len(OPEN_TARGETS))
+        for col, (label, page) in zip(cols, OPEN_TARGETS.items(), strict=True):
+            if col.button(f"Open in {label}", key=f"tl.open.{label}", disabled=not ckpt.loadable):
+                state.open_checkpoint_in(page, ckpt.path, run.path)
+
+
+def render_timeline() -> None:
+    st.title("Timeline")
+    run_path = state.selected_run()
+    if run_path is None:
+        st.info("Pick a run in the sidebar (or build the demo run on Home).")
+        return
+    signature = run_signature(Path(run_path).resolve())  # taken before loading: never newer than the data
+    run = _load(run_path)
+    if run is None:
+        return
+    st.session_state[K_SIGNATURE] = signature
+    st.caption(f"{markdown_safe(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
+               + (f" · from {markdown_safe(run.state_file.relative_to(run.path))}" if run.state_file else ""))
+    if run.problems:
+        with st.expander(f"{len(run.problems)} problem(s) reading this run", expanded=False):
+            st.text("\n".join(f"• {p}" for p in run.problems))
+    if run.metrics.empty:
+        st.warning("No metrics found in this run (no readable trainer_state.json log_history, no TensorBoard "
+                   "scalars). Checkpoints are listed in the sidebar.")
+    chart, best_metric, mode, overlays, live, interval = _controls(run)
+    fragment = st.fragment(run_every=interval if live else None)(_chart)
+    fragment(str(run.path), chart, best_metric, mode, overlays)
+    render_text_panel(run)
+

@@ -1,0 +1,80 @@
+"""Timeline: a click on the exact centre of every checkpoint marker, on every panel, selects it (100 %)."""
+
+from __future__ import annotations
+
+from tests.browser.browser_kit import goto, open_page, settle, shot
+
+ALL_MARKERS_JS = """() => {
+    // Screen centre of every checkpoint marker of every panel (traces named "checkpoints").
+    const out = [];
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        (gd._fullData || []).forEach((trace, t) => {
+            if (trace.name !== 'checkpoints') return;
+            const group = gd.querySelector('.trace' + trace.uid);
+            if (!group) return;
+            [...group.querySelectorAll('path.point')].forEach((p, k) => {
+                const r = p.getBoundingClientRect();
+                out.push({panel: t, k: k, x: r.x + r.width / 2, y: r.y + r.height / 2,
+                          name: trace.customdata[k][0]});
+            });
+        });
+    }
+    return out;
+}"""
+
+SCROLL_TO_JS = """([panel, name]) => {
+    // Bring one marker to the middle of the viewport (the chart is taller than the window).
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        const trace = (gd._fullData || [])[panel];
+        if (!trace || trace.name !== 'checkpoints') continue;
+        const k = trace.customdata.findIndex(c => c[0] === name);
+        const point = gd.querySelectorAll('.trace' + trace.uid + ' path.point')[k];
+        if (point) { point.scrollIntoView({block: 'center'}); return true; }
+    }
+    return false;
+}"""
+
+SELECTED_JS = """(name) => [...document.querySelectorAll('[data-testid="stMarkdownContainer"] strong')]
+    .some(e => e.innerText.trim() === 'Selected: ' + name)"""
+
+
+def test_every_marker_centre_selects_its_checkpoint(page, server, artifacts_dir):
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    goto(page, server)
+    open_page(page, "Timeline")
+    page.wait_for_selector(".js-plotly-plot .scatterlayer path.point")
+    settle(page)
+    markers = page.evaluate(ALL_MARKERS_JS)
+    panels = sorted({m["panel"] for m in markers})
+    names = sorted({m["name"] for m in markers}, key=lambda n: int(n.split("-")[1]))
+    assert len(panels) >= 2 and len(names) >= 3, markers
+    clicks, misses = 0, []
+    previous = None
+
+    def click(panel: int, name: str) -> None:
+        nonlocal clicks, previous
+        assert page.evaluate(SCROLL_TO_JS, [panel, name])
+        marker = next(m for m in page.evaluate(ALL_MARKERS_JS) if m["panel"] == panel and m["name"] == name)
+        assert 0 <= marker["y"] <= page.viewport_size["height"], marker
+        page.mouse.move(marker["x"], marker["y"])
+        page.mouse.click(marker["x"], marker["y"])  # the exact centre, no offset
+        clicks += 1
+        try:
+            page.wait_for_function(SELECTED_JS, arg=name, timeout=15_000)
+            previous = name
+        except Exception:  # a miss is counted and reported, never retried
+            misses.append((panel, name))
+        settle(page)
+
+    for panel in panels:
+        for name in names:
+            if name == previous:  # already shown as selected: aim elsewhere first, so the test can see a change
+                click(panel, next(n for n in names if n != name))
+            click(panel, name)
+    shot(page, artifacts_dir, "timeline-marker-clicks")
+    assert not misses, f"{clicks - len(misses)} of {clicks} clicks selected their checkpoint; missed {misses}"
+    assert clicks >= len(panels) * len(names)
+    # The selection panel is above the chart (next to where the user clicked), not below it.
+    panel_box = page.get_by_text("Selected: ").first.bounding_box()
+    chart_box = page.locator(".js-plotly-plot").first.bounding_box()
+    assert panel_box["y"] < chart_box["y"], (panel_box, chart_box)

@@ -1,0 +1,35 @@
+"""The Comparison page's Run/Stop machine, without Streamlit."""
+
+from __future__ import annotations
+
+from dashboard.compare.eval_job import EvalJobState, report_lines
+from dashboard.compare.runner import EvalRun
+
+
+def test_run_then_finish_reports_what_was_done() -> None:
+    store: dict = {}
+    job = EvalJobState(store)
+    assert not job.is_running(("run", "set"))
+    job.start(("run", "set"))
+    assert job.is_running(("run", "set"))
+    assert not job.is_running(("run", "other set"))  # any change in what defines the job: not this job
+    assert job.report is None
+    job.finish(EvalRun(scores={}, computed=3, reused=2, load_s=0.5, generation_s=1.25, errors={"ckpt-1": "boom"}))
+    assert not job.is_running(("run", "set"))
+    stopped, timing, errors = report_lines(job.report)
+    assert stopped is None
+    assert timing == "Generated 3 answers (reused 2 saved) · load 500 ms · generation 1.25 s"
+    assert errors == ["ckpt-1: boom"]
+
+
+def test_stop_leaves_a_stopped_note_and_a_new_start_clears_it() -> None:
+    store: dict = {}
+    job = EvalJobState(store)
+    job.start("a")
+    job.stop()
+    assert not job.is_running("a")
+    stopped, timing, errors = report_lines(job.report)
+    assert stopped and "Stopped" in stopped and timing is None and errors == []
+    job.start("a")
+    assert job.report is None
+    assert report_lines(None) == (None, None, [])
