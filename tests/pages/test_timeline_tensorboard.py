@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from torch.utils.tensorboard import SummaryWriter
 
+from dashboard.timeline.figure import CURVE_MODE
 from dashboard.ui import state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def test_add_scalars_run_draws_two_separate_exact_curves(tb_root: Path) -> None:
     assert "hparam/accuracy" not in metrics.options and not any("hparam" in o for o in metrics.options)
     next(s for s in at.slider if s.label == "Smoothing").set_value(0.0).run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    curves = {t["name"]: t for t in spec["data"] if t.get("mode") == "lines"}
+    curves = {t["name"]: t for t in spec["data"] if t.get("mode") == CURVE_MODE}
     assert set(curves) == {"loss/train", "loss/val"}
     for name, k in (("loss/train", 0), ("loss/val", 1)):
         assert _decode(curves[name]["x"]) == list(range(N))
