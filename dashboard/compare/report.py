@@ -10,6 +10,7 @@ Comparison page draws its tables from the same objects, so the numbers cannot dr
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ def paired(a: CheckpointScores, b: CheckpointScores, metric: str, *, seed: int =
 
 def default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     """Each checkpoint against the next, plus first against last (when that is not already a pair)."""
-    pairs = list(zip(names, names[1:], strict=False))
+    pairs = list(itertools.pairwise(names))
     if len(names) > 2:
         pairs.append((names[0], names[-1]))
     return pairs
