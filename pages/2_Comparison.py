@@ -16,6 +16,7 @@ from dashboard.compare.export import (
     checkpoint_metadata,
     eval_export,
     single_export,
+    summary_csv_bytes,
     to_csv_bytes,
     to_json_bytes,
 )
@@ -29,6 +30,7 @@ from dashboard.compare.runner import (
     settings_dict,
 )
 from dashboard.compare.selection import MAX_CHECKPOINTS, MIN_CHECKPOINTS, default_checkpoints, merge_selection
+from dashboard.compare.sweep import default_backend
 from dashboard.compare.tables import (
     FILTERS,
     accuracy_figure,
@@ -47,6 +49,7 @@ from dashboard.metrics import default_metrics, get_metric
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.run import RunData, RunNotFoundError
 from dashboard.ui import state
+from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
 from dashboard.ui.image_input import PickedImage, eval_set_for, pick_image, picked_from_bytes
 from dashboard.ui.resources import get_history, get_pool, get_run, get_settings
 from dashboard.ui.widgets import generation_settings_form
@@ -269,13 +272,17 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
               help="Keeps every chunk already scored; Run again continues where it stopped.")
     if running:
         bar = st.progress(0.0, text="starting")
-        report = run_eval(get_pool(), run.path, paths, evalset, gen, data_dir=settings.data_dir, batch_size=batch,
-                          max_image_pixels=settings.max_image_pixels,
-                          on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+        backend = default_backend(get_pool, allow_pickle=settings.allow_pickle,
+                                  trust_remote_code=settings.trust_remote_code)
+        report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir, batch_size=batch,
+                          max_image_pixels=settings.max_image_pixels, backend=backend,
+                          on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
+                                                                   text=f"{d}/{t} · {backend.name} · {m}"))
         st.session_state[K_JOB] = None
         st.session_state[K_REPORT] = {"stopped": report.stopped, "computed": report.computed,
                                       "reused": report.reused, "load_s": report.load_s,
-                                      "generation_s": report.generation_s, "errors": report.errors}
+                                      "generation_s": report.generation_s, "errors": report.errors,
+                                      "retries": report.retries, "backend": report.backend}
         st.rerun()  # redraw with Run enabled / Stop disabled and the fresh scores
     report = st.session_state.get(K_REPORT)
     if report:
@@ -284,8 +291,11 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
         if "computed" in report:
             st.caption(f"Generated {report['computed']} answers (reused {report['reused']} saved) · "
                        f"load {fmt_seconds(report['load_s'])} · generation {fmt_seconds(report['generation_s'])}")
+        for name, count in report.get("retries", {}).items():
+            if name not in report.get("errors", {}):
+                st.warning(f"{name}: its worker died and was restarted {count} time(s); results are complete.")
         for name, error in report.get("errors", {}).items():
-            st.error(f"{name}: {error}")
+            st.error(f"{name} failed: {error} — its rows scored so far are kept; press Run to retry.")
     scores = prepare_scores(run.path, paths, evalset, gen, settings.data_dir)
     if not any(s.n for s in scores.values()):
         st.info("No saved scores for these checkpoints and settings yet: press **Run eval set**.")
@@ -302,9 +312,16 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
     st.dataframe(examples_display(frame, table_metric), hide_index=True, key="cmp.eval.table",
                  column_config={"image": st.column_config.ImageColumn("image", width="small")})
     example_detail(evalset, scores, list(frame["id"]) if not frame.empty else [])
+    group_by = uncertainty_section(evalset, scores, metrics)
+    paired_section(scores, metrics)
+    regression_section(evalset, scores, metrics)
     data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,
-                       checkpoints={c.name: checkpoint_metadata(c) for c in infos})
+                       checkpoints={c.name: checkpoint_metadata(c) for c in infos}, run=str(run.path),
+                       group_by=group_by)
     export_buttons(data, f"eval-{safe_name(run.name)}-{safe_name(evalset.name)}", "eval")
+    st.download_button("Download summary CSV (CIs, per group, provenance)", summary_csv_bytes(data),
+                       f"eval-summary-{safe_name(run.name)}-{safe_name(evalset.name)}.csv", "text/csv",
+                       key="cmp.dl.eval.summary", on_click="ignore")
 
 
 def example_detail(evalset: EvalSet, scores: dict, ids: list[str]) -> None:

@@ -126,3 +126,32 @@ def eval_report(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, set
                         for n in names],
         "paired": [paired(scores[a], scores[b], m, seed=seed).as_dict() for a, b in chosen_pairs for m in metrics],
     }
+
+
+def summary_table(summaries: Sequence[CheckpointSummary], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows for the page / CSV: one per checkpoint, each metric as value, CI bounds and n."""
+    rows = []
+    for s in summaries:
+        row: dict[str, Any] = {"checkpoint": s.checkpoint, "step": s.step, "n": s.n, "complete": s.complete}
+        for m in metrics:
+            est = s.metrics[m]
+            row.update({m: est.value, f"{m} ci95 low": est.ci95[0], f"{m} ci95 high": est.ci95[1]})
+        rows.append(row)
+    return rows
+
+
+def group_table(summaries: Sequence[CheckpointSummary], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows per (group, checkpoint): each metric's value, CI bounds and n within the group."""
+    rows = []
+    groups = sorted({g for s in summaries for g in s.by_group})
+    for g in groups:
+        for s in summaries:
+            per = s.by_group.get(g)
+            if per is None:
+                continue
+            row: dict[str, Any] = {"group": g, "checkpoint": s.checkpoint, "n": next(iter(per.values())).n}
+            for m in metrics:
+                est = per[m]
+                row.update({m: est.value, f"{m} ci95 low": est.ci95[0], f"{m} ci95 high": est.ci95[1]})
+            rows.append(row)
+    return rows
