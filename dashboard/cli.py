@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     ev = sub.add_parser("eval", help="score a run's checkpoints on an eval set (CIs, per task, paired tests)",
-                        description=cmd_eval.__doc__ + " Progress on stderr; exit 0 done, 2 bad input, 1 failure.")
+                        description=(cmd_eval.__doc__ or "")
+                        + " Progress on stderr; exit 0 done, 2 bad input, 1 failure.")
     ev.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders)")
     ev.add_argument("--checkpoints", help="comma-separated names or steps (default: every loadable checkpoint)")
     ev.add_argument("--eval", help="eval set JSONL/CSV (default: the first file in <run>/eval/)")

@@ -62,7 +62,8 @@ class CheckpointWorker:
 
         t0 = time.perf_counter()
         device = resolve_device("cuda" if ray.get_gpu_ids() else "cpu")
-        self._loaded = load_checkpoint(self.checkpoint, device, **self.load_options)
+        self._loaded = load_checkpoint(self.checkpoint, device, allow_pickle=self.load_options["allow_pickle"],
+                                       trust_remote_code=self.load_options["trust_remote_code"])
         return time.perf_counter() - t0
 
     def run_batch(self, ids: list[str]) -> tuple[list[dict[str, Any]], float]:

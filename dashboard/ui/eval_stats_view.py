@@ -69,7 +69,7 @@ def paired_section(scores: Mapping[str, CheckpointScores], metrics: Sequence[str
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp.eval.paired_table",
                  column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
     first = rows[0]
-    st.markdown(f"**{escape_text(first['metric'])}: {escape_text(first['verdict'])}**")
+    st.markdown(f"**{escape_text(str(first['metric']))}: {escape_text(str(first['verdict']))}**")
 
 
 def _change_card(change: Change, earlier: str, later: str) -> None:
