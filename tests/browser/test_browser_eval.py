@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,20 +69,22 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
     if not ray_bin.exists() or shutil.which(str(ray_bin)) is None:
         pytest.skip("ray is not installed (requirements-dev.txt pins it)")
     log = (tmp_path / "ray-head.log").open("w")
+    temp_dir = tempfile.mkdtemp(prefix="vray-", dir="/tmp")  # Ray's socket paths must stay < 108 bytes
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--num-cpus", "2", "--port", "0",
                              "--include-dashboard", "false", "--disable-usage-stats",
-                             "--temp-dir", str(tmp_path / "ray")], stdout=log, stderr=subprocess.STDOUT,
+                             "--temp-dir", temp_dir], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 120
     address = None
-    while time.monotonic() < deadline and address is None:
+    while time.monotonic() < deadline and address is None and head.poll() is None:
         text = (tmp_path / "ray-head.log").read_text()
         for line in text.splitlines():
             if "--address=" in line:
                 address = line.split("--address=")[1].split()[0].strip("'\"")
         time.sleep(0.5)
     if address is None:
-        os.killpg(head.pid, signal.SIGTERM)
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)
         pytest.fail("ray head did not start: " + (tmp_path / "ray-head.log").read_text()[-2000:])
     yield address
     os.killpg(head.pid, signal.SIGTERM)  # the head's own process group: only what this fixture started
@@ -90,6 +93,7 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
     log.close()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_eval_sweep_through_ray_shows_progress(browser, ray_head, demo_runs_root, tmp_path_factory, artifacts_dir):

@@ -100,3 +100,28 @@ def test_find_regressions_right_to_wrong_and_back() -> None:
     assert first.as_dict()["later_diff"] == "[-red-] {+blue+}"
     f1 = find_regressions(ev, early, late, metric="token_f1")
     assert [c.example.id for c in f1.broke] == ["0", "1"] and f1.broke[0].delta == pytest.approx(-0.75)
+
+
+def test_eval_export_carries_cis_groups_paired_and_provenance() -> None:
+    import csv
+    import io
+
+    from dashboard.compare.export import eval_export, summary_csv_bytes
+
+    ev = _evalset()
+    scores = {"checkpoint-1": _scores("checkpoint-1", {0, 1}), "checkpoint-2": _scores("checkpoint-2", set(range(15)))}
+    data = eval_export(ev, scores, metrics=["exact_match"], settings={"max_new_tokens": 4}, run="/runs/toy")
+    assert data["summary"][0]["exact_match_ci95"][0] <= 0.1 <= data["summary"][0]["exact_match_ci95"][1]
+    assert data["provenance"] == {"run": "/runs/toy", "eval_set_sha256": evalset_sha256(ev),
+                                  "checkpoints": [{"name": "checkpoint-1", "step": 1},
+                                                  {"name": "checkpoint-2", "step": 2}],
+                                  "settings": {"max_new_tokens": 4}, "group_by": "task"}
+    assert {r["group"] for r in data["by_group"]} == {"colour", "shape"}
+    assert data["paired"][0]["b_only"] == 13
+    assert [c["id"] for c in data["regressions"]["fixed"]][:2] == ["2", "3"]
+    rows = list(csv.DictReader(io.StringIO(summary_csv_bytes(data).decode())))
+    assert len(rows) == 2 + 4  # two overall rows, two groups × two checkpoints
+    overall = rows[0]
+    assert (overall["checkpoint"], overall["group"], overall["metric"]) == ("checkpoint-1", "(all)", "exact_match")
+    assert float(overall["ci95_low"]) <= float(overall["value"]) <= float(overall["ci95_high"])
+    assert overall["eval_set_sha256"] == evalset_sha256(ev) and overall["run"] == "/runs/toy"
