@@ -20,6 +20,7 @@ Imported only when ``VLMLAB_RAY_ADDRESS`` is set (see :func:`dashboard.compare.s
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -95,11 +96,25 @@ class _Lane:
     done: bool = False
 
 
+def _use_token_auth_when_a_token_exists() -> None:
+    """A driver joining an existing cluster sends Ray's auth token only with ``RAY_AUTH_MODE=token``.
+
+    Clusters started by Ray 2.60 require the token by default; if one is available (the
+    variable, a token path, or ``~/.ray/auth_token``) and the mode is unset, turn it on.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def connect(address: str) -> Any:
     """``ray.init`` once per process (reusing a connection the caller already made)."""
     import ray
 
     if not ray.is_initialized():
+        _use_token_auth_when_a_token_exists()
         runtime_env: dict[str, Any] = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
         if address.startswith("ray://"):  # a remote cluster cannot see this checkout: ship the package
             runtime_env["py_modules"] = [str(_PACKAGE_DIR)]
