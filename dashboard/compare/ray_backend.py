@@ -111,10 +111,10 @@ def _use_token_auth_when_a_token_exists() -> None:
 
 def connect(address: str) -> Any:
     """``ray.init`` once per process (reusing a connection the caller already made)."""
+    _use_token_auth_when_a_token_exists()  # before importing ray: its C++ config reads the mode once
     import ray
 
     if not ray.is_initialized():
-        _use_token_auth_when_a_token_exists()
         runtime_env: dict[str, Any] = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
         if address.startswith("ray://"):  # a remote cluster cannot see this checkout: ship the package
             runtime_env["py_modules"] = [str(_PACKAGE_DIR)]
@@ -148,7 +148,14 @@ class RayBackend:
                  for job in jobs if job.examples]
         if not lanes:
             return outcome
-        ray = connect(self.address)
+        try:
+            ray = connect(self.address)
+        except Exception as exc:  # unreachable cluster, bad token: every checkpoint says why
+            reason = f"Ray cluster at {self.address} unavailable: {error_text(exc).splitlines()[0]}"
+            for lane in lanes:
+                outcome.errors[lane.job.name] = reason
+                on_status(lane.job.name, f"failed: {reason}")
+            return outcome
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
         died = (RayActorError, ActorDiedError, ActorUnavailableError)
