@@ -17,9 +17,9 @@ from typing import Any, TextIO
 
 from dashboard.compare.report import eval_report
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
-from dashboard.compare.scoring import METRICS
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
 from dashboard.generation import GenerationSettings
+from dashboard.metrics import default_metrics
 
 
 class BadInput(ValueError):
@@ -111,7 +111,7 @@ def evaluate(request: EvalRequest, progress: TextIO = sys.stderr) -> dict[str, A
     if outcome.errors:
         raise RuntimeError("; ".join(f"{name}: {error}" for name, error in outcome.errors.items()))
     scores = prepare_scores(run_dir, checkpoints, evalset, gen, settings.data_dir)
-    report = eval_report(evalset, scores, settings=settings_dict(gen), metrics=list(METRICS),
+    report = eval_report(evalset, scores, settings=settings_dict(gen), metrics=list(default_metrics()),
                          group_by=request.group_by)
     report["settings"]["backend"] = backend.name
     return report

@@ -20,7 +20,7 @@ from dashboard.compare.results import CheckpointScores
 from dashboard.compare.stats import DEFAULT_SEED, Estimate, PairedResult, bootstrap_ci, compare_paired
 from dashboard.evalset import EvalExample, EvalSet
 
-BINARY_METRICS = frozenset({"exact_match", "contains"})
+BINARY_METRICS = frozenset({"exact_match", "contains", "first_word_match"})
 """Right/wrong metrics (tested with McNemar); the others get a paired bootstrap."""
 NO_GROUP = "(none)"
 MAX_GROUPS = 50

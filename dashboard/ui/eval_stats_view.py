@@ -16,17 +16,22 @@ from dashboard.compare.diff import diff_html, escape_text
 from dashboard.compare.regressions import Change, find_regressions
 from dashboard.compare.report import categorical_columns, group_table, paired, summarize, summary_table
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.scoring import METRIC_LABELS
 from dashboard.compare.stats import format_p
 from dashboard.evalset import EvalSet
+from dashboard.metrics import registered
 
 MAX_SHOWN = 20
+
+
+def _label(metric: str) -> str:
+    known = registered().get(metric)
+    return known.label if known is not None else metric
 
 
 def _percent_columns(metrics: Sequence[str]) -> dict[str, object]:
     config: dict[str, object] = {}
     for m in metrics:
-        label = METRIC_LABELS.get(m, m)
+        label = _label(m)
         config[m] = st.column_config.NumberColumn(label, format="percent")
         config[f"{m} ci95 low"] = st.column_config.NumberColumn(f"{label} 95% CI low", format="percent")
         config[f"{m} ci95 high"] = st.column_config.NumberColumn(f"{label} 95% CI high", format="percent")
@@ -64,7 +69,7 @@ def paired_section(scores: Mapping[str, CheckpointScores], metrics: Sequence[str
     rows = []
     for m in metrics:
         r = paired(scores[a], scores[b], m)
-        rows.append({"metric": METRIC_LABELS.get(m, m), "n (both scored)": r.n, "only A better": r.a_only,
+        rows.append({"metric": _label(m), "n (both scored)": r.n, "only A better": r.a_only,
                      "only B better": r.b_only, "test": r.test, "p-value": r.p_value, "verdict": r.verdict})
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp.eval.paired_table",
                  column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
@@ -94,7 +99,7 @@ def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
     c1, c2, c3 = st.columns(3)
     earlier = c1.selectbox("Earlier", names, index=0, key="cmp.eval.reg_earlier")
     later = c2.selectbox("Later", names, index=len(names) - 1, key="cmp.eval.reg_later")
-    metric = c3.selectbox("Metric", metrics, key="cmp.eval.reg_metric", format_func=lambda m: METRIC_LABELS.get(m, m))
+    metric = c3.selectbox("Metric", metrics, key="cmp.eval.reg_metric", format_func=lambda m: _label(m))
     if earlier == later:
         st.info("Pick two different checkpoints.")
         return
