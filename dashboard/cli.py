@@ -39,6 +39,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score checkpoints of a run on an eval set: values, 95 % CIs, per-task table, paired tests."""
+    from dashboard.compare.headless import BadInput, evaluate, request_from_args, write_outputs
+
+    try:
+        report = evaluate(request_from_args(args))
+        write_outputs(report, as_json=args.json, out=args.out)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # model/worker failure: say what, exit 1 (a CI job must see it failed)
+        print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="VLM checkpoint lab tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -52,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true",
                       help="delete --out's contents even if it is not a previous demo run")
     demo.set_defaults(func=cmd_demo)
+
+    ev = sub.add_parser("eval", help="score a run's checkpoints on an eval set (CIs, per task, paired tests)",
+                        description=(cmd_eval.__doc__ or "")
+                        + " Progress on stderr; exit 0 done, 2 bad input, 1 failure.")
+    ev.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders)")
+    ev.add_argument("--checkpoints", help="comma-separated names or steps (default: every loadable checkpoint)")
+    ev.add_argument("--eval", help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
+    ev.add_argument("--limit", type=int, help="only the first N examples")
+    ev.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    ev.add_argument("--out", help="also write the JSON report to this file")
+    ev.add_argument("--batch-size", type=int, default=8, help="examples per generate batch (default 8)")
+    ev.add_argument("--max-new-tokens", type=int, default=16, help="greedy decoding budget (default 16)")
+    ev.add_argument("--group-by", default="task", help="categorical column for the breakdown (default task)")
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

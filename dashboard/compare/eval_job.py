@@ -41,7 +41,8 @@ class EvalJobState:
         self._store[self._job_key] = None
         self._store[self._report_key] = {"stopped": run.stopped, "computed": run.computed, "reused": run.reused,
                                          "load_s": run.load_s, "generation_s": run.generation_s,
-                                         "errors": dict(run.errors)}
+                                         "errors": dict(run.errors), "retries": dict(run.retries),
+                                         "backend": run.backend}
 
     @property
     def report(self) -> dict[str, Any] | None:
@@ -49,7 +50,7 @@ class EvalJobState:
 
 
 def report_lines(report: dict[str, Any] | None) -> tuple[str | None, str | None, list[str]]:
-    """(stopped note, timing line, errors) to show for the last job's report."""
+    """(stopped note, timing line, problems: restarted workers, then failed checkpoints) for the last report."""
     if not report:
         return None, None, []
     stopped = ("Stopped. Scored examples were saved; press Run to continue with the rest."
@@ -57,4 +58,9 @@ def report_lines(report: dict[str, Any] | None) -> tuple[str | None, str | None,
     timing = (f"Generated {report['computed']} answers (reused {report['reused']} saved) · "
               f"load {fmt_seconds(report['load_s'])} · generation {fmt_seconds(report['generation_s'])}"
               if "computed" in report else None)
-    return stopped, timing, [f"{name}: {error}" for name, error in report.get("errors", {}).items()]
+    errors = report.get("errors", {})
+    lines = [f"{name}: its worker died and was restarted {count} time(s); results are complete."
+             for name, count in report.get("retries", {}).items() if name not in errors]
+    lines += [f"{name} failed: {error} — its rows scored so far are kept; press Run to retry."
+              for name, error in errors.items()]
+    return stopped, timing, lines

@@ -66,8 +66,14 @@ def single_export(outputs: Sequence[SingleOutput], *, reference: str, prompt: st
 
 def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, metrics: Sequence[str],
                 settings: Mapping[str, Any], reference: str | None = None,
-                checkpoints: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """An eval-set comparison: per-checkpoint means and per-example outputs/scores/diffs."""
+                checkpoints: Mapping[str, Mapping[str, Any]] | None = None, run: str | None = None,
+                group_by: str | None = "task") -> dict[str, Any]:
+    """An eval-set comparison: per-checkpoint means with 95 % CIs, the per-task table, paired
+    tests, provenance (run, checkpoints, steps, settings, eval-set hash) and per-example rows."""
+    from dashboard.compare.report import eval_report, group_table, summarize
+
+    report = eval_report(evalset, scores, settings=settings, metrics=metrics, group_by=group_by)
+    summaries = [summarize(evalset, s, metrics, group_by=group_by) for s in scores.values()]
     by_ckpt = {name: {str(r["id"]): r for r in s.rows} for name, s in scores.items()}
     examples = []
     for ex in evalset.examples:
@@ -94,9 +100,53 @@ def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, met
         "checkpoints": [dict((checkpoints or {}).get(name) or {"name": name, "step": s.step}) for name, s in
                         scores.items()],
         "summary": [{"checkpoint": name, "step": s.step, "n": s.n, "complete": s.complete,
-                     **{m: s.metrics.get(m) for m in metrics}} for name, s in scores.items()],
+                     **{m: s.metrics.get(m) for m in metrics},
+                     **{f"{m}_ci95": ck["metrics"][m]["ci95"] for m in metrics}}
+                    for (name, s), ck in zip(scores.items(), report["checkpoints"], strict=True)],
+        "provenance": {"run": run, "eval_set_sha256": report["eval_set"]["sha256"],
+                       "checkpoints": [{"name": n, "step": s.step} for n, s in scores.items()],
+                       "settings": dict(settings), "group_by": group_by},
+        "by_group": group_table(summaries, metrics),
+        "paired": report["paired"],
+        "regressions": _first_to_last_regressions(evalset, scores, metrics),
         "examples": examples,
     }
+
+
+def summary_csv_bytes(data: Mapping[str, Any]) -> bytes:
+    """CSV of an :func:`eval_export`'s statistics: one row per (checkpoint or group, metric),
+    with value, 95 % CI and n, and the provenance repeated on every row so a copied file keeps it."""
+    prov = data["provenance"]
+    common = {"run": prov["run"], "eval_set": data["eval_set"]["name"], "eval_set_sha256": prov["eval_set_sha256"],
+              "settings": json.dumps(prov["settings"], sort_keys=True)}
+    rows: list[dict[str, Any]] = []
+    for item in data["summary"]:
+        for m in data["metrics"]:
+            lo, hi = item[f"{m}_ci95"]
+            rows.append({"checkpoint": item["checkpoint"], "step": item["step"], "group": "(all)", "metric": m,
+                         "value": item[m], "ci95_low": lo, "ci95_high": hi, "n": item["n"], **common})
+    steps = {c["name"]: c["step"] for c in prov["checkpoints"]}
+    for item in data["by_group"]:
+        for m in data["metrics"]:
+            rows.append({"checkpoint": item["checkpoint"], "step": steps.get(item["checkpoint"]),
+                         "group": item["group"], "metric": m, "value": item[m], "ci95_low": item[f"{m} ci95 low"],
+                         "ci95_high": item[f"{m} ci95 high"], "n": item["n"], **common})
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _first_to_last_regressions(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
+                               metrics: Sequence[str]) -> dict[str, Any] | None:
+    from dashboard.compare.regressions import find_regressions
+
+    names = [n for n, s in scores.items() if s.n]
+    if len(names) < 2 or not metrics:
+        return None
+    return find_regressions(evalset, scores[names[0]], scores[names[-1]], metrics[0]).as_dict()
 
 
 def to_json_bytes(data: Mapping[str, Any]) -> bytes:

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 RESULTS_DIRNAME = "eval_results"
 SCHEMA_VERSION = 1
-SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "metric", "value"]
+SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "metric", "value", "ci95_low", "ci95_high"]
 _STEP = re.compile(r"checkpoint-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -195,16 +195,24 @@ def iter_saved(run_dir: Path, data_dir: Path | None = None) -> Iterable[Checkpoi
 def load_saved_scores(run_dir: Path, data_dir: Path | None = None) -> pd.DataFrame:
     """Long table of saved, complete eval results for the Timeline page.
 
-    Columns: ``step`` (nullable Int64), ``checkpoint``, ``eval_set``, ``metric``, ``value``;
+    Columns: ``step`` (nullable Int64), ``checkpoint``, ``eval_set``, ``metric``, ``value`` and
+    its 95 % bootstrap interval ``ci95_low`` / ``ci95_high`` (the Comparison page's numbers);
     partial results (stopped runs) are left out so a curve never mixes subsets.
     """
-    records = [
-        {"step": s.step if s.step is not None else checkpoint_step(s.checkpoint), "checkpoint": s.checkpoint,
-         "eval_set": s.eval_set, "metric": metric, "value": value}
-        for s in iter_saved(run_dir, data_dir) if s.complete
-        for metric, value in s.metrics.items()
-    ]
+    from dashboard.compare.stats import bootstrap_ci
+
+    records = []
+    for s in iter_saved(run_dir, data_dir):
+        if not s.complete:
+            continue
+        for metric, value in s.metrics.items():
+            lo, hi = bootstrap_ci([float(r["scores"][metric]) for r in s.rows
+                                   if metric in (r.get("scores") or {})]).ci95
+            records.append({"step": s.step if s.step is not None else checkpoint_step(s.checkpoint),
+                            "checkpoint": s.checkpoint, "eval_set": s.eval_set, "metric": metric, "value": value,
+                            "ci95_low": lo, "ci95_high": hi})
     frame = pd.DataFrame.from_records(records, columns=SCORE_COLUMNS)
     frame["step"] = frame["step"].astype("Int64")
-    frame["value"] = frame["value"].astype(float)
+    for column in ("value", "ci95_low", "ci95_high"):
+        frame[column] = frame[column].astype(float)
     return frame.sort_values(["eval_set", "metric", "step", "checkpoint"], ignore_index=True)

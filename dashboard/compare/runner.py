@@ -25,8 +25,8 @@ from dashboard.compare.results import (
     load_scores,
     save_scores,
 )
+from dashboard.compare.sweep import LocalBackend, SweepBackend, SweepJob, error_text
 from dashboard.evalset import EvalExample, EvalSet
-from dashboard.metrics import score
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +82,6 @@ def cache_key(checkpoint: str | Path, image_digest: str, prompt: str, settings: 
     return (str(path), checkpoint_signature(path), image_digest, prompt, settings.key())
 
 
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Image.Image, prompt: str,
                    settings: GenerationSettings, cache: MutableMapping[CacheKey, SingleOutput], *,
                    image_digest: str, on_progress: Progress = _no_progress,
@@ -115,7 +111,7 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
                     result = generate(loaded, image, prompt, settings)
         except Exception as exc:  # one bad checkpoint must not lose the others' outputs
             logger.warning("comparison: %s failed", path.name, exc_info=True)
-            out.error = _error_text(exc)
+            out.error = error_text(exc)
         else:
             _fill(out, result)
             cache[key] = out
@@ -148,6 +144,8 @@ class EvalRun:
     generation_s: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
     saved_to: dict[str, Path] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    backend: str = "local"
 
 
 def settings_dict(settings: GenerationSettings) -> dict[str, Any]:
@@ -185,117 +183,45 @@ def _row_still_valid(row: dict[str, Any], by_id: dict[str, EvalExample]) -> bool
     return ex is not None and row.get("prompt") == ex.prompt and row.get("image") == ex.image_path.name
 
 
-def run_eval(pool: ModelPool, run_dir: Path, checkpoints: Sequence[str | Path], evalset: EvalSet,
+def run_eval(pool: ModelPool | None, run_dir: Path, checkpoints: Sequence[str | Path], evalset: EvalSet,
              settings: GenerationSettings, *, data_dir: Path | None = None, batch_size: int = 8,
              max_image_pixels: int = 40_000_000, on_progress: Progress = _no_progress,
-             should_stop: Callable[[], bool] = _never) -> EvalRun:
-    """Score every checkpoint on every example not already scored, saving after each chunk.
+             should_stop: Callable[[], bool] = _never, backend: SweepBackend | None = None) -> EvalRun:
+    """Score every checkpoint on every example not already scored, saving after each batch.
 
-    Work is checkpoint-major (each model is acquired once) and batched with
-    ``generate_batch``; if a model cannot batch, that checkpoint falls back to one example
-    at a time. ``should_stop`` is checked between chunks; a stopped run keeps its rows.
+    The work goes to ``backend`` (default: :class:`~dashboard.compare.sweep.LocalBackend`
+    over ``pool``); rows come back batch by batch and are saved at once, so a stopped or
+    failed run keeps them and a later run only does the rest. A checkpoint's saved file only
+    ever grows: a batch adds rows, nothing removes any.
     """
+    if backend is None:
+        if pool is None:
+            raise ValueError("run_eval needs a pool or a backend")
+        backend = LocalBackend(pool)
     scores = prepare_scores(run_dir, checkpoints, evalset, settings, data_dir)
     report = EvalRun(scores=scores)
-    todo = {name: [ex for ex in evalset.examples if ex.id not in s.row_ids()] for name, s in scores.items()}
+    jobs = [SweepJob(Path(c), tuple(ex for ex in evalset.examples if ex.id not in scores[Path(c).name].row_ids()))
+            for c in checkpoints]
     report.reused = sum(s.n for s in scores.values())
-    total = sum(len(v) for v in todo.values())
-    done = 0
+    total = sum(len(j.examples) for j in jobs)
+    progress = {"done": 0}
     on_progress(0, total, "starting")
-    for ckpt in checkpoints:
-        path = Path(ckpt)
-        pending = todo[path.name]
-        if not pending:
-            continue
-        if should_stop():
-            report.stopped = True
-            break
-        on_progress(done, total, f"{path.name}: loading")
-        try:
-            t0 = time.perf_counter()
-            with pool.acquire(path) as loaded:
-                report.load_s += time.perf_counter() - t0
-                state = _BatchState(batch_size=max(1, batch_size))
-                for start in range(0, len(pending), state.batch_size):
-                    if should_stop():
-                        report.stopped = True
-                        break
-                    chunk = pending[start:start + state.batch_size]
-                    t1 = time.perf_counter()
-                    with loaded.lock:
-                        rows = _run_chunk(loaded, chunk, settings, state, max_image_pixels)
-                    report.generation_s += time.perf_counter() - t1
-                    scores[path.name].rows.extend(rows)
-                    report.saved_to[path.name] = save_scores(run_dir, scores[path.name], data_dir)
-                    done += len(chunk)
-                    report.computed += len(chunk)
-                    on_progress(done, total, f"{path.name}: {scores[path.name].n}/{len(evalset.examples)}")
-        except Exception as exc:  # load failure / OOM: report it, keep the other checkpoints going
-            logger.warning("eval set: %s failed", path.name, exc_info=True)
-            report.errors[path.name] = _error_text(exc)
-            done += len([ex for ex in pending if ex.id not in scores[path.name].row_ids()])
-        if report.stopped:
-            break
+
+    def on_rows(name: str, rows: list[dict[str, Any]]) -> None:
+        known = scores[name].row_ids()
+        fresh = [r for r in rows if str(r["id"]) not in known]  # a retried batch never duplicates rows
+        scores[name].rows.extend(fresh)
+        report.saved_to[name] = save_scores(run_dir, scores[name], data_dir)
+        progress["done"] += len(fresh)
+        report.computed += len(fresh)
+        on_progress(progress["done"], total, f"{name}: {scores[name].n}/{len(evalset.examples)}")
+
+    def on_status(name: str, message: str) -> None:
+        on_progress(progress["done"], total, f"{name}: {message}")
+
+    outcome = backend.run(jobs, settings, batch_size=batch_size, max_image_pixels=max_image_pixels,
+                          on_rows=on_rows, on_status=on_status, should_stop=should_stop)
+    report.stopped, report.errors, report.retries = outcome.stopped, outcome.errors, outcome.retries
+    report.load_s, report.generation_s = outcome.load_s, outcome.generation_s
+    report.backend = backend.name
     return report
-
-
-@dataclass
-class _BatchState:
-    batch_size: int
-    batching_ok: bool = True
-
-
-def _run_chunk(loaded: Any, chunk: Sequence[EvalExample], settings: GenerationSettings, state: _BatchState,
-               max_image_pixels: int) -> list[dict[str, Any]]:
-    from dashboard.generation import generate, generate_batch
-    from dashboard.images import load_image
-
-    images: list[Any] = []
-    rows: list[dict[str, Any]] = []
-    good: list[EvalExample] = []
-    for ex in chunk:
-        try:
-            images.append(load_image(ex.image_path, max_pixels=max_image_pixels))
-            good.append(ex)
-        except Exception as exc:  # the file changed since validation: score the row as a failure
-            logger.warning("eval set: image of example %s unusable", ex.id, exc_info=True)
-            rows.append(_row(ex, None, _error_text(exc)))
-    if not good:
-        return rows
-    results: list[GenerationResult] | None = None
-    if state.batching_ok and len(good) > 1:
-        try:
-            results = generate_batch(loaded, images, [ex.prompt for ex in good], settings, batch_size=len(good))
-        except Exception:
-            logger.warning("batched generation failed on %s; generating one example at a time",
-                           loaded.path.name, exc_info=True)
-            state.batching_ok = False  # e.g. no pad token: fall back to one at a time for this model
-    if results is None:
-        results = []
-        for ex, img in zip(good, images, strict=True):
-            try:
-                results.append(generate(loaded, img, ex.prompt, settings))
-            except Exception as exc:
-                logger.warning("eval set: example %s failed", ex.id, exc_info=True)
-                rows.append(_row(ex, None, _error_text(exc)))
-                results.append(None)  # type: ignore[arg-type]
-    for ex, res in zip(good, results, strict=True):
-        if res is not None:
-            rows.append(_row(ex, res, None))
-    order = {ex.id: i for i, ex in enumerate(chunk)}
-    return sorted(rows, key=lambda r: order[r["id"]])
-
-
-def _row(ex: EvalExample, result: GenerationResult | None, error: str | None) -> dict[str, Any]:
-    output = result.text if result is not None else ""
-    row: dict[str, Any] = {
-        "id": ex.id, "prompt": ex.prompt, "image": ex.image_path.name, "output": output,
-        "scores": score(output, ex.answer),
-        "prompt_tokens": result.prompt_tokens if result else 0,
-        "output_tokens": result.output_tokens if result else 0,
-        "latency_s": result.per_example_s if result else 0.0,
-        "batch_size": result.batch_size if result else 1,
-    }
-    if error:
-        row["error"] = error
-    return row

@@ -289,6 +289,15 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
         if options.step_range is not None:
             rows = rows[(rows["step"] >= options.step_range[0]) & (rows["step"] <= options.step_range[1])]
         x = _score_x(rows, run, primary_metrics, options.x_axis)
+        if {"ci95_low", "ci95_high"} <= set(rows.columns) and len(rows):
+            # 95 % bootstrap band behind the saved scores (same intervals as the Comparison page).
+            xs = list(x)
+            high, low = rows["ci95_high"].to_numpy(dtype=float), rows["ci95_low"].to_numpy(dtype=float)
+            fig.add_trace(go.Scatter(
+                x=xs + xs[::-1], y=[*high, *low[::-1]],
+                fill="toself", fillcolor="rgba(99, 110, 250, 0.15)", line={"width": 0}, mode="lines",
+                name=f"{run.name} · {label} 95% CI", hoverinfo="skip", showlegend=False,
+            ), row=row, col=1)
         values = rows["value"].to_numpy(dtype=float)
         metric = label.partition(" · ")[2] or label
         spec = _hover_format(metric, values)

@@ -10,9 +10,10 @@ import streamlit as st
 
 from dashboard.compare.diff import diff_html, escape_text, plain_html
 from dashboard.compare.eval_job import EvalJobState, report_lines
-from dashboard.compare.export import checkpoint_metadata, eval_export
+from dashboard.compare.export import checkpoint_metadata, eval_export, summary_csv_bytes
 from dashboard.compare.results import safe_name
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
+from dashboard.compare.sweep import default_backend
 from dashboard.compare.tables import (
     FILTERS,
     accuracy_figure,
@@ -28,6 +29,7 @@ from dashboard.metrics import default_metrics, get_metric
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
 from dashboard.ui.comparison_single_view import export_buttons
+from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
 from dashboard.ui.evalset_input import choose_eval_set_or_upload
 from dashboard.ui.resources import get_pool, get_settings
 
@@ -55,9 +57,12 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
               help="Keeps every chunk already scored; Run again continues where it stopped.")
     if running:
         bar = st.progress(0.0, text="starting")
-        report = run_eval(get_pool(), run.path, paths, evalset, gen, data_dir=settings.data_dir, batch_size=batch,
-                          max_image_pixels=settings.max_image_pixels,
-                          on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+        backend = default_backend(get_pool, allow_pickle=settings.allow_pickle,
+                                  trust_remote_code=settings.trust_remote_code)
+        report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir, batch_size=batch,
+                          max_image_pixels=settings.max_image_pixels, backend=backend,
+                          on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
+                                                                   text=f"{d}/{t} · {backend.name} · {m}"))
         _job().finish(report)
         st.rerun()  # redraw with Run enabled / Stop disabled and the fresh scores
     stopped, timing, errors = report_lines(_job().report)
@@ -83,9 +88,16 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     st.dataframe(examples_display(frame, table_metric), hide_index=True, key="cmp.eval.table",
                  column_config={"image": st.column_config.ImageColumn("image", width="small")})
     example_detail(evalset, scores, list(frame["id"]) if not frame.empty else [])
+    group_by = uncertainty_section(evalset, scores, metrics)
+    paired_section(scores, metrics)
+    regression_section(evalset, scores, metrics)
     data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,
-                       checkpoints={c.name: checkpoint_metadata(c) for c in infos})
+                       checkpoints={c.name: checkpoint_metadata(c) for c in infos}, run=str(run.path),
+                       group_by=group_by)
     export_buttons(data, f"eval-{safe_name(run.name)}-{safe_name(evalset.name)}", "eval")
+    st.download_button("Download summary CSV (CIs, per group, provenance)", summary_csv_bytes(data),
+                       f"eval-summary-{safe_name(run.name)}-{safe_name(evalset.name)}.csv", "text/csv",
+                       key="cmp.dl.eval.summary", on_click="ignore")
 
 
 def example_detail(evalset: EvalSet, scores: dict, ids: list[str]) -> None:

@@ -77,9 +77,10 @@ def test_load_saved_scores_table(tmp_path: Path) -> None:
     save_scores(run, _scores("checkpoint-30", {"a": "red"}, total=2))  # stopped half-way: excluded
     (run / "eval_results" / "demo" / "checkpoint-40.json").write_text("{corrupt")
     df = load_saved_scores(run)
-    assert list(df.columns) == ["step", "checkpoint", "eval_set", "metric", "value"]
+    assert list(df.columns) == ["step", "checkpoint", "eval_set", "metric", "value", "ci95_low", "ci95_high"]
     em = df[df.metric == "exact_match"]
     assert list(em.step) == [10, 20] and list(em.value) == [0.5, 1.0]
+    assert list(em.ci95_low) == [0.0, 1.0] and list(em.ci95_high) == [1.0, 1.0]  # n = 2: {0, ½, 1} resamples
     assert set(df.metric) == {"exact_match", "contains", "token_f1"}
     assert str(df["step"].dtype) == "Int64"
     assert load_saved_scores(tmp_path / "nothing").empty

@@ -125,4 +125,4 @@ def test_batching_fallback_is_logged_not_silent(tiny_run: Path, tmp_path: Path, 
                           data_dir=tmp_path / "data")
     assert not report.errors and report.computed == 5
     fallback = [r for r in caplog.records if "one example at a time" in r.getMessage()]
-    assert fallback and fallback[0].name == "dashboard.compare.runner" and fallback[0].exc_info
+    assert fallback and fallback[0].name == "dashboard.compare.sweep" and fallback[0].exc_info

@@ -79,7 +79,42 @@ def test_eval_set_mode_last_beats_first(own_demo_root: Path) -> None:
     rows = _table(at, "prompt")
     outputs = rows[[c for c in rows.columns if c.endswith(" output")]]
     assert len(rows) > 0 and all(len(set(r)) > 1 for r in outputs.itertuples(index=False))
-    assert len(at.download_button) == 2
+    assert len(at.download_button) == 3  # JSON, CSV, summary CSV
+
+
+def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    """CIs, per-task rows and the paired test on the page equal `python -m dashboard eval`'s."""
+    from dashboard.cli import main
+
+    at = _page()
+    at.radio(key="cmp.mode").set_value("Eval set").run()
+    at.button(key="cmp.eval.run").click().run()
+    assert not at.exception, at.exception
+    chosen = at.multiselect(key="cmp.checkpoints").value
+    ci = _table(at, "exact_match ci95 low")
+    assert list(ci["checkpoint"]) == chosen
+    assert main(["eval", "--run", str(own_demo_root), "--checkpoints", ",".join(chosen), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for (_, row), ck in zip(ci.iterrows(), report["checkpoints"], strict=True):
+        em = ck["metrics"]["exact_match"]
+        assert row["n"] == ck["n"] and row["exact_match"] == pytest.approx(em["value"])
+        assert [row["exact_match ci95 low"], row["exact_match ci95 high"]] == pytest.approx(em["ci95"])
+    by_task = _table(at, "group")
+    last = report["checkpoints"][-1]["by_task"]
+    got = by_task[by_task["checkpoint"] == chosen[-1]].set_index("group")
+    assert set(got.index) == set(last)
+    for task, values in last.items():
+        assert got.loc[task, "exact_match"] == pytest.approx(values["exact_match"]["value"])
+        assert got.loc[task, "n"] == values["exact_match"]["n"]
+    paired_rows = _table(at, "verdict")
+    page_em = paired_rows[paired_rows["metric"] == "Exact match"].iloc[0]
+    (cli_em,) = [p for p in report["paired"] if p["metric"] == "exact_match"
+                 and (p["a"], p["b"]) == (chosen[0], chosen[-1])]
+    assert (page_em["only A better"], page_em["only B better"]) == (cli_em["a_only"], cli_em["b_only"])
+    assert page_em["p-value"] == pytest.approx(cli_em["p_value"])
+    assert any("Regressions" in h.value for h in at.subheader)
+    assert any(" broke, " in c.value and " fixed from " in c.value for c in at.caption)
 
 
 def test_single_example_mode_with_gallery_and_cache(own_demo_root: Path) -> None:

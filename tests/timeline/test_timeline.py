@@ -260,6 +260,10 @@ def test_saved_scores_become_their_own_clickable_series(run, tmp_path: Path) -> 
     assert "%{y:.1%}" in trace.hovertemplate  # exact match is a fraction: a percentage, like its table
     assert list(trace.x) == [100, 300] and list(trace.y) == [0.25, 0.75]
     assert [c[0] for c in trace.customdata] == ["checkpoint-100", "checkpoint-300"]
+    band = next(t for t in fig.data if t.name == "r · demo · exact_match 95% CI")
+    assert band.fill == "toself" and list(band.x) == [100, 300, 300, 100]
+    high, low = list(band.y[:2]), list(band.y[2:][::-1])
+    assert all(lo <= v <= hi for lo, v, hi in zip(low, [0.25, 0.75], high, strict=True)) and high[0] > low[0]
     event = {"selection": {"points": [{"x": 300, "y": 0.75, "customdata": list(trace.customdata[1])}]}}
     assert checkpoint_from_selection(event, run).name == "checkpoint-300"
 

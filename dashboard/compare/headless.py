@@ -1,0 +1,149 @@
+"""``python -m dashboard eval``: score a run's checkpoints without a browser.
+
+Same eval-set loader, sweep engine (local pool or Ray), result files and report as the
+Comparison page, so a training job or CI gets exactly the numbers the page shows. Progress
+goes to stderr; the JSON report (or a short table) to stdout and/or ``--out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from dashboard.compare.report import eval_report
+from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
+from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
+from dashboard.generation import GenerationSettings
+from dashboard.metrics import default_metrics
+
+
+class BadInput(ValueError):
+    """Something the user passed cannot be used (exit code 2)."""
+
+
+@dataclass
+class EvalRequest:
+    run: Path
+    checkpoints: list[str] | None = None
+    eval_file: Path | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 16
+    group_by: str = "task"
+
+
+def resolve_checkpoints(run_dir: Path, names: Sequence[str] | None) -> list[Path]:
+    """The named checkpoints (folder name or step number) in step order, or all loadable ones."""
+    from dashboard.runs.run import RunNotFoundError, load_run
+
+    try:
+        run = load_run(run_dir, [run_dir.resolve()])  # the run named on the command line is the root
+    except (RunNotFoundError, OSError) as exc:
+        raise BadInput(str(exc)) from exc
+    loadable = [c for c in run.checkpoints if c.loadable]
+    if not loadable:
+        raise BadInput(f"{run_dir} has no loadable checkpoints")
+    if not names:
+        return [c.path for c in loadable]
+    by_key = {c.name: c for c in loadable} | {str(c.step): c for c in loadable if c.step is not None}
+    missing = [n for n in names if n not in by_key]
+    if missing:
+        raise BadInput(f"unknown checkpoint(s) {', '.join(missing)}; choose from "
+                       f"{', '.join(c.name for c in loadable)}")
+    chosen = {by_key[n].name: by_key[n] for n in names}
+    return [c.path for c in loadable if c.name in chosen]
+
+
+def resolve_eval_set(run_dir: Path, eval_file: Path | None, limit: int | None) -> EvalSet:
+    if eval_file is None:
+        found = find_eval_sets(run_dir)
+        if not found:
+            raise BadInput(f"no eval set in {run_dir / 'eval'}; pass --eval FILE")
+        eval_file = found[0]
+    try:
+        evalset = load_eval_set(eval_file, roots=[run_dir, eval_file.parent])
+    except (EvalSetError, OSError) as exc:
+        raise BadInput(f"cannot use eval set {eval_file}: {exc}") from exc
+    if not evalset.examples:
+        raise BadInput(f"eval set {eval_file} has no usable rows ({len(evalset.problems)} bad)")
+    if limit is not None:
+        if limit < 1:
+            raise BadInput("--limit must be ≥ 1")
+        evalset = EvalSet(evalset.name, evalset.path, evalset.examples[:limit], evalset.problems)
+    return evalset
+
+
+def evaluate(request: EvalRequest, progress: TextIO = sys.stderr) -> dict[str, Any]:
+    """Run the sweep (reusing saved results) and build the report; raises :class:`BadInput`."""
+    from tqdm import tqdm
+
+    from dashboard.compare.sweep import default_backend
+    from dashboard.config import load_settings
+    from dashboard.models.pool import ModelPool
+
+    run_dir = Path(request.run).resolve()
+    if not run_dir.is_dir():
+        raise BadInput(f"run directory not found: {run_dir}")
+    checkpoints = resolve_checkpoints(run_dir, request.checkpoints)
+    evalset = resolve_eval_set(run_dir, request.eval_file, request.limit)
+    gen = GenerationSettings(max_new_tokens=request.max_new_tokens)
+    try:
+        gen.validate()
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+    settings = load_settings()
+    backend = default_backend(lambda: ModelPool.from_settings(settings), allow_pickle=settings.allow_pickle,
+                              trust_remote_code=settings.trust_remote_code)
+    with tqdm(total=0, file=progress, unit="ex", desc=f"eval ({backend.name})") as bar:
+        def on_progress(done: int, total: int, message: str) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+            bar.set_postfix_str(message, refresh=True)
+
+        outcome = run_eval(None, run_dir, checkpoints, evalset, gen, data_dir=settings.data_dir,
+                           batch_size=request.batch_size, max_image_pixels=settings.max_image_pixels,
+                           on_progress=on_progress, backend=backend)
+    if outcome.errors:
+        raise RuntimeError("; ".join(f"{name}: {error}" for name, error in outcome.errors.items()))
+    scores = prepare_scores(run_dir, checkpoints, evalset, gen, settings.data_dir)
+    report = eval_report(evalset, scores, settings=settings_dict(gen), metrics=list(default_metrics()),
+                         group_by=request.group_by)
+    report["settings"]["backend"] = backend.name
+    return report
+
+
+def text_summary(report: dict[str, Any]) -> str:
+    """A few human lines for when ``--json`` is not given."""
+    lines = [f"eval set {report['eval_set']['name']} (n = {report['eval_set']['n']}, "
+             f"sha256 {report['eval_set']['sha256'][:12]})"]
+    for ck in report["checkpoints"]:
+        em = ck["metrics"].get("exact_match", {})
+        lines.append(f"  {ck['checkpoint']:>20}  exact match {em.get('value', float('nan')):.3f} "
+                     f"[{em['ci95'][0]:.3f}, {em['ci95'][1]:.3f}]  n = {ck['n']}")
+    from dashboard.compare.stats import verdict
+
+    for p in report["paired"]:
+        if p["metric"] == "exact_match":
+            lines.append(f"  {p['a']} vs {p['b']}: only A {p['a_only']}, only B {p['b_only']} → "
+                         + verdict(p["a"], p["b"], p["a_only"], p["b_only"], p["p_value"]))
+    return "\n".join(lines)
+
+
+def request_from_args(args: Any) -> EvalRequest:
+    names = [n.strip() for n in args.checkpoints.split(",") if n.strip()] if args.checkpoints else None
+    return dataclasses.replace(EvalRequest(run=Path(args.run)), checkpoints=names,
+                               eval_file=Path(args.eval) if args.eval else None, limit=args.limit,
+                               batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                               group_by=args.group_by)
+
+
+def write_outputs(report: dict[str, Any], *, as_json: bool, out: str | None) -> None:
+    text = json.dumps(report, ensure_ascii=False, indent=2)
+    if out:
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    print(text if as_json else text_summary(report))
