@@ -14,12 +14,15 @@ def test_run_then_finish_reports_what_was_done() -> None:
     assert job.is_running(("run", "set"))
     assert not job.is_running(("run", "other set"))  # any change in what defines the job: not this job
     assert job.report is None
-    job.finish(EvalRun(scores={}, computed=3, reused=2, load_s=0.5, generation_s=1.25, errors={"ckpt-1": "boom"}))
+    job.finish(EvalRun(scores={}, computed=3, reused=2, load_s=0.5, generation_s=1.25, errors={"ckpt-1": "boom"},
+                       retries={"ckpt-1": 2, "ckpt-2": 1}))
     assert not job.is_running(("run", "set"))
     stopped, timing, errors = report_lines(job.report)
     assert stopped is None
     assert timing == "Generated 3 answers (reused 2 saved) · load 500 ms · generation 1.25 s"
-    assert errors == ["ckpt-1: boom"]
+    # a restarted worker that finished is a warning; a failed checkpoint says its rows are kept
+    assert errors == ["ckpt-2: its worker died and was restarted 1 time(s); results are complete.",
+                      "ckpt-1 failed: boom — its rows scored so far are kept; press Run to retry."]
 
 
 def test_stop_leaves_a_stopped_note_and_a_new_start_clears_it() -> None:
