@@ -22,7 +22,7 @@ class ProcessorLoadError(RuntimeError):
     """The processor of a checkpoint cannot be built (the message says why)."""
 
 
-def _needs_video_processor(cls: type) -> bool:
+def _needs_video_processor(cls: Any) -> bool:
     return "video_processor" in inspect.signature(cls.__init__).parameters
 
 
@@ -40,7 +40,7 @@ class VideoUnavailable:
 
 
 @cache
-def without_video_processor(cls: type) -> type:
+def without_video_processor(cls: Any) -> Any:
     """A subclass of the processor class ``cls`` whose sub-processors exclude the video processor.
 
     ``ProcessorMixin`` derives its sub-processors from the ``__init__`` signature, so a signature
@@ -77,7 +77,7 @@ def _log_once(class_name: str, reason: str) -> None:
                    class_name, reason)
 
 
-def _processor_class(folder: Path, trust_remote_code: bool) -> type | None:
+def _processor_class(folder: Path, trust_remote_code: bool) -> Any:
     from transformers import AutoConfig
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING, processor_class_from_name
     from transformers.processing_utils import ProcessorMixin
@@ -85,7 +85,7 @@ def _processor_class(folder: Path, trust_remote_code: bool) -> type | None:
     try:
         config = ProcessorMixin.get_processor_dict(str(folder), local_files_only=True)[0]
         name = config.get("processor_class")
-    except Exception:  # noqa: BLE001 - no processor_config.json: fall back to the model config's mapping
+    except Exception:
         logger.debug("no processor_config.json in %s", folder, exc_info=True)
         name = None
     if name:
@@ -105,7 +105,7 @@ def load_processor(folder: str | Path, trust_remote_code: bool = False) -> Any:
     folder = Path(folder)
     try:
         return AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - retried below without the video processor, else reported
+    except Exception as exc:
         first = exc
     cls = _processor_class(folder, trust_remote_code)
     if cls is None or not _needs_video_processor(cls):
@@ -113,7 +113,7 @@ def load_processor(folder: str | Path, trust_remote_code: bool = False) -> Any:
                                  f"{first}") from first
     try:
         processor = without_video_processor(cls).from_pretrained(folder, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here is reported to the user with both causes
+    except Exception as exc:
         raise ProcessorLoadError(f"cannot load the processor of {folder.name}: {type(exc).__name__}: {exc} "
                                  f"(first attempt: {type(first).__name__}: {first})") from exc
     reason = next((line.strip() for line in str(first).splitlines() if line.strip()), "")

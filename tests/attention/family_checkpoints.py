@@ -161,8 +161,12 @@ def smolvlm(folder: Path) -> Path:
 
 
 def paligemma(folder: Path) -> Path:
-    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, \
-        SiglipImageProcessorPil
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+    )
 
     tok = tokenizer(["<image>"], image_token="<image>")
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32,
@@ -170,8 +174,8 @@ def paligemma(folder: Path) -> Path:
     text = text_cfg(tok, head_dim=8)
     text["model_type"] = "gemma"
     torch.manual_seed(0)
-    config = PaliGemmaConfig(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                             projection_dim=32)
+    config = PaliGemmaConfig(text_config=text, vision_config=vision, projection_dim=32,
+                             image_token_id=tok.convert_tokens_to_ids("<image>"))
     model = PaliGemmaForConditionalGeneration(config)
     _mix_nothing(_siglip_layers(model))
     image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
@@ -196,6 +200,8 @@ def gemma3(folder: Path) -> Path:
                           eoi_token_id=tok.convert_tokens_to_ids("<end_of_image>"))
     model = Gemma3ForConditionalGeneration(config)
     _mix_nothing(_siglip_layers(model))
+    with torch.no_grad():  # initialised to zeros, which would make every image look the same
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.5)
     image_processor = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
     processor = Gemma3Processor(image_processor=image_processor, tokenizer=tok, image_seq_length=16,
                                 chat_template=template("<start_of_image>"))
@@ -203,8 +209,12 @@ def gemma3(folder: Path) -> Path:
 
 
 def llava_next(folder: Path) -> Path:
-    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil, \
-        LlavaNextProcessor
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+    )
 
     tok = tokenizer(["<image>"], image_token="<image>")
     vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -223,9 +233,9 @@ def llava_next(folder: Path) -> Path:
 
 
 def llava(folder: Path) -> Path:
-    from dashboard.demo.modeling import TinyLlavaSpec, build_config, build_processor
-
     from transformers import LlavaForConditionalGeneration
+
+    from dashboard.demo.modeling import TinyLlavaSpec, build_config, build_processor
 
     spec = TinyLlavaSpec(vision_layers=1)
     processor = build_processor(WORDS, spec)
