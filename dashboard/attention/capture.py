@@ -186,41 +186,50 @@ class CaptureResult:
         return int(self.image_attention.nbytes + self.text_attention.nbytes)
 
 
-def language_model(model: PreTrainedModel) -> nn.Module:
-    """The decoder stack of a VLM (its ``layers`` and final ``norm``)."""
-    for candidate in (getattr(model, "language_model", None), _safe(model.get_decoder)):
-        if candidate is not None and hasattr(candidate, "layers"):
-            return candidate
-    raise CaptureError(f"{type(model).__name__}: cannot find the language model's decoder layers")
+def _adapter(model: PreTrainedModel) -> Any:
+    from dashboard.attention.adapters import UnsupportedFamily, adapter_for
 
-
-def _safe(fn: Callable[[], Any]) -> Any:
     try:
-        return fn()
-    except Exception:
-        logger.debug("%s raised; trying the next way to find the decoder", fn, exc_info=True)
-        return None
+        return adapter_for(str(model.config.model_type))
+    except UnsupportedFamily as exc:
+        raise CaptureError(str(exc)) from exc
+
+
+def _part(model: PreTrainedModel, root: Any, path: str) -> Any:
+    from dashboard.attention.adapters import LayoutError
+
+    adapter = _adapter(model)
+    try:
+        return adapter.components.resolve(root, path, adapter.family)
+    except LayoutError as exc:
+        raise CaptureError(str(exc)) from exc
+
+
+def language_model(model: PreTrainedModel) -> nn.Module:
+    """The decoder stack of a VLM, where its family adapter declares it."""
+    return _part(model, model, _adapter(model).components.text_model)
+
+
+def decoder_layers(model: PreTrainedModel) -> list[nn.Module]:
+    return list(_part(model, language_model(model), _adapter(model).components.layers))
+
+
+def final_norm(model: PreTrainedModel) -> nn.Module:
+    return _part(model, language_model(model), _adapter(model).components.final_norm)
+
+
+def lm_head(model: PreTrainedModel) -> nn.Module:
+    return _part(model, model, _adapter(model).components.lm_head)
 
 
 def language_attention_modules(model: PreTrainedModel) -> dict[int, int]:
     """id(attention module) -> layer index, for the language model's self-attention only."""
-    decoder = language_model(model)
-    layer_of: dict[int, int] = {}
-    for index, layer in enumerate(decoder.layers):
-        attn = getattr(layer, "self_attn", None)
-        if attn is None:
-            raise CaptureError(f"decoder layer {index} ({type(layer).__name__}) has no self_attn")
-        layer_of[id(attn)] = index
-    return layer_of
+    path = _adapter(model).components.attention
+    return {id(_part(model, layer, path)): index for index, layer in enumerate(decoder_layers(model))}
 
 
 def image_token_id(model: PreTrainedModel) -> int:
-    config = model.config
-    for name in ("image_token_id", "image_token_index"):
-        value = getattr(config, name, None)
-        if value is not None:
-            return int(value)
-    raise CaptureError(f"{type(model).__name__}: config has no image_token_id / image_token_index")
+    return int(_part(model, model.config, _adapter(model).components.image_token_id))
 
 
 def _all_configs(model: nn.Module) -> list[Any]:
@@ -257,19 +266,16 @@ class _Lens:
     """Forward hooks on decoder layers: decode the residual stream with the final norm + LM head."""
 
     def __init__(self, model: PreTrainedModel, image_positions: torch.Tensor, top_k: int, image_tokens: bool):
-        self.decoder = language_model(model)
-        norm, head = getattr(self.decoder, "norm", None), model.get_output_embeddings()
-        if norm is None or head is None:
-            raise CaptureError("logit lens needs the decoder's final norm and the LM head")
-        self.norm: nn.Module = norm
-        self.head: nn.Module = head
+        self.layers = decoder_layers(model)
+        self.norm: nn.Module = final_norm(model)
+        self.head: nn.Module = lm_head(model)
         self.image_positions = image_positions
         self.top_k = top_k
         self.image_tokens = image_tokens
-        n = len(self.decoder.layers)
+        n = len(self.layers)
         self.steps: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(n)]
         self.image: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
-        self.handles = [layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(self.decoder.layers)]
+        self.handles = [layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(self.layers)]
 
     def _decode(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.head(self.norm(hidden)).float()

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from dashboard.models.processors import ProcessorLoadError, load_processor
+
 WeightFormat = Literal["safetensors", "sharded-safetensors", "pickle", "none"]
 
 SAFE_SINGLE = "model.safetensors"
@@ -262,12 +264,11 @@ def load_checkpoint(path: str | Path, device: torch.device, dtype: torch.dtype |
                     allow_pickle: bool = False, trust_remote_code: bool = False,
                     plan: CheckpointPlan | None = None) -> LoadedModel:
     """Load model + processor for inference (``eval()``, no grad) after :func:`inspect_checkpoint`."""
-    from transformers import AutoProcessor
-
     dtype = dtype or default_dtype(device)
     plan = plan or inspect_checkpoint(path, dtype, allow_pickle, trust_remote_code)
     started = time.perf_counter()
     model_dir = plan.base_path if plan.is_adapter and plan.base_path else plan.path
+    processor = _load_processor(plan, model_dir, trust_remote_code)  # before the weights: fail cheaply
     try:
         if plan.is_adapter:
             base_plan = inspect_checkpoint(model_dir, dtype, allow_pickle, trust_remote_code)
@@ -275,10 +276,6 @@ def load_checkpoint(path: str | Path, device: torch.device, dtype: torch.dtype |
             model = _apply_adapter(model, plan.path)
         else:
             model = _auto_model(model_dir, plan.weight_format, device, dtype, trust_remote_code)
-        processor_dir = plan.path if (plan.path / "preprocessor_config.json").is_file() or \
-            (plan.path / "processor_config.json").is_file() else model_dir
-        processor = AutoProcessor.from_pretrained(processor_dir, trust_remote_code=trust_remote_code,
-                                                  local_files_only=True)
     except CheckpointLoadError:
         raise
     except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -294,6 +291,15 @@ def load_checkpoint(path: str | Path, device: torch.device, dtype: torch.dtype |
     return LoadedModel(path=plan.path, model=model, processor=processor, device=device, dtype=dtype,
                        nbytes=model_nbytes(model), load_seconds=time.perf_counter() - started,
                        model_type=plan.model_type)
+
+
+def _load_processor(plan: CheckpointPlan, model_dir: Path, trust_remote_code: bool) -> Any:
+    """The checkpoint's own processor files if it has them, else the base model's (adapters)."""
+    own = any((plan.path / name).is_file() for name in ("preprocessor_config.json", "processor_config.json"))
+    try:
+        return load_processor(plan.path if own else model_dir, trust_remote_code=trust_remote_code)
+    except ProcessorLoadError as exc:
+        raise CheckpointLoadError(str(exc)) from exc
 
 
 def _apply_adapter(model: Any, adapter_dir: Path) -> Any:

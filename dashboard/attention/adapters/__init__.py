@@ -1,4 +1,10 @@
-"""Family adapters: map image-token positions in a prompt to the image's patch grid(s)."""
+"""Family adapters: a registry keyed by ``config.model_type``; each adapter declares itself.
+
+An adapter states where the language model's layers, attention modules, final norm and LM head
+live (:class:`Components`) and how image tokens map to the patch grid (``layout``). Families
+whose image path the attention view cannot show are listed in ``NOT_AVAILABLE`` with the reason;
+they still load, generate and compare. A new family = one adapter module + one registry line.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +13,53 @@ from typing import Any
 
 import numpy as np
 
-from dashboard.attention.adapters.base import GridView, ImageLayout, LayoutError, UnsupportedFamily
+from dashboard.attention.adapters.base import (
+    Components,
+    FamilyAdapter,
+    GridView,
+    ImageLayout,
+    LayoutError,
+    UnsupportedFamily,
+)
 from dashboard.attention.adapters.idefics3 import Idefics3Adapter
 from dashboard.attention.adapters.llava import LlavaAdapter
 from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter
+from dashboard.attention.adapters.square_grid import SquareGridAdapter
 
-ADAPTERS = (LlavaAdapter(), Qwen2VLAdapter(), Idefics3Adapter())
-SUPPORTED = tuple(t for a in ADAPTERS for t in a.model_types)
+ADAPTERS: tuple[FamilyAdapter, ...] = (
+    LlavaAdapter(), Qwen2VLAdapter(), Idefics3Adapter(),
+    SquareGridAdapter("PaliGemma", ("paligemma",), tokens_per_image=None),
+    SquareGridAdapter("Gemma 3", ("gemma3",), tokens_per_image="mm_tokens_per_image"),
+)
+REGISTRY: dict[str, FamilyAdapter] = {t: a for a in ADAPTERS for t in a.model_types}
+SUPPORTED = tuple(REGISTRY)
 
-_WHY_NOT = {
-    "llava_next": "LLaVA-NeXT's any-resolution tiles with unpadding and image_newline tokens",
-    "llava_onevision": "LLaVA-OneVision's any-resolution tiles with unpadding",
-    "mllama": "Mllama's cross-attention to image tiles (image tokens are not in the text sequence)",
-    "paligemma": "PaliGemma's image grid",
-    "qwen3_vl": "Qwen3-VL's deepstack layout",
+NOT_AVAILABLE = {
+    "llava_next": ("LLaVA-NeXT", "its any-resolution tiles are unpadded and interleaved with image_newline "
+                                 "tokens; no grid mapping is implemented for that layout yet"),
+    "llava_onevision": ("LLaVA-OneVision", "its any-resolution tiles are unpadded; no grid mapping yet"),
+    "mllama": ("Mllama", "it cross-attends to image tiles, so image tokens are not in the text sequence"),
+    "qwen3_vl": ("Qwen3-VL", "its deepstack layout has no grid mapping yet"),
 }
 
 
-def adapter_for(model_type: str) -> Any:
-    for adapter in ADAPTERS:
-        if model_type in adapter.model_types:
-            return adapter
-    missing = _WHY_NOT.get(model_type, f"a mapping from {model_type!r} image tokens to the patch grid")
-    raise UnsupportedFamily(f"Attention maps are not available for model type {model_type!r}: no adapter for "
-                            f"{missing}. Supported: {', '.join(SUPPORTED)}.")
+def adapter_for(model_type: str) -> FamilyAdapter:
+    """The adapter registered for ``model_type``, or :class:`UnsupportedFamily` saying why not."""
+    adapter = REGISTRY.get(model_type)
+    if adapter is not None:
+        return adapter
+    family, why = NOT_AVAILABLE.get(model_type, (model_type, "no adapter maps its image tokens to the patch grid"))
+    raise UnsupportedFamily(f"attention view not available for {family} ({model_type}): {why}. Inference and "
+                            f"Comparison still work. Supported: {', '.join(SUPPORTED)}.")
 
 
 def layout_for(config: Any, processor: Any, input_ids: Any, image: Any, inputs: Mapping[str, Any]) -> ImageLayout:
     """The image-token layout for one prompt (``image`` is the original PIL image)."""
-    adapter = adapter_for(str(getattr(config, "model_type", "")))
+    adapter = adapter_for(str(config.model_type))
     ids = np.asarray(input_ids.detach().cpu() if hasattr(input_ids, "detach") else input_ids).reshape(-1)
     plain = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in dict(inputs).items()}
-    size = (int(image.width), int(image.height))
-    if isinstance(adapter, Idefics3Adapter):
-        return adapter.layout(config, processor, ids, size, plain, image=image)
-    return adapter.layout(config, processor, ids, size, plain)
+    return adapter.layout(config, processor, ids, image, plain)
 
 
-__all__ = ["ADAPTERS", "SUPPORTED", "GridView", "ImageLayout", "LayoutError", "UnsupportedFamily", "adapter_for",
-           "layout_for"]
+__all__ = ["ADAPTERS", "NOT_AVAILABLE", "REGISTRY", "SUPPORTED", "Components", "FamilyAdapter", "GridView",
+           "ImageLayout", "LayoutError", "UnsupportedFamily", "adapter_for", "layout_for"]

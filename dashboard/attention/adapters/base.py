@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -83,12 +84,38 @@ class ImageLayout:
                           for v in self.views]}
 
 
+@dataclass(frozen=True)
+class Components:
+    """Where a family's language-model parts live, as attribute paths from the loaded model.
+
+    Declared per family (as TransformerLens' per-architecture component mappings do), so capture
+    code never guesses: a wrong path fails with a message that names the family and the path.
+    """
+
+    text_model: str = "model.language_model"  # the decoder stack: has ``layers`` and the final norm
+    layers: str = "layers"  # relative to text_model
+    attention: str = "self_attn"  # relative to each decoder layer
+    final_norm: str = "norm"  # relative to text_model
+    lm_head: str = "lm_head"  # relative to the top-level model
+    image_token_id: str = "image_token_id"  # attribute of the model's config
+
+    def resolve(self, root: Any, path: str, family: str) -> Any:
+        try:
+            return attrgetter(path)(root)
+        except AttributeError as exc:
+            raise LayoutError(f"{family}: the adapter declares {path!r} but {type(root).__name__} has no such "
+                              f"part ({exc})") from exc
+
+
 class FamilyAdapter(Protocol):
-    """One per family: ``model_types`` it handles and how to lay out its image tokens."""
+    """One per family: the ``model_types`` it handles, where its parts live and how its image tokens lie."""
 
+    family: str
     model_types: tuple[str, ...]
+    components: Components
+    token_order: str  # one line for captions: the order image tokens appear in the prompt
 
-    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image_size: tuple[int, int],
+    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,
                inputs: Mapping[str, Any]) -> ImageLayout: ...
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.attention.adapters.base import (
+    Components,
     GridView,
     ImageLayout,
     LayoutError,
@@ -35,10 +36,14 @@ def _rows_cols(processor: Any, inputs: Mapping[str, Any], image: Any) -> tuple[i
 
 
 class Idefics3Adapter:
-    model_types = ("idefics3", "smolvlm")
+    family = "Idefics3 / SmolVLM"
+    model_types: tuple[str, ...] = ("idefics3", "smolvlm")
+    components = Components(text_model="model.text_model")
+    token_order = "tile by tile (each tile row-major), then the global view"
 
-    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image_size: tuple[int, int],
-               inputs: Mapping[str, Any], image: Any = None) -> ImageLayout:
+    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,
+               inputs: Mapping[str, Any]) -> ImageLayout:
+        image_size = (int(image.width), int(image.height))
         vision = config.vision_config
         tile_px, patch = int(vision.image_size), int(vision.patch_size)
         scale = int(getattr(config, "scale_factor", 2))
@@ -70,7 +75,7 @@ class Idefics3Adapter:
         views.append(GridView("global", runs[-1].reshape(side, side), uniform_boxes(side, side, full)))
         note = (f"{rows}×{cols} tiles + global view, {side}×{side} tokens each" if n_tiles
                 else f"global view only, {side}×{side} tokens")
-        return ImageLayout(str(config.model_type), tuple(image_size), tuple(views), positions, note)
+        return ImageLayout(str(config.model_type), image_size, tuple(views), positions, note)
 
 
 def expected_tiles(height: int, width: int, tile: int) -> tuple[int, int]:

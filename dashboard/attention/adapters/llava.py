@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.attention.adapters.base import (
+    Components,
     GridView,
     ImageLayout,
     LayoutError,
@@ -57,10 +58,14 @@ def _geometry(image_processor: Any, image_size: tuple[int, int], target: int) ->
 class LlavaAdapter:
     """``<image>`` expands to grid² tokens (or grid²+1 with the CLS token under the "full" strategy)."""
 
-    model_types = ("llava",)
+    family = "LLaVA"
+    model_types: tuple[str, ...] = ("llava",)
+    components = Components()
+    token_order = "row-major over the patch grid"
 
-    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image_size: tuple[int, int],
+    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,
                inputs: Mapping[str, Any]) -> ImageLayout:
+        image_size = (int(image.width), int(image.height))
         vision = config.vision_config
         image_px, patch = int(vision.image_size), int(vision.patch_size)
         grid = image_px // patch
@@ -80,4 +85,4 @@ class LlavaAdapter:
         boxes[..., 0], boxes[..., 2] = xs[None, :-1], xs[None, 1:]
         boxes[..., 1], boxes[..., 3] = ys[:-1, None], ys[1:, None]
         note = f"{grid}×{grid} patches of {patch}px on a {image_px}px input"
-        return ImageLayout("llava", tuple(image_size), (GridView("image", grid_positions, boxes),), positions, note)
+        return ImageLayout("llava", image_size, (GridView("image", grid_positions, boxes),), positions, note)

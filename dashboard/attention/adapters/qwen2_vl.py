@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.attention.adapters.base import (
+    Components,
     GridView,
     ImageLayout,
     LayoutError,
@@ -23,10 +24,14 @@ from dashboard.attention.adapters.base import (
 
 
 class Qwen2VLAdapter:
-    model_types = ("qwen2_vl", "qwen2_5_vl")
+    family = "Qwen2-VL / Qwen2.5-VL"
+    model_types: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl")
+    components = Components()
+    token_order = "row-major over the merged 2×2 patch grid"
 
-    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image_size: tuple[int, int],
+    def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,
                inputs: Mapping[str, Any]) -> ImageLayout:
+        image_size = (int(image.width), int(image.height))
         thw = inputs.get("image_grid_thw")
         if thw is None:
             raise LayoutError("Qwen2-VL: the processor output has no image_grid_thw")
@@ -48,5 +53,5 @@ class Qwen2VLAdapter:
         boxes = uniform_boxes(rows, cols, (0.0, 0.0, float(width), float(height)))
         note = (f"{rows}×{cols} merged cells ({merge}×{merge} patches of {patch}px) on a "
                 f"{w * patch}×{h * patch}px resize")
-        return ImageLayout(str(config.model_type), tuple(image_size),
+        return ImageLayout(str(config.model_type), image_size,
                            (GridView("image", positions.reshape(rows, cols), boxes),), positions, note)

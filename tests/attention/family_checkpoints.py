@@ -1,0 +1,266 @@
+"""One builder per VLM family: a tiny random checkpoint saved with its full processor.
+
+Each builder writes ``model.save_pretrained`` + ``processor.save_pretrained`` of the real
+classes into a folder, the way a fine-tuning run saves a checkpoint. Where current
+transformers writes a video-processor entry (Qwen2-VL, Qwen2.5-VL, SmolVLM) but cannot build
+the video processor here (it needs torchvision), the processor is saved through its image-only
+variant and the entry is added to ``processor_config.json`` exactly as the real class writes it,
+so loading meets what a real checkpoint holds. Vision towers have zero layers (or mix nothing),
+so each image token depends only on its own patch: the painted-square oracle is exact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from dashboard.models.processors import without_video_processor
+
+WORDS = ["what", "is", "it", "?", "red", "blue", "user", "assistant", ":", "a", "square"]
+BASE_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+IMAGE_PART = "{% if c['type'] == 'image' %}IMAGE{% else %}{{ c['text'] }}{% endif %}"
+TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}" + IMAGE_PART +
+            " {% endfor %}{% endfor %}{% if add_generation_prompt %}assistant :{% endif %}")
+
+
+def tokenizer(specials: list[str], **named: str) -> PreTrainedTokenizerFast:
+    vocab: dict[str, int] = {}
+    for token in [*BASE_SPECIALS, *specials, *WORDS]:
+        vocab.setdefault(token, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                  pad_token="<pad>", extra_special_tokens=named or None, padding_side="left")
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    return tok
+
+
+def template(image_text: str) -> str:
+    return TEMPLATE.replace("IMAGE", image_text)
+
+
+def text_cfg(tok: PreTrainedTokenizerFast, **extra: Any) -> dict[str, Any]:
+    return dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                tie_word_embeddings=False, **extra)
+
+
+def _save(folder: Path, model: Any, processor: Any, video_entry: dict[str, Any] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    if video_entry is not None:  # what the real processor class writes beside the image processor
+        path = folder / "processor_config.json"
+        data = json.loads(path.read_text())
+        data["video_processor"] = video_entry
+        path.write_text(json.dumps(data, indent=2))
+    return folder
+
+
+def _video_entry(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"video_processor_type": kind, "do_resize": True, "do_rescale": True, "do_normalize": True,
+            "do_convert_rgb": True, "do_sample_frames": False, **fields}
+
+
+def _qwen(folder: Path, v25: bool) -> Path:
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessorPil,
+        Qwen2VLProcessor,
+    )
+
+    specials = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+    tok = tokenizer(specials)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
+    torch.manual_seed(0)
+    if v25:
+        vision = dict(depth=0, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=4, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[])
+        model: Any = Qwen2_5_VLForConditionalGeneration(
+            Qwen2_5_VLConfig(text_config=text_cfg(tok, rope_parameters=rope), vision_config=vision, **common))
+        processor_cls: Any = Qwen2_5_VLProcessor
+    else:
+        vision = dict(depth=0, embed_dim=32, hidden_size=32, num_heads=4, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2)
+        model = Qwen2VLForConditionalGeneration(
+            Qwen2VLConfig(text_config=text_cfg(tok, rope_parameters=rope), vision_config=vision, **common))
+        processor_cls = Qwen2VLProcessor
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=28 * 28 * 64)
+    processor = without_video_processor(processor_cls)(
+        image_processor=image_processor, tokenizer=tok,
+        chat_template=template("<|vision_start|> <|image_pad|> <|vision_end|>"))
+    entry = _video_entry("Qwen2VLVideoProcessor", patch_size=14, temporal_patch_size=2, merge_size=2,
+                         min_pixels=28 * 28, max_pixels=28 * 28 * 64)
+    return _save(folder, model, processor, entry)
+
+
+def qwen2_vl(folder: Path) -> Path:
+    return _qwen(folder, v25=False)
+
+
+def qwen2_5_vl(folder: Path) -> Path:
+    return _qwen(folder, v25=True)
+
+
+def _idefics(folder: Path, smol: bool) -> Path:
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+        SmolVLMProcessor,
+    )
+
+    tiles = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    specials = ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>", *tiles]
+    tok = tokenizer(specials)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=0, num_attention_heads=4, image_size=32,
+                  patch_size=4)
+    image_id = tok.convert_tokens_to_ids("<image>")
+    kwargs = dict(size={"longest_edge": 96}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
+    torch.manual_seed(0)
+    if smol:
+        model: Any = SmolVLMForConditionalGeneration(
+            SmolVLMConfig(text_config=text_cfg(tok), vision_config=vision, image_token_id=image_id, scale_factor=2))
+        processor: Any = without_video_processor(SmolVLMProcessor)(
+            image_processor=SmolVLMImageProcessorPil(**kwargs), tokenizer=tok, image_seq_len=16,
+            chat_template=template("<image>"))
+        entry = _video_entry("SmolVLMVideoProcessor", size={"longest_edge": 96},
+                             max_image_size={"longest_edge": 32}, fps=1, num_frames=4)
+        return _save(folder, model, processor, entry)
+    model = Idefics3ForConditionalGeneration(
+        Idefics3Config(text_config=text_cfg(tok), vision_config=vision, image_token_id=image_id, scale_factor=2))
+    processor = Idefics3Processor(image_processor=Idefics3ImageProcessorPil(**kwargs), tokenizer=tok,
+                                  image_seq_len=16, chat_template=template("<image>"))
+    return _save(folder, model, processor)
+
+
+def idefics3(folder: Path) -> Path:
+    return _idefics(folder, smol=False)
+
+
+def smolvlm(folder: Path) -> Path:
+    return _idefics(folder, smol=True)
+
+
+def paligemma(folder: Path) -> Path:
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+    )
+
+    tok = tokenizer(["<image>"], image_token="<image>")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32,
+                  patch_size=8)
+    text = text_cfg(tok, head_dim=8)
+    text["model_type"] = "gemma"
+    torch.manual_seed(0)
+    config = PaliGemmaConfig(text_config=text, vision_config=vision, projection_dim=32,
+                             image_token_id=tok.convert_tokens_to_ids("<image>"))
+    model = PaliGemmaForConditionalGeneration(config)
+    _mix_nothing(_siglip_layers(model))
+    image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    image_processor.image_seq_length = 16
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok, chat_template=template("<image>"))
+    return _save(folder, model, processor)
+
+
+def gemma3(folder: Path) -> Path:
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
+
+    specials = ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    tok = tokenizer(specials, boi_token="<start_of_image>", eoi_token="<end_of_image>",
+                    image_token="<image_soft_token>")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=32,
+                  patch_size=4)
+    text = text_cfg(tok, head_dim=8, sliding_window=64)
+    torch.manual_seed(0)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=16,
+                          image_token_id=tok.convert_tokens_to_ids("<image_soft_token>"),
+                          boi_token_id=tok.convert_tokens_to_ids("<start_of_image>"),
+                          eoi_token_id=tok.convert_tokens_to_ids("<end_of_image>"))
+    model = Gemma3ForConditionalGeneration(config)
+    _mix_nothing(_siglip_layers(model))
+    with torch.no_grad():  # initialised to zeros, which would make every image look the same
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.5)
+    image_processor = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tok, image_seq_length=16,
+                                chat_template=template("<start_of_image>"))
+    return _save(folder, model, processor)
+
+
+def llava_next(folder: Path) -> Path:
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+    )
+
+    tok = tokenizer(["<image>"], image_token="<image>")
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=4, image_size=32, patch_size=8)
+    torch.manual_seed(0)
+    config = LlavaNextConfig(text_config=text_cfg(tok, model_type="llama"), vision_config=vision,
+                             image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+                             image_grid_pinpoints=[[32, 32], [32, 64], [64, 32]])
+    model = LlavaNextForConditionalGeneration(config)
+    image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                                 image_grid_pinpoints=[[32, 32], [32, 64], [64, 32]])
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   chat_template=template("<image>"))
+    return _save(folder, model, processor)
+
+
+def llava(folder: Path) -> Path:
+    from transformers import LlavaForConditionalGeneration
+
+    from dashboard.demo.modeling import TinyLlavaSpec, build_config, build_processor
+
+    spec = TinyLlavaSpec(vision_layers=1)
+    processor = build_processor(WORDS, spec)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(build_config(processor.tokenizer, spec))
+    with torch.no_grad():
+        for layer in model.model.vision_tower.encoder.layers:
+            layer.self_attn.out_proj.weight.zero_()
+            layer.self_attn.out_proj.bias.zero_()
+    return _save(folder, model, processor)
+
+
+def _siglip_layers(model: Any) -> Any:
+    return model.model.vision_tower.encoder.layers
+
+
+def _mix_nothing(layers: Any) -> None:
+    """Zero the vision layers' attention output so each patch's feature depends on that patch alone."""
+    with torch.no_grad():
+        for layer in layers:
+            layer.self_attn.out_proj.weight.zero_()
+            layer.self_attn.out_proj.bias.zero_()
+
+
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "llava": llava, "llava_next": llava_next, "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl,
+    "idefics3": idefics3, "smolvlm": smolvlm, "paligemma": paligemma, "gemma3": gemma3,
+}

@@ -1,0 +1,27 @@
+"""The README's family table says what the adapter registry and the family fixtures actually provide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dashboard.attention.adapters import NOT_AVAILABLE, REGISTRY
+from tests.attention import family_checkpoints as fc
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _table() -> dict[str, tuple[str, str]]:
+    text = README.read_text(encoding="utf-8").split("## Supported model families", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    return {cells[1].strip(): (cells[2].strip(), cells[3].strip()) for cells in rows[1:]}
+
+
+def test_readme_table_matches_registry_and_fixtures() -> None:
+    table = _table()
+    assert set(table) == set(fc.BUILDERS)  # every tested family is listed, and only those
+    for model_type, (generates, attention) in table.items():
+        assert generates == "yes"  # test_families.test_loads_and_generates covers each builder
+        if model_type in REGISTRY:
+            assert attention == "yes", model_type
+        else:
+            assert attention.startswith("no:") and model_type in NOT_AVAILABLE, model_type
