@@ -31,9 +31,16 @@ from dashboard.models.pool import CheckpointLoadError
 from dashboard.provenance import provenance, with_provenance
 from dashboard.thumbnails import png_data_uri
 from dashboard.ui import state
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.image_input import PickedImage, pick_image, pick_images_batch
 from dashboard.ui.resources import get_history, get_pool, get_settings
-from dashboard.ui.widgets import apply_generation_settings, confined, generation_settings_form, show_model_error
+from dashboard.ui.widgets import (
+    apply_generation_settings,
+    confined,
+    generation_settings_form,
+    show_model_error,
+    why_no_checkpoint,
+)
 
 MODES = ["Single", "Batch", "History"]
 K_MODE = "inf.mode"
@@ -144,7 +151,7 @@ def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prom
         with ExitStack() as stack:
             with st.spinner(f"Loading {checkpoint.name}…"):
                 loaded = stack.enter_context(pool.acquire(checkpoint))  # pinned until the stream ends
-            generation = stream(loaded, picked.image, prompt, settings, prefill)
+            generation = stream(loaded, picked.image, prompt, settings, prefill, should_stop=session_gone_check())
             templated = format_prompt(loaded, prompt.strip(), prefill.strip())
             with st.expander("Prompt as sent to the model (chat template applied)"):
                 st.code(templated, language=None, wrap_lines=True)
@@ -210,6 +217,7 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
     try:
         with pool.acquire(checkpoint) as loaded:
             results = generate_batch(loaded, [p.image for p in images], prompts, settings, batch_size=batch_size,
+                                     should_stop=session_gone_check(),
                                      on_progress=lambda done, total: progress.progress(
                                          done / total, text=f"{done} / {total}"))
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
@@ -289,7 +297,7 @@ if mode == "History":
 else:
     checkpoint = confined(state.selected_checkpoint(), "Checkpoint")
     if checkpoint is None:
-        st.info("Pick a run and a checkpoint in the sidebar first.")
+        st.info(why_no_checkpoint())
     else:
         st.caption(f"Checkpoint: `{checkpoint}`")
         if mode == "Single":

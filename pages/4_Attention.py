@@ -34,7 +34,7 @@ from dashboard.paths import PathOutsideRoots
 from dashboard.ui import state
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_history, get_pool, get_run, get_settings
-from dashboard.ui.widgets import confined, show_model_error
+from dashboard.ui.widgets import confined, show_model_error, why_no_checkpoint
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
 K_ACROSS = "attn.across"  # {checkpoint path: AttentionRun} for the chosen token
@@ -269,7 +269,7 @@ def main() -> None:
     run_dir = confined(state.selected_run(), "Run")
     checkpoint = confined(state.selected_checkpoint(), "Checkpoint")
     if checkpoint is None:
-        st.info("Pick a run and a checkpoint in the sidebar.")
+        st.info(why_no_checkpoint())
         return
     st.markdown(f"**Checkpoint:** `{checkpoint.name}`")
     source = st.radio("Input", ["Image", "Inference history"], horizontal=True, key="attn.input")

@@ -10,13 +10,17 @@ are understood. Tag names follow the HF ``TensorBoardCallback`` convention: ``tr
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dashboard.runs.files import RunFileError, open_checked
 from dashboard.runs.metrics import empty_metrics, make_metrics
 
 EVENT_FILE_MARKER = "tfevents"
@@ -74,7 +78,7 @@ def _scalar(value) -> float | None:
     return None
 
 
-def iter_records(data: bytes) -> tuple[list[memoryview], str | None]:
+def iter_records(data: bytes | mmap.mmap) -> tuple[list[memoryview], str | None]:
     """Split a TFRecord stream (``u64 length, u32 crc, payload, u32 crc``) into payloads.
 
     TensorBoard's own framing reader (without TensorFlow installed) computes CRC32C in pure
@@ -98,8 +102,31 @@ def iter_records(data: bytes) -> tuple[list[memoryview], str | None]:
     return records, None
 
 
-def read_event_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """All scalars of one event file (truncated/corrupt tails are reported, earlier data kept)."""
+def read_event_file(path: Path, roots: Sequence[Path] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """All scalars of one event file (truncated/corrupt tails are reported, earlier data kept).
+
+    The file is opened through the run-file opener (confined to ``roots``, default its own
+    folder; special and sparse files refused) and memory-mapped, so a large file is paged in
+    by the OS rather than copied whole into the process.
+    """
+    path = Path(path)
+    try:
+        with open_checked(path, roots or [path.parent], "events") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+    except RunFileError as exc:
+        return empty_metrics(), [str(exc)]
+    except OSError as exc:
+        return empty_metrics(), [f"{path.name}: cannot read ({exc.strerror or type(exc).__name__})"]
+    try:
+        return _parse_events(path, mapped if mapped is not None else b"")
+    finally:
+        if mapped is not None:
+            with contextlib.suppress(BufferError):
+                mapped.close()
+
+
+def _parse_events(path: Path, data: bytes | mmap.mmap) -> tuple[pd.DataFrame, list[str]]:
     from tensorboard.compat.proto import event_pb2
 
     problems: list[str] = []
@@ -107,10 +134,6 @@ def read_event_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
     walls: list[float] = []
     tags: list[str] = []
     values: list[float] = []
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return empty_metrics(), [f"{path.name}: cannot read ({exc.strerror or exc})"]
     records, framing_problem = iter_records(data)
     parse = event_pb2.Event.FromString
     for i, raw in enumerate(records):
@@ -128,6 +151,9 @@ def read_event_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
                 walls.append(event.wall_time)
                 tags.append(value.tag)
                 values.append(scalar)
+    for raw in records:
+        raw.release()
+    records.clear()
     if framing_problem:
         problems.append(f"{path.name}: {framing_problem}; kept the {len(tags):,} scalar point(s) before it")
     if not tags:

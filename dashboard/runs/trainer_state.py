@@ -8,9 +8,9 @@ Non-finite values (NaN/inf/null) are kept out of the table and reported by metri
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard.runs.checkpoints import checkpoint_step
+from dashboard.runs.files import JsonFileError, RunFileError, read_json
 from dashboard.runs.metrics import empty_metrics, make_metrics
 
 NON_METRIC_KEYS = frozenset({"step", "epoch"})
@@ -175,17 +176,24 @@ def parse_log_history(log_history: list, source: str = "trainer_state") -> tuple
     return table, problems
 
 
-def read_trainer_state(path: Path) -> ParsedState:
-    """Read one ``trainer_state.json``; broken files give problems and an empty table, not errors."""
+def read_trainer_state(path: Path, roots: Sequence[Path] | None = None) -> ParsedState:
+    """Read one ``trainer_state.json``; broken files give problems and an empty table, not errors.
+
+    Read through the run-file opener (confined to ``roots``, default the file's folder; special,
+    sparse, oversized and LFS-pointer files refused; JSON depth bounded by orjson).
+    """
     path = Path(path)
     problems: list[str] = []
     try:
-        with path.open("rb") as fh:
-            state = json.load(fh)
+        state = read_json(path, roots or [path.parent], "trainer_state")
+    except JsonFileError as exc:
+        reason = str(exc).rsplit(": ", 1)[-1]
+        return ParsedState.unreadable(f"{path}: not valid JSON ({reason})")
+    except RunFileError as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        return ParsedState.unreadable(f"{path}: cannot read ({reason})")
     except OSError as exc:
-        return ParsedState.unreadable(f"{path}: cannot read ({exc.strerror or exc})")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return ParsedState.unreadable(f"{path}: not valid JSON ({exc})")
+        return ParsedState.unreadable(f"{path}: cannot read ({exc.strerror or type(exc).__name__})")
     if not isinstance(state, dict):
         return ParsedState.unreadable(f"{path}: expected a JSON object, got {type(state).__name__}")
     summary = _summary(state, problems)

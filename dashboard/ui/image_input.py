@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard.evalset import EvalExample, EvalSet, EvalSetError, find_eval_sets, load_eval_set
+from dashboard.formatting import markdown_safe
 from dashboard.images import ImageError, image_digest, load_image
 from dashboard.thumbnails import thumbnail_png
 from dashboard.ui.resources import get_settings
@@ -89,13 +90,13 @@ def _choose_eval_set(widget_key: str, sets: list[Path]) -> EvalSet | None:
     try:
         eval_set = eval_set_for(Path(set_path))
     except (EvalSetError, OSError) as exc:
-        st.error(f"Cannot read eval set {Path(set_path).name}: {exc}")
+        st.error(markdown_safe(f"Cannot read eval set {Path(set_path).name}: {exc}"))
         return None
     if eval_set.problems:
         with st.expander(f"{len(eval_set.problems)} rows of {eval_set.name} were skipped"):
             st.text("\n".join(eval_set.problems[:50]))
     if not eval_set.examples:
-        st.warning(f"Eval set {eval_set.name} has no usable examples.")
+        st.warning(markdown_safe(f"Eval set {eval_set.name} has no usable examples."))
         return None
     return eval_set
 
@@ -122,7 +123,7 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
             if isinstance(thumb, bytes):
                 st.image(thumb, width="stretch")
             else:
-                st.caption(f":warning: {thumb}")
+                st.caption(f":warning: {markdown_safe(thumb)}")
             if st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch"):
                 st.session_state[chosen_key] = example.id
     chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
@@ -132,9 +133,10 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
     try:
         picked = load_example_image(chosen)
     except ImageError as exc:
-        st.error(f"Example {chosen.id}: {exc}")
+        st.error(markdown_safe(f"Example {chosen.id}: {exc}"))
         return None
-    st.caption(f"Example **{chosen.id}** · prompt: _{chosen.prompt}_ · reference: **{chosen.answer}**")
+    st.caption(f"Example **{markdown_safe(chosen.id)}** · prompt: _{markdown_safe(chosen.prompt)}_ · "
+               f"reference: **{markdown_safe(chosen.answer)}**")
     return picked
 
 

@@ -113,14 +113,16 @@ def test_missing_keys_and_unreadable_state(tmp_path: Path, monkeypatch: pytest.M
     assert "trainer_state.json: no 'global_step'" in run.problems
     assert len(run.checkpoints) == 1 and run.metrics.empty
 
-    real_open = Path.open
+    import dashboard.runs.files as files_module
 
-    def deny(self, *args, **kwargs):
-        if self.name == "trainer_state.json":
+    real_open = files_module.os.open
+
+    def deny(path, *args, **kwargs):
+        if Path(path).name == "trainer_state.json":
             raise PermissionError(13, "Permission denied")
-        return real_open(self, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", deny)
+    monkeypatch.setattr(files_module.os, "open", deny)
     run_module.parse_state_file.clear()
     run = load_run(run_dir, [tmp_path])
     assert any("cannot read (Permission denied)" in p for p in run.problems)
