@@ -9,8 +9,8 @@ own folder, so a crafted file cannot make the app read arbitrary files on disk.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +19,17 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from dashboard.paths import PathOutsideRoots, resolve_within
+from dashboard.runs.files import (
+    JsonFileError,
+    RunFileError,
+    check_regular_file,
+    excerpt,
+    open_checked,
+    parse_json,
+    read_bytes,
+)
 
 EVAL_SUFFIXES = (".jsonl", ".csv")
-MAX_EVAL_FILE_BYTES = 50_000_000
-"""A guard against pointing the loader at something that is not an eval set."""
 
 # Accepted spellings of the three required columns (first match wins).
 IMAGE_KEYS = ("image", "image_path", "path")
@@ -57,6 +64,8 @@ class EvalSet:
     path: Path
     examples: list[EvalExample]
     problems: list[str] = field(default_factory=list)
+    content_hash: str = ""
+    """SHA-256 of the file's bytes: saved results are keyed by it, not by the (reusable) name."""
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -69,36 +78,50 @@ class _RowProblem(ValueError):
     """Raised inside row validation; becomes one entry in ``EvalSet.problems``."""
 
 
-def find_eval_sets(run_dir: Path) -> list[Path]:
-    """``<run>/eval/*.jsonl|csv``, sorted by name (the demo run puts ``demo.jsonl`` there)."""
+def find_eval_sets(run_dir: Path, roots: Iterable[str | Path] | None = None) -> list[Path]:
+    """``<run>/eval/*.jsonl|csv``, sorted by name (the demo run puts ``demo.jsonl`` there).
+
+    Only files that resolve inside ``roots`` (default: the run folder) are offered: an eval
+    set symlinked from elsewhere on disk is not.
+    """
     folder = Path(run_dir) / "eval"
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EVAL_SUFFIXES)
+    allowed = list(roots) if roots else [run_dir]
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EVAL_SUFFIXES and _offered(p, allowed))
+
+
+def _offered(path: Path, roots: Sequence[str | Path]) -> bool:
+    try:
+        resolved = resolve_within(path, roots)
+        check_regular_file(resolved, "evalset")
+    except (PathOutsideRoots, OSError):
+        return False
+    return True
 
 
 def load_eval_set(path: Path, roots: Iterable[str | Path] | None = None) -> EvalSet:
     """Read and validate an eval file on disk.
 
-    ``roots`` are the extra folders images may live in (normally the runs roots); the eval
-    file's own folder is always allowed. Raises :class:`EvalSetError` only when the file as a
-    whole is unusable; bad rows are reported in ``problems``.
+    ``roots`` are the folders the file and its images may live in (normally the runs roots;
+    default the file's own folder). The file is read through the run-file opener, so a link to
+    ``/proc/self/environ`` or outside the roots is refused before a byte is read. Raises
+    :class:`EvalSetError` only when the file as a whole is unusable; bad rows are in ``problems``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise EvalSetError(f"eval set not found: {path}")
+    allowed = [*(roots or ()), path.parent]
     if path.suffix.lower() not in EVAL_SUFFIXES:
         raise EvalSetError(f"{path.name}: expected a .jsonl or .csv file")
-    size = path.stat().st_size
-    if size > MAX_EVAL_FILE_BYTES:
-        raise EvalSetError(f"{path.name}: {size:,} bytes is larger than the {MAX_EVAL_FILE_BYTES:,}-byte limit")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EvalSetError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
-    base = path.resolve().parent
-    return parse_eval_set(data, name=path.stem, path=path, base_dir=base,
-                          roots=[*(roots or ()), base], fmt=path.suffix.lower().lstrip("."))
+        data = read_bytes(path, allowed, "evalset")
+    except FileNotFoundError as exc:
+        raise EvalSetError(f"eval set not found: {path.name}") from exc
+    except OSError as exc:  # RunFileError messages name the file and never quote it
+        raise EvalSetError(str(exc) if isinstance(exc, RunFileError) else
+                           f"{path.name}: cannot read ({exc.strerror or type(exc).__name__})") from exc
+    base = path.parent.resolve()
+    return parse_eval_set(data, name=path.stem, path=path, base_dir=base, roots=allowed,
+                          fmt=path.suffix.lower().lstrip("."))
 
 
 def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | None,
@@ -123,7 +146,7 @@ def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | None,
                 raise row
             example = _validate_row(row, line_no, base_dir, roots)
             if example.id in seen:
-                raise _RowProblem(f"duplicate id {example.id!r}")
+                raise _RowProblem(f"duplicate id {excerpt(repr(example.id))}")
         except _RowProblem as exc:
             problems.append(f"line {line_no}: {exc}")
             continue
@@ -131,7 +154,8 @@ def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | None,
         examples.append(example)
     if not examples and not problems:
         problems.append("the file has no rows")
-    return EvalSet(name=name, path=path, examples=examples, problems=problems)
+    return EvalSet(name=name, path=path, examples=examples, problems=problems,
+                   content_hash=hashlib.sha256(data).hexdigest())
 
 
 def _jsonl_rows(data: bytes) -> Iterator[tuple[int, dict | _RowProblem]]:
@@ -144,9 +168,9 @@ def _jsonl_rows(data: bytes) -> Iterator[tuple[int, dict | _RowProblem]]:
             yield line_no, _RowProblem(f"not valid UTF-8 (byte {exc.start})")
             continue
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield line_no, _RowProblem(f"invalid JSON ({exc.msg} at column {exc.colno})")
+            obj = parse_json(text.encode("utf-8"), f"line {line_no}")
+        except JsonFileError as exc:
+            yield line_no, _RowProblem(str(exc).split(": ", 1)[-1].replace("not valid JSON", "invalid JSON"))
             continue
         if not isinstance(obj, dict):
             yield line_no, _RowProblem(f"expected a JSON object, got {type(obj).__name__}")
@@ -165,7 +189,8 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, dict | _RowProblem]]:
     missing = [keys[0] for keys in (IMAGE_KEYS, PROMPT_KEYS, ANSWER_KEYS)
                if not any(k in {h.strip() for h in header if h} for k in keys)]
     if missing:
-        found = ", ".join(h for h in header if h) or "none"
+        names = [excerpt(h, 24) for h in header if h]
+        found = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") or "none"
         yield 1, _RowProblem(f"header is missing column(s): {', '.join(missing)} (found: {found})")
         return
     start = 2
@@ -184,8 +209,8 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, dict | _RowProblem]]:
         for key in ("objects", "extra"):
             if clean.get(key):
                 try:
-                    clean[key] = json.loads(clean[key])
-                except json.JSONDecodeError:
+                    clean[key] = parse_json(clean[key].encode("utf-8", "surrogateescape"), key)
+                except JsonFileError:
                     yield line_no, _RowProblem(f"column {key!r} is not valid JSON")
                     break
         else:
@@ -234,7 +259,7 @@ def _validate_row(row: dict, line_no: int, base_dir: Path | None, roots: Sequenc
         try:
             target = int(target)
         except (TypeError, ValueError):
-            raise _RowProblem(f"target must be an integer or null, got {target!r}") from None
+            raise _RowProblem(f"target must be an integer or null, got {excerpt(repr(target))}") from None
         if objects and not 0 <= target < len(objects):
             raise _RowProblem(f"target {target} is not an index into the {len(objects)} object(s)")
     raw_id = row.get("id")
@@ -245,18 +270,21 @@ def _validate_row(row: dict, line_no: int, base_dir: Path | None, roots: Sequenc
 
 
 def _resolve_image(image: str, base_dir: Path | None, roots: Sequence[str | Path]) -> Path:
+    shown = excerpt(image)
     candidate = Path(image).expanduser()
     if not candidate.is_absolute():
         candidate = (base_dir if base_dir is not None else Path(roots[0]).expanduser().resolve()) / candidate
     try:
         resolved = resolve_within(candidate, roots)
     except PathOutsideRoots:
-        raise _RowProblem(f"image {image!r} is outside the eval file's folder and the runs roots") from None
-    if not resolved.is_file():
-        raise _RowProblem(f"image not found: {image}")
+        raise _RowProblem(f"image {shown!r} is outside the runs root") from None
     try:
-        with Image.open(resolved) as img:
+        with open_checked(resolved, roots, "image") as handle, Image.open(handle) as img:
             img.size  # noqa: B018 - header parse is enough to catch non-images cheaply
+    except FileNotFoundError:
+        raise _RowProblem(f"image not found: {shown}") from None
+    except RunFileError as exc:
+        raise _RowProblem(f"image {shown!r}: {str(exc).split(': ', 1)[-1]}") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise _RowProblem(f"image {image!r} is unreadable ({type(exc).__name__})") from None
+        raise _RowProblem(f"image {shown!r} is unreadable ({type(exc).__name__})") from None
     return resolved

@@ -20,8 +20,12 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 from transformers.feature_extraction_utils import BatchFeature
 
+from dashboard.chat_template import ChatTemplateError, render_chat_template
 from dashboard.formatting import markdown_safe  # noqa: F401 - transition re-export: import from dashboard.formatting
 from dashboard.models.loading import LoadedModel
+
+CHARS_PER_TOKEN_LIMIT = 16
+"""A prompt longer than this many characters per token of context is refused before tokenizing."""
 
 
 class GenerationInputError(ValueError):
@@ -113,9 +117,16 @@ def _phase_timings(preprocess_s: float, generate_began: float, first_token_at: f
 def format_prompt(loaded: LoadedModel, prompt: str, prefill: str = "") -> str:
     """The model's chat template applied to one user turn with one image, plus the assistant prefill."""
     processor = loaded.processor
-    if getattr(processor, "chat_template", None):
+    template = getattr(processor, "chat_template", None)
+    if isinstance(template, str) and template:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        tokenizer = getattr(processor, "tokenizer", processor)
+        special = {k: v for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items()
+                   if isinstance(v, str)}
+        try:
+            text = render_chat_template(template, {**special, "messages": messages, "add_generation_prompt": True})
+        except ChatTemplateError as exc:
+            raise GenerationInputError(f"{loaded.path.name}: {exc}") from exc
     else:  # no template: the processor's image token followed by the raw prompt
         image_token = getattr(processor, "image_token", None) or "<image>"
         text = f"{image_token}\n{prompt}"
@@ -136,6 +147,10 @@ def build_inputs(loaded: LoadedModel, image: Image.Image | Sequence[Image.Image]
         raise GenerationInputError(f"{len(images)} images but {len(prompts)} prompts / {len(prefills)} prefills")
     if any(not p or not p.strip() for p in prompts):
         raise GenerationInputError("the prompt is empty: type a question or instruction")
+    context = model_context(loaded)
+    if context and any(len(p) > CHARS_PER_TOKEN_LIMIT * context for p in prompts):
+        raise GenerationInputError(f"the prompt is {max(map(len, prompts)):,} characters; {loaded.path.name} reads "
+                                   f"at most {context:,} tokens: shorten it")
     texts = [format_prompt(loaded, p.strip(), f.strip()) for p, f in zip(prompts, prefills, strict=True)]
     kwargs: dict[str, Any] = {"padding": True} if len(texts) > 1 else {}
     try:
@@ -147,6 +162,25 @@ def build_inputs(loaded: LoadedModel, image: Image.Image | Sequence[Image.Image]
 
 
 # ---------------------------------------------------------------------------- helpers
+def model_context(loaded: LoadedModel) -> int | None:
+    """Positions the language model can attend over (``max_position_embeddings``), if it says."""
+    config = getattr(loaded.model, "config", None)
+    for part in (getattr(config, "text_config", None), config):
+        value = getattr(part, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(loaded: LoadedModel, prompt_tokens: int, settings: GenerationSettings) -> None:
+    """Refuse before generating when prompt + new tokens cannot fit the model's context."""
+    context = model_context(loaded)
+    if context and prompt_tokens + settings.max_new_tokens > context:
+        raise GenerationInputError(
+            f"the prompt is {prompt_tokens:,} tokens (image included) and {settings.max_new_tokens} new tokens are "
+            f"asked for, but {loaded.path.name} has a context of {context:,} tokens: shorten the prompt")
+
+
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
@@ -184,13 +218,17 @@ def _decode(loaded: LoadedModel, new_ids: torch.Tensor) -> str:
 class _FirstTokenClock(StoppingCriteria):
     """Records when the first new token exists and lets a consumer stop generation early."""
 
-    def __init__(self) -> None:
+    def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
         self.first_token_at: float | None = None
         self.stop = threading.Event()
+        self.should_stop = should_stop
+        """Polled every token: e.g. "is the browser session that asked for this still there?"."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
+        if not self.stop.is_set() and self.should_stop is not None and self.should_stop():
+            self.stop.set()
         return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
@@ -209,19 +247,22 @@ def _run_generate(loaded: LoadedModel, inputs: BatchFeature, settings: Generatio
 
 # ---------------------------------------------------------------------------- API
 def generate(loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings = GenerationSettings(),
-             prefill: str = "") -> GenerationResult:
+             prefill: str = "", should_stop: Callable[[], bool] | None = None) -> GenerationResult:
     """One image + prompt → one answer, with preprocessing / prefill / decode timings."""
-    return generate_batch(loaded, [image], [prompt], settings, prefills=[prefill], batch_size=1)[0]
+    return generate_batch(loaded, [image], [prompt], settings, prefills=[prefill], batch_size=1,
+                          should_stop=should_stop)[0]
 
 
 def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: Sequence[str] | str,
                    settings: GenerationSettings = GenerationSettings(), *, prefills: Sequence[str] | str = "",
-                   batch_size: int = 8,
-                   on_progress: Callable[[int, int], None] | None = None) -> list[GenerationResult]:
+                   batch_size: int = 8, on_progress: Callable[[int, int], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> list[GenerationResult]:
     """Many images × prompts, run ``batch_size`` at a time (left-padded).
 
     Timings of a row are those of its chunk (shared by the chunk's ``batch_size`` rows; see
-    :attr:`GenerationResult.per_example_s`); ``on_progress(done, total)`` is called after each chunk.
+    :attr:`GenerationResult.per_example_s`); ``on_progress(done, total)`` is called after each chunk;
+    ``should_stop()`` is polled every token and between chunks (a closed browser tab stops the work
+    instead of holding a core).
     """
     settings.validate()
     images = list(images)
@@ -233,9 +274,12 @@ def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: 
     step = max(1, int(batch_size))
     for start in range(0, len(images), step):
         chunk = slice(start, start + step)
+        if should_stop is not None and should_stop():
+            break
         prepared = time.perf_counter()
         inputs = build_inputs(loaded, images[chunk], prompts[chunk], prefills[chunk])
-        clock = _FirstTokenClock()
+        check_context(loaded, int(inputs["input_ids"].shape[1]), settings)
+        clock = _FirstTokenClock(should_stop)
         began = time.perf_counter()
         sequences = _run_generate(loaded, inputs, settings, clock)
         ended = time.perf_counter()
@@ -279,16 +323,17 @@ class GenerationStream:
     """
 
     def __init__(self, loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings,
-                 prefill: str = "") -> None:
+                 prefill: str = "", should_stop: Callable[[], bool] | None = None) -> None:
         settings.validate()
         self.loaded = loaded
         self.settings = settings
         prepared = time.perf_counter()
         self.inputs = build_inputs(loaded, image, prompt, prefill)  # input errors raise here, synchronously
         self.preprocess_s = time.perf_counter() - prepared
+        check_context(loaded, int(self.inputs["input_ids"].shape[1]), settings)
         self.result: GenerationResult | None = None
         self.error: BaseException | None = None
-        self._clock = _FirstTokenClock()
+        self._clock = _FirstTokenClock(should_stop)
         self._sequences: torch.Tensor | None = None
         self._streamer = _TimedStreamer(getattr(loaded.processor, "tokenizer", loaded.processor)) \
             if settings.num_beams == 1 else None
@@ -335,9 +380,9 @@ class GenerationStream:
 
 
 def stream(loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings = GenerationSettings(),
-           prefill: str = "") -> GenerationStream:
+           prefill: str = "", should_stop: Callable[[], bool] | None = None) -> GenerationStream:
     """Start nothing yet: iterating the returned object runs generation in a thread and yields text."""
-    return GenerationStream(loaded, image, prompt, settings, prefill)
+    return GenerationStream(loaded, image, prompt, settings, prefill, should_stop)
 
 
 def _rounded(value: float | None, digits: int) -> float | None:

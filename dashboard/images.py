@@ -17,9 +17,17 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dashboard.runs.files import RunFileError, read_bytes
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 40_000_000
+MAX_SIDE = 16_384
+"""Longest side accepted. Browsers and ``st.image`` fail on images wider than 65,535 px, and a
+processor that resizes the *shortest* side to a fixed size turns a long thin strip into a huge one."""
+MAX_ASPECT = 20.0
+"""Longest/shortest side: a 2,000,000×20 strip has few pixels, but CLIP-style resizing upsizes it
+to ~9.6M×96 (GBs) before cropping."""
 MAX_FILE_BYTES = 200 * 2**20
 """Refuse files larger than this outright (a compressed image of 40 MP is far smaller)."""
 
@@ -34,11 +42,15 @@ def _read_bytes(source: bytes | str | Path | BinaryIO) -> tuple[bytes, str]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
+            if path.is_dir():
+                raise IsADirectoryError(path)
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
                 raise ImageError(f"{path.name} is {size / 2**20:.0f} MB; images over {MAX_FILE_BYTES // 2**20} MB "
                                  "are refused")
-            return path.read_bytes(), path.name
+            return read_bytes(path, [path.parent], "image"), path.name
+        except RunFileError as exc:
+            raise ImageError(str(exc)) from exc
         except FileNotFoundError as exc:
             raise ImageError(f"image file {path.name} does not exist") from exc
         except IsADirectoryError as exc:
@@ -69,6 +81,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if mode == "RGB" else image.convert("RGB")
 
 
+def check_shape(width: int, height: int, name: str = "image") -> None:
+    """Refuse shapes that are cheap to store but expensive to process or display."""
+    if max(width, height) > MAX_SIDE:
+        raise ImageError(f"{name} is {width}×{height}: its longest side is over the limit of {MAX_SIDE:,} px; "
+                         "downscale it first")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageError(f"{name} is {width}×{height}: an aspect ratio over {MAX_ASPECT:.0f}:1 is refused "
+                         "(the model's processor would blow it up); crop it first")
+
+
 def load_image(source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``source`` into an RGB image, EXIF orientation applied, at most ``max_pixels`` pixels."""
     data, name = _read_bytes(source)
@@ -81,6 +103,7 @@ def load_image(source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise ImageError(f"{name} has an empty size {width}×{height}")
+            check_shape(width, height, name)
             if width * height > max_pixels:
                 raise ImageError(f"{name} is {width}×{height} = {width * height / 1e6:.1f} MP, over the limit of "
                                  f"{max_pixels / 1e6:.1f} MP (possible decompression bomb); downscale it first")

@@ -31,7 +31,7 @@ def resolve_within(path: str | Path, roots: Iterable[str | Path]) -> Path:
         if resolved == root or resolved.is_relative_to(root):
             return resolved
     shown = ", ".join(str(r) for r in root_list)
-    raise PathOutsideRoots(f"{path} is outside the allowed runs root(s): {shown}")
+    raise PathOutsideRoots(f"{Path(path).name or path} is outside the runs root ({shown})")
 
 
 def is_within(path: str | Path, roots: Iterable[str | Path]) -> bool:

@@ -16,7 +16,7 @@ def test_inside_root_resolves(tmp_path: Path):
 def test_dotdot_escape_is_refused(tmp_path: Path):
     root = tmp_path / "runs"
     root.mkdir()
-    with pytest.raises(PathOutsideRoots, match="outside the allowed runs root"):
+    with pytest.raises(PathOutsideRoots, match="outside the runs root"):
         resolve_within(root / ".." / "secret", [root])
     assert not is_within("../etc/passwd", [root])
 

@@ -1,9 +1,12 @@
-"""Saved eval-set scores: one JSON file per (eval set, checkpoint), next to the run.
+"""Saved eval-set scores: one JSON file per (eval set content, checkpoint, generation settings).
 
-Files live at ``<run>/eval_results/<eval_set>/<checkpoint>.json`` so the Timeline page can
-plot them and a later visit does not recompute. When the run folder is read-only they go to
-``<data_dir>/eval_results/<run-name>-<hash>/`` instead. Every write is atomic (temp file +
-``os.replace``) so a crash or a Stop click never leaves a half-written file behind.
+Files live at ``<run>/eval_results/<eval_set>-<content hash>/<checkpoint>-<settings hash>.json``
+so the Timeline page can plot them and a later visit does not recompute. The key is the eval
+set's *content* hash, not its name: uploading a one-row ``demo.jsonl`` must not replace the
+run's complete 200-row results, and a partial result (a stopped run) never replaces a complete
+one. When the run folder is read-only, or its ``eval_results`` is a symlink, they go to
+``<data_dir>/eval_results/<run-name>-<hash>/`` instead. Every write goes through
+:func:`dashboard.runs.files.write_atomic` (temp file + ``os.replace``, no symlink followed).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +26,8 @@ from typing import Any
 import pandas as pd
 
 from dashboard.metrics import aggregate_scores, score
+from dashboard.runs.checkpoints import checkpoint_step as _folder_step
+from dashboard.runs.files import RunFileError, read_json, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ RESULTS_DIRNAME = "eval_results"
 SCHEMA_VERSION = 1
 SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "metric", "value", "ci95_low", "ci95_high"]
 _STEP = re.compile(r"checkpoint-(\d+)$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+", re.ASCII)
 
 
 @dataclass
@@ -52,6 +56,8 @@ class CheckpointScores:
     total: int = 0
     """Number of examples in the eval set; ``complete`` when every one has a row."""
     saved_at: float = 0.0
+    eval_set_hash: str = ""
+    """SHA-256 of the eval file's bytes (``EvalSet.content_hash``): part of the key."""
 
     @property
     def n(self) -> int:
@@ -81,7 +87,8 @@ class CheckpointScores:
                    settings=dict(data.get("settings") or {}), settings_key=str(data.get("settings_key", "")),
                    checkpoint_signature=str(data.get("checkpoint_signature", "")),
                    rows=[r for r in data["rows"] if isinstance(r, dict) and "id" in r],
-                   total=int(data.get("total") or data.get("n") or 0), saved_at=float(data.get("saved_at") or 0))
+                   total=int(data.get("total") or data.get("n") or 0), saved_at=float(data.get("saved_at") or 0),
+                   eval_set_hash=str(data.get("eval_set_hash") or ""))
 
     def rescored(self, answers: dict[str, str]) -> CheckpointScores:
         """Scores recomputed from the saved outputs (the reference answers may have been edited)."""
@@ -91,9 +98,8 @@ class CheckpointScores:
 
 
 def checkpoint_step(name: str) -> int | None:
-    """Global step from an HF Trainer folder name (``checkpoint-100`` → 100)."""
-    match = _STEP.search(name)
-    return int(match.group(1)) if match else None
+    """Global step from an HF Trainer folder name (``checkpoint-100`` → 100; ASCII digits, int64)."""
+    return _folder_step(Path(str(name).replace("\\", "/")).name)
 
 
 def checkpoint_signature(path: str | Path) -> str:
@@ -111,7 +117,17 @@ def checkpoint_signature(path: str | Path) -> str:
 def safe_name(name: str) -> str:
     """A file-system-safe form of an eval-set or checkpoint name."""
     cleaned = _UNSAFE.sub("_", name).strip("._")
-    return cleaned or "unnamed"
+    return cleaned[:80] or "unnamed"
+
+
+def _short_hash(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def result_relpath(eval_set: str, eval_set_hash: str, checkpoint: str, settings_key: str) -> Path:
+    """Where one result lives below a results folder: every part of the key is in the path."""
+    return (Path(f"{safe_name(eval_set)}-{(eval_set_hash or 'nohash')[:12]}")
+            / f"{safe_name(checkpoint)}-{_short_hash(settings_key, 8)}.json")
 
 
 def fallback_dir(run_dir: Path, data_dir: Path) -> Path:
@@ -127,32 +143,36 @@ def candidate_dirs(run_dir: Path, data_dir: Path | None) -> list[Path]:
     return dirs
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so readers see the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def write_json_atomic(path: Path, data: Any, base: Path | None = None) -> None:
+    """Write JSON atomically below ``base`` (default: the file's folder), never through a symlink."""
+    payload = json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8")
+    write_atomic(path, payload, base if base is not None else path.parent)
+
+
+def _prefer(a: CheckpointScores | None, b: CheckpointScores | None) -> CheckpointScores | None:
+    """Of two results for one key: a complete one over a partial one, then the newer."""
+    if a is None or b is None:
+        return a or b
+    return max((a, b), key=lambda s: (s.complete, s.saved_at))
 
 
 def save_scores(run_dir: Path, scores: CheckpointScores, data_dir: Path | None = None) -> Path:
-    """Save next to the run, or under ``data_dir`` when the run folder is not writable."""
+    """Save next to the run, or under ``data_dir`` when the run folder is not writable (or is a link).
+
+    A partial result never replaces a complete one saved under the same key: the complete file
+    is kept and its path returned.
+    """
     scores.saved_at = time.time()
     payload = scores.to_json()
-    name = f"{safe_name(scores.checkpoint)}.json"
+    rel = result_relpath(scores.eval_set, scores.eval_set_hash, scores.checkpoint, scores.settings_key)
     errors: list[str] = []
-    for folder in candidate_dirs(run_dir, data_dir):
-        target = folder / safe_name(scores.eval_set) / name
+    for folder, base in _bases(run_dir, data_dir):
+        target = folder / rel
+        existing = _read(target, base)
+        if existing is not None and existing.complete and not scores.complete:
+            return target
         try:
-            write_json_atomic(target, payload)
+            write_json_atomic(target, payload, base)
         except OSError as exc:
             errors.append(f"{target}: {exc.strerror or exc}")
             continue
@@ -160,36 +180,59 @@ def save_scores(run_dir: Path, scores: CheckpointScores, data_dir: Path | None =
     raise OSError("could not save scores: " + "; ".join(errors))
 
 
-def _read(path: Path) -> CheckpointScores | None:
+def _read(path: Path, base: Path | None = None) -> CheckpointScores | None:
     try:
-        return CheckpointScores.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
+        return CheckpointScores.from_json(read_json(path, [base if base is not None else path.parent], "results"))
+    except (OSError, RunFileError, ValueError, KeyError, TypeError):
         logger.warning("saved scores %s unreadable; treated as not computed yet", path, exc_info=True)
-        return None  # a corrupt or foreign file is treated as "not computed yet"
+        return None  # a corrupt, foreign, linked-out or missing file is treated as "not computed yet"
 
 
-def load_scores(run_dir: Path, eval_set: str, checkpoint: str,
-                data_dir: Path | None = None) -> CheckpointScores | None:
-    """The newest readable saved result for (eval set, checkpoint), or None."""
-    found = [s for folder in candidate_dirs(run_dir, data_dir)
-             if (s := _read(folder / safe_name(eval_set) / f"{safe_name(checkpoint)}.json")) is not None]
-    return max(found, key=lambda s: s.saved_at, default=None)
+def _bases(run_dir: Path, data_dir: Path | None) -> list[tuple[Path, Path]]:
+    pairs = [(Path(run_dir) / RESULTS_DIRNAME, Path(run_dir))]
+    if data_dir is not None:
+        pairs.append((fallback_dir(run_dir, data_dir), Path(data_dir)))
+    return pairs
+
+
+def load_scores(run_dir: Path, eval_set: str, checkpoint: str, data_dir: Path | None = None, *,
+                eval_set_hash: str | None = None, settings_key: str | None = None) -> CheckpointScores | None:
+    """The best readable saved result for (eval set, checkpoint), or None.
+
+    With ``eval_set_hash``/``settings_key`` only results of that content and those settings
+    count; a complete result is preferred over a partial one, then the newest.
+    """
+    best: CheckpointScores | None = None
+    for folder, base in _bases(run_dir, data_dir):
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(f"{safe_name(eval_set)}-*/{safe_name(checkpoint)}-*.json"):
+            found = _read(path, base)
+            if found is None or found.eval_set != eval_set or found.checkpoint != checkpoint:
+                continue
+            if eval_set_hash is not None and found.eval_set_hash != eval_set_hash:
+                continue
+            if settings_key is not None and found.settings_key != settings_key:
+                continue
+            best = _prefer(best, found)
+    return best
 
 
 def iter_saved(run_dir: Path, data_dir: Path | None = None) -> Iterable[CheckpointScores]:
-    """Every readable saved result of the run, newest copy per (eval set, checkpoint)."""
-    newest: dict[tuple[str, str], CheckpointScores] = {}
-    for folder in candidate_dirs(run_dir, data_dir):
+    """Every readable saved result of the run, the best copy per (eval set content, checkpoint, settings)."""
+    best: dict[tuple[str, str, str, str], CheckpointScores] = {}
+    for folder, base in _bases(run_dir, data_dir):
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*/*.json")):
-            scores = _read(path)
+            scores = _read(path, base)
             if scores is None:
                 continue
-            key = (scores.eval_set, scores.checkpoint)
-            if key not in newest or scores.saved_at > newest[key].saved_at:
-                newest[key] = scores
-    return list(newest.values())
+            key = (scores.eval_set, scores.eval_set_hash, scores.checkpoint, scores.settings_key)
+            chosen = _prefer(best.get(key), scores)
+            if chosen is not None:
+                best[key] = chosen
+    return list(best.values())
 
 
 def load_saved_scores(run_dir: Path, data_dir: Path | None = None) -> pd.DataFrame:

@@ -166,7 +166,8 @@ def prepare_scores(run_dir: Path, checkpoints: Sequence[str | Path], evalset: Ev
     for ckpt in checkpoints:
         path = Path(ckpt)
         signature = checkpoint_signature(path)
-        saved = load_scores(run_dir, evalset.name, path.name, data_dir)
+        saved = load_scores(run_dir, evalset.name, path.name, data_dir, eval_set_hash=evalset.content_hash,
+                            settings_key=settings.key())
         if saved is not None and saved.settings_key == settings.key() and saved.checkpoint_signature == signature:
             saved.rows = [r for r in saved.rows if _row_still_valid(r, by_id)]
             out[path.name] = saved.rescored(answers)
@@ -174,7 +175,8 @@ def prepare_scores(run_dir: Path, checkpoints: Sequence[str | Path], evalset: Ev
             out[path.name] = CheckpointScores(
                 checkpoint=path.name, step=checkpoint_step(path.name), eval_set=evalset.name,
                 settings=settings_dict(settings), settings_key=settings.key(),
-                checkpoint_signature=signature, rows=[], total=len(evalset.examples))
+                checkpoint_signature=signature, rows=[], total=len(evalset.examples),
+                eval_set_hash=evalset.content_hash)
     return out
 
 

@@ -11,13 +11,22 @@ import json
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from dashboard.models.budget import (
+    ConfigBudgetError,
+    check_against_weights,
+    check_config_sanity,
+    check_processor_config,
+    config_param_bytes,
+)
 from dashboard.models.processors import ProcessorLoadError, load_processor
+from dashboard.runs.files import JsonFileError, RunFileError, confine, excerpt, read_json, weights_file_present
 
 WeightFormat = Literal["safetensors", "sharded-safetensors", "pickle", "none"]
 
@@ -162,23 +171,30 @@ def _estimate_bytes(headers: list[dict[str, Any]], dtype: torch.dtype) -> int:
     return total
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def _read_json(path: Path, what: str, roots: Sequence[Path] | None = None) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, roots or [path.parent])
+    except JsonFileError as exc:
+        reason = str(exc).rsplit(": ", 1)[-1]
+        raise CheckpointLoadError(f"{path.parent.name}/{path.name} is not valid JSON ({reason})") from exc
+    except RunFileError as exc:
+        raise CheckpointLoadError(f"{what} {exc}") from exc
     except OSError as exc:
-        raise CheckpointLoadError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointLoadError(f"{path.parent.name}/{path.name} is not valid JSON: {exc}") from exc
+        raise CheckpointLoadError(f"cannot read {what} {path.name}: {exc.strerror or exc}") from exc
     if not isinstance(data, dict):
         raise CheckpointLoadError(f"{path.parent.name}/{path.name} is not a JSON object")
     return data
 
 
-def _check_config(folder: Path, trust_remote_code: bool) -> str:
+def _check_config(folder: Path, trust_remote_code: bool, roots: Sequence[Path]) -> str:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointLoadError(f"{folder.name} has no config.json, so it is not a transformers model folder")
-    config = _read_json(config_path, "config")
+    config = _read_json(config_path, "config", roots)
+    try:
+        check_config_sanity(config, f"{folder.name}/config.json")
+    except ConfigBudgetError as exc:
+        raise CheckpointLoadError(str(exc)) from exc
     if config.get("auto_map") and not trust_remote_code:
         raise RemoteCodeRequiredError(
             f"{folder.name}/config.json requires trust_remote_code (it maps to custom code: "
@@ -187,18 +203,41 @@ def _check_config(folder: Path, trust_remote_code: bool) -> str:
     return str(config.get("model_type") or "unknown")
 
 
+def _confined_weight(folder: Path, name: str, roots: Sequence[Path]) -> Path:
+    """A weight file named by the folder (or its shard index), confined and real (not an LFS pointer)."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        try:
+            confine(folder / name, roots)
+        except RunFileError:
+            raise CheckpointLoadError(f"{folder.name}: shard {Path(name).name} is outside the runs root") from None
+        raise CheckpointLoadError(f"{folder.name}: shard {Path(name).name} is not inside the checkpoint folder")
+    try:
+        resolved = confine(folder / name, roots)
+    except RunFileError:
+        raise CheckpointLoadError(f"{folder.name}: {Path(name).name} is outside the runs root") from None
+    if resolved.is_file() and not weights_file_present(resolved):
+        raise CheckpointLoadError(f"{folder.name}/{Path(name).name}: Git LFS pointer — run `git lfs pull`")
+    return folder / name
+
+
 def _weights(folder: Path, allow_pickle: bool, single: str, index: str, pickle_single: str,
-             pickle_index: str) -> tuple[WeightFormat, tuple[Path, ...], list[dict[str, Any]]]:
+             pickle_index: str, roots: Sequence[Path] = (),
+             ) -> tuple[WeightFormat, tuple[Path, ...], list[dict[str, Any]]]:
+    roots = list(roots) or [folder]
     if (folder / index).is_file():
-        shards = sorted(set(_read_json(folder / index, "shard index").get("weight_map", {}).values()))
-        missing = [s for s in shards if not (folder / s).is_file()]
+        weight_map = _read_json(folder / index, "shard index", roots).get("weight_map", {})
+        if not isinstance(weight_map, dict):
+            raise CheckpointLoadError(f"{folder.name}/{index}: no 'weight_map' object")
+        shards = sorted({str(v) for v in weight_map.values()})
+        files = tuple(_confined_weight(folder, s, roots) for s in shards)
+        missing = [s for s, f in zip(shards, files, strict=True) if not f.is_file()]
         if not shards or missing:
             raise CheckpointLoadError(
                 f"{folder.name}: sharded weights incomplete, missing {', '.join(missing) or 'all shards'}")
-        files = tuple(folder / s for s in shards)
         return "sharded-safetensors", files, [read_safetensors_header(f) for f in files]
     if (folder / single).is_file():
-        return "safetensors", (folder / single,), [read_safetensors_header(folder / single)]
+        path = _confined_weight(folder, single, roots)
+        return "safetensors", (path,), [read_safetensors_header(path)]
     pickles = [folder / n for n in (pickle_single, pickle_index) if (folder / n).is_file()]
     if pickles:
         if not allow_pickle:
@@ -211,35 +250,73 @@ def _weights(folder: Path, allow_pickle: bool, single: str, index: str, pickle_s
 
 
 def inspect_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
-                       trust_remote_code: bool = False) -> CheckpointPlan:
-    """Validate a checkpoint folder without loading it; raises CheckpointLoadError with the reason."""
+                       trust_remote_code: bool = False, roots: Sequence[str | Path] | None = None) -> CheckpointPlan:
+    """Validate a checkpoint folder without loading it; raises CheckpointLoadError with the reason.
+
+    Every file read (configs, shard index, weight headers, an adapter's base model) must lie in
+    ``roots`` (default: the folder's parent, i.e. its run). The size estimate is the larger of
+    what the weight files hold and what ``config.json`` describes (built on the meta device), and
+    a config describing far more than the weights present is refused before anything is built.
+    """
     folder = Path(path)
+    root_list = [Path(r).expanduser().resolve() for r in roots] if roots else [folder.resolve().parent]
     if not folder.exists():
         raise CheckpointLoadError(f"checkpoint folder {folder} does not exist")
     if not folder.is_dir():
         raise CheckpointLoadError(f"{folder} is not a folder")
+    try:
+        confine(folder, root_list)
+    except RunFileError:
+        raise CheckpointLoadError(f"{folder.name} is outside the runs root") from None
+    try:
+        check_processor_config(folder, root_list)
+    except ConfigBudgetError as exc:
+        raise CheckpointLoadError(str(exc)) from exc
     if (folder / ADAPTER_CONFIG).is_file():
-        return _inspect_adapter(folder, dtype, allow_pickle, trust_remote_code)
-    model_type = _check_config(folder, trust_remote_code)
-    fmt, files, headers = _weights(folder, allow_pickle, SAFE_SINGLE, SAFE_INDEX, PICKLE_SINGLE, PICKLE_INDEX)
+        return _inspect_adapter(folder, dtype, allow_pickle, trust_remote_code, root_list)
+    model_type = _check_config(folder, trust_remote_code, root_list)
+    fmt, files, headers = _weights(folder, allow_pickle, SAFE_SINGLE, SAFE_INDEX, PICKLE_SINGLE, PICKLE_INDEX,
+                                   root_list)
     estimate = _estimate_bytes(headers, dtype) if headers else sum(f.stat().st_size for f in files)
+    if headers:
+        estimate = max(estimate, _config_estimate(folder, dtype, trust_remote_code, estimate))
     return CheckpointPlan(folder, fmt, files, model_type, estimated_bytes=estimate)
 
 
-def _inspect_adapter(folder: Path, dtype: torch.dtype, allow_pickle: bool, trust_remote_code: bool) -> CheckpointPlan:
-    adapter = _read_json(folder / ADAPTER_CONFIG, "adapter config")
+def _config_estimate(folder: Path, dtype: torch.dtype, trust_remote_code: bool, weights_bytes: int) -> int:
+    """Parameter bytes the config describes; refuses a config far larger than its weights."""
+    try:
+        config_bytes = config_param_bytes(folder, dtype, trust_remote_code)
+    except Exception:  # an architecture this app cannot build: loading will report it properly
+        return 0
+    try:
+        check_against_weights(config_bytes, weights_bytes, folder.name)
+    except ConfigBudgetError as exc:
+        raise CheckpointLoadError(str(exc)) from exc
+    return config_bytes
+
+
+def _inspect_adapter(folder: Path, dtype: torch.dtype, allow_pickle: bool, trust_remote_code: bool,
+                     roots: Sequence[Path]) -> CheckpointPlan:
+    adapter = _read_json(folder / ADAPTER_CONFIG, "adapter config", roots)
     base_name = adapter.get("base_model_name_or_path")
-    if not base_name:
+    if not base_name or not isinstance(base_name, str):
         raise CheckpointLoadError(f"{folder.name}/adapter_config.json names no base_model_name_or_path")
     candidates = [Path(base_name).expanduser(), folder / base_name, folder.parent / base_name]
-    base = next((c.resolve() for c in candidates if (c / "config.json").is_file()), None)
-    if base is None:
+    found = [c for c in candidates if (c / "config.json").is_file()]
+    if not found:
         raise CheckpointLoadError(
-            f"{folder.name} is a PEFT adapter whose base model {base_name!r} is not a local folder; models are never "
-            "downloaded here, so place the base checkpoint locally and point base_model_name_or_path at it")
+            f"{folder.name} is a PEFT adapter whose base model {excerpt(base_name, 80)!r} is not a local folder; "
+            "models are never downloaded here, so place the base checkpoint locally and point "
+            "base_model_name_or_path at it")
+    try:
+        base = confine(found[0], roots)
+    except RunFileError:
+        raise CheckpointLoadError(f"{folder.name}: the adapter's base model {Path(base_name).name!r} is outside "
+                                  "the runs root") from None
     fmt, files, headers = _weights(folder, allow_pickle, ADAPTER_SAFE, "adapter_model.safetensors.index.json",
-                                   ADAPTER_PICKLE, "adapter_model.bin.index.json")
-    base_plan = inspect_checkpoint(base, dtype, allow_pickle, trust_remote_code)
+                                   ADAPTER_PICKLE, "adapter_model.bin.index.json", roots)
+    base_plan = inspect_checkpoint(base, dtype, allow_pickle, trust_remote_code, roots)
     estimate = base_plan.estimated_bytes + (_estimate_bytes(headers, dtype) if headers else 0)
     return CheckpointPlan(folder, fmt, files, base_plan.model_type, is_adapter=True, base_path=base,
                           estimated_bytes=estimate)
@@ -262,16 +339,17 @@ def _auto_model(path: Path, plan_format: WeightFormat, device: torch.device, dty
 
 def load_checkpoint(path: str | Path, device: torch.device, dtype: torch.dtype | None = None,
                     allow_pickle: bool = False, trust_remote_code: bool = False,
-                    plan: CheckpointPlan | None = None) -> LoadedModel:
+                    plan: CheckpointPlan | None = None, roots: Sequence[str | Path] | None = None) -> LoadedModel:
     """Load model + processor for inference (``eval()``, no grad) after :func:`inspect_checkpoint`."""
     dtype = dtype or default_dtype(device)
-    plan = plan or inspect_checkpoint(path, dtype, allow_pickle, trust_remote_code)
+    plan = plan or inspect_checkpoint(path, dtype, allow_pickle, trust_remote_code, roots)
     started = time.perf_counter()
     model_dir = plan.base_path if plan.is_adapter and plan.base_path else plan.path
     processor = _load_processor(plan, model_dir, trust_remote_code)  # before the weights: fail cheaply
     try:
         if plan.is_adapter:
-            base_plan = inspect_checkpoint(model_dir, dtype, allow_pickle, trust_remote_code)
+            base_plan = inspect_checkpoint(model_dir, dtype, allow_pickle, trust_remote_code,
+                                           roots or [model_dir.resolve().parent])
             model = _auto_model(model_dir, base_plan.weight_format, device, dtype, trust_remote_code)
             model = _apply_adapter(model, plan.path)
         else:

@@ -115,7 +115,8 @@ class ModelPool:
 
     def __init__(self, budget_bytes: int, device: torch.device | str = "auto", dtype: torch.dtype | None = None,
                  allow_pickle: bool = False, trust_remote_code: bool = False,
-                 loader: Callable[..., LoadedModel] = load_checkpoint, busy_timeout_s: float = 60.0) -> None:
+                 loader: Callable[..., LoadedModel] = load_checkpoint, busy_timeout_s: float = 60.0,
+                 roots: tuple[Path, ...] | None = None) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = dtype or default_dtype(self.device)
         self.budget_bytes = int(budget_bytes)
@@ -123,6 +124,8 @@ class ModelPool:
         self.trust_remote_code = trust_remote_code
         self.load_count = 0
         self.busy_timeout_s = busy_timeout_s
+        self.roots = roots
+        """Runs roots every checkpoint (and adapter base, shard) must lie in; None: each folder's own run."""
         self._loader = loader
         self._slots: OrderedDict[Path, _Slot] = OrderedDict()  # LRU order: oldest first
         self._loading: dict[Path, threading.Event] = {}
@@ -133,7 +136,8 @@ class ModelPool:
     def from_settings(cls, settings: Settings) -> ModelPool:
         device = resolve_device(settings.device)
         return cls(resolve_budget(settings.memory_budget, device), device=device,
-                   allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code)
+                   allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code,
+                   roots=tuple(settings.runs_roots))
 
     # ------------------------------------------------------------------ views
     @property
@@ -220,7 +224,7 @@ class ModelPool:
             done.set()
 
     def _load_and_pin(self, key: Path) -> LoadedModel:
-        plan = inspect_checkpoint(key, self.dtype, self.allow_pickle, self.trust_remote_code)
+        plan = inspect_checkpoint(key, self.dtype, self.allow_pickle, self.trust_remote_code, self.roots)
         self._make_room(key, plan)
         loaded = self._loader(key, self.device, self.dtype, allow_pickle=self.allow_pickle,
                               trust_remote_code=self.trust_remote_code, plan=plan)

@@ -7,17 +7,21 @@ multi-GB checkpoints can be listed in milliseconds.
 
 from __future__ import annotations
 
-import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from dashboard.runs.files import RunFileError, confine, excerpt, read_json, weights_file_present
+
 WeightFormat = Literal["safetensors", "sharded-safetensors", "pickle", "none"]
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+CHECKPOINT_RE = re.compile(r"^checkpoint-([0-9]{1,19})$")
+"""ASCII digits only (``\\d`` also matches ``٣٤٥``), at most 19 of them: the step must fit an int64."""
+MAX_STEP = 2**63 - 1
 SAFETENSORS_INDEXES = ("model.safetensors.index.json", "adapter_model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "pytorch_model.bin.index.json")
 MODEL_MARKERS = ("config.json", "adapter_config.json", "model.safetensors", "adapter_model.safetensors",
@@ -53,8 +57,11 @@ class CheckpointInfo:
 
 def checkpoint_step(name: str) -> int | None:
     """``checkpoint-1200`` -> 1200; anything else -> None."""
-    match = CHECKPOINT_RE.match(name)
-    return int(match.group(1)) if match else None
+    match = CHECKPOINT_RE.fullmatch(name)
+    if not match:
+        return None
+    step = int(match.group(1))
+    return step if step <= MAX_STEP else None
 
 
 def is_model_folder(path: Path) -> bool:
@@ -62,15 +69,20 @@ def is_model_folder(path: Path) -> bool:
     return any((path / marker).is_file() for marker in MODEL_MARKERS) or any(path.glob("*.safetensors"))
 
 
-def _read_json(path: Path) -> tuple[dict | None, str | None]:
-    """Read a small JSON object; return (data, problem) instead of raising."""
+def has_own_weights(path: Path) -> bool:
+    """Real (not Git-LFS-pointer) weight files directly in ``path``."""
+    names = [p for p in path.glob("*.safetensors")] + [path / n for n in PICKLE_WEIGHTS if n.endswith(".bin")]
+    return any(p.is_file() and weights_file_present(p) for p in names)
+
+
+def _read_json(path: Path, roots: Sequence[Path] | None = None) -> tuple[dict | None, str | None]:
+    """Read a small JSON object through the run-file opener; return (data, problem) instead of raising."""
     try:
-        with path.open("rb") as fh:
-            data = json.load(fh)
+        data = read_json(path, roots or [path.parent])
+    except RunFileError as exc:
+        return None, str(exc)
     except OSError as exc:
-        return None, f"{path.name}: cannot read ({exc.strerror or exc})"
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"{path.name}: not valid JSON ({exc})"
+        return None, f"{path.name}: cannot read ({exc.strerror or type(exc).__name__})"
     if not isinstance(data, dict):
         return None, f"{path.name}: expected a JSON object, got {type(data).__name__}"
     return data, None
@@ -108,26 +120,48 @@ def _folder_size_and_mtime(path: Path, problems: list[str], recursive: bool = Tr
     return total, newest
 
 
-def _weight_format(path: Path, problems: list[str]) -> tuple[WeightFormat, tuple[str, ...]]:
-    """Classify the weights present; list shards an index names but the folder lacks."""
+def _shard_problem(path: Path, shard: str, roots: Sequence[Path]) -> str | None:
+    """Why a ``weight_map`` entry is unusable: outside the runs root, missing, or an LFS pointer."""
+    try:
+        resolved = confine(path / shard, roots)
+    except RunFileError:
+        return "outside the runs root"
+    if Path(shard).is_absolute() or ".." in Path(shard).parts:
+        return "not inside the checkpoint folder"
+    if not resolved.is_file():
+        return "missing"
+    if not weights_file_present(resolved):
+        return "Git LFS pointer — run `git lfs pull`"
+    return None
+
+
+def _weight_format(path: Path, problems: list[str],
+                   roots: Sequence[Path]) -> tuple[WeightFormat, tuple[str, ...]]:
+    """Classify the weights present; list shards an index names but the folder lacks (or cannot use)."""
     for index_name in SAFETENSORS_INDEXES:
         index_path = path / index_name
         if index_path.is_file():
-            data, problem = _read_json(index_path)
+            data, problem = _read_json(index_path, roots)
             if problem or data is None:
-                problems.append(problem or f"{index_name}: empty")
+                problems.append(problem or f"{index_name}: unreadable")
                 return "sharded-safetensors", (index_name,)
             weight_map = data.get("weight_map")
             if not isinstance(weight_map, dict):
                 problems.append(f"{index_name}: no 'weight_map' object")
                 return "sharded-safetensors", (index_name,)
             shards = sorted({str(v) for v in weight_map.values()})
-            missing = tuple(s for s in shards if not (path / s).is_file())
-            if missing:
-                problems.append(f"{index_name}: {len(missing)} of {len(shards)} shard(s) missing: "
-                                + ", ".join(missing[:3]) + ("…" if len(missing) > 3 else ""))
-            return "sharded-safetensors", missing
-    if any(path.glob("*.safetensors")):
+            bad = {s: why for s in shards if (why := _shard_problem(path, s, roots))}
+            for why in sorted(set(bad.values())):
+                names = [s for s, w in bad.items() if w == why]
+                problems.append(f"{index_name}: {len(names)} of {len(shards)} shard(s) {why}: "
+                                + ", ".join(excerpt(s) for s in names[:3]) + ("…" if len(names) > 3 else ""))
+            return "sharded-safetensors", tuple(bad)
+    safetensors = sorted(path.glob("*.safetensors"))
+    if safetensors:
+        pointers = [p.name for p in safetensors if not weights_file_present(p)]
+        if pointers and len(pointers) == len(safetensors):
+            problems.append(f"{pointers[0]}: Git LFS pointer — run `git lfs pull`")
+            return "none", ()
         return "safetensors", ()
     if any((path / name).is_file() for name in PICKLE_WEIGHTS):
         problems.append("only pickle (.bin) weights; loading them needs allow_pickle (weights_only=True)")
@@ -136,28 +170,33 @@ def _weight_format(path: Path, problems: list[str]) -> tuple[WeightFormat, tuple
     return "none", ()
 
 
-def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = None) -> CheckpointInfo:
-    """Describe one model folder; every problem is recorded, nothing raises for bad contents."""
+def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = None,
+                       roots: Sequence[Path] | None = None) -> CheckpointInfo:
+    """Describe one model folder; every problem is recorded, nothing raises for bad contents.
+
+    ``roots`` confine every file read (default: the folder's parent, i.e. its run).
+    """
     path = Path(path)
     name = name or path.name
+    roots = list(roots) if roots else [path.parent]
     problems: list[str] = []
     # A run root that is also a model folder holds the checkpoints: count only its own files.
     size, mtime = _folder_size_and_mtime(path, problems, recursive=checkpoint_step(path.name) is not None
                                          or not checkpoint_dirs(path))
-    weight_format, missing = _weight_format(path, problems)
+    weight_format, missing = _weight_format(path, problems, roots)
     is_adapter = (path / "adapter_config.json").is_file()
     model_type: str | None = None
     config_path = path / "config.json"
     if config_path.is_file():
-        config, problem = _read_json(config_path)
-        if problem:
-            problems.append(problem)
-        elif config is not None and isinstance(config.get("model_type"), str):
+        config, problem = _read_json(config_path, roots)
+        if problem or config is None:
+            problems.append(problem or "config.json: unreadable")
+        elif isinstance(config.get("model_type"), str):
             model_type = config["model_type"]
         else:
             problems.append("config.json: no 'model_type'")
     elif is_adapter:
-        _, problem = _read_json(path / "adapter_config.json")
+        _, problem = _read_json(path / "adapter_config.json", roots)
         if problem:
             problems.append(problem)
     else:
@@ -184,24 +223,57 @@ def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def _root_model_step(run_dir: Path) -> int | None:
+def _root_model_step(run_dir: Path, roots: Sequence[Path]) -> int | None:
     """For a run dir that is itself a model folder: its global_step, when a trainer_state says so."""
     state_path = run_dir / "trainer_state.json"
-    state, _ = _read_json(state_path) if state_path.is_file() else (None, None)
+    state, _ = _read_json(state_path, roots) if state_path.is_file() else (None, None)
     step = state.get("global_step") if state else None
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= MAX_STEP else None
 
 
-def discover_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
+def root_is_checkpoint(run_dir: Path) -> bool:
+    """Whether the run folder itself counts as a checkpoint.
+
+    A folder that is only a model (no ``checkpoint-*`` beside it) always does. Next to
+    ``checkpoint-*`` folders it counts only with weights of its own: a LoRA run root holding
+    just ``adapter_config.json`` (PEFT writes it there) is not one more checkpoint.
+    """
+    if not is_model_folder(run_dir):
+        return False
+    return not checkpoint_dirs(run_dir) or has_own_weights(run_dir)
+
+
+def _outside(info: CheckpointInfo, roots: Sequence[Path]) -> CheckpointInfo | None:
+    """A checkpoint folder that resolves outside the roots, marked unloadable (None when inside)."""
+    try:
+        confine(info.path, roots)
+        return None
+    except RunFileError:
+        return CheckpointInfo(name=info.name, path=info.path, step=info.step, size_bytes=0,
+                              modified=datetime.fromtimestamp(0, tz=timezone.utc), weight_format="none",
+                              is_adapter=False, model_type=None,
+                              problems=("links outside the runs root; not read",))
+
+
+def discover_checkpoints(run_dir: Path, roots: Sequence[Path] | None = None) -> list[CheckpointInfo]:
     """All checkpoints of a run, in numeric step order.
 
     A run directory that is itself a model folder (a ``save_model`` output, with or without
-    ``checkpoint-*`` folders beside it) counts as one more checkpoint, named after the folder,
-    with the step from its ``trainer_state.json`` if any; it sorts after checkpoints of equal step.
+    ``checkpoint-*`` folders beside it, see :func:`root_is_checkpoint`) counts as one more
+    checkpoint, named after the folder, with the step from its ``trainer_state.json`` if any; it
+    sorts after checkpoints of equal step. A ``checkpoint-N`` that links outside ``roots``
+    (default: the run folder) is listed as unloadable and never read.
     """
     run_dir = Path(run_dir)
-    found = [inspect_checkpoint(path, step=step) for step, path in checkpoint_dirs(run_dir)]
-    if run_dir.is_dir() and is_model_folder(run_dir):
-        found.append(inspect_checkpoint(run_dir, name=run_dir.name, step=_root_model_step(run_dir)))
+    roots = list(roots) if roots else [run_dir]
+    found: list[CheckpointInfo] = []
+    for step, path in checkpoint_dirs(run_dir):
+        stub = CheckpointInfo(name=path.name, path=path, step=step, size_bytes=0,
+                              modified=datetime.fromtimestamp(0, tz=timezone.utc), weight_format="none",
+                              is_adapter=False, model_type=None)
+        found.append(_outside(stub, roots) or inspect_checkpoint(path, step=step, roots=roots))
+    if run_dir.is_dir() and root_is_checkpoint(run_dir):
+        found.append(inspect_checkpoint(run_dir, name=run_dir.name, step=_root_model_step(run_dir, roots),
+                                        roots=roots))
         found.sort(key=lambda c: (c.step is None, c.step or 0, c.path != run_dir))
     return found

@@ -18,6 +18,7 @@ root where possible) and never quotes the file's content.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
@@ -70,6 +71,16 @@ class LfsPointerError(RunFileError):
 
 class JsonFileError(RunFileError, ValueError):
     """Not valid JSON (including nesting deeper than the parser allows)."""
+
+
+def excerpt(text: object, limit: int = 40) -> str:
+    """A short, single-line excerpt of text that came from a file, safe to put in a message.
+
+    Control characters are replaced and the result is cut at ``limit`` characters, so a
+    message can never carry a whole file (an environment, a password file) to the page.
+    """
+    flat = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _shown(path: Path, roots: Iterable[Path]) -> str:
@@ -141,7 +152,7 @@ def open_checked(path: str | Path, roots: Iterable[str | Path], kind: FileKind) 
     try:
         fd = os.open(resolved, flags)
     except OSError as exc:
-        raise RunFileError(f"{shown}: cannot be opened ({exc.strerror or type(exc).__name__})") from exc
+        raise RunFileError(f"{shown}: cannot read ({exc.strerror or type(exc).__name__})") from exc
     handle = os.fdopen(fd, "rb")
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -172,12 +183,25 @@ def read_text(path: str | Path, roots: Iterable[str | Path], kind: FileKind = "t
 
 
 def parse_json(data: bytes, shown: str) -> Any:
-    """Parse JSON bytes; errors (syntax, depth over orjson's limit) become :class:`JsonFileError`."""
+    """Parse JSON bytes; errors (syntax, depth) become :class:`JsonFileError`.
+
+    orjson bounds nesting depth; it refuses the ``NaN``/``Infinity`` literals that Python's
+    ``json`` (and so HF ``Trainer``) writes, so such files fall back to ``json`` with the
+    ``RecursionError`` of a too-deep document caught.
+    """
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        reason = "nested too deeply" if "depth" in str(exc).lower() else "not valid JSON"
-        raise JsonFileError(f"{shown}: {reason}") from exc
+        if "depth" in str(exc).lower():
+            raise JsonFileError(f"{shown}: nested too deeply") from exc
+        if not any(word in data for word in (b"NaN", b"Infinity")):
+            raise JsonFileError(f"{shown}: not valid JSON") from exc
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise JsonFileError(f"{shown}: nested too deeply") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JsonFileError(f"{shown}: not valid JSON") from exc
 
 
 def read_json(path: str | Path, roots: Iterable[str | Path], kind: FileKind = "json") -> Any:
@@ -213,8 +237,16 @@ def write_atomic(path: Path, data: bytes, base: Path) -> Path:
     readers see the old or the new content, never a mix; a symlink at the target or in any
     folder between ``base`` and the target is refused rather than followed.
     """
-    base = base.expanduser().resolve()
-    target = base / path.relative_to(base) if path.is_absolute() else base / path
+    given = base.expanduser()
+    base = given.resolve()
+    try:
+        rel = path.relative_to(given) if path.is_absolute() else path
+    except ValueError:
+        try:
+            rel = path.relative_to(base)
+        except ValueError:
+            raise OutsideRootsError(f"{path.name}: is outside the writable folder") from None
+    target = base / rel
     if not target.resolve().is_relative_to(base) and not target.parent.resolve().is_relative_to(base):
         raise OutsideRootsError(f"{target.name}: is outside the writable folder")
     _no_symlink_components(target, base)

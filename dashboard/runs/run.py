@@ -26,9 +26,10 @@ from dashboard.runs.checkpoints import (
     discover_checkpoints,
     is_model_folder,
 )
+from dashboard.runs.column_cache import cached_scan
+from dashboard.runs.files import excerpt
 from dashboard.runs.hparams import build_configuration, empty_configuration
 from dashboard.runs.metrics import concat_metrics, empty_metrics, empty_series, state_series
-from dashboard.runs.column_cache import cached_scan
 from dashboard.runs.tensorboard import EventFileData, assemble, find_event_files, folder_of
 from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary, read_trainer_state
 
@@ -79,6 +80,24 @@ class RunData:
     def loadable_checkpoints(self) -> list[CheckpointInfo]:
         """Checkpoints a page may offer to load: inside the runs root(s) and with weights."""
         return [c for c in self.checkpoints if c.loadable]
+
+    @property
+    def lfs_pointers(self) -> bool:
+        """Files of this run are Git LFS pointers (a ``git clone`` without ``git lfs pull``)."""
+        return any("Git LFS pointer" in p for p in self.problems)
+
+    def why_not_loadable(self) -> str | None:
+        """Why no checkpoint of this run can be loaded, naming the run and the reason; None if one can."""
+        if any(c.loadable for c in self.checkpoints):
+            return None
+        if self.lfs_pointers:
+            reason = "its weights are Git LFS pointers — run `git lfs pull`"
+        elif not self.checkpoints:
+            reason = "it has no checkpoint folders with model weights"
+        else:
+            reasons = sorted({p for c in self.checkpoints for p in c.problems}) or ["no weights"]
+            reason = "; ".join(reasons[:3]) + ("…" if len(reasons) > 3 else "")
+        return f"Run {self.name} has no loadable checkpoint: {reason}"
 
     @property
     def best_checkpoint(self) -> CheckpointInfo | None:
@@ -140,9 +159,10 @@ def state_file_candidates(run_dir: Path) -> list[Path]:
     return head + in_ckpts[1:]
 
 
-def _load_state(run_dir: Path, problems: list[str]) -> tuple[ParsedState | None, Path | None]:
+def _load_state(run_dir: Path, problems: list[str],
+                roots: tuple[Path, ...]) -> tuple[ParsedState | None, Path | None]:
     for i, candidate in enumerate(state_file_candidates(run_dir)):
-        parsed = parse_state_file(candidate)
+        parsed = parse_state_file(candidate, roots)
         rel = candidate.relative_to(run_dir)
         broken = not parsed.readable
         for problem in parsed.problems:
@@ -179,13 +199,13 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
         raise RunNotFoundError(f"run directory not found: {path}")
     problems: list[str] = []
     checkpoints = []
-    for c in discover_checkpoints(path):
+    root_paths = tuple(Path(r).expanduser().resolve() for r in roots)
+    for c in discover_checkpoints(path, root_paths):
+        problems.extend(f"{c.name}: {p}" for p in c.problems)
         if not is_within(c.path, roots):  # a checkpoint-N symlink pointing outside the runs root(s)
-            problems.append(f"{c.name}: links outside the allowed runs root(s); ignored")
             continue
         checkpoints.append(c)
-        problems.extend(f"{c.name}: {p}" for p in c.problems)
-    parsed, state_file = _load_state(path, problems)
+    parsed, state_file = _load_state(path, problems, root_paths)
     state_metrics = parsed.metrics if parsed else empty_metrics()
     tb = assemble([(folder_of(f, path), f.name, parse_event_file(f)) for f in find_event_files(path)])
     problems.extend(tb.problems)
@@ -198,8 +218,11 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
     if summary and summary.best_checkpoint_name:
         names = {c.name for c in checkpoints}
         if summary.best_checkpoint_name not in names:
-            problems.append(f"best_model_checkpoint {summary.best_model_checkpoint!r}: no folder "
-                            f"{summary.best_checkpoint_name} in this run")
+            fallback = (f"; using best_global_step {summary.best_global_step}"
+                        if summary.best_global_step is not None and any(c.step == summary.best_global_step
+                                                                        for c in checkpoints) else "")
+            problems.append(f"best_model_checkpoint {excerpt(summary.best_model_checkpoint, 60)!r}: no folder "
+                            f"{excerpt(summary.best_checkpoint_name)} in this run{fallback}")
     if not checkpoints and metrics.empty and parsed is None:
         problems.append("no checkpoints, no trainer_state.json and no TensorBoard events found here")
     return RunData(path=path, name=path.name, checkpoints=checkpoints, metrics=metrics, state=summary,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -207,12 +207,12 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def read_trainer_state(path: Path, roots: list[Path] | None = None) -> ParsedState:
+def read_trainer_state(path: Path, roots: Sequence[Path] | None = None) -> ParsedState:
     with _gc_paused():
         return _read_trainer_state(path, roots)
 
 
-def _read_trainer_state(path: Path, roots: list[Path] | None = None) -> ParsedState:
+def _read_trainer_state(path: Path, roots: Sequence[Path] | None = None) -> ParsedState:
     """Read one ``trainer_state.json``; broken files give problems and an empty table, not errors.
 
     Parsed with orjson through the run-file opener (several times faster than ``json.load``,

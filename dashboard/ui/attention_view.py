@@ -22,7 +22,7 @@ from dashboard.ui.attention_token_view import controls, show_lens, show_token, t
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
-from dashboard.ui.widgets import DEFAULT_MAX_NEW_TOKENS, confined, show_model_error
+from dashboard.ui.widgets import DEFAULT_MAX_NEW_TOKENS, confined, show_model_error, why_no_checkpoint
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
 K_HISTORY = "attn.history_id"
@@ -61,7 +61,7 @@ def render_attention() -> None:
     run_dir = confined(state.selected_run(), "Run")
     checkpoint = confined(state.selected_checkpoint(), "Checkpoint")
     if checkpoint is None:
-        st.info("Pick a run and a checkpoint in the sidebar.")
+        st.info(why_no_checkpoint())
         return
     st.markdown(f"**Checkpoint:** `{checkpoint.name}`")
     image, default_prompt, image_key = _input(run_dir)

@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set, parse_eval_set
+from dashboard.formatting import markdown_safe
 from dashboard.ui.resources import get_settings
 
 SOURCE_RUN = "Run's eval set"
@@ -40,7 +41,7 @@ def _report(eval_set: EvalSet) -> EvalSet | None:
                          expanded=not eval_set.examples):
             st.text("\n".join(eval_set.problems[:200]))
     if not eval_set.examples:
-        st.warning(f"Eval set {eval_set.name} has no usable examples.")
+        st.warning(markdown_safe(f"Eval set {eval_set.name} has no usable examples."))
         return None
     return eval_set
 
@@ -54,7 +55,7 @@ def choose_run_eval_set(widget_key: str, sets: list[Path]) -> EvalSet | None:
     try:
         eval_set = eval_set_for(Path(set_path))
     except (EvalSetError, OSError) as exc:
-        st.error(f"Cannot read eval set {Path(set_path).name}: {exc}")
+        st.error(markdown_safe(f"Cannot read eval set {Path(set_path).name}: {exc}"))
         return None
     return _report(eval_set)
 
@@ -78,7 +79,7 @@ def choose_eval_set_or_upload(key: str, run_dir: Path) -> EvalSet | None:
                                     base_dir=run_dir, roots=get_settings().runs_roots,
                                     fmt=Path(upload.name).suffix.lower().lstrip("."))
         except (EvalSetError, OSError) as exc:
-            st.error(f"Cannot use this eval set: {exc}")
+            st.error(markdown_safe(f"Cannot use this eval set: {exc}"))
             return None
         eval_set = _report(parsed)
     if eval_set is not None:

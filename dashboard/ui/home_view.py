@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.formatting import fmt_bytes, fmt_number
+from dashboard.formatting import fmt_bytes, fmt_number, markdown_safe
 from dashboard.metrics import format_metric
 from dashboard.paths import PathOutsideRoots
 from dashboard.ui import state
@@ -80,9 +80,12 @@ def _last_value(metrics: pd.DataFrame, name: str) -> float | None:
 
 def _render_overview(run) -> None:
     st.subheader(f"Run `{run.name}`")
-    st.caption(str(run.path))
+    st.caption(markdown_safe(run.path))
+    if run.lfs_pointers:
+        st.error(markdown_safe(f"{run.name} is a Git LFS pointer run: its files were cloned without their content. "
+                       "Run `git lfs pull` in it."))
     for problem in run.problems:
-        st.warning(problem)
+        st.warning(markdown_safe(problem))
     best = best_checkpoint_path(run)
     cols = st.columns(4)
     cols[0].metric("Checkpoints", len(run.checkpoints))

@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard.evalset import EvalExample
+from dashboard.formatting import markdown_safe
 from dashboard.images import ImageError, image_digest, load_image
 from dashboard.thumbnails import thumbnail_png
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
@@ -93,7 +94,7 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
             if isinstance(thumb, bytes):
                 st.image(thumb, width="stretch")
             else:
-                st.caption(f":warning: {thumb}")
+                st.caption(f":warning: {markdown_safe(thumb)}")
             # A callback, so the click's own run already shows the collapsed gallery.
             st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch",
                       on_click=st.session_state.__setitem__, args=(chosen_key, example.id))
@@ -127,12 +128,13 @@ def _chosen_example(key: str, chosen: EvalExample, source: Path | None) -> Picke
     try:
         picked = load_example_image(chosen, source)
     except ImageError as exc:
-        st.error(f"Example {chosen.id}: {exc}")
+        st.error(markdown_safe(f"Example {chosen.id}: {exc}"))
         picked = None
     st.button("Choose another example", key=f"{key}.change", on_click=st.session_state.pop,
               args=(f"{key}.example_id", None))
     if picked is not None:
-        st.caption(f"Example **{chosen.id}** · prompt: _{chosen.prompt}_ · reference: **{chosen.answer}**")
+        st.caption(f"Example **{markdown_safe(chosen.id)}** · prompt: _{markdown_safe(chosen.prompt)}_ · "
+                   f"reference: **{markdown_safe(chosen.answer)}**")
     return picked
 
 

@@ -20,6 +20,7 @@ from dashboard.generation import (
 from dashboard.history import HistoryRecord
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.provenance import provenance, with_provenance
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.image_input import PickedImage, pick_images_batch
 from dashboard.ui.inference_history_view import save_history
 from dashboard.ui.resources import get_pool, get_settings
@@ -68,6 +69,7 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
     try:
         with pool.acquire(checkpoint) as loaded:
             results = generate_batch(loaded, [p.image for p in images], prompts, settings, batch_size=batch_size,
+                                     should_stop=session_gone_check(),
                                      on_progress=lambda done, total: progress.progress(
                                          done / total, text=f"{done} / {total}"))
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:

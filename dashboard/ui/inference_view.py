@@ -23,12 +23,13 @@ from dashboard.generation import (
 from dashboard.history import HistoryRecord
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.ui import state
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.history_input import history_image
 from dashboard.ui.image_input import PickedImage, pick_image
 from dashboard.ui.inference_batch_view import render_batch_mode
 from dashboard.ui.inference_history_view import K_RERUN, render_history_mode, save_history
 from dashboard.ui.resources import get_history, get_pool
-from dashboard.ui.widgets import confined, generation_settings_form, show_model_error
+from dashboard.ui.widgets import confined, generation_settings_form, show_model_error, why_no_checkpoint
 
 MODES = ["Single", "Batch", "History"]
 K_MODE = "inf.mode"
@@ -111,7 +112,7 @@ def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prom
         with ExitStack() as stack:
             with st.spinner(f"Loading {checkpoint.name}…"):
                 loaded = stack.enter_context(pool.acquire(checkpoint))  # pinned until the stream ends
-            generation = stream(loaded, picked.image, prompt, settings, prefill)
+            generation = stream(loaded, picked.image, prompt, settings, prefill, should_stop=session_gone_check())
             templated = format_prompt(loaded, prompt.strip(), prefill.strip())
             with st.expander("Prompt as sent to the model (chat template applied)"):
                 st.code(templated, language=None, wrap_lines=True)
@@ -150,7 +151,7 @@ def render_inference() -> None:
         return
     checkpoint = confined(state.selected_checkpoint(), "Checkpoint")
     if checkpoint is None:
-        st.info("Pick a run and a checkpoint in the sidebar first.")
+        st.info(why_no_checkpoint())
         return
     st.caption(f"Checkpoint: `{checkpoint}`")
     if mode == "Single":

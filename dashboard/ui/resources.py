@@ -49,17 +49,20 @@ def get_settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def _pool_for(memory_budget: str, device: str, allow_pickle: bool, trust_remote_code: bool) -> ModelPool:
+def _pool_for(memory_budget: str, device: str, allow_pickle: bool, trust_remote_code: bool,
+              runs_roots: tuple[str, ...] = ()) -> ModelPool:
     from dashboard.models.pool import ModelPool
 
     return ModelPool.from_settings(Settings(memory_budget=memory_budget, device=device,
-                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code))
+                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                                            runs_roots=tuple(Path(r) for r in runs_roots) or (Path("runs"),)))
 
 
 def get_pool() -> ModelPool:
     """The one memory-budgeted model pool of this process (per configuration)."""
     s = get_settings()
-    return _pool_for(s.memory_budget, s.device, s.allow_pickle, s.trust_remote_code)
+    return _pool_for(s.memory_budget, s.device, s.allow_pickle, s.trust_remote_code,
+                     tuple(str(r) for r in s.runs_roots))
 
 
 @st.cache_resource(show_spinner=False)

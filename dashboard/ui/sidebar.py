@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.formatting import markdown_safe
 from dashboard.paths import PathOutsideRoots, is_within, resolve_within
 from dashboard.ui import state
 from dashboard.ui.resources import get_pool, get_run, get_settings
@@ -83,12 +84,12 @@ def _render_checkpoint_picker(run_path: str) -> None:
     try:
         run = get_run(run_path)
     except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
-        st.error(str(exc))
+        st.error(markdown_safe(exc))
         state.put(state.CHECKPOINT_PATH, None)
         return
     loadable = [str(c.path) for c in run.checkpoints if c.loadable]
     if not loadable:
-        st.warning("This run has no loadable checkpoint yet.")
+        st.warning(markdown_safe(run.why_not_loadable() or f"Run {run.name} has no loadable checkpoint."))
         state.put(state.CHECKPOINT_PATH, None)
         return
     best = best_checkpoint_path(run)

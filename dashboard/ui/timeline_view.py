@@ -82,7 +82,7 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
                                   format_func=lambda p: Path(p).name)
         scores, problem = saved_scores(run.path, get_settings().data_dir)
         if problem:
-            st.warning(problem)
+            st.warning(markdown_safe(problem))
         labels = score_series_names(scores)
         score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels, default=labels,
                                       key=f"{k}.scores", help="Complete results saved per checkpoint.")

@@ -8,10 +8,12 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationOOMError, GenerationSettings
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.paths import PathOutsideRoots, resolve_within
-from dashboard.ui.resources import get_pool, get_settings
+from dashboard.ui import state
+from dashboard.ui.resources import get_pool, get_run, get_settings
 
 _SHARED = GenerationSettings()
 DEFAULT_MAX_NEW_TOKENS = _SHARED.max_new_tokens
@@ -64,8 +66,20 @@ def confined(path: str | Path | None, what: str = "Path") -> Path | None:
     try:
         return resolve_within(path, get_settings().runs_roots)
     except PathOutsideRoots as exc:
-        st.error(f"{what} refused: {exc}")
+        st.error(markdown_safe(f"{what} refused: {exc}"))
         return None
+
+
+def why_no_checkpoint() -> str:
+    """What a page that needs a checkpoint says when there is none: which run, and why."""
+    run_path = state.selected_run()
+    if run_path is None:
+        return "Pick a run and a checkpoint in the sidebar first."
+    try:
+        run = get_run(run_path)
+    except (PathOutsideRoots, OSError) as exc:
+        return markdown_safe(f"Run {Path(run_path).name} cannot be used: {exc}")
+    return markdown_safe(run.why_not_loadable() or f"Pick a checkpoint of run {run.name} in the sidebar.")
 
 
 def show_model_error(exc: Exception, context: str = "Generation failed") -> None:
@@ -74,6 +88,6 @@ def show_model_error(exc: Exception, context: str = "Generation failed") -> None
         get_pool().recover_after_oom()
         st.error(f"{exc}. Unused models were evicted; try again.")
     elif isinstance(exc, CheckpointLoadError):
-        st.error(f"Cannot load checkpoint: {exc}")
+        st.error(markdown_safe(f"Cannot load checkpoint: {exc}"))
     else:
-        st.error(f"{context}: {exc}")
+        st.error(markdown_safe(f"{context}: {exc}"))

@@ -13,6 +13,7 @@ from dashboard.compare.results import (
     fallback_dir,
     load_saved_scores,
     load_scores,
+    result_relpath,
     safe_name,
     save_scores,
     write_json_atomic,
@@ -38,7 +39,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     path = save_scores(run, _scores("checkpoint-10", {"a": "red", "b": "blue"}))
-    assert path == run / "eval_results" / "demo" / "checkpoint-10.json"
+    assert path == run / "eval_results" / result_relpath("demo", "", "checkpoint-10", "k")
     data = json.loads(path.read_text())
     assert data["checkpoint"] == "checkpoint-10" and data["step"] == 10 and data["n"] == 2
     assert data["metrics"] == {"exact_match": 0.5, "contains": 0.5, "token_f1": 0.5}
@@ -46,7 +47,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert [r["id"] for r in data["rows"]] == ["a", "b"]
     loaded = load_scores(run, "demo", "checkpoint-10")
     assert loaded is not None and loaded.rows == data["rows"] and loaded.complete
-    assert [p.name for p in path.parent.iterdir()] == ["checkpoint-10.json"]  # no temp files left
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
@@ -75,7 +76,7 @@ def test_load_saved_scores_table(tmp_path: Path) -> None:
     save_scores(run, _scores("checkpoint-20", {"a": "red", "b": "red"}))
     save_scores(run, _scores("checkpoint-10", {"a": "red", "b": "blue"}))
     save_scores(run, _scores("checkpoint-30", {"a": "red"}, total=2))  # stopped half-way: excluded
-    (run / "eval_results" / "demo" / "checkpoint-40.json").write_text("{corrupt")
+    (run / "eval_results" / result_relpath("demo", "", "checkpoint-40", "k")).write_text("{corrupt")
     df = load_saved_scores(run)
     assert list(df.columns) == ["step", "checkpoint", "eval_set", "metric", "value", "ci95_low", "ci95_high"]
     em = df[df.metric == "exact_match"]

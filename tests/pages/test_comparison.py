@@ -68,7 +68,9 @@ def test_eval_set_mode_last_beats_first(own_demo_root: Path) -> None:
     bars = next(t for t in chart["data"] if t.get("name") == label)
     assert list(bars["text"]) == list(summary[label])
     # Saved next to the run, readable by the Timeline page, and reused on a re-visit.
-    saved = json.loads((own_demo_root / "eval_results" / "demo" / f"{names[-1]}.json").read_text())
+    # Results are keyed by eval-set content hash + checkpoint + settings (see compare/results.py).
+    (saved_path,) = (own_demo_root / "eval_results").glob(f"demo-*/{names[-1]}-*.json")
+    saved = json.loads(saved_path.read_text())
     assert saved["n"] == saved["total"] and fmt_fraction(saved["metrics"]["exact_match"]) == last[label]
     table = load_saved_scores(own_demo_root)
     assert set(table["checkpoint"]) == set(chosen)

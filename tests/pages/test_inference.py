@@ -64,7 +64,7 @@ def page(root: Path, checkpoint: Path | None = None) -> AppTest:
 
 def errors(at: AppTest) -> str:
     assert not at.exception, [e.value for e in at.exception]
-    return " | ".join(e.value for e in at.error)
+    return " | ".join(e.value for e in at.error).replace("\\", "")  # messages are Markdown-escaped
 
 
 def use_upload(at: AppTest) -> AppTest:

@@ -100,14 +100,14 @@ def test_history_database_survives_sigkill_mid_write(tmp_path):
 
 
 def test_saved_eval_results_survive_sigkill_mid_write(tmp_path):
-    from dashboard.compare.results import load_scores
+    from dashboard.compare.results import load_scores, result_relpath
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     for writes in (1, 2, 4):
         lines = _kill_after(_spawn(SCORES_WRITER, str(run_dir)), writes)
         last_ack = int(lines[-1])
-        target = run_dir / "eval_results" / "demo" / "checkpoint-10.json"
+        target = run_dir / "eval_results" / result_relpath("demo", "", "checkpoint-10", "k")
         data = json.loads(target.read_text(encoding="utf-8"))  # never torn: parses as a whole
         versions = {row["output"].split()[0] for row in data["rows"]}
         assert len(data["rows"]) == 3000 and len(versions) == 1, "a file mixes two writes"

@@ -16,6 +16,7 @@ render_pool_panel(get_pool())
 def test_panel_lists_models_and_evicts(tiny_checkpoints: list[Path], tmp_path, monkeypatch):
     monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "123MB")  # a configuration no other test uses: a fresh pool
     monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(tiny_checkpoints[0].parent))  # the app's pool is confined to it
     from dashboard.ui.resources import get_pool
 
     pool = get_pool()
