@@ -96,7 +96,8 @@ def evaluate(request: EvalRequest, progress: TextIO = sys.stderr) -> dict[str, A
         gen.validate()
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
-    settings = load_settings()
+    # The run named on the command line is what this command may read: its folder is the runs root.
+    settings = dataclasses.replace(load_settings(), runs_roots=(run_dir,))
     backend = default_backend(lambda: ModelPool.from_settings(settings), allow_pickle=settings.allow_pickle,
                               trust_remote_code=settings.trust_remote_code)
     with tqdm(total=0, file=progress, unit="ex", desc=f"eval ({backend.name})") as bar:

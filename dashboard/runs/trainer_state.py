@@ -229,7 +229,9 @@ def _read_trainer_state(path: Path, roots: Sequence[Path] | None = None) -> Pars
         except JsonFileError:
             try:
                 state = json.loads(data)
-            except (ValueError, RecursionError) as exc:
+            except RecursionError as exc:
+                raise JsonFileError(f"{path.name}: nested too deeply") from exc
+            except ValueError as exc:
                 raise JsonFileError(f"{path.name}: {type(exc).__name__}") from exc
     except JsonFileError as exc:
         return ParsedState.unreadable(f"{path}: not valid JSON ({exc})")

@@ -100,7 +100,7 @@ def test_killed_actor_is_retried_and_complete_results_stay(ray_cluster: Any, dem
     evalset = _evalset(run)
     # The first checkpoint is already complete from an earlier run: the sweep must not touch it.
     run_eval(ModelPool(budget_bytes=10**9, device="cpu"), run, ckpts[:1], evalset, SETTINGS, batch_size=BATCH)
-    done_file = run / "eval_results" / "demo" / f"{ckpts[0].name}.json"
+    (done_file,) = (run / "eval_results").glob(f"demo-*/{ckpts[0].name}-*.json")  # keyed by content + settings
     before = (done_file.read_bytes(), done_file.stat().st_mtime_ns)
 
     actors: dict[str, list[Any]] = {}
