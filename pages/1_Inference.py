@@ -32,7 +32,8 @@ from dashboard.provenance import provenance, with_provenance
 from dashboard.thumbnails import png_data_uri
 from dashboard.ui import state
 from dashboard.ui.image_input import PickedImage, pick_image, pick_images_batch
-from dashboard.ui.resources import get_history, get_pool, get_settings
+from dashboard.ui.resources import get_history, get_settings
+from dashboard.ui.visitor import generation_turn, visitor_limits
 from dashboard.ui.widgets import apply_generation_settings, confined, generation_settings_form, show_model_error
 
 MODES = ["Single", "Batch", "History"]
@@ -139,11 +140,10 @@ def single_mode(checkpoint: Path, run_dir: Path | None) -> None:
 
 def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prompt: str, prefill: str,
                settings: GenerationSettings) -> None:
-    pool = get_pool()
     try:
         with ExitStack() as stack:
-            with st.spinner(f"Loading {checkpoint.name}…"):
-                loaded = stack.enter_context(pool.acquire(checkpoint))  # pinned until the stream ends
+            with st.spinner(f"Waiting for a turn on {checkpoint.name}…"):
+                loaded = stack.enter_context(generation_turn(checkpoint, settings))  # our turn until the stream ends
             generation = stream(loaded, picked.image, prompt, settings, prefill)
             templated = format_prompt(loaded, prompt.strip(), prefill.strip())
             with st.expander("Prompt as sent to the model (chat template applied)"):
@@ -206,12 +206,14 @@ def batch_mode(checkpoint: Path, run_dir: Path | None) -> None:
 def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage], prompts: list[str],
               settings: GenerationSettings, batch_size: int) -> None:
     progress = st.progress(0.0, text=f"0 / {len(images)}")
-    pool = get_pool()
+    results = []
     try:
-        with pool.acquire(checkpoint) as loaded:
-            results = generate_batch(loaded, [p.image for p in images], prompts, settings, batch_size=batch_size,
-                                     on_progress=lambda done, total: progress.progress(
-                                         done / total, text=f"{done} / {total}"))
+        with visitor_limits(settings, sweep=(len(images), 1)):
+            for start in range(0, len(images), batch_size):  # one turn per chunk: others get theirs between
+                with generation_turn(checkpoint, limits=False) as loaded:
+                    results += generate_batch(loaded, [p.image for p in images[start:start + batch_size]],
+                                              prompts[start:start + batch_size], settings, batch_size=batch_size)
+                progress.progress(len(results) / len(images), text=f"{len(results)} / {len(images)}")
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
         show_model_error(exc)
         return

@@ -45,10 +45,12 @@ from dashboard.history import HistoryError
 from dashboard.images import ImageError
 from dashboard.metrics import default_metrics, get_metric
 from dashboard.paths import PathOutsideRoots
+from dashboard.public import VisitorLimitError
 from dashboard.runs.run import RunData, RunNotFoundError
 from dashboard.ui import state
 from dashboard.ui.image_input import PickedImage, eval_set_for, pick_image, picked_from_bytes
 from dashboard.ui.resources import get_history, get_pool, get_run, get_settings
+from dashboard.ui.visitor import visitor_limits
 from dashboard.ui.widgets import generation_settings_form
 
 K_CKPTS = "cmp.checkpoints"
@@ -175,9 +177,14 @@ def single_example(run: RunData, infos: list, gen: GenerationSettings) -> None:
     label = f"Run {len(missing)} checkpoint(s)" if missing else "All outputs cached"
     if st.button(label, type="primary", disabled=not missing, key="cmp.run_single"):
         bar = st.progress(0.0, text="starting")
-        outs = compare_single(get_pool(), [c.path for c in missing], picked.image, prompt, gen, cache,
-                              image_digest=picked.digest,
-                              on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+        try:
+            with visitor_limits(gen, sweep=(1, len(missing))):
+                outs = compare_single(get_pool(), [c.path for c in missing], picked.image, prompt, gen, cache,
+                                      image_digest=picked.digest, on_progress=lambda d, t, m: bar.progress(
+                                          d / max(t, 1), text=f"{d}/{t} · {m}"))
+        except VisitorLimitError as exc:
+            st.warning(f"Not run: {exc}")
+            return
         for out in outs:
             failed.pop(keys[out.name], None)
             if not out.ok:
@@ -269,9 +276,15 @@ def eval_mode(run: RunData, infos: list, gen: GenerationSettings) -> None:
               help="Keeps every chunk already scored; Run again continues where it stopped.")
     if running:
         bar = st.progress(0.0, text="starting")
-        report = run_eval(get_pool(), run.path, paths, evalset, gen, data_dir=settings.data_dir, batch_size=batch,
-                          max_image_pixels=settings.max_image_pixels,
-                          on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+        try:
+            with visitor_limits(gen, sweep=(len(evalset.examples), len(paths))):
+                report = run_eval(get_pool(), run.path, paths, evalset, gen, data_dir=settings.data_dir,
+                                  batch_size=batch, max_image_pixels=settings.max_image_pixels,
+                                  on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+        except VisitorLimitError as exc:
+            st.session_state[K_JOB] = None
+            st.warning(f"Not run: {exc}")
+            return
         st.session_state[K_JOB] = None
         st.session_state[K_REPORT] = {"stopped": report.stopped, "computed": report.computed,
                                       "reused": report.reused, "load_s": report.load_s,

@@ -33,7 +33,8 @@ from dashboard.models.pool import CheckpointLoadError
 from dashboard.paths import PathOutsideRoots
 from dashboard.ui import state
 from dashboard.ui.image_input import pick_image
-from dashboard.ui.resources import get_history, get_pool, get_run, get_settings
+from dashboard.ui.resources import get_history, get_run, get_settings
+from dashboard.ui.visitor import generation_turn
 from dashboard.ui.widgets import confined, show_model_error
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
@@ -47,7 +48,7 @@ ANALYSIS_ERRORS = (CheckpointLoadError, GenerationInputError, GenerationOOMError
 def run_capture(checkpoint: Path, image, prompt: str, max_new_tokens: int, forced: tuple[int, ...] = ()
                 ) -> AttentionRun | None:
     try:
-        with get_pool().acquire(checkpoint) as loaded:
+        with generation_turn(checkpoint) as loaded:
             return analyse(loaded, image, prompt, max_new_tokens=max_new_tokens, forced=forced,
                            lens_top_k=5 if not forced else 0, lens_image_tokens=not forced)
     except ANALYSIS_ERRORS as exc:
@@ -239,7 +240,7 @@ def pointing_section(run_dir: Path | None) -> None:
         bar = st.progress(0.0, text="Scoring…")
         for i, info in enumerate(infos):
             try:
-                with get_pool().acquire(info.path) as loaded:
+                with generation_turn(info.path) as loaded:
                     report = pointing_report(loaded, examples, max_examples=int(n),
                                              max_pixels=get_settings().max_image_pixels)
             except ANALYSIS_ERRORS as exc:
