@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -72,8 +73,9 @@ class DemoBuildJob:
                                        builds_started=self._status.builds_started + 1, started_at=time.time())
             self._thread = threading.Thread(target=self._run, name="vlmlab-demo-build", daemon=True)
             self._thread.start()
-        log.info("demo build started into %s (build #%d of this process)", self.out_dir,
-                 self._status.builds_started)
+        # On stderr, i.e. the server log whatever logging is configured: one line per build started.
+        print(f"vlmlab: demo build started into {self.out_dir} (build #{self._status.builds_started} of this "
+              "process)", file=sys.stderr, flush=True)
         return True
 
     def wait(self, timeout: float | None = None) -> BuildStatus:
