@@ -86,12 +86,19 @@ def get_history() -> HistoryStore:
     return store.scoped(current_visitor() or "")
 
 
-@st.cache_data(ttl=24 * 3600, show_spinner=False)
-def _purge_daily(_store: HistoryStore) -> None:
-    """Public-mode retention, applied at most once a day per process."""
+_last_purge: dict[str, float] = {}
+
+
+def _purge_daily(store: HistoryStore) -> None:
+    """Public-mode retention, applied at most once a day per database and process."""
+    import time
+
     from dashboard.public import LIMITS
 
-    _store.purge_older_than(LIMITS.retention_days * 24 * 3600)
+    now = time.time()
+    if now - _last_purge.get(str(store.path), 0.0) >= 24 * 3600:
+        _last_purge[str(store.path)] = now
+        store.purge_older_than(LIMITS.retention_days * 24 * 3600)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
