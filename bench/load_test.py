@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import statistics
 import sys
@@ -34,7 +35,8 @@ if str(REPO_ROOT) not in sys.path:
 from dashboard.config import parse_size  # noqa: E402
 from tests.browser.browser_kit import _SETTLED_JS, CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
 
-REQUEST_TIMEOUT_MS = 180_000
+REQUEST_TIMEOUT_MS = int(os.environ.get("VLMLAB_LOAD_REQUEST_TIMEOUT_S", "180")) * 1000
+"""A request not answered within this is lost (env override for quicker experiments)."""
 _LOADS_RE = re.compile(r"Model loads since start: (\d+)")
 
 
@@ -54,6 +56,8 @@ class LoadReport:
     """Typing the prompt → answer rendered: includes the widget-commit rerun before the click."""
     per_session_requests: list[int] = field(default_factory=list)
     model_loads: int | None = None
+    browsers: str = "one"
+    load_average: tuple[float, float, float] | None = None
     budget_bytes: int = 0
     baseline_rss_bytes: int = 0
     peak_rss_bytes: int = 0
@@ -160,8 +164,9 @@ async def read_model_loads(browser, url: str) -> int | None:
     """Open a fresh session, expand the sidebar's "Model pool" panel, read the load counter."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
+    page.set_default_timeout(REQUEST_TIMEOUT_MS)
     try:
-        await page.goto(url)
+        await page.goto(url, timeout=REQUEST_TIMEOUT_MS)
         await settle(page)
         await page.locator('[data-testid="stSidebar"] [data-testid="stExpander"]').filter(
             has_text="Model pool").locator("summary").first.click()
@@ -174,8 +179,14 @@ async def read_model_loads(browser, url: str) -> int | None:
 
 
 async def session_loop(browser, url: str, index: int, checkpoint: str, example_id: str, shared: dict,
-                                  report: LoadReport, barrier: asyncio.Barrier) -> None:
-    """Prepare, wait until every session is ready (the clock starts then), request until the deadline."""
+                       report: LoadReport, barrier: asyncio.Barrier) -> None:
+    """Prepare, wait until every session is ready (the clock starts then), request until the deadline.
+
+    ``browser`` is the shared Chromium, or a callable returning a fresh one (one browser per session).
+    """
+    own_browser = None
+    if callable(browser):
+        own_browser = browser = await browser()
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     page.set_default_timeout(REQUEST_TIMEOUT_MS)
@@ -205,6 +216,11 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
                 served += 1
             except Exception as exc:
                 report.errors.append(f"session {index} request {n}: {type(exc).__name__}: {str(exc)[:200]}")
+                if shared.get("shots"):
+                    with contextlib.suppress(Exception):
+                        dump_server_stacks(shared["server_pid"], Path(shared["shots"]) / f"stall-s{index}-r{n}.txt")
+                        await page.screenshot(path=str(Path(shared["shots"]) / f"stall-s{index}-r{n}.png"),
+                                              full_page=True)
                 try:
                     await prepare_session(page, url, checkpoint, example_id)  # recover like a user: reload
                 except Exception as again:
@@ -212,8 +228,22 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
                     return
         shared["ended"] = max(shared.get("ended", 0.0), time.perf_counter())
     finally:
-        report.per_session_requests.append(served)
+        report.per_session_requests[index] = served
         await context.close()
+        if own_browser is not None:
+            await own_browser.close()
+
+
+def dump_server_stacks(pid: int, out: Path) -> None:
+    """Every thread's Python stack of the server, taken while a request is stalled (needs py-spy)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if Path(spy).exists():
+        result = subprocess.run([spy, "dump", "--native", "--pid", str(pid)], capture_output=True, text=True,
+                                timeout=60)
+        out.write_text(result.stdout + result.stderr)
 
 
 def first_example_id(runs_root: Path, run: str = "demo") -> str:
@@ -245,15 +275,20 @@ def _run_in_thread(coroutine) -> None:
 
 
 def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints: list[str], budget: str = "1GB",
-                  data_dir: Path | None = None, log_path: Path | None = None) -> LoadReport:
+                  data_dir: Path | None = None, log_path: Path | None = None,
+                  browsers: str = "one", shots_dir: Path | None = None) -> LoadReport:
     """Start a server, run the load for ``duration_s`` and return the measurements.
 
     Session ``i`` uses ``checkpoints[i % len(checkpoints)]``, so with fewer checkpoints than
-    sessions some sessions share a checkpoint and others do not.
+    sessions some sessions share a checkpoint and others do not. ``browsers="one"`` opens every
+    session as a context of one Chromium; ``"per-session"`` launches one Chromium per session.
     """
+    if browsers not in ("one", "per-session"):
+        raise ValueError(f"browsers must be 'one' or 'per-session', got {browsers!r}")
     per_session = [checkpoints[i % len(checkpoints)] for i in range(sessions)]
     report = LoadReport(sessions=sessions, duration_s=duration_s, checkpoints_per_session=per_session,
-                        distinct_checkpoints=len(set(per_session)), budget_bytes=parse_size(budget))
+                        distinct_checkpoints=len(set(per_session)), budget_bytes=parse_size(budget),
+                        per_session_requests=[0] * sessions, browsers=browsers)
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="vlmlab-load-"))
     log_path = log_path or data_dir / "streamlit.log"
     server = StreamlitServer(runs_root, data_dir, log_path, extra_env={"VLMLAB_MEMORY_BUDGET": budget})
@@ -261,28 +296,36 @@ def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints
     report.baseline_rss_bytes = sampler.rss()
     sampler.start()
     try:
-        shared: dict = {}
+        shared: dict = {"shots": shots_dir, "server_pid": server.process.pid}
         start = time.perf_counter()
-        _run_in_thread(_drive_simple(server.url, report, first_example_id(runs_root), shared))
+        _run_in_thread(_drive(server.url, report, first_example_id(runs_root), shared))
         report.wall_s = shared.get("ended", time.perf_counter()) - shared.get("started", start)
+        report.load_average = os.getloadavg()
     finally:
         report.peak_rss_bytes = sampler.stop()
         server.stop()
     return report
 
 
-async def _drive_simple(url: str, report: LoadReport, example_id: str, shared: dict) -> None:
+async def _drive(url: str, report: LoadReport, example_id: str, shared: dict) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        async def launch():
+            return await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+        browser = await launch()
         try:
             barrier = asyncio.Barrier(report.sessions)
             shared["deadline"] = float("inf")
+            target = browser if report.browsers == "one" else launch
             await asyncio.gather(*(
-                session_loop(browser, url, i, checkpoint, example_id, shared, report, barrier)
+                session_loop(target, url, i, checkpoint, example_id, shared, report, barrier)
                 for i, checkpoint in enumerate(report.checkpoints_per_session)))
-            report.model_loads = await read_model_loads(browser, url)
+            try:
+                report.model_loads = await read_model_loads(browser, url)
+            except Exception as exc:  # the report still prints; the failure is counted
+                report.errors.append(f"reading model loads: {type(exc).__name__}: {str(exc)[:200]}")
         finally:
             await browser.close()
 
@@ -306,8 +349,28 @@ def format_report(report: LoadReport) -> str:
         f"server RSS: at start {report.baseline_rss_bytes / mb:.0f} MiB · peak {report.peak_rss_bytes / mb:.0f} MiB "
         f"· pool budget {report.budget_bytes / mb:.0f} MiB",
         f"model loads: {report.model_loads} (distinct checkpoints: {report.distinct_checkpoints})",
+        f"browsers: {report.browsers} · load average at end: "
+        f"{' '.join(f'{x:.2f}' for x in report.load_average) if report.load_average else '—'}",
         *(f"error: {e}" for e in report.errors[:20]),
+        *(f"FAIL: {problem}" for problem in verdict(report)),
     ])
+
+
+STARVED_FRACTION = 1 / 3
+"""A session served fewer than this share of the mean per-session count is starved."""
+
+
+def verdict(report: LoadReport) -> list[str]:
+    """What makes the run a failure: any lost request, any starved session (empty when it passed)."""
+    problems = [f"{len(report.errors)} lost request(s) or failed session(s)"] if report.errors else []
+    counts = report.per_session_requests
+    mean = statistics.mean(counts) if counts else 0.0
+    floor = mean * STARVED_FRACTION
+    starved = [i for i, n in enumerate(counts) if n == 0 or n < floor]
+    if starved:
+        problems.append(f"starved session(s) {starved}: served {[counts[i] for i in starved]} "
+                        f"< a third of the mean {mean:.1f}")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,17 +380,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load after all sessions are ready")
     parser.add_argument("--distinct", type=int, default=2, help="distinct checkpoints, shared round-robin")
     parser.add_argument("--budget", default="1GB", help="VLMLAB_MEMORY_BUDGET for the server")
+    parser.add_argument("--browsers", choices=("one", "per-session"), default="one",
+                        help="one Chromium with a context per session, or one Chromium per session")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    parser.add_argument("--shots", type=Path, help="screenshot a session's page here when a request fails")
     args = parser.parse_args(argv)
     names = checkpoint_names(args.runs_root)
     if not names:
         parser.error(f"no checkpoint-* folders under {args.runs_root / 'demo'}")
     chosen = names[::-1][:max(1, args.distinct)]
-    report = run_load_test(args.runs_root, args.sessions, args.duration, chosen, budget=args.budget)
+    report = run_load_test(args.runs_root, args.sessions, args.duration, chosen, budget=args.budget,
+                           browsers=args.browsers, shots_dir=args.shots)
     print(format_report(report))
     if args.json:
-        args.json.write_text(json.dumps(report.summary(), indent=1))
-    return 0 if not report.errors else 1
+        args.json.write_text(json.dumps({**report.summary(), "verdict": verdict(report)}, indent=1))
+    return 1 if verdict(report) else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ Streamlit's session threads.
 Re-run is exact: the input image itself is stored as PNG when it is at most
 :data:`MAX_STORED_IMAGE_BYTES` once encoded; larger images keep only a thumbnail and their
 digest, and re-running them asks for the image again.
+
+Public mode (a Space): every row carries the visitor token of the browser that made it, and a
+store :meth:`HistoryStore.scoped` to a visitor reads, searches, exports and deletes only that
+visitor's rows; local use keeps one shared, unscoped history.
 """
 
 from __future__ import annotations
@@ -45,14 +49,16 @@ CREATE TABLE IF NOT EXISTS generations (
     image BLOB,
     output TEXT NOT NULL,
     timings TEXT NOT NULL,
-    mode TEXT NOT NULL DEFAULT 'single'
+    mode TEXT NOT NULL DEFAULT 'single',
+    visitor TEXT
 );
 CREATE INDEX IF NOT EXISTS generations_created ON generations(created_at);
 CREATE INDEX IF NOT EXISTS generations_checkpoint ON generations(checkpoint);
 """
+_VISITOR_INDEX = "CREATE INDEX IF NOT EXISTS generations_visitor ON generations(visitor, created_at)"
 
 _COLUMNS = ("id", "created_at", "run", "checkpoint", "prompt", "prefill", "settings", "image_name", "image_digest",
-            "example_id", "thumbnail", "image", "output", "timings", "mode")
+            "example_id", "thumbnail", "image", "output", "timings", "mode", "visitor")
 
 
 class HistoryError(RuntimeError):
@@ -78,6 +84,8 @@ class HistoryRecord:
     mode: str = "single"
     created_at: float = field(default_factory=time.time)
     id: int | None = None
+    visitor: str | None = field(default=None, repr=False)
+    """Public mode: the token of the browser that made it (never shown or exported)."""
     image_stored: bool = False
     """True when the full image is in the database (``image`` itself is loaded only on request)."""
 
@@ -103,6 +111,7 @@ class HistoryRecord:
         data = asdict(self)
         data.pop("thumbnail")
         data.pop("image")
+        data.pop("visitor")
         data["created_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at))
         return data
 
@@ -110,15 +119,39 @@ class HistoryRecord:
 class HistoryStore:
     """SQLite-backed history; every method opens its own connection (thread-safe by construction)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, visitor: str | None = None, _create: bool = True) -> None:
         self.path = Path(path)
+        self.visitor = visitor
+        """Set: every read, search, export and delete is limited to this visitor's rows."""
+        if not _create:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(generations)")}
+                if "visitor" not in columns:  # a database from before public mode
+                    conn.execute("ALTER TABLE generations ADD COLUMN visitor TEXT")
+                conn.execute(_VISITOR_INDEX)
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
+
+    def scoped(self, visitor: str | None) -> HistoryStore:
+        """The same database seen by one visitor (``None``: everything, as in local use)."""
+        return HistoryStore(self.path, visitor=visitor, _create=False)
+
+    def _scope(self, clauses: list[str], params: list[Any]) -> str:
+        """``WHERE`` text for ``clauses`` plus this store's visitor limit (appends to ``params``)."""
+        if self.visitor is not None:
+            clauses = [*clauses, "visitor = ?"]
+            params.append(self.visitor)
+        return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+    def purge_older_than(self, seconds: float) -> int:
+        """Delete rows (of every visitor) older than ``seconds``: the public-mode retention."""
+        with self._connect() as conn:
+            return conn.execute("DELETE FROM generations WHERE created_at < ?", (time.time() - seconds,)).rowcount
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -130,6 +163,8 @@ class HistoryStore:
             raise HistoryError(f"history database {self.path} failed: {exc}") from exc
 
     def add(self, record: HistoryRecord) -> int:
+        if self.visitor is not None:
+            record.visitor = self.visitor
         values = {k: getattr(record, k) for k in _COLUMNS if k != "id"}
         values["settings"] = json.dumps(record.settings, sort_keys=True)
         values["timings"] = json.dumps(record.timings, sort_keys=True)
@@ -168,7 +203,7 @@ class HistoryStore:
         if text:
             clauses.append("(instr(lower(prompt), ?) > 0 OR instr(lower(output), ?) > 0)")
             params += [text.lower(), text.lower()]
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where = self._scope(clauses, params)
         columns = ", ".join(c if with_images or c != "image" else "NULL AS image" for c in _COLUMNS)
         columns += ", image IS NOT NULL AS image_stored"
         with self._connect() as conn:
@@ -177,36 +212,42 @@ class HistoryStore:
         return [self._record(r) for r in rows]
 
     def get(self, record_id: int) -> HistoryRecord | None:
+        params: list[Any] = [int(record_id)]
+        where = self._scope(["id = ?"], params)
         with self._connect() as conn:
             row = conn.execute(f"SELECT {', '.join(_COLUMNS)}, image IS NOT NULL AS image_stored FROM generations "
-                               "WHERE id = ?",
-                               (int(record_id),)).fetchone()
+                               f"{where}", tuple(params)).fetchone()
         return None if row is None else self._record(row)
 
     def delete(self, record_ids: int | Sequence[int]) -> int:
         ids = [record_ids] if isinstance(record_ids, int) else list(record_ids)
         if not ids:
             return 0
+        params: list[Any] = [int(i) for i in ids]
+        where = self._scope([f"id IN ({', '.join('?' for _ in ids)})"], params)
         with self._connect() as conn:
-            cursor = conn.execute(f"DELETE FROM generations WHERE id IN ({', '.join('?' for _ in ids)})",
-                                  tuple(int(i) for i in ids))
-            return cursor.rowcount
+            return conn.execute(f"DELETE FROM generations {where}", tuple(params)).rowcount
 
     def clear(self) -> int:
+        params: list[Any] = []
         with self._connect() as conn:
-            return conn.execute("DELETE FROM generations").rowcount
+            return conn.execute(f"DELETE FROM generations {self._scope([], params)}", tuple(params)).rowcount
 
     def count(self) -> int:
+        params: list[Any] = []
         with self._connect() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+            return int(conn.execute(f"SELECT COUNT(*) FROM generations {self._scope([], params)}",
+                                    tuple(params)).fetchone()[0])
 
     def distinct(self, column: str) -> builtins.list[str]:
         """Distinct non-null values of ``run`` or ``checkpoint`` (for filter widgets)."""
         if column not in ("run", "checkpoint"):
             raise ValueError(f"cannot list distinct values of {column!r}")
+        params: list[Any] = []
+        where = self._scope([f"{column} IS NOT NULL"], params)
         with self._connect() as conn:
-            rows = conn.execute(f"SELECT DISTINCT {column} FROM generations WHERE {column} IS NOT NULL "
-                                f"ORDER BY {column}").fetchall()
+            rows = conn.execute(f"SELECT DISTINCT {column} FROM generations {where} ORDER BY {column}",
+                                tuple(params)).fetchall()
         return [r[0] for r in rows]
 
     def export_rows(self, records: Sequence[HistoryRecord] | None = None,

@@ -30,7 +30,7 @@ ANALYSIS_ERRORS: tuple[type[Exception], ...] = (
 def capture(pool: Any, checkpoint: str | Path, image: Image.Image, prompt: str, max_new_tokens: int,
             forced: tuple[int, ...] = ()) -> AttentionRun:
     """Generate on one pooled checkpoint with attention capture (logit lens only for a free generation)."""
-    with pool.acquire(Path(checkpoint)) as loaded:
+    with pool.turn(Path(checkpoint)) as loaded:
         return analyse(loaded, image, prompt, max_new_tokens=max_new_tokens, forced=forced,
                        lens_top_k=5 if not forced else 0, lens_image_tokens=not forced)
 
@@ -57,7 +57,7 @@ def pointing_per_checkpoint(pool: Any, checkpoints: Sequence[CheckpointInfo], ex
     errors: dict[str, Exception] = {}
     for i, info in enumerate(checkpoints):
         try:
-            with pool.acquire(info.path) as loaded:
+            with pool.turn(info.path) as loaded:
                 report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels)
         except ANALYSIS_ERRORS as exc:
             errors[str(info.path)] = exc

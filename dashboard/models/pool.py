@@ -7,7 +7,9 @@ counts entries rather than bytes, so the budget and the locking live here:
 * loading a model evicts least-recently-used *unpinned* models until it fits; a model larger
   than the whole budget is refused with :class:`ModelTooLargeError`;
 * ``acquire`` pins a model for the ``with`` block, so it is never evicted mid-generation;
-* two threads asking for the same checkpoint share one load (the second waits for the first).
+* two threads asking for the same checkpoint share one load (the second waits for the first);
+* ``turn`` queues sessions that generate on the same checkpoint first come, first served
+  (:mod:`dashboard.models.turns`), one generation per turn, with a wait limit.
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ from dashboard.models.loading import (
     load_checkpoint,
     resolve_device,
 )
+from dashboard.models.turns import QueueTimeoutError, TurnQueue, WaitCallback
 
 __all__ = [
     "CheckpointLoadError", "LoadedModel", "ModelPool", "ModelTooLargeError", "PickleRefusedError",
-    "PoolBusyError", "PoolEntry", "RemoteCodeRequiredError", "available_memory", "resolve_budget",
+    "PoolBusyError", "PoolEntry", "QueueTimeoutError", "RemoteCodeRequiredError", "available_memory", "resolve_budget",
 ]
+
+QUEUE_WAIT_LIMIT_S = 120.0
+"""How long a session waits in a checkpoint's queue before it is told to try again."""
 
 AUTO_FRACTION = 0.5
 """``auto`` budget: this share of the memory available when the pool is created."""
@@ -116,7 +122,7 @@ class ModelPool:
     def __init__(self, budget_bytes: int, device: torch.device | str = "auto", dtype: torch.dtype | None = None,
                  allow_pickle: bool = False, trust_remote_code: bool = False,
                  loader: Callable[..., LoadedModel] = load_checkpoint, busy_timeout_s: float = 60.0,
-                 roots: tuple[Path, ...] | None = None) -> None:
+                 roots: tuple[Path, ...] | None = None, queue_wait_limit_s: float = QUEUE_WAIT_LIMIT_S) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = dtype or default_dtype(self.device)
         self.budget_bytes = int(budget_bytes)
@@ -126,6 +132,8 @@ class ModelPool:
         self.busy_timeout_s = busy_timeout_s
         self.roots = roots
         """Runs roots every checkpoint (and adapter base, shard) must lie in; None: each folder's own run."""
+        self.queue_wait_limit_s = queue_wait_limit_s
+        self._queues: dict[Path, TurnQueue] = {}
         self._loader = loader
         self._slots: OrderedDict[Path, _Slot] = OrderedDict()  # LRU order: oldest first
         self._loading: dict[Path, threading.Event] = {}
@@ -180,6 +188,28 @@ class ModelPool:
     def recover_after_oom(self) -> None:
         """After an out-of-memory error: drop every unpinned model and return cached memory."""
         self.clear()
+
+    # ------------------------------------------------------------------ turns
+    def queue_for(self, checkpoint: str | Path) -> TurnQueue:
+        """The one FIFO queue of generations on ``checkpoint`` (created on first use)."""
+        key = self._key(checkpoint)
+        with self._cond:
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = TurnQueue(key.name)
+            return queue
+
+    @contextmanager
+    def turn(self, checkpoint: str | Path, wait_limit_s: float | None = None,
+             on_wait: WaitCallback | None = None) -> Iterator[LoadedModel]:
+        """Wait for this caller's turn on ``checkpoint`` (FIFO), then load/pin it for one generation.
+
+        Use one ``turn`` per ``generate`` call. Raises :class:`QueueTimeoutError` after
+        ``wait_limit_s`` (default ``queue_wait_limit_s``) in the queue.
+        """
+        limit = self.queue_wait_limit_s if wait_limit_s is None else wait_limit_s
+        with self.queue_for(checkpoint).turn(limit, on_wait), self.acquire(checkpoint) as loaded:
+            yield loaded
 
     # ------------------------------------------------------------------ acquire
     @contextmanager

@@ -26,12 +26,14 @@ from dashboard.compare.tables import (
 from dashboard.evalset import EvalSet
 from dashboard.generation import GenerationSettings
 from dashboard.metrics import default_metrics, get_metric
+from dashboard.public import VisitorLimitError
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
 from dashboard.ui.comparison_single_view import export_buttons
 from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
 from dashboard.ui.evalset_input import choose_eval_set_or_upload
 from dashboard.ui.resources import get_pool, get_settings
+from dashboard.ui.visitor import visitor_limits
 
 
 def _job() -> EvalJobState:
@@ -59,10 +61,16 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
         bar = st.progress(0.0, text="starting")
         backend = default_backend(get_pool, allow_pickle=settings.allow_pickle,
                                   trust_remote_code=settings.trust_remote_code)
-        report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir, batch_size=batch,
-                          max_image_pixels=settings.max_image_pixels, backend=backend,
-                          on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
-                                                                   text=f"{d}/{t} · {backend.name} · {m}"))
+        try:
+            with visitor_limits(gen, sweep=(len(evalset.examples), len(paths))):
+                report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir,
+                                  batch_size=batch, max_image_pixels=settings.max_image_pixels, backend=backend,
+                                  on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
+                                                                           text=f"{d}/{t} · {backend.name} · {m}"))
+        except VisitorLimitError as exc:
+            _job().stop()
+            st.warning(f"Not run: {exc}")
+            return
         _job().finish(report)
         st.rerun()  # redraw with Run enabled / Stop disabled and the fresh scores
     stopped, timing, errors = report_lines(_job().report)

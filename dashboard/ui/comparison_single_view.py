@@ -13,11 +13,13 @@ from dashboard.compare.results import safe_name
 from dashboard.compare.runner import SingleOutput, cache_key, compare_single, settings_dict
 from dashboard.formatting import fmt_rate, fmt_seconds
 from dashboard.generation import GenerationSettings
+from dashboard.public import VisitorLimitError
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
+from dashboard.ui.visitor import visitor_limits
 
 K_CACHE = "cmp.cache"
 K_FAILED = "cmp.failed"
@@ -87,9 +89,14 @@ def render_single_example(run: RunData, infos: list[CheckpointInfo], gen: Genera
     label = f"Run {len(missing)} checkpoint(s)" if missing else "All outputs cached"
     if st.button(label, type="primary", disabled=not missing, key="cmp.run_single"):
         bar = st.progress(0.0, text="starting")
-        outs = compare_single(get_pool(), [c.path for c in missing], picked.image, prompt, gen, cache,
-                              image_digest=picked.digest,
-                              on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+        try:
+            with visitor_limits(gen, sweep=(1, len(missing))):
+                outs = compare_single(get_pool(), [c.path for c in missing], picked.image, prompt, gen, cache,
+                                      image_digest=picked.digest, on_progress=lambda d, t, m: bar.progress(
+                                          d / max(t, 1), text=f"{d}/{t} · {m}"))
+        except VisitorLimitError as exc:
+            st.warning(f"Not run: {exc}")
+            return
         for out in outs:
             failed.pop(keys[out.name], None)
             if not out.ok:

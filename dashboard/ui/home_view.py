@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +15,9 @@ from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
 from dashboard.ui.sidebar import best_checkpoint_path
 from dashboard.ui.summaries_panel import render_configuration
+
+if TYPE_CHECKING:
+    from dashboard.demo.jobs import DemoBuildJob
 
 PAGES = {
     "pages/1_Inference.py": "Inference — image + prompt → streamed answer, history",
@@ -36,41 +40,61 @@ def render_home() -> None:
     except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
         st.error(f"Cannot open this run: {exc}")
         return
+    _render_built(run_path)
     _render_overview(run)
     st.subheader("Open a page")
     for page, label in PAGES.items():
         st.page_link(page, label=label)
 
 
+K_WATCH = "home.build_watch"
+
+
 def _render_no_run() -> None:
+    from dashboard.demo.jobs import demo_build_job  # imports the trainer: only when there is no run
+
     root = Path(state.get(state.RUNS_ROOT) or get_settings().default_runs_root)
+    job = demo_build_job(root / "demo")
+    if job.status.state == "running" or st.session_state.get(K_WATCH):
+        _watch_build(job)
+        return
     st.info(f"No training run found under `{root}`. A run is a folder of `checkpoint-<step>/` "
             "folders as written by Hugging Face `Trainer` (see README).")
     st.markdown("Build the **demo run**: a tiny LLaVA trained here with `transformers.Trainer` on a "
                 "synthetic shapes task (a few minutes on 2 CPU cores).")
-    if st.button("Build the demo run", type="primary"):
-        _build_demo(root / "demo")
+    failed = job.status
+    if failed.state == "failed":
+        st.error(f"The last demo build failed and left nothing behind: {failed.error}")
+    if st.button("Build the demo run", type="primary", key="home.build"):
+        job.start()  # False when another session's build is already running: then watch that one
+        st.session_state[K_WATCH] = True
+        _watch_build(job)
 
 
-def _build_demo(out: Path) -> None:
-    from dashboard.demo.build import build_demo_run
-
-    bar = st.progress(0.0, text="Preparing the demo run…")
-
-    def progress(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-
-    try:
-        report = build_demo_run(out, progress=progress)
-    except (OSError, ValueError) as exc:
-        st.error(f"Could not build the demo run: {exc}")
+@st.fragment(run_every=1.0)
+def _watch_build(job: DemoBuildJob) -> None:
+    """Poll the process-wide build: every session sees the same progress; at the end show the run."""
+    status = job.status
+    if status.state == "running":
+        st.progress(status.fraction, text=f"Building the demo run (one build for everyone on this server) — "
+                                          f"{status.message}")
         return
-    bar.progress(1.0, text="Done")
-    state.put(state.RUN_PATH, str(out.resolve()))
-    state.put(state.CHECKPOINT_PATH, None)
-    st.success(f"Built {report.n_checkpoints} checkpoints in {report.seconds:.0f} s "
-               f"(eval accuracy {report.first_eval_accuracy:.0%} → {report.last_eval_accuracy:.0%}).")
-    st.rerun()
+    st.session_state.pop(K_WATCH, None)
+    if status.state == "done":
+        state.put(state.RUN_PATH, str(job.out_dir))
+        state.put(state.CHECKPOINT_PATH, None)
+    st.rerun(scope="app")
+
+
+def _render_built(run_path: Path) -> None:
+    """Right after this process built the demo run, say so to everyone viewing it."""
+    from dashboard.demo.jobs import finished_build
+
+    status = finished_build(run_path)
+    if status is not None and status.report is not None:
+        report = status.report
+        st.success(f"Built the demo run: {report.n_checkpoints} checkpoints in {report.seconds:.0f} s "
+                   f"(eval accuracy {report.first_eval_accuracy:.0%} → {report.last_eval_accuracy:.0%}).")
 
 
 def _last_value(metrics: pd.DataFrame, name: str) -> float | None:

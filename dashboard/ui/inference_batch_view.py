@@ -23,7 +23,8 @@ from dashboard.provenance import provenance, with_provenance
 from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.image_input import PickedImage, pick_images_batch
 from dashboard.ui.inference_history_view import save_history
-from dashboard.ui.resources import get_pool, get_settings
+from dashboard.ui.resources import get_settings
+from dashboard.ui.visitor import generation_turn, visitor_limits
 from dashboard.ui.widgets import generation_settings_form, show_model_error
 
 K_BATCH = "inf.batch_results"
@@ -65,15 +66,22 @@ def render_batch_mode(checkpoint: Path, run_dir: Path | None) -> None:
 def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage], prompts: list[str],
               settings: GenerationSettings, batch_size: int) -> None:
     progress = st.progress(0.0, text=f"0 / {len(images)}")
-    pool = get_pool()
+    results = []
+    should_stop = session_gone_check()
     try:
-        with pool.acquire(checkpoint) as loaded:
-            results = generate_batch(loaded, [p.image for p in images], prompts, settings, batch_size=batch_size,
-                                     should_stop=session_gone_check(),
-                                     on_progress=lambda done, total: progress.progress(
-                                         done / total, text=f"{done} / {total}"))
+        with visitor_limits(settings, sweep=(len(images), 1)):
+            for start in range(0, len(images), batch_size):  # one turn per chunk: others get theirs between
+                if should_stop():
+                    break
+                with generation_turn(checkpoint, limits=False) as loaded:
+                    results += generate_batch(loaded, [p.image for p in images[start:start + batch_size]],
+                                              prompts[start:start + batch_size], settings, batch_size=batch_size,
+                                              should_stop=should_stop)
+                progress.progress(len(results) / len(images), text=f"{len(results)} / {len(images)}")
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
         show_model_error(exc)
+        return
+    if len(results) < len(images):  # the browser session went away mid-batch: nobody to show rows to
         return
     items = [BatchItem(p.name, prompt, p.example.answer if p.example else None) for p, prompt in zip(
         images, prompts, strict=True)]

@@ -28,7 +28,8 @@ from dashboard.ui.history_input import history_image
 from dashboard.ui.image_input import PickedImage, pick_image
 from dashboard.ui.inference_batch_view import render_batch_mode
 from dashboard.ui.inference_history_view import K_RERUN, render_history_mode, save_history
-from dashboard.ui.resources import get_history, get_pool
+from dashboard.ui.resources import get_history
+from dashboard.ui.visitor import generation_turn
 from dashboard.ui.widgets import confined, generation_settings_form, show_model_error, why_no_checkpoint
 
 MODES = ["Single", "Batch", "History"]
@@ -107,11 +108,10 @@ def _single_image(run_dir: Path | None) -> PickedImage | None:
 
 def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prompt: str, prefill: str,
                settings: GenerationSettings) -> None:
-    pool = get_pool()
     try:
         with ExitStack() as stack:
-            with st.spinner(f"Loading {checkpoint.name}…"):
-                loaded = stack.enter_context(pool.acquire(checkpoint))  # pinned until the stream ends
+            with st.spinner(f"Waiting for a turn on {checkpoint.name}…"):
+                loaded = stack.enter_context(generation_turn(checkpoint, settings))  # our turn until the stream ends
             generation = stream(loaded, picked.image, prompt, settings, prefill, should_stop=session_gone_check())
             templated = format_prompt(loaded, prompt.strip(), prefill.strip())
             with st.expander("Prompt as sent to the model (chat template applied)"):

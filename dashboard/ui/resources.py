@@ -73,8 +73,35 @@ def _history_for(db_path: str) -> HistoryStore:
 
 
 def get_history() -> HistoryStore:
-    """The persistent (SQLite) generation history in the configured data directory."""
-    return _history_for(str(get_settings().data_dir / "history.sqlite"))
+    """The persistent (SQLite) generation history in the configured data directory.
+
+    Public mode: scoped to this browser's visitor token (nobody sees another visitor's rows)
+    and rows past the retention period are dropped.
+    """
+    from dashboard.public import public_mode
+
+    store = _history_for(str(get_settings().data_dir / "history.sqlite"))
+    if not public_mode():
+        return store
+    from dashboard.ui.visitor import current_visitor
+
+    _purge_daily(store)
+    return store.scoped(current_visitor() or "")
+
+
+_last_purge: dict[str, float] = {}
+
+
+def _purge_daily(store: HistoryStore) -> None:
+    """Public-mode retention, applied at most once a day per database and process."""
+    import time
+
+    from dashboard.public import LIMITS
+
+    now = time.time()
+    if now - _last_purge.get(str(store.path), 0.0) >= 24 * 3600:
+        _last_purge[str(store.path)] = now
+        store.purge_older_than(LIMITS.retention_days * 24 * 3600)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

@@ -34,9 +34,12 @@ def generation_settings_form(prefix: str, label: str = "Generation settings",
     """
     for name, value in {**SETTING_DEFAULTS, **(defaults or {})}.items():
         st.session_state.setdefault(f"{prefix}.{name}", value)
+    cap = _max_new_tokens_cap()
+    if int(st.session_state[f"{prefix}.max_new_tokens"]) > cap:  # e.g. a history re-run from before the cap
+        st.session_state[f"{prefix}.max_new_tokens"] = cap
     with st.expander(label, expanded=False):
         c1, c2, c3 = st.columns(3)
-        max_new = c1.number_input("Max new tokens", 1, 4096, key=f"{prefix}.max_new_tokens")
+        max_new = c1.number_input("Max new tokens", 1, _max_new_tokens_cap(), key=f"{prefix}.max_new_tokens")
         beams = c2.number_input("Beams", 1, 16, key=f"{prefix}.num_beams")
         seed = c3.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}.seed")
         decoding = st.radio("Decoding", ["Greedy", "Sampling"], horizontal=True, key=f"{prefix}.decoding")
@@ -47,6 +50,13 @@ def generation_settings_form(prefix: str, label: str = "Generation settings",
         top_p = c5.slider("Top-p", 0.05, 1.0, step=0.05, key=f"{prefix}.top_p", disabled=not sampling)
     return GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=float(temperature),
                               top_p=float(top_p), num_beams=int(beams), seed=int(seed))
+
+
+def _max_new_tokens_cap() -> int:
+    """4096 locally; public mode's per-visitor cap (a stored larger value is clamped into range first)."""
+    from dashboard.public import LIMITS, public_mode
+
+    return LIMITS.max_new_tokens if public_mode() else 4096
 
 
 def apply_generation_settings(prefix: str, settings: Mapping[str, Any]) -> None:
@@ -84,7 +94,12 @@ def why_no_checkpoint() -> str:
 
 def show_model_error(exc: Exception, context: str = "Generation failed") -> None:
     """Explain a load/generation failure; after an out-of-memory error free what the pool can."""
-    if isinstance(exc, GenerationOOMError):
+    from dashboard.models.turns import QueueTimeoutError
+    from dashboard.public import VisitorLimitError
+
+    if isinstance(exc, (QueueTimeoutError, VisitorLimitError)):
+        st.warning(f"Not run: {exc}")
+    elif isinstance(exc, GenerationOOMError):
         get_pool().recover_after_oom()
         st.error(f"{exc}. Unused models were evicted; try again.")
     elif isinstance(exc, CheckpointLoadError):

@@ -73,7 +73,14 @@ def test_build_button_reports_the_built_run(tmp_path: Path, tiny_llava_dir: Path
     at = _app()
     next(b for b in at.button if b.label == "Build the demo run").click().run()
     assert not at.exception, at.exception
+    # The build runs in the process-wide job's thread; the page's watcher polls it.
+    from dashboard.demo.jobs import demo_build_job
+
+    assert demo_build_job(tmp_path / "runs" / "demo").wait(60).state == "done"
+    at.run()  # the watcher's next poll (a timer in the browser)
+    assert not at.exception, at.exception
     assert at.session_state[state.RUN_PATH] == str((tmp_path / "runs" / "demo").resolve())
+    assert any("Built the demo run: 1 checkpoints" in s.value for s in at.success), [s.value for s in at.success]
 
 
 def test_malformed_trainer_state_is_reported_not_fatal(tmp_path: Path, tiny_llava_dir: Path,

@@ -1,0 +1,168 @@
+"""One demo build per process, watched by every session: the Home page's *Build the demo run*.
+
+Streamlit serves all visitors from one process, so two visitors clicking *Build* at once must
+not start two trainings into the same folder (the second used to fail on the first's
+half-renamed files). A :class:`DemoBuildJob` per output folder, created once per process
+(:func:`demo_build_job`), runs the build in a background thread under a lock and keeps its
+progress in a shared :class:`BuildStatus` every session can poll. The build goes into a hidden
+sibling folder (same filesystem) that is renamed into place only when it is complete, so a
+failed or interrupted build leaves no half-written run where the sidebar looks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # build.py imports transformers' Trainer: only a build needs it
+    from dashboard.demo.build import DemoReport
+
+log = logging.getLogger(__name__)
+
+BuildState = Literal["idle", "running", "done", "failed"]
+Builder = Callable[..., "DemoReport"]
+
+
+@dataclass(frozen=True)
+class BuildStatus:
+    """A snapshot of one build job (safe to read from any session)."""
+
+    state: BuildState = "idle"
+    fraction: float = 0.0
+    message: str = ""
+    report: DemoReport | None = None
+    error: str | None = None
+    builds_started: int = 0
+    """Builds this process started into this folder (the browser test checks it stays 1)."""
+    started_at: float | None = None
+
+
+class DemoBuildJob:
+    """Builds the demo run into ``out_dir`` at most once at a time, in a background thread."""
+
+    def __init__(self, out_dir: Path, builder: Builder | None = None, preset: str = "full", seed: int = 0) -> None:
+        self.out_dir = Path(out_dir)
+        self.preset = preset
+        self.seed = seed
+        self._builder = builder
+        self._lock = threading.Lock()
+        self._status = BuildStatus()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def status(self) -> BuildStatus:
+        with self._lock:
+            return self._status
+
+    def start(self) -> bool:
+        """Start a build unless one is running; True if this call started it."""
+        with self._lock:
+            if self._status.state == "running":
+                return False
+            self._status = BuildStatus(state="running", message="starting the demo build",
+                                       builds_started=self._status.builds_started + 1, started_at=time.time())
+            self._thread = threading.Thread(target=self._run, name="vlmlab-demo-build", daemon=True)
+            self._thread.start()
+        # On stderr, i.e. the server log whatever logging is configured: one line per build started.
+        print(f"vlmlab: demo build started into {self.out_dir} (build #{self._status.builds_started} of this "
+              "process)", file=sys.stderr, flush=True)
+        return True
+
+    def wait(self, timeout: float | None = None) -> BuildStatus:
+        """Block until the running build ends (tests, CLI); returns the final status."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.status
+
+    def _progress(self, fraction: float, message: str) -> None:
+        with self._lock:
+            self._status = dataclasses.replace(self._status, fraction=min(max(fraction, 0.0), 1.0), message=message)
+
+    def _run(self) -> None:
+        try:
+            report = self._build_then_rename()
+        except Exception as exc:  # shown to every watching session; the process keeps serving
+            log.exception("demo build into %s failed", self.out_dir)
+            with self._lock:
+                self._status = dataclasses.replace(self._status, state="failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self._status = dataclasses.replace(self._status, state="done", fraction=1.0, report=report,
+                                               message=f"built {report.n_checkpoints} checkpoints")
+        log.info("demo build into %s finished in %.0f s", self.out_dir, report.seconds)
+
+    def _build_then_rename(self) -> DemoReport:
+        from dashboard.demo.build import DemoDirError, is_demo_run
+
+        target = self.out_dir
+        if target.exists() and not (target.is_dir() and (is_demo_run(target) or not any(target.iterdir()))):
+            raise DemoDirError(f"{target} exists and is not a previous demo run; refusing to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+        try:
+            builder = self._builder or _default_builder()
+            report = builder(staging / target.name, preset=self.preset, seed=self.seed, progress=self._progress)
+            _swap_into_place(staging / target.name, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        eval_set = target / report.eval_set.relative_to(report.path) if report.eval_set else None
+        return dataclasses.replace(report, path=target, eval_set=eval_set)
+
+
+def _default_builder() -> Builder:
+    from dashboard.demo.build import build_demo_run
+
+    return build_demo_run
+
+
+def _swap_into_place(built: Path, target: Path) -> None:
+    """Rename ``built`` to ``target``; a previous demo run there is moved aside first, then deleted."""
+    old: Path | None = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+        os.replace(target, old)
+    try:
+        os.replace(built, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)  # put the previous run back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_JOBS: dict[Path, DemoBuildJob] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+PRESET_ENV = "VLMLAB_DEMO_PRESET"
+"""Which preset Home's button builds (``full`` unless set; the browser tests use ``test``)."""
+
+
+def finished_build(out_dir: Path) -> BuildStatus | None:
+    """The status of this process's completed build into ``out_dir``, if one completed."""
+    with _JOBS_LOCK:
+        job = _JOBS.get(Path(out_dir).expanduser().resolve())
+    status = job.status if job is not None else None
+    return status if status is not None and status.state == "done" else None
+
+
+def demo_build_job(out_dir: Path, builder: Builder | None = None) -> DemoBuildJob:
+    """The one build job of this process for ``out_dir`` (every session gets the same object)."""
+    key = Path(out_dir).expanduser().resolve()
+    with _JOBS_LOCK:
+        job = _JOBS.get(key)
+        if job is None:
+            job = _JOBS[key] = DemoBuildJob(key, builder=builder, preset=os.environ.get(PRESET_ENV, "full"))
+        return job
