@@ -12,7 +12,7 @@ import pytest
 from dashboard.attention.adapters.base import GridView, uniform_boxes
 from dashboard.attention.pointing import score_example
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.runner import _row
+from dashboard.compare.sweep import result_row
 from dashboard.demo.train import exact_match_metrics
 from dashboard.generation import GenerationResult
 from dashboard.metrics import (
@@ -128,7 +128,7 @@ def _comparison_exact_match(output: str, answer: str) -> float:
     example = SimpleNamespace(id="1", prompt="q", image_path=Path("a.png"), answer=answer)
     result = GenerationResult(text=output, prompt_tokens=1, output_tokens=1, latency_s=0.1, ttft_s=0.1,
                               tokens_per_s=10.0)
-    fresh = _row(example, result, None)["scores"]["exact_match"]  # type: ignore[arg-type]
+    fresh = result_row(example, result, None)["scores"]["exact_match"]  # type: ignore[arg-type]
     saved = CheckpointScores(checkpoint="c", step=1, eval_set="e", settings={}, settings_key="k",
                              checkpoint_signature="s", rows=[{"id": "1", "output": output}], total=1)
     rescored = saved.rescored({"1": answer}).metrics["exact_match"]

@@ -34,6 +34,7 @@ _LAYER_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "num_decoder_layers
 _WIDTH_KEYS = ("hidden_size", "intermediate_size", "d_model", "n_embd", "ffn_dim", "num_attention_heads")
 _SIZE_KEYS = ("size", "crop_size", "max_image_size", "image_size", "resample_size")
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+_AREA_SIZED_MARKERS = ("merge_size", "temporal_patch_size", "min_pixels", "max_pixels")
 
 
 class ConfigBudgetError(ValueError):
@@ -116,11 +117,15 @@ def check_processor_config(folder: Path, roots: Sequence[Path]) -> None:
             continue
         sections = [data, *(v for v in data.values() if isinstance(v, Mapping))]
         for section in sections:
+            # Qwen2-VL-style processors (dynamic resolution) give ``size`` as pixel *areas*
+            # ({"shortest_edge": min_pixels, "longest_edge": max_pixels}), not side lengths.
+            area = any(k in section for k in _AREA_SIZED_MARKERS)
+            limit, unit = (MAX_PROCESSOR_PIXELS, "px²") if area else (MAX_PROCESSOR_SIDE, "px")
             for key in _SIZE_KEYS:
                 for side in _sides(section.get(key)):
-                    if not 0 < side <= MAX_PROCESSOR_SIDE:
-                        raise ConfigBudgetError(f"{folder.name}/{name}: {key} {excerpt(side)} px is outside "
-                                                f"1–{MAX_PROCESSOR_SIDE:,} px; refusing to build this processor")
+                    if not 0 < side <= limit:
+                        raise ConfigBudgetError(f"{folder.name}/{name}: {key} {excerpt(side)} {unit} is outside "
+                                                f"1–{limit:,} {unit}; refusing to build this processor")
             for key in ("max_pixels", "longest_edge"):
                 value = section.get(key)
                 if isinstance(value, int) and value > MAX_PROCESSOR_PIXELS:

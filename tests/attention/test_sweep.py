@@ -20,10 +20,11 @@ class _PoolRefusing:
         self.real, self.broken = real, broken
 
     @contextmanager
-    def acquire(self, path: Path):
+    def turn(self, path: Path):
+        """The sweeps take a fair (FIFO) turn per checkpoint, as every generating caller does."""
         if Path(path).name in self.broken:
             raise CheckpointLoadError(f"{Path(path).name}: no weights")
-        with self.real.acquire(path) as loaded:
+        with self.real.turn(path) as loaded:
             yield loaded
 
 

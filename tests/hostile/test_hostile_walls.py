@@ -330,3 +330,20 @@ def test_torch_untouched_by_budget_checks():
 
 def test_corpus_is_json_readable(corpus):
     assert json.loads((corpus["windows-best"] / "trainer_state.json").read_text())["best_global_step"] == 2
+
+
+def test_area_sized_processors_are_checked_as_areas(tmp_path):
+    """Qwen2-VL gives ``size`` as pixel areas: a real 12.8 MP max passes, a 1 GP one is refused."""
+    import json
+
+    from dashboard.models.budget import ConfigBudgetError, check_processor_config
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    section = {"merge_size": 2, "patch_size": 14, "size": {"shortest_edge": 3136, "longest_edge": 12845056}}
+    (folder / "preprocessor_config.json").write_text(json.dumps(section))
+    check_processor_config(folder, [tmp_path])
+    section["size"]["longest_edge"] = 1_000_000_000
+    (folder / "preprocessor_config.json").write_text(json.dumps(section))
+    with pytest.raises(ConfigBudgetError, match="px²"):
+        check_processor_config(folder, [tmp_path])
