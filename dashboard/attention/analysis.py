@@ -270,6 +270,7 @@ class CheckpointPointing:
 
 def pointing_over_checkpoints(pool: Any, checkpoints: Sequence[Any], examples: Sequence[Any], *,
                               max_examples: int | None = None, errors: tuple[type[BaseException], ...] = (),
+                              max_pixels: int = DEFAULT_MAX_PIXELS,
                               progress: Callable[[int, int, str], None] | None = None) -> list[CheckpointPointing]:
     """Score every checkpoint (``CheckpointInfo``-like: ``name``, ``step``, ``path``) in step order.
 
@@ -281,7 +282,7 @@ def pointing_over_checkpoints(pool: Any, checkpoints: Sequence[Any], examples: S
     for i, info in enumerate(ordered):
         try:
             with pool.acquire(info.path) as loaded:
-                report = pointing_report(loaded, examples, max_examples=max_examples)
+                report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels)
             out.append(CheckpointPointing(info.name, info.step, str(info.path), report))
         except errors as exc:
             out.append(CheckpointPointing(info.name, info.step, str(info.path), None, f"{type(exc).__name__}: {exc}"))

@@ -1,11 +1,17 @@
-"""Seeded synthetic visual task: coloured shapes on a 3×3 grid, with exactly known answers.
+"""Seeded synthetic visual task v2: 2–5 coloured shapes on a 160-px canvas, exactly known answers.
 
-The demo run needs a task a tiny VLM can learn on two CPU cores in a couple of minutes, yet
-rich enough that the other pages have something to show: colour / shape questions need the
-model to bind attributes of one object, position questions need it to know *where* things
-are (so the Attention page can score where it looked against each object's bounding box).
-Every answer is 1–2 words from a small closed vocabulary, so exact match is meaningful and a
-word-level tokenizer covers every prompt and answer.
+The demo run has to show what attention tools are for, so a question must only be answerable by
+*finding* one object among look-alikes: every scene holds 2–5 objects, and the distractors share
+a colour or a shape with the asked-about ``target`` (``what colour is the cross ?`` next to
+another object of the cross's colour, ``where is the red square ?`` next to a red triangle and a
+blue square). With 16-px patches the image is 10×10 = 100 image tokens, and an object covers
+2×2 of them, so a random patch lands in the target box ~4 % of the time.
+
+Objects are drawn on the patch lattice (their 32-px block starts on a multiple of 16): a tiny VLM
+trained for minutes on two CPU cores then sees each shape as the same four patch patterns, where
+free pixel offsets made shape recognition translation-dependent in the first demo. Every answer
+is 1–2 words from a closed vocabulary, so exact match is meaningful and a word-level tokenizer
+covers every prompt and answer.
 """
 
 from __future__ import annotations
@@ -19,8 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-CANVAS = 96
-GRID = 3  # with the demo model's 32-px patches, each grid cell is exactly one image token
+CANVAS = 160
+PATCH = 16  # the demo model's patch size: objects are placed on this lattice
+LATTICE = CANVAS // PATCH  # 10 × 10 image tokens
+OBJECT_PATCHES = 2  # an object's block is 2 × 2 patches (32 px); the shape is drawn inside it
+MARGIN = 2  # pixels between the block edge and the drawn shape, so neighbours never touch
+GRID = 3  # named regions: top/middle/bottom × left/middle/right (by the object's centre)
 BACKGROUND = (120, 118, 110)
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -32,10 +42,8 @@ SHAPES = ("square", "triangle", "cross")  # far-apart pixel patterns (circle vs 
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "middle", "right")
 TASKS = ("colour", "shape", "position", "describe")
-OBJECT_SIZE = (24, 24)  # inclusive range of object width/height in pixels
-JITTER = 0  # max offset (pixels) from the cell centre; with one 32-px patch per cell, jitter made
-# shape recognition translation-dependent (final exact match 88 % at jitter 3, 100 % at 0)
-MAX_OBJECTS = 1  # the demo uses single-object scenes (two-object scenes need far more training)
+MIN_OBJECTS = 2
+MAX_OBJECTS = 5
 
 # Every word that can appear in a prompt or an answer (the tokenizer's vocabulary).
 VOCAB: tuple[str, ...] = (
@@ -46,12 +54,19 @@ VOCAB: tuple[str, ...] = (
 
 
 def cell_bounds(index: int) -> tuple[int, int]:
-    """Pixel range [start, end) of grid row/column ``index`` on the canvas."""
+    """Pixel range [start, end) of named region row/column ``index`` on the canvas."""
     return round(index * CANVAS / GRID), round((index + 1) * CANVAS / GRID)
 
 
+def region_slots(index: int) -> list[int]:
+    """Lattice offsets (in patches) of a block whose centre lies in region row/column ``index``."""
+    lo, hi = cell_bounds(index)
+    half = OBJECT_PATCHES * PATCH // 2
+    return [k for k in range(LATTICE - OBJECT_PATCHES + 1) if lo <= k * PATCH + half < hi]
+
+
 def position_name(row: int, col: int) -> str:
-    """Human name of a grid cell: "top left", "top", "center", "bottom right", …"""
+    """Human name of a region: "top left", "top", "center", "bottom right", …"""
     if row == 1 and col == 1:
         return "center"
     if row == 1:
@@ -90,6 +105,7 @@ class Example:
     prompt: str
     answer: str
     target: int | None
+    follow_ups: tuple[tuple[str, str], ...] = ()  # more (prompt, answer) turns about the same scene (training)
 
     def to_json(self, image_ref: str) -> dict:
         """The row written to the eval JSONL (``image_ref`` relative to the JSONL file)."""
@@ -141,45 +157,116 @@ def render(objects: list[ObjectSpec]) -> tuple[Image.Image, list[ShapeObject]]:
     return Image.fromarray(canvas, "RGB"), drawn
 
 
-def _place(rng: random.Random, row: int, col: int) -> tuple[int, int, int, int]:
-    """A random box of ``OBJECT_SIZE`` near the centre of grid cell (row, col), inclusive corners."""
-    size = rng.randint(*OBJECT_SIZE)
-    x_lo, x_hi = cell_bounds(col)
-    y_lo, y_hi = cell_bounds(row)
-    x0 = (x_lo + x_hi - size) // 2 + rng.randint(-JITTER, JITTER)
-    y0 = (y_lo + y_hi - size) // 2 + rng.randint(-JITTER, JITTER)
-    x0 = min(max(x0, x_lo), x_hi - size)  # stay inside the cell, so boxes never cross cells
-    y0 = min(max(y0, y_lo), y_hi - size)
-    return x0, y0, x0 + size - 1, y0 + size - 1
+def _block_box(kx: int, ky: int) -> tuple[int, int, int, int]:
+    """Inclusive pixel box of the shape drawn in the block whose top-left patch is (kx, ky)."""
+    size = OBJECT_PATCHES * PATCH
+    x0, y0 = kx * PATCH + MARGIN, ky * PATCH + MARGIN
+    return x0, y0, x0 + size - 2 * MARGIN - 1, y0 + size - 2 * MARGIN - 1
 
 
-def _question(rng: random.Random, objects: list[ShapeObject], task: str) -> tuple[str, str, int | None]:
-    """(prompt, answer, target index) for ``task``; objects have distinct colours and shapes."""
-    target = rng.randrange(len(objects))
-    obj = objects[target]
+def _place(rng: random.Random, regions: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """Non-overlapping lattice blocks ``(kx, ky)``, one inside each region; None if this try collides."""
+    taken: set[tuple[int, int]] = set()
+    blocks = []
+    for row, col in regions:
+        kx, ky = rng.choice(region_slots(col)), rng.choice(region_slots(row))
+        cells = {(kx + dx, ky + dy) for dx in range(OBJECT_PATCHES) for dy in range(OBJECT_PATCHES)}
+        if cells & taken:
+            return None
+        taken |= cells
+        blocks.append((kx, ky))
+    return blocks
+
+
+Attributes = tuple[str, str]  # shape, colour
+
+
+def _distractors(rng: random.Random, target: Attributes, task: str, n: int) -> list[Attributes]:
+    """``n`` look-alikes that keep the question's description unique to the target.
+
+    colour ("the <shape>"): other shapes, and one of them in the target's colour;
+    shape ("the <colour> object"): other colours, and one of them in the target's shape;
+    position ("the <colour> <shape>") and describe ("the <position>"): any other combination,
+    with one sharing the colour and (when there is room) one sharing the shape.
+    """
+    shape, colour = target
     if task == "colour":
-        return f"what colour is the {obj.shape} ?", obj.colour, target
+        pool = [(s, c) for s in SHAPES for c in COLOURS if s != shape]
+        must = [(s, colour) for s in SHAPES if s != shape]
+    elif task == "shape":
+        pool = [(s, c) for s in SHAPES for c in COLOURS if c != colour]
+        must = [(shape, c) for c in COLOURS if c != colour]
+    else:
+        pool = [(s, c) for s in SHAPES for c in COLOURS if (s, c) != target]
+        must = [(s, colour) for s in SHAPES if s != shape]
+    chosen = [rng.choice(must)]
+    if task in ("position", "describe") and n >= 2:
+        chosen.append(rng.choice([(shape, c) for c in COLOURS if c != colour]))
+    while len(chosen) < n:
+        chosen.append(rng.choice(pool))
+    return chosen[:n]
+
+
+def _question(obj: ShapeObject, task: str) -> tuple[str, str]:
+    """(prompt, answer) about ``obj`` for ``task``."""
+    if task == "colour":
+        return f"what colour is the {obj.shape} ?", obj.colour
     if task == "shape":
-        return f"what shape is the {obj.colour} object ?", obj.shape, target
+        return f"what shape is the {obj.colour} object ?", obj.shape
     if task == "position":
-        return f"where is the {obj.colour} {obj.shape} ?", obj.position, target
+        return f"where is the {obj.colour} {obj.shape} ?", obj.position
     if task == "describe":
-        return f"what is at the {obj.position} ?", f"{obj.colour} {obj.shape}", target
+        return f"what is at the {obj.position} ?", f"{obj.colour} {obj.shape}"
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
+def _identifies(objects: tuple[ShapeObject, ...] | list[ShapeObject], index: int, task: str) -> bool:
+    """Does ``task``'s description of object ``index`` fit no other object of the scene?"""
+    key = {"colour": lambda o: o.shape, "shape": lambda o: o.colour, "position": lambda o: (o.colour, o.shape),
+           "describe": lambda o: o.position}[task]
+    return sum(key(o) == key(objects[index]) for o in objects) == 1
+
+
+def follow_up_questions(rng: random.Random, objects: tuple[ShapeObject, ...], n: int) -> tuple[tuple[str, str], ...]:
+    """Up to ``n`` more unambiguous (prompt, answer) pairs about a scene, different tasks first.
+
+    Training asks several questions per image (a multi-turn chat, as real VLM instruction data
+    does): the image tokens dominate a step's cost, so more answers per image is more signal per second.
+    """
+    pairs = [(task, i) for task in TASKS for i in range(len(objects)) if _identifies(objects, i, task)]
+    rng.shuffle(pairs)
+    seen: dict[str, int] = {}
+    rank = []
+    for task, _ in pairs:  # round-robin over tasks: the k-th question of a task sorts with the other k-th ones
+        rank.append(seen.get(task, 0))
+        seen[task] = rank[-1] + 1
+    ordered = [p for _, p in sorted(zip(rank, pairs, strict=True), key=lambda rp: rp[0])]
+    return tuple(_question(objects[i], task) for task, i in ordered[:n])
+
+
 def generate_example(rng: random.Random, example_id: str, task: str | None = None,
-                     max_objects: int = MAX_OBJECTS) -> Example:
-    """One random scene with 1–``max_objects`` objects (distinct cells, colours, shapes) and one question."""
-    n_objects = rng.randint(1, max_objects)
-    cells = rng.sample([(r, c) for r in range(GRID) for c in range(GRID)], n_objects)
-    colours = rng.sample(list(COLOURS), n_objects)
-    shapes = rng.sample(list(SHAPES), n_objects)
-    specs = [(shapes[i], colours[i], r, c, _place(rng, r, c)) for i, (r, c) in enumerate(cells)]
-    image, objects = render(specs)
+                     max_objects: int = MAX_OBJECTS, follow_ups: int = 0) -> Example:
+    """One scene of ``MIN_OBJECTS``–``max_objects`` objects (distinct regions) and one question."""
     task = task or rng.choice(TASKS)
-    prompt, answer, target = _question(rng, objects, task)
-    return Example(example_id, image, tuple(objects), task, prompt, answer, target)
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    n_objects = rng.randint(MIN_OBJECTS, max(MIN_OBJECTS, max_objects))
+    target_attrs = (rng.choice(SHAPES), rng.choice(list(COLOURS)))
+    attrs = [target_attrs, *_distractors(rng, target_attrs, task, n_objects - 1)]
+    order = list(range(n_objects))
+    rng.shuffle(order)  # the target is not always object 0
+    attrs = [attrs[i] for i in order]
+    target = order.index(0)
+    blocks = None
+    while blocks is None:
+        regions = rng.sample([(r, c) for r in range(GRID) for c in range(GRID)], n_objects)
+        blocks = _place(rng, regions)
+    specs = [(s, c, r, col, _block_box(kx, ky))
+             for (s, c), (r, col), (kx, ky) in zip(attrs, regions, blocks, strict=True)]
+    image, objects = render(specs)
+    prompt, answer = _question(objects[target], task)
+    extra = follow_up_questions(rng, tuple(objects), follow_ups) if follow_ups else ()
+    return Example(example_id, image, tuple(objects), task, prompt, answer, target, extra)
 
 
 def generate_examples(n: int, seed: int, prefix: str = "", max_objects: int = MAX_OBJECTS) -> Iterator[Example]:
@@ -204,6 +291,6 @@ def write_eval_set(examples: list[Example], eval_dir: Path, name: str = "demo") 
 
 
 __all__ = [
-    "CANVAS", "COLOURS", "GRID", "SHAPES", "TASKS", "VOCAB", "Example", "ShapeObject", "cell_bounds",
-    "generate_example", "generate_examples", "position_name", "render", "write_eval_set",
+    "CANVAS", "COLOURS", "GRID", "PATCH", "SHAPES", "TASKS", "VOCAB", "Example", "ShapeObject", "cell_bounds",
+    "generate_example", "generate_examples", "position_name", "region_slots", "render", "write_eval_set",
 ]

@@ -46,6 +46,7 @@ class TrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.0
     seed: int = 0
+    follow_ups: int = 3  # extra questions per training image (multi-turn); eval stays single-turn
     threads: int | None = 1  # tiny matmuls: a 2nd thread adds sync cost (and spins on a busy machine)
     tensorboard: bool = True
     spec: TinyLlavaSpec = field(default_factory=TinyLlavaSpec)
@@ -54,9 +55,10 @@ class TrainConfig:
 class SyntheticTaskDataset(Dataset):
     """``n`` examples generated on demand; item ``i`` is the same for the same seed, whatever the order."""
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, follow_ups: int = 0) -> None:
         self.n = n
         self.seed = seed
+        self.follow_ups = follow_ups
 
     def __len__(self) -> int:
         return self.n
@@ -65,7 +67,7 @@ class SyntheticTaskDataset(Dataset):
         if not 0 <= index < self.n:
             raise IndexError(index)
         rng = random.Random(self.seed * 1_000_003 + index)
-        return generate_example(rng, f"train-{index:06d}")
+        return generate_example(rng, f"train-{index:06d}", follow_ups=self.follow_ups)
 
 
 class ListDataset(Dataset):
@@ -90,8 +92,13 @@ def prompt_text(processor: LlavaProcessor, prompt: str) -> str:
     return processor.apply_chat_template(user_messages(prompt), add_generation_prompt=True)
 
 
-def full_text(processor: LlavaProcessor, prompt: str, answer: str) -> str:
+def full_text(processor: LlavaProcessor, prompt: str, answer: str,
+              follow_ups: Sequence[tuple[str, str]] = ()) -> str:
+    """The chat text of a training example: the image turn, then any follow-up turns about the same image."""
     messages = [*user_messages(prompt), {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    for question, reply in follow_ups:
+        messages += [{"role": "user", "content": [{"type": "text", "text": question}]},
+                     {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
     return processor.apply_chat_template(messages)
 
 
@@ -107,18 +114,23 @@ class AnswerOnlyCollator:
         self.tokenizer = processor.tokenizer
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-        texts = [full_text(self.processor, ex.prompt, ex.answer) for ex in examples]
+        texts = [full_text(self.processor, ex.prompt, ex.answer, ex.follow_ups) for ex in examples]
         batch = self.processor(images=[ex.image for ex in examples], text=texts, padding=True, return_tensors="pt")
         input_ids = batch["input_ids"]
         labels = torch.full_like(input_ids, -100)
+        marker = self.tokenizer("ASSISTANT :", add_special_tokens=False)["input_ids"]
         for i, ex in enumerate(examples):
-            answer_ids = self.tokenizer(ex.answer, add_special_tokens=False)["input_ids"]
-            answer_ids = [*answer_ids, self.tokenizer.eos_token_id]
-            end = int(batch["attention_mask"][i].nonzero().max()) + 1
-            start = end - len(answer_ids)
-            if input_ids[i, start:end].tolist() != answer_ids:
-                raise ValueError(f"answer {ex.answer!r} is not the tokenized tail of its training text {texts[i]!r}")
-            labels[i, start:end] = input_ids[i, start:end]
+            row = input_ids[i].tolist()
+            starts = [p + len(marker) for p in range(len(row) - len(marker) + 1) if row[p:p + len(marker)] == marker]
+            answers = [ex.answer, *(reply for _, reply in ex.follow_ups)]
+            if len(starts) != len(answers):
+                raise ValueError(f"{len(answers)} answers but {len(starts)} assistant turns in {texts[i]!r}")
+            for start, answer in zip(starts, answers, strict=True):
+                answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+                answer_ids = [*answer_ids, self.tokenizer.eos_token_id]
+                if row[start:start + len(answer_ids)] != answer_ids:
+                    raise ValueError(f"answer {answer!r} is not where its turn starts in {texts[i]!r}")
+                labels[i, start:start + len(answer_ids)] = input_ids[i, start:start + len(answer_ids)]
         batch["labels"] = labels
         return dict(batch)
 
@@ -241,7 +253,8 @@ def _run_trainer(out_dir: Path, processor: LlavaProcessor, model: LlavaForCondit
     trainer = DemoTrainer(
         model=model,
         args=args,
-        train_dataset=SyntheticTaskDataset(config.max_steps * config.batch_size, seed=config.seed),
+        train_dataset=SyntheticTaskDataset(config.max_steps * config.batch_size, seed=config.seed,
+                                           follow_ups=config.follow_ups),
         eval_dataset=ListDataset(eval_examples),
         data_collator=AnswerOnlyCollator(processor),
         processing_class=processor,

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from dashboard.attention.analysis import analyse
+from dashboard.attention.capture import attention_implementation
 from dashboard.attention.rollout import rollout_row
 from dashboard.models.pool import ModelPool
 
@@ -63,13 +64,9 @@ def test_rollout_on_a_model_matches_output_attentions(tiny_llava_dir: Path) -> N
         # the oracle: a plain eager forward with output_attentions over prompt + first generated token
         assert run.inputs is not None
         ids = torch.cat([run.inputs["input_ids"], torch.tensor([run.result.generated_ids[:1]])], dim=1)
-        loaded.model.set_attn_implementation("eager")
-        try:
-            with torch.no_grad():
-                out = loaded.model(input_ids=ids, pixel_values=run.inputs["pixel_values"],
-                                   attention_mask=torch.ones_like(ids), output_attentions=True)
-        finally:
-            loaded.model.set_attn_implementation("sdpa")
+        with attention_implementation(loaded.model, "eager"), torch.no_grad():
+            out = loaded.model(input_ids=ids, pixel_values=run.inputs["pixel_values"],
+                               attention_mask=torch.ones_like(ids), output_attentions=True)
         layers = [a[0].mean(0).numpy() for a in out.attentions]
         expected = _explicit(layers, len(layers) - 1)[-1][run.layout.image_positions]
         got = run.rollout_grid(loaded, step=1)

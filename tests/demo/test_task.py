@@ -26,26 +26,51 @@ def test_same_seed_same_examples_different_seed_different():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_bbox_is_the_tight_box_of_the_objects_colour(seed):
-    for ex in T.generate_examples(40, seed=seed, max_objects=2):
+def test_bbox_is_the_tight_box_of_the_objects_pixels(seed):
+    for ex in T.generate_examples(40, seed=seed):
         pixels = _pixels(ex)
+        painted = np.zeros(pixels.shape[:2], dtype=int)
         for obj in ex.objects:
             x0, y0, x1, y1 = obj.bbox
             assert 0 <= x0 < x1 <= T.CANVAS and 0 <= y0 < y1 <= T.CANVAS
-            mask = np.all(pixels == np.array(T.COLOURS[obj.colour], dtype=np.uint8), axis=-1)
-            ys, xs = np.nonzero(mask)
-            # Every pixel of that colour lies inside the box and the box is tight on all four sides.
-            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
-            # A good part of the box is the object (a thin cross ~30 %, a triangle ~50 %, a square all).
-            assert mask[y0:y1, x0:x1].mean() >= 0.25
-            # The box sits in the object's grid cell, whose name is the position answer.
-            cx0, cx1 = T.cell_bounds(obj.col)
-            cy0, cy1 = T.cell_bounds(obj.row)
-            assert cx0 <= x0 and x1 <= cx1 and cy0 <= y0 and y1 <= cy1
+            region = pixels[y0:y1, x0:x1]
+            mask = np.all(region == np.array(T.COLOURS[obj.colour], dtype=np.uint8), axis=-1)
+            # The box is tight on all four sides and a good part of it is the object.
+            assert mask[0].any() and mask[-1].any() and mask[:, 0].any() and mask[:, -1].any()
+            assert mask.mean() >= 0.25
+            painted[y0:y1, x0:x1] += 1
+            # The object's centre lies in the named region its position answer refers to.
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            assert T.cell_bounds(obj.col)[0] <= cx < T.cell_bounds(obj.col)[1]
+            assert T.cell_bounds(obj.row)[0] <= cy < T.cell_bounds(obj.row)[1]
+        assert painted.max() <= 1  # objects never overlap
+        # Nothing but background outside the boxes.
+        outside = painted == 0
+        assert np.all(pixels[outside] == np.array(T.BACKGROUND, dtype=np.uint8))
 
 
-def test_answers_follow_from_the_scene():
-    for ex in T.generate_examples(80, seed=5, max_objects=2):
+def test_image_has_at_least_100_patches_and_a_low_chance_rate():
+    assert (T.CANVAS // T.PATCH) ** 2 >= 100
+    centres = np.arange(T.PATCH / 2, T.CANVAS, T.PATCH)
+    for ex in T.generate_examples(40, seed=1):
+        x0, y0, x1, y1 = ex.objects[ex.target].bbox
+        inside = ((centres >= x0) & (centres < x1)).sum() * ((centres >= y0) & (centres < y1)).sum()
+        assert inside >= 1 and inside / len(centres) ** 2 <= 0.1
+
+
+def _describes(obj, ex) -> bool:
+    """Does ``obj`` fit the description the question gives of its object?"""
+    return {
+        "colour": lambda o: f"the {o.shape} ?" in ex.prompt,
+        "shape": lambda o: f"the {o.colour} object" in ex.prompt,
+        "position": lambda o: f"the {o.colour} {o.shape} ?" in ex.prompt,
+        "describe": lambda o: ex.prompt.endswith(f"the {o.position} ?"),
+    }[ex.task](obj)
+
+
+def test_answers_follow_from_the_scene_and_need_the_right_object():
+    for ex in T.generate_examples(200, seed=5):
+        assert T.MIN_OBJECTS <= len(ex.objects) <= T.MAX_OBJECTS
         target = ex.objects[ex.target]
         expected = {
             "colour": target.colour,
@@ -54,10 +79,19 @@ def test_answers_follow_from_the_scene():
             "describe": f"{target.colour} {target.shape}",
         }[ex.task]
         assert ex.answer == expected
-        # The question identifies exactly one object (colours and shapes are distinct in a scene).
-        assert len({o.colour for o in ex.objects}) == len(ex.objects)
-        assert len({o.shape for o in ex.objects}) == len(ex.objects)
+        # The question's description fits the target and no other object ...
+        assert [i for i, o in enumerate(ex.objects) if _describes(o, ex)] == [ex.target]
+        # ... and a distractor shares the target's colour or shape, so a glance at colours or shapes is not enough.
+        others = [o for i, o in enumerate(ex.objects) if i != ex.target]
+        assert any(o.colour == target.colour or o.shape == target.shape for o in others)
+        if ex.task == "colour":
+            assert any(o.colour == target.colour for o in others)
+        if ex.task == "shape":
+            assert any(o.shape == target.shape for o in others)
+        assert len({o.position for o in ex.objects}) == len(ex.objects)
         assert 1 <= len(ex.answer.split()) <= 2
+    # the target is not always in the same slot
+    assert len({ex.target for ex in T.generate_examples(40, seed=5)}) >= 3
 
 
 def test_tasks_are_balanced_and_vocabulary_is_closed():
@@ -81,7 +115,7 @@ def test_unknown_task_is_rejected():
 
 
 def test_eval_jsonl_format(tmp_path):
-    examples = list(T.generate_examples(8, seed=1, max_objects=2))
+    examples = list(T.generate_examples(8, seed=1))
     path = T.write_eval_set(examples, tmp_path / "eval")
     assert path == tmp_path / "eval" / "demo.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -100,3 +134,26 @@ def test_eval_jsonl_format(tmp_path):
         from PIL import Image
 
         assert np.array_equal(np.asarray(Image.open(image).convert("RGB")), _pixels(ex))
+
+
+def test_follow_up_questions_are_unambiguous_and_answered_from_the_scene():
+    rng = random.Random(3)
+    for i in range(60):
+        ex = T.generate_example(rng, f"t{i}", follow_ups=3)
+        assert 1 <= len(ex.follow_ups) <= 3
+        for prompt, answer in ex.follow_ups:
+            fits = [o for o in ex.objects if _describes(o, type(ex)(ex.id, ex.image, ex.objects, _task_of(prompt),
+                                                                      prompt, answer, None))]
+            assert len(fits) == 1
+            obj = fits[0]
+            assert answer == {"colour": obj.colour, "shape": obj.shape, "position": obj.position,
+                              "describe": f"{obj.colour} {obj.shape}"}[_task_of(prompt)]
+        assert "follow_ups" not in ex.to_json("x.png")  # eval rows stay single-question
+
+
+def _task_of(prompt: str) -> str:
+    if prompt.startswith("what colour"):
+        return "colour"
+    if prompt.startswith("what shape"):
+        return "shape"
+    return "position" if prompt.startswith("where") else "describe"
