@@ -43,27 +43,6 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 
-# Question-first variant: "USER: {prompt} <image> ASSISTANT: {answer}</s>". With the question before
-# the image, causal attention lets every image token read the question, so a patch can already mark
-# itself as "the asked-about object" in layer 0 and the answer position just reads the marked patches
-# in layer 1 — a circuit a 2-layer decoder learns in minutes (image-first needs an extra hop).
-CHAT_TEMPLATE_QUESTION_FIRST = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}USER: "
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %} <image>{% endif %}{% endfor %}"
-    "{% endif %} "
-    "{% elif message['role'] == 'assistant' %}ASSISTANT: "
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}</s>"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class TinyLlavaSpec:
@@ -79,7 +58,6 @@ class TinyLlavaSpec:
     text_heads: int = 4
     text_intermediate: int = 128
     max_positions: int = 256
-    question_first: bool = False  # CHAT_TEMPLATE_QUESTION_FIRST instead of LLaVA's image-first template
 
     @property
     def grid(self) -> int:
@@ -90,12 +68,7 @@ class TinyLlavaSpec:
         return self.grid * self.grid
 
 
-    @property
-    def chat_template(self) -> str:
-        return CHAT_TEMPLATE_QUESTION_FIRST if self.question_first else CHAT_TEMPLATE
-
-
-def build_tokenizer(words: Iterable[str], chat_template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
+def build_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over ``words`` (lower-cased task vocabulary + role words)."""
     vocab: dict[str, int] = {}
     for token in [*SPECIAL_TOKENS, *ROLE_WORDS, *words]:
@@ -112,13 +85,13 @@ def build_tokenizer(words: Iterable[str], chat_template: str = CHAT_TEMPLATE) ->
         padding_side="left",
     )
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tokenizer.chat_template = chat_template
+    tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
 def build_processor(words: Iterable[str], spec: TinyLlavaSpec = TinyLlavaSpec()) -> LlavaProcessor:
     """Processor whose ``<image>`` expands to exactly ``spec.image_tokens`` tokens."""
-    tokenizer = build_tokenizer(words, spec.chat_template)
+    tokenizer = build_tokenizer(words)
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": spec.image_size},
         crop_size={"height": spec.image_size, "width": spec.image_size},
@@ -130,7 +103,7 @@ def build_processor(words: Iterable[str], spec: TinyLlavaSpec = TinyLlavaSpec())
         patch_size=spec.patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
-        chat_template=spec.chat_template,
+        chat_template=CHAT_TEMPLATE,
         image_token="<image>",
     )
 

@@ -32,10 +32,11 @@ def map_kind() -> str:
 
 def rollout_grid(run: AttentionRun, step: int, upto: int, view: str | None, errors: tuple[type[Exception], ...]
                  ) -> np.ndarray | None:
+    caught: tuple[type[Exception], ...] = (*errors, ValueError)
     try:
         with get_pool().acquire(Path(run.checkpoint)) as loaded:
             return run.rollout_grid(loaded, step, upto=upto, view=view)
-    except (*errors, ValueError) as exc:
+    except caught as exc:
         show_model_error(exc, "Attention rollout failed")
         return None
 
