@@ -11,8 +11,8 @@ import pytest
 from dashboard.demo.build import MARKER
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SENTENCE = re.compile(r"`--preset test` build \(seed 0\): \*\*(\d+) checkpoints\*\*, exact match "
-                      r"\*\*([\d.]+) %\*\* at the first → \*\*([\d.]+) %\*\* at the last")
+SENTENCE = re.compile(r"`--preset test`\s+build\s+\(seed\s+0\):\s+\*\*(\d+)\s+checkpoints\*\*,\s+exact\s+match\s+"
+                      r"\*\*([\d.]+)\s+%\*\*\s+at\s+the\s+first\s+→\s+\*\*([\d.]+)\s+%\*\*\s+at\s+the\s+last")
 
 
 def test_readme_test_preset_figures_match_the_build(demo_run_dir: Path) -> None:
