@@ -49,7 +49,9 @@ def test_rollout_option_and_pointing_split(page, server, artifacts_dir, demo_run
     number.press("Enter")
     settle(page)
     click_button(page, "Score every checkpoint")
-    page.get_by_text("Pointing by answer correctness").first.wait_for(timeout=300_000)
+    heading = page.get_by_text("Pointing by answer correctness").first
+    heading.wait_for(timeout=300_000)
     settle(page)
+    heading.scroll_into_view_if_needed()
     assert exception_texts(page) == []
     shot(page, artifacts_dir, "attention-pointing-split")
