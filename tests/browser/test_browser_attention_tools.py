@@ -28,12 +28,14 @@ def test_heads_grid_and_spatial_lens(page, server, artifacts_dir, demo_runs_root
     heads.first.wait_for()
     assert page.locator('[data-testid="stImage"]').filter(has_text="head 3 ·").count() == 1
     assert "One colour scale for all heads" in app_text(page)
+    heads.first.scroll_into_view_if_needed()
+    shot(page, artifacts_dir, "attention-heads-grid")
     lens = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="top-1 token per patch")
     lens.first.wait_for()
     lens.first.scroll_into_view_if_needed()
-    assert lens.first.locator("text.textpoint").count() >= 100  # one token label per image patch
+    shot(page, artifacts_dir, "attention-spatial-lens")
+    assert lens.first.locator("g.textpoint").count() >= 100  # one token label per image patch
     assert exception_texts(page) == []
-    shot(page, artifacts_dir, "attention-heads-and-spatial-lens")
 
 
 def test_rollout_option_and_pointing_split(page, server, artifacts_dir, demo_runs_root):
