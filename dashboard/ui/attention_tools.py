@@ -15,7 +15,7 @@ import streamlit as st
 from dashboard.attention.analysis import AttentionRun, CheckpointPointing, head_value_range
 from dashboard.attention.charts import pointing_split_figure, spatial_lens_figure
 from dashboard.attention.overlay import render_overlay, upscale
-from dashboard.generation import markdown_safe
+from dashboard.formatting import display_table, markdown_safe
 from dashboard.ui.resources import get_pool
 from dashboard.ui.widgets import show_model_error
 
@@ -88,5 +88,6 @@ def pointing_split(scored: list[CheckpointPointing]) -> None:
         return
     st.markdown("**Pointing by answer correctness** (whole answer, exact match)")
     st.plotly_chart(pointing_split_figure(frame), key="attn.point_split_fig")
-    st.dataframe(frame[["name", "step", "answer", "n", "pointing", "chance", "mass_in_box"]], hide_index=True,
-                 key="attn.point_split_table")
+    shown = display_table(frame[["name", "step", "answer", "n", "pointing", "chance", "mass_in_box"]],
+                          {c: "fraction" for c in ("pointing", "chance", "mass_in_box")})
+    st.dataframe(shown, hide_index=True, key="attn.point_split_table")
