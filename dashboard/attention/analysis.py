@@ -261,6 +261,7 @@ class CheckpointPointing:
     path: str
     report: PointingReport | None
     error: str = ""
+    exception: BaseException | None = None  # the failure itself, for callers that react to its type (OOM)
 
     def summary(self) -> dict[str, Any]:
         base = self.report.summary() if self.report is not None else {"checkpoint": self.path, "n": 0}
@@ -285,7 +286,8 @@ def pointing_over_checkpoints(pool: Any, checkpoints: Sequence[Any], examples: S
                 report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels)
             out.append(CheckpointPointing(info.name, info.step, str(info.path), report))
         except errors as exc:
-            out.append(CheckpointPointing(info.name, info.step, str(info.path), None, f"{type(exc).__name__}: {exc}"))
+            out.append(CheckpointPointing(info.name, info.step, str(info.path), None, f"{type(exc).__name__}: {exc}",
+                                          exc))
         if progress is not None:
             progress(i + 1, len(ordered), info.name)
     return out

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.attention.analysis import AttentionRun, CheckpointPointing, head_value_range
+from dashboard.attention.analysis import AttentionRun, head_value_range
 from dashboard.attention.charts import pointing_split_figure, spatial_lens_figure
 from dashboard.attention.overlay import render_overlay, upscale
 from dashboard.formatting import display_table, markdown_safe
@@ -79,10 +79,9 @@ def spatial_lens(run: AttentionRun, step: int, opts: dict[str, Any]) -> None:
                                         title=f"layer {layer}: top-1 token per patch"), key="attn.spatial_fig")
 
 
-def pointing_split(scored: list[CheckpointPointing]) -> None:
-    """Pointing of right vs wrong answers per checkpoint."""
-    rows = [{**part, "name": s.name, "step": s.step} for s in scored if s.report is not None
-            for part in s.report.split_by_correctness()]
+def pointing_split(scored: list[dict[str, Any]]) -> None:
+    """Pointing of right vs wrong answers per checkpoint (rows of ``pointing_per_checkpoint`` with ``split``)."""
+    rows = [{**part, "name": s["name"], "step": s["step"]} for s in scored for part in s.get("split", [])]
     frame = pd.DataFrame([r for r in rows if r.get("n")])
     if frame.empty:
         return
