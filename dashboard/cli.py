@@ -7,6 +7,7 @@ subcommands the same way.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,9 +34,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    load = " / ".join(f"{x:.2f}" for x in report.load_average) if report.load_average else "?"
     print(f"demo run written to {report.path}: {report.n_checkpoints} checkpoints, "
           f"eval exact match {report.first_eval_accuracy:.1%} (first) → {report.last_eval_accuracy:.1%} (last), "
-          f"{report.seconds:.0f} s")
+          f"training {report.train_seconds:.0f} s, whole build {report.seconds:.0f} s "
+          f"(load average {load} on {os.cpu_count()} CPUs)")
+    if report.pointing:
+        for which in ("first", "last"):
+            row = report.pointing[which]
+            if row.get("n"):
+                print(f"pointing, {which} checkpoint ({row['checkpoint']}, {row['n']} examples): "
+                      f"{row['pointing']:.3f} vs chance {row['chance']:.3f}, mass in box {row['mass_in_box']:.3f}")
     return 0
 
 
@@ -53,6 +62,66 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_pointing(args: argparse.Namespace) -> int:
+    """Pointing score per checkpoint of a run (the Attention page's table, headless), in step order."""
+    import json
+
+    import torch
+
+    from dashboard.attention.adapters import LayoutError, UnsupportedFamily
+    from dashboard.attention.analysis import pointing_over_checkpoints
+    from dashboard.attention.capture import CaptureError
+    from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
+    from dashboard.models.pool import CheckpointLoadError, ModelPool
+    from dashboard.runs.checkpoints import discover_checkpoints
+
+    run = Path(args.run)
+    if not run.is_dir():
+        print(f"error: run directory not found: {run}", file=sys.stderr)
+        return 2
+    sets = [Path(args.eval)] if args.eval else find_eval_sets(run)
+    if not sets:
+        print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
+        return 2
+    try:
+        examples = load_eval_set(sets[0], roots=[run]).examples
+    except EvalSetError as exc:
+        print(f"error: eval set unusable: {exc}", file=sys.stderr)
+        return 2
+    infos = [c for c in discover_checkpoints(run) if c.loadable]
+    if args.checkpoints:
+        wanted = [w.strip() for w in args.checkpoints.split(",") if w.strip()]
+        by_name = {c.name: c for c in infos} | {str(c.step): c for c in infos if c.step is not None}
+        missing = [w for w in wanted if w not in by_name]
+        if missing:
+            print(f"error: no checkpoint {', '.join(missing)} in {run}; have {', '.join(c.name for c in infos)}",
+                  file=sys.stderr)
+            return 2
+        infos = list({id(by_name[w]): by_name[w] for w in wanted}.values())
+    if not infos:
+        print(f"error: {run} has no loadable checkpoint", file=sys.stderr)
+        return 2
+    pool = ModelPool(budget_bytes=2 * 1024**3, device="cpu", dtype=torch.float32)
+    scored = pointing_over_checkpoints(
+        pool, infos, examples, max_examples=args.examples,
+        errors=(CheckpointLoadError, UnsupportedFamily, LayoutError, CaptureError),
+        progress=None if args.json else lambda i, n, name: print(f"scored {name} ({i}/{n})", file=sys.stderr))
+    keys = ("checkpoint", "step", "n", "pointing", "chance", "mass_in_box")
+    rows = [{k: s.summary().get(k) for k in keys} | ({"error": s.error} if s.error else {}) for s in scored]
+    if args.json:
+        print(json.dumps({"run": str(run), "eval_set": str(sets[0]), "checkpoints": rows}, indent=1))
+    else:
+        print(f"run {run} · eval set {sets[0].name} · up to {args.examples or 'all'} examples per checkpoint")
+        print(f"{'checkpoint':<18} {'step':>6} {'n':>4} {'pointing':>9} {'chance':>7} {'mass in box':>12}")
+        for row in rows:
+            if "error" in row or not row["n"]:
+                print(f"{row['checkpoint']:<18} {row['step']!s:>6} {row['n']!s:>4}  {row.get('error', 'no examples')}")
+                continue
+            print(f"{row['checkpoint']:<18} {row['step']!s:>6} {row['n']:>4} {row['pointing']:>9.3f} "
+                  f"{row['chance']:>7.3f} {row['mass_in_box']:>12.3f}")
+    return 1 if any(s.error for s in scored) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=16, help="greedy decoding budget (default 16)")
     ev.add_argument("--group-by", default="task", help="categorical column for the breakdown (default task)")
     ev.set_defaults(func=cmd_eval)
+
+    pointing = sub.add_parser("pointing", help="pointing score per checkpoint (attention peak inside the asked object)",
+                              description=cmd_pointing.__doc__)
+    pointing.add_argument("--run", required=True, help="run directory with checkpoints and an eval set in eval/")
+    pointing.add_argument("--checkpoints", default="", help="comma-separated checkpoint names or steps (default: all)")
+    pointing.add_argument("--examples", type=int, default=None, help="examples per checkpoint (default: all)")
+    pointing.add_argument("--eval", default="", help="eval set file (default: the run's eval/ set)")
+    pointing.add_argument("--json", action="store_true", help="print JSON: {\"checkpoints\": [...]} in step order")
+    pointing.set_defaults(func=cmd_pointing)
     return parser
 
 

@@ -5,9 +5,10 @@ Kept free of Streamlit so tests and the bench drive exactly what the page shows.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,10 @@ from PIL import Image
 from dashboard.attention.adapters import ImageLayout, adapter_for, layout_for
 from dashboard.attention.capture import TEXT_SUMMARY_FIELDS, CaptureResult, capture_generate
 from dashboard.attention.overlay import HeadMode, token_attention
-from dashboard.attention.pointing import PointingReport, score_example
+from dashboard.attention.pointing import PointingReport, score_example, summarise
+from dashboard.attention.rollout import full_attentions, image_rollout
 from dashboard.images import DEFAULT_MAX_PIXELS, load_image
+from dashboard.metrics import exact_match
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class AttentionRun:
     layout: ImageLayout
     token_names: Callable[[Sequence[int]], list[str]]
     text: str = ""  # the decoded answer (special tokens skipped)
+    inputs: dict[str, Any] | None = None  # the model inputs of the prompt (for the rollout's extra forward pass)
+    _full_attention: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
 
     def grid(self, step: int, layers: Sequence[int] | None, head: int | HeadMode,
              view: str | None = None) -> np.ndarray:
@@ -47,6 +52,48 @@ class AttentionRun:
     def layer_grids(self, step: int, head: int | HeadMode, view: str | None = None) -> np.ndarray:
         """``[layers, rows, cols]`` for the small multiples."""
         return np.stack([self.grid(step, [layer], head, view) for layer in range(self.result.n_layers)])
+
+    def head_grids(self, step: int, layer: int, view: str | None = None) -> np.ndarray:
+        """``[heads, rows, cols]``: every head of one layer, for the heads grid (small multiples)."""
+        if not 0 <= layer < self.result.n_layers:
+            raise IndexError(f"layer {layer} out of range (0..{self.result.n_layers - 1})")
+        return np.stack([self.grid(step, [layer], head, view) for head in range(self.result.n_heads)])
+
+    def spatial_lens(self, layer: int, step: int = 0, view: str | None = None) -> SpatialLens:
+        """The logit lens over the image: each image patch's top-1 token at ``layer``, answer token marked.
+
+        Needs a capture with ``lens_image_tokens=True``; raises ``ValueError`` otherwise.
+        """
+        lens = self.result.lens
+        if lens is None or lens.image_ids is None or lens.image_probs is None:
+            raise ValueError("this capture has no logit lens over image tokens (capture with the lens on)")
+        if not 0 <= layer < lens.image_ids.shape[0]:
+            raise IndexError(f"layer {layer} out of range (0..{lens.image_ids.shape[0] - 1})")
+        chosen = self.layout.view(view) if view else self.layout.primary
+        ids = chosen.grid(lens.image_ids[layer, :, 0], self.layout.image_positions)
+        probs = chosen.grid(lens.image_probs[layer, :, 0], self.layout.image_positions).astype(float)
+        answer_id = self.result.generated_ids[step] if 0 <= step < len(self.result.generated_ids) else None
+        names = np.array(self.token_names(ids.reshape(-1).tolist()), dtype=object).reshape(ids.shape)
+        answer = self.token_names([answer_id])[0] if answer_id is not None else ""
+        return SpatialLens(layer, names, probs, ids == answer_id if answer_id is not None
+                           else np.zeros(ids.shape, dtype=bool), answer)
+
+    def rollout_grid(self, loaded: Any, step: int, upto: int | None = None, view: str | None = None) -> np.ndarray:
+        """Attention rollout (see :mod:`dashboard.attention.rollout`) of generated token ``step`` as a grid.
+
+        Runs one eager forward pass per token (kept, so changing layers or views is free).
+        """
+        if self.inputs is None:
+            raise ValueError("this capture kept no model inputs; rollout needs them")
+        if not 0 <= step < len(self.result.generated_ids):
+            raise IndexError(f"token {step} out of range (0..{len(self.result.generated_ids) - 1})")
+        if step not in self._full_attention:
+            inputs = force_tokens(self.inputs, self.result.generated_ids[:step])
+            self._full_attention.clear()  # one token's matrices at a time: they are seq × seq per layer
+            self._full_attention[step] = full_attentions(loaded.model, inputs, getattr(loaded, "lock", None))
+        values = image_rollout(self._full_attention[step], self.layout.image_positions, upto)
+        chosen = self.layout.view(view) if view else self.layout.primary
+        return chosen.grid(values, self.layout.image_positions)
 
     def image_share(self, step: int, head: int | HeadMode = "mean") -> pd.DataFrame:
         """Per layer: share of the token's attention on image tokens vs prompt text vs generated text.
@@ -97,6 +144,31 @@ class AttentionRun:
         }
 
 
+@dataclass(frozen=True)
+class SpatialLens:
+    """Per-patch logit lens at one layer, laid out like the image grid."""
+
+    layer: int
+    tokens: np.ndarray  # object [rows, cols]: decoded top-1 token of each patch
+    probs: np.ndarray  # float [rows, cols]: its probability
+    is_answer: np.ndarray  # bool [rows, cols]: the top-1 token is the chosen generated token
+    answer: str
+
+    def labels(self) -> list[list[str]]:
+        """HTML-escaped token text per cell (Plotly renders a subset of HTML in text)."""
+        return [[html.escape(str(t)) for t in row] for row in self.tokens]
+
+    @property
+    def answer_share(self) -> float:
+        """Share of patches whose top-1 token already is the answer token."""
+        return float(self.is_answer.mean()) if self.is_answer.size else 0.0
+
+
+def head_value_range(grids: np.ndarray) -> tuple[float, float]:
+    """One colour scale for a set of maps (the heads grid), so heads can be compared by strength."""
+    return float(np.min(grids)), float(np.max(grids))
+
+
 def _token_namer(processor: Any) -> Callable[[Sequence[int]], list[str]]:
     tokenizer = getattr(processor, "tokenizer", processor)
 
@@ -141,14 +213,17 @@ def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int
     namer = _token_namer(loaded.processor)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
     text = tokenizer.decode(result.generated_ids, skip_special_tokens=True)
-    return AttentionRun(str(loaded.path), prompt, image, namer(result.generated_ids), result, layout, namer, text)
+    return AttentionRun(str(loaded.path), prompt, image, namer(result.generated_ids), result, layout, namer, text,
+                        inputs=dict(inputs))
 
 
 def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[int] | None = None,
                     max_examples: int | None = None, progress: ProgressFn | None = None,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> PointingReport:
+                    max_pixels: int = DEFAULT_MAX_PIXELS, max_new_tokens: int = 4) -> PointingReport:
     """Pointing score of one checkpoint over eval examples that name a target object with a box.
 
+    The first generated token's attention is scored; the whole answer (up to ``max_new_tokens``) is
+    generated too, so each row knows whether the model was right (registry exact match), for the split.
     Images larger than ``max_pixels`` (the configured limit) are skipped with the reason.
     """
 
@@ -161,7 +236,8 @@ def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[in
     for i, example in enumerate(usable):
         try:
             image = load_image(example.image_path, max_pixels=max_pixels)
-            run = analyse(loaded, image, example.prompt, max_new_tokens=1, lens_top_k=0, lens_image_tokens=False)
+            run = analyse(loaded, image, example.prompt, max_new_tokens=max_new_tokens, lens_top_k=0,
+                          lens_image_tokens=False)
         except Exception as exc:  # one bad example must not sink the report
             logger.warning("pointing: example %s skipped", example.id, exc_info=True)
             report.skipped.append(f"{example.id}: {type(exc).__name__}: {exc}")
@@ -169,7 +245,53 @@ def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[in
         grids = run.layer_grids(0, "mean")
         output = run.tokens[0] if run.tokens else ""
         report.rows.append(score_example(example.id, grids, run.layout.primary, example.objects[example.target]["bbox"],
-                                         output, example.answer, layers))
+                                         output, example.answer, layers,
+                                         answer_correct=bool(exact_match(run.text, example.answer))))
         if progress is not None:
             progress(i + 1, len(usable))
     return report
+
+
+@dataclass(frozen=True)
+class CheckpointPointing:
+    """One checkpoint's pointing numbers (what the page's table and ``python -m dashboard pointing`` show)."""
+
+    name: str
+    step: int | None
+    path: str
+    report: PointingReport | None
+    error: str = ""
+    exception: BaseException | None = None  # the failure itself, for callers that react to its type (OOM)
+
+    def summary(self) -> dict[str, Any]:
+        base = self.report.summary() if self.report is not None else {"checkpoint": self.path, "n": 0}
+        return {**base, "checkpoint": self.name, "path": self.path, "step": self.step,
+                **({"error": self.error} if self.error else {})}
+
+
+def pointing_over_checkpoints(pool: Any, checkpoints: Sequence[Any], examples: Sequence[Any], *,
+                              max_examples: int | None = None, errors: tuple[type[BaseException], ...] = (),
+                              max_pixels: int = DEFAULT_MAX_PIXELS,
+                              progress: Callable[[int, int, str], None] | None = None) -> list[CheckpointPointing]:
+    """Score every checkpoint (``CheckpointInfo``-like: ``name``, ``step``, ``path``) in step order.
+
+    The one function behind the page's pointing table and the CLI, so both print the same numbers.
+    ``errors`` listed here become a row with ``error`` instead of stopping the loop.
+    """
+    ordered = sorted(checkpoints, key=lambda c: (c.step is None, c.step if c.step is not None else 0, c.name))
+    out: list[CheckpointPointing] = []
+    for i, info in enumerate(ordered):
+        try:
+            with pool.turn(info.path) as loaded:
+                report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels)
+            out.append(CheckpointPointing(info.name, info.step, str(info.path), report))
+        except errors as exc:
+            out.append(CheckpointPointing(info.name, info.step, str(info.path), None, f"{type(exc).__name__}: {exc}",
+                                          exc))
+        if progress is not None:
+            progress(i + 1, len(ordered), info.name)
+    return out
+
+
+__all__ = ["AttentionRun", "CheckpointPointing", "SpatialLens", "analyse", "force_tokens", "head_value_range",
+           "pointing_over_checkpoints", "pointing_report", "summarise"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -61,4 +63,53 @@ def pointing_figure(frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
-__all__ = ["TEXT_SUMMARY_FIELDS", "lens_figure", "pointing_figure", "share_figure", "share_head_label"]
+def spatial_lens_figure(image: Any, lens: Any, view: Any, title: str = "") -> go.Figure:
+    """The logit lens over the image: each patch's top-1 token written on it, shaded by its probability.
+
+    ``lens`` is a :class:`dashboard.attention.analysis.SpatialLens`, ``view`` the grid view it was laid
+    out on (its ``boxes`` place the cells in original-image pixels). Cells whose token is the answer
+    token get a bright frame and bold text. Token text is HTML-escaped (Plotly renders some HTML).
+    """
+    pixels = np.asarray(image.convert("RGB"))
+    boxes = np.asarray(view.boxes, dtype=float)
+    cx = ((boxes[..., 0] + boxes[..., 2]) / 2).reshape(-1)
+    cy = ((boxes[..., 1] + boxes[..., 3]) / 2).reshape(-1)
+    labels = [t for row in lens.labels() for t in row]
+    probs = np.asarray(lens.probs, dtype=float).reshape(-1)
+    answer = np.asarray(lens.is_answer, dtype=bool).reshape(-1)
+    fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
+    for (x0, y0, x1, y1), p in zip(boxes.reshape(-1, 4), probs, strict=True):  # shade: darker = less sure
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line_width=0, fillcolor="black",
+                      opacity=float(0.65 * (1.0 - p)), layer="above")
+    for (x0, y0, x1, y1), hit in zip(boxes.reshape(-1, 4), answer, strict=True):
+        if hit:
+            fig.add_shape(type="rect", x0=x0 + 0.5, y0=y0 + 0.5, x1=x1 - 0.5, y1=y1 - 0.5,
+                          line={"color": "#ffe100", "width": 2}, layer="above")
+    text = [f"<b>{t}</b>" if hit else t for t, hit in zip(labels, answer, strict=True)]
+    fig.add_scatter(x=cx, y=cy, mode="text", text=text, textfont={"color": "white", "size": 10},
+                    customdata=np.stack([probs, answer], axis=-1),
+                    hovertemplate="%{text}<br>p = %{customdata[0]:.2f}<extra></extra>", showlegend=False)
+    height = 520
+    fig.update_layout(title=title, height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    fig.update_xaxes(visible=False, range=[0, pixels.shape[1]])
+    fig.update_yaxes(visible=False, range=[pixels.shape[0], 0], scaleanchor="x")
+    return fig
+
+
+def pointing_split_figure(frame: pd.DataFrame) -> go.Figure:
+    """Pointing per checkpoint step, separately for right and wrong answers (plus chance)."""
+    fig = go.Figure()
+    for label, dash in (("right", "solid"), ("wrong", "dash")):
+        part = frame[frame["answer"] == label].sort_values("step")
+        fig.add_scatter(x=part["step"], y=part["pointing"], mode="lines+markers", name=f"answer {label}",
+                        line={"dash": dash}, customdata=part["n"],
+                        hovertemplate="step %{x}: %{y:.2f} (n=%{customdata})")
+    chance = frame.groupby("step")["chance"].mean()
+    fig.add_scatter(x=chance.index, y=chance.to_numpy(), mode="lines", name="chance", line={"dash": "dot"})
+    fig.update_layout(height=300, xaxis_title="step", yaxis_title="pointing", yaxis_range=[0, 1.0001],
+                      legend_orientation="h", margin={"t": 30, "b": 30, "l": 40, "r": 10})
+    return fig
+
+
+__all__ = ["TEXT_SUMMARY_FIELDS", "lens_figure", "pointing_figure", "pointing_split_figure", "share_figure",
+           "share_head_label", "spatial_lens_figure"]

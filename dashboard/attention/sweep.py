@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from dashboard.attention.adapters import LayoutError, UnsupportedFamily
-from dashboard.attention.analysis import AttentionRun, analyse, pointing_report
+from dashboard.attention.analysis import AttentionRun, analyse, pointing_over_checkpoints
 from dashboard.attention.capture import CaptureError
 from dashboard.generation import GenerationInputError, GenerationOOMError
 from dashboard.images import DEFAULT_MAX_PIXELS
@@ -52,17 +52,23 @@ def pointing_per_checkpoint(pool: Any, checkpoints: Sequence[CheckpointInfo], ex
                             max_examples: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                             on_progress: Callable[[int, int, str], None] | None = None,
                             ) -> tuple[dict[str, dict[str, Any]], dict[str, Exception]]:
-    """Pointing summary per checkpoint path (with its step and name), plus per-checkpoint failures."""
+    """Pointing summary per checkpoint path (with its step, name and the right/wrong split), plus failures.
+
+    Scored by :func:`dashboard.attention.analysis.pointing_over_checkpoints`, the function behind
+    ``python -m dashboard pointing``, so the page and the CLI print the same numbers.
+    """
     rows: dict[str, dict[str, Any]] = {}
     errors: dict[str, Exception] = {}
-    for i, info in enumerate(checkpoints):
-        try:
-            with pool.turn(info.path) as loaded:
-                report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels)
-        except ANALYSIS_ERRORS as exc:
-            errors[str(info.path)] = exc
-            continue
-        rows[str(info.path)] = {**report.summary(), "step": info.step, "name": info.name}
+
+    def progress(done: int, total: int, name: str) -> None:
         if on_progress is not None:
-            on_progress(i + 1, len(checkpoints), info.name)
+            on_progress(done, total, name)
+
+    for item in pointing_over_checkpoints(pool, checkpoints, examples, max_examples=max_examples,
+                                          errors=ANALYSIS_ERRORS, max_pixels=max_pixels, progress=progress):
+        if item.report is None:
+            errors[item.path] = item.exception if isinstance(item.exception, Exception) else RuntimeError(item.error)
+            continue
+        rows[item.path] = {**item.report.summary(), "step": item.step, "name": item.name,
+                           "split": item.report.split_by_correctness()}
     return rows, errors

@@ -21,6 +21,7 @@ from dashboard.formatting import display_table, markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunNotFoundError
+from dashboard.ui import attention_tools as tools
 from dashboard.ui import state
 from dashboard.ui.attention_token_view import overlay, token_label
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
@@ -29,7 +30,7 @@ from dashboard.ui.widgets import show_model_error
 
 K_ACROSS = "attn.across"  # {"key": (checkpoint, step), "runs": {checkpoint path: AttentionRun}}
 K_POINTING = "attn.pointing"  # {(checkpoint, eval path, n): summary dict}
-POINTING_FRACTIONS = ("pointing", "chance", "mass_in_box", "accuracy", "best_layer_pointing")
+POINTING_FRACTIONS = ("pointing", "chance", "mass_in_box", "accuracy", "exact_match", "best_layer_pointing")
 
 
 def loadable_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
@@ -107,8 +108,9 @@ def render_pointing(run_dir: Path | None) -> None:
     if rows:
         frame = pd.DataFrame(rows).sort_values("step")
         st.plotly_chart(pointing_figure(frame), key="attn.point_fig")
-        columns = ["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "distinct_peaks",
-                   "best_layer", "best_layer_pointing", "skipped"]
+        columns = ["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "exact_match",
+                   "distinct_peaks", "best_layer", "best_layer_pointing", "skipped"]
         st.caption(f"Scored on the first {int(n)} examples of {eval_set.name} per checkpoint "
                    "(n = examples with a box).")
         st.dataframe(display_table(frame[columns], {c: "fraction" for c in POINTING_FRACTIONS}), hide_index=True)
+        tools.pointing_split(sorted(rows, key=lambda row: row["step"] or 0))

@@ -99,11 +99,23 @@ def layers_label(layers: list[int]) -> str:
 
 
 def show_token(run: AttentionRun, step: int, opts: dict[str, Any]) -> None:
+    from dashboard.attention.sweep import ANALYSIS_ERRORS
+    from dashboard.ui import attention_tools as tools
+
     token = run.tokens[step]
+    kind = tools.map_kind()
     left, right = st.columns([1, 1])
     picture = overlay(run, step, opts)
     caption = (f"{token_label(step, token)} — {layers_label(opts['layers'])}, {head_label(opts['head'])}, "
                f"{opts['view']} grid ({run.layout.note}); colour bar: attention weight, this map's own range")
+    if kind == "attention rollout":
+        rolled = tools.rollout_grid(run, step, opts["layers"][-1], opts["view"], ANALYSIS_ERRORS)
+        if rolled is not None:
+            drawn = render_overlay(run.image, rolled, run.layout.view(opts["view"]), alpha=opts["alpha"],
+                                   smooth=opts["smooth"], colormap=opts["colormap"], grid_lines=opts["grid_lines"])
+            picture = with_colorbar(upscale(drawn, 256), opts["colormap"], value_range_of(rolled, None))
+            caption = (f"{token_label(step, token)} — rollout through layers 0–{opts['layers'][-1]} (head mean), "
+                       f"{rolled.sum():.0%} of it traced to image tokens; colour bar: rollout share")
     left.image(picture, caption=caption, width="stretch")
     with right:
         st.plotly_chart(share_figure(run.image_share(step, opts["head"]), token, opts["head"]), key="attn.share")

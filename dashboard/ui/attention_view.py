@@ -16,6 +16,7 @@ from PIL import Image
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.sweep import ANALYSIS_ERRORS, capture
 from dashboard.formatting import markdown_safe
+from dashboard.ui import attention_tools as tools
 from dashboard.ui import state, url_state
 from dashboard.ui.attention_sweep_view import K_ACROSS, render_across_checkpoints, render_pointing
 from dashboard.ui.attention_token_view import controls, show_lens, show_token, token_label
@@ -94,6 +95,8 @@ def render_attention() -> None:
     url_state.publish("token", str(step))
     opts = controls(captured)
     show_token(captured, step, opts)
+    tools.heads_grid(captured, step, opts)
+    tools.spatial_lens(captured, step, opts)
     show_lens(captured)
     render_across_checkpoints(captured, step, opts, run_dir)
     render_pointing(run_dir)

@@ -58,11 +58,22 @@ def test_attention_page_end_to_end(app_env: Path, demo_run_dir: Path) -> None:
     at.number_input(key="attn.point_n").set_value(4).run()
     at.button(key="attn.point_go").click().run()
     assert not at.exception, at.exception
-    table = at.dataframe[-1].value
-    assert {"pointing", "chance", "accuracy"} <= set(table.columns)
+    table = _pointing_table(at)
+    assert {"pointing", "chance", "accuracy", "exact_match"} <= set(table.columns)
     assert len(table) == len(list(demo_run_dir.glob("checkpoint-*")))
     assert table["n"].eq(4).all()
+    # pointing split by whether the answer was right: rows per checkpoint and verdict, n adding up to 4
+    split = next(d.value for d in at.dataframe if "answer" in d.value.columns)
+    assert set(split["answer"]) <= {"right", "wrong"}
+    assert split.groupby("step")["n"].sum().eq(4).all()
+    # the new views: heads grid (one image per head), spatial logit lens figure
+    assert any("top-1 token per patch" in str(c.proto.spec) for c in at.get("plotly_chart"))
     json.dumps(run.to_json(0, None, "mean"))
+
+
+def _pointing_table(at: AppTest):
+    """The per-checkpoint pointing table (the split-by-correctness table below it has an "answer" column)."""
+    return next(d.value for d in at.dataframe if "skipped" in d.value.columns)
 
 
 def test_attention_page_without_image_says_so(app_env: Path, demo_run_dir: Path) -> None:
@@ -119,6 +130,6 @@ def test_attention_lists_checkpoints_through_the_run_model(tiny_llava_dir: Path,
     at.number_input(key="attn.point_n").set_value(2).run()
     at.button(key="attn.point_go").click().run()
     assert not at.exception, at.exception
-    table = at.dataframe[-1].value
+    table = _pointing_table(at)
     assert list(table["name"]) == ["checkpoint-1"]
     assert table["n"].tolist() == [1] and table["skipped"].tolist() == [1]  # the 6,400 px image is over the limit

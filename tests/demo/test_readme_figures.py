@@ -1,0 +1,26 @@
+"""README's demo figures for the ``--preset test`` build are the build's own numbers (the build is deterministic)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from dashboard.demo.build import MARKER
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SENTENCE = re.compile(r"`--preset test`\s+build\s+\(seed\s+0\):\s+\*\*(\d+)\s+checkpoints\*\*,\s+exact\s+match\s+"
+                      r"\*\*([\d.]+)\s+%\*\*\s+at\s+the\s+first\s+→\s+\*\*([\d.]+)\s+%\*\*\s+at\s+the\s+last")
+
+
+def test_readme_test_preset_figures_match_the_build(demo_run_dir: Path) -> None:
+    match = SENTENCE.search(README.read_text(encoding="utf-8"))
+    assert match, "README's demo section lost its `--preset test` sentence"
+    n, first, last = int(match[1]), float(match[2]), float(match[3])
+    marker = json.loads((demo_run_dir / MARKER).read_text(encoding="utf-8"))
+    assert marker["preset"] == "test" and marker["seed"] == 0
+    assert n == marker["n_checkpoints"]
+    assert first == pytest.approx(100 * marker["first_eval_accuracy"], abs=0.05)
+    assert last == pytest.approx(100 * marker["last_eval_accuracy"], abs=0.05)
