@@ -32,7 +32,7 @@ def test_pointing_cli_json_in_step_order(demo_run_dir: Path, capsys: pytest.Capt
         assert row["n"] == summary["n"] == 3
         for key in ("pointing", "chance", "mass_in_box"):
             assert row[key] == pytest.approx(summary[key])
-        assert row["chance"] <= 0.1  # the demo's target boxes cover a few of its 100 patches
+        assert 0 < row["chance"] < 1  # the share of grid cells inside the target's box
 
 
 def test_pointing_cli_table_and_bad_input(demo_run_dir: Path, tmp_path: Path,
