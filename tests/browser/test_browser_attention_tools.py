@@ -5,6 +5,8 @@ Screenshots land in ``test-artifacts/attention-*.png``.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.browser.browser_kit import app_text, click_button, exception_texts, goto, open_page, settle, shot
@@ -34,7 +36,9 @@ def test_heads_grid_and_spatial_lens(page, server, artifacts_dir, demo_runs_root
     lens.first.wait_for()
     lens.first.scroll_into_view_if_needed()
     shot(page, artifacts_dir, "attention-spatial-lens")
-    assert lens.first.locator("g.textpoint").count() >= 100  # one token label per image patch
+    vision = json.loads(next((demo_runs_root / "demo").glob("checkpoint-*/config.json")).read_text())["vision_config"]
+    patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    assert lens.first.locator("g.textpoint").count() == patches  # one token label per image patch
     assert exception_texts(page) == []
 
 
