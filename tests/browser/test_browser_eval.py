@@ -116,7 +116,7 @@ def test_eval_sweep_through_ray_shows_progress(browser, ray_head, demo_runs_root
             settle(page, 400_000)
             text = app_text(page)
             assert "failed" not in text and exception_texts(page) == []
-            assert (runs / "demo" / "eval_results" / "demo").is_dir()
+            assert list((runs / "demo" / "eval_results").glob("demo-*/*.json"))  # keyed by content + settings
             shot(page, artifacts_dir, "comparison-ray-done")
     finally:
         srv.stop()
