@@ -387,8 +387,8 @@ def test_hostile_text_is_shown_as_text_everywhere(hpage, hostile_server, hostile
     open_page(page, "Attention")
     page.get_by_text("Inference history", exact=True).first.click()
     settle(page)
-    choose_select(page, "History entry", "prompt <img")
-    assert "output <img" in selected_value(page, "History entry")
+    choose_select(page, "History item", "prompt <img")
+    assert "output <img" in selected_value(page, "History item")
     _no_injection(page)
     assert exception_texts(page) == []
     shot(page, artifacts_dir, "hostile-text-attention")
