@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 TRACES_JS = """() => {
     const gd = document.querySelector('.js-plotly-plot');
     if (!gd || !gd._fullData) return null;
-    return gd._fullData.filter(t => t.mode === 'lines').map(t => ({
+    return gd._fullData.filter(t => t.mode.includes('lines')).map(t => ({
         name: t.name, yaxis: t.yaxis, x: Array.from(t.x), y: Array.from(t.y),
         drawn: !!gd.querySelector('.trace' + t.uid + ' path.js-line'),
     }));
