@@ -134,6 +134,7 @@ def test_visitors_see_only_their_own_history(browser, public_server, demo_runs_r
         assert all("visitor" not in r for r in exported)
         shot(b, artifacts_dir, "public-history-b")
         b.locator('[data-testid="stButton"] button').filter(has_text="Delete all 1 shown").first.click()
+        b.locator('[data-testid="stButton"] button').filter(has_text="Yes, delete").first.click()  # confirm
         b.get_by_text("No generations recorded yet").first.wait_for()
         a.reload()  # A's row survived B's "delete all", and A's token survives the refresh
         settle(a)
