@@ -60,7 +60,7 @@ def test_every_marker_centre_selects_its_checkpoint(page, server, artifacts_dir)
         page.mouse.click(marker["x"], marker["y"])  # the exact centre, no offset
         clicks += 1
         try:
-            page.wait_for_function(SELECTED_JS, arg=name, timeout=15_000)
+            page.wait_for_function(SELECTED_JS, arg=name, timeout=45_000)  # landing, not speed, is measured
             previous = name
         except Exception:  # a miss is counted and reported, never retried
             misses.append((panel, name))

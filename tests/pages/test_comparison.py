@@ -20,7 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def own_demo_root(app_env: Path, demo_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the demo run, so saved eval results never leak into other tests."""
     root = tmp_path / "runs"
-    shutil.copytree(demo_run_dir, root / "demo")
+    # without eval_results: earlier tests (browser, headless eval) may have saved scores in the shared demo run
+    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
     monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
     return root / "demo"
 
