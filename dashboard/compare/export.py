@@ -131,12 +131,7 @@ def summary_csv_bytes(data: Mapping[str, Any]) -> bytes:
             rows.append({"checkpoint": item["checkpoint"], "step": steps.get(item["checkpoint"]),
                          "group": item["group"], "metric": m, "value": item[m], "ci95_low": item[f"{m} ci95 low"],
                          "ci95_high": item[f"{m} ci95 high"], "n": item["n"], **common})
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
-    return buffer.getvalue().encode("utf-8")
+    return _rows_csv(rows)
 
 
 def _first_to_last_regressions(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
@@ -158,6 +153,16 @@ def csv_safe(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+def _rows_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """UTF-8 CSV of flat rows (header from the first row), every cell formula-safe; empty for no rows."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue().encode("utf-8")
 
 
 def to_csv_bytes(data: Mapping[str, Any]) -> bytes:
@@ -183,9 +188,4 @@ def to_csv_bytes(data: Mapping[str, Any]) -> bytes:
                              "diff_vs_reference": out.get("diff_text", ""), "error": out.get("error", ""),
                              "latency_s": out.get("latency_s"), "eval_set": data["eval_set"]["name"],
                              "settings": settings})
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
-    return buffer.getvalue().encode("utf-8")
+    return _rows_csv(rows)
