@@ -1,12 +1,16 @@
 """Rerun latency in a real browser: interaction -> Streamlit idle, medians of N repetitions.
 
-    .venv/bin/python bench/bench_reruns.py --runs-root runs --reps 10
+    .venv/bin/python bench/bench_reruns.py --runs-root runs --reps 10 [--baseline-checkout DIR]
 
 Starts ``streamlit run Home.py`` on the runs root (the demo run), opens it in headless Chromium
-and times, from just before the click to the moment the app's script state last turns back to
-``notRunning`` (recorded in the page by a MutationObserver, so the timing is not quantised by
-polling): toggling the Timeline's log scale, moving its smoothing slider by one step, and
-switching pages (Home <-> Timeline).
+and times, from the input event's own timestamp (pointerdown / keydown) to the moment the app's
+script state last turns back to ``notRunning`` (recorded in the page by a MutationObserver, so
+the timing is not quantised by polling): toggling the Timeline's log scale, moving its smoothing
+slider by one step, and switching pages (Home <-> Timeline).
+
+``--baseline-checkout`` (e.g. a ``git worktree`` of an earlier commit) starts a second server
+from that checkout on the same runs root; every repetition then runs on both, interleaved, so
+the ratio is measured under the same load.
 """
 
 from __future__ import annotations
@@ -24,12 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.browser.browser_kit import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, goto, open_page, settle
 
 OBSERVE_JS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
+    // The whole document, not one element: a page switch may replace the app's root element.
     window.__states = [];
-    new MutationObserver(() => window.__states.push([performance.now(), app.getAttribute('data-test-script-state')]))
-        .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    new MutationObserver(records => records.forEach(r => window.__states.push(
+            [performance.now(), r.target.getAttribute('data-test-script-state')])))
+        .observe(document.body, {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
+    // When the person acted: the input event itself, not the moment the harness started its
+    // actionability checks (Playwright's click waits for the element to be stable first).
+    window.__acted = [];
+    for (const type of ['pointerdown', 'keydown'])
+        document.addEventListener(type, e => window.__acted.push(e.timeStamp), true);
 }"""
 DONE_JS = """(t0) => {
+    const acted = (window.__acted || []).filter(t => t >= t0);
+    if (!acted.length) return null;
+    t0 = acted[0];
     const s = (window.__states || []).filter(e => e[0] >= t0);
     const ran = s.findIndex(e => e[1] === 'running');
     if (ran < 0) return null;
@@ -48,47 +61,82 @@ def timed(page, action) -> float:
     return page.evaluate(DONE_JS, t0) / 1000
 
 
+INTERACTIONS = ("Timeline: log-scale toggle", "Timeline: smoothing slider step",
+                "page switch Timeline -> Home", "page switch Home -> Timeline")
+
+
+class Session:
+    """One server and one browser page on it, parked on the Timeline."""
+
+    def __init__(self, browser, runs_root: Path, data: Path, cwd: Path) -> None:
+        self.server = StreamlitServer(runs_root, data, data / "server.log", cwd=cwd)
+        self.page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        goto(self.page, self.server)
+        settle(self.page)
+        self.page.evaluate(OBSERVE_JS)
+        open_page(self.page, "Timeline")
+        self.page.wait_for_selector(".js-plotly-plot")
+        self.toggle().click()  # warm-up
+        settle(self.page)
+
+    def toggle(self):
+        return self.page.locator('[data-testid="stCheckbox"]').filter(has_text="Log scale (y)").first
+
+    def measure(self, interaction: str, k: int) -> float:
+        page = self.page
+        nav = page.locator('[data-testid="stSidebarNav"] a')
+        if interaction == INTERACTIONS[0]:
+            return timed(page, self.toggle().click)
+        if interaction == INTERACTIONS[1]:
+            page.get_by_role("slider").first.focus()
+            return timed(page, lambda: page.keyboard.press("ArrowRight" if k % 2 == 0 else "ArrowLeft"))
+        if interaction == INTERACTIONS[2]:
+            return timed(page, nav.filter(has_text="Home").first.click)
+        return timed(page, lambda: (nav.filter(has_text="Timeline").first.click(),
+                                    page.wait_for_selector(".js-plotly-plot")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs-root", type=Path, required=True)
     parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--baseline-checkout", type=Path, help="an earlier checkout to time interleaved")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    print(f"load average {os.getloadavg()[0]:.1f} (1 min)")
+    here = Path(__file__).resolve().parents[1]
+    variants = {"this checkout": here}
+    if args.baseline_checkout:
+        variants["baseline"] = args.baseline_checkout.resolve()
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min); variants: "
+          + ", ".join(f"{k} = {v}" for k, v in variants.items()))
+    results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as data, sync_playwright() as p:
-        server = StreamlitServer(args.runs_root, Path(data), Path(data) / "server.log")
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        sessions: dict[str, Session] = {}
         try:
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            goto(page, server)
-            settle(page)
-            page.evaluate(OBSERVE_JS)
-            open_page(page, "Timeline")
-            page.wait_for_selector(".js-plotly-plot")
-            toggle = page.locator('[data-testid="stCheckbox"]').filter(has_text="Log scale (y)").first
-            results: dict[str, list[float]] = {"Timeline: log-scale toggle": [], "Timeline: smoothing slider step": [],
-                                               "page switch Timeline -> Home": [], "page switch Home -> Timeline": []}
-            timed(page, toggle.click)  # warm-up
-            for _ in range(args.reps):
-                results["Timeline: log-scale toggle"].append(timed(page, toggle.click))
-            slider = page.get_by_role("slider").first
-            for k in range(args.reps):
-                slider.focus()
-                results["Timeline: smoothing slider step"].append(
-                    timed(page, lambda k=k: page.keyboard.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")))
-            nav = page.locator('[data-testid="stSidebarNav"] a')
-            for _ in range(args.reps):
-                results["page switch Timeline -> Home"].append(timed(page, nav.filter(has_text="Home").first.click))
-                results["page switch Home -> Timeline"].append(
-                    timed(page, nav.filter(has_text="Timeline").first.click))
+            for name, cwd in variants.items():
+                (Path(data) / name).mkdir()
+                sessions[name] = Session(browser, args.runs_root, Path(data) / name, cwd)
+            for interaction in INTERACTIONS:
+                for k in range(args.reps):
+                    for name, session in sessions.items():  # interleaved: same load for both
+                        results.setdefault((interaction, name), []).append(session.measure(interaction, k))
+                if interaction == INTERACTIONS[2]:  # the next one starts from Home: already there
+                    pass
         finally:
+            for session in sessions.values():
+                session.server.stop()
             browser.close()
-            server.stop()
-    print("| interaction | median ms | min ms | max ms | reps |\n|---|---:|---:|---:|---:|")
-    for name, values in results.items():
-        print(f"| {name} | {statistics.median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
+    print("| interaction | variant | median ms | min ms | max ms | reps |\n|---|---|---:|---:|---:|---:|")
+    for (interaction, name), values in results.items():
+        print(f"| {interaction} | {name} | {statistics.median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
               f"{max(values) * 1000:.0f} | {len(values)} |")
+    if "baseline" in variants:
+        for interaction in INTERACTIONS:
+            ratio = statistics.median(results[(interaction, "this checkout")]) / statistics.median(
+                results[(interaction, "baseline")])
+            print(f"{interaction}: {ratio:.2f}× the baseline's median")
     print(f"load average {os.getloadavg()[0]:.1f} (1 min); goal: median ≤ 150 ms")
 
 

@@ -12,6 +12,8 @@ parsed run (``RunData``)         ``st.cache_resource`` (≤ 8 runs)       ``run_
 eval sets                        ``st.cache_data`` (ui)                 the file's mtime
 parsed trainer_state / event     :class:`FileMemo` here (LRU)           the file's (path, mtime_ns, size): a live
 files, thumbnails                                                       run re-parses only the files that changed
+Timeline figures                 :class:`Memo` ``timeline-figures``     the run's ``run_signature`` and every chart
+                                 (``timeline/figure.cached_figure``)    input (options, overlays, saved scores, best)
 per-visitor results (last        ``st.session_state``                   the browser session ending; new inputs
 capture, comparison outputs)                                            (keys include checkpoint signature + settings)
 large event files' parsed        disk (Parquet, ``event-columns/`` in   the file's path, size, mtime and first 4 KB;

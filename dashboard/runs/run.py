@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from dashboard.runs.checkpoints import (
 from dashboard.runs.column_cache import cached_scan
 from dashboard.runs.files import excerpt
 from dashboard.runs.hparams import build_configuration, empty_configuration
-from dashboard.runs.metrics import concat_metrics, empty_metrics, empty_series, state_series
+from dashboard.runs.metrics import concat_metrics, empty_metrics, empty_series, preferred_source, state_series
 from dashboard.runs.tensorboard import EventFileData, assemble, find_event_files, folder_of
 from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary, read_trainer_state
 
@@ -63,6 +64,15 @@ class RunData:
     """Text summaries (folder, tag, step, wall_time, text), e.g. sample generations per eval step."""
     other_summaries: pd.DataFrame | None = None
     """Summaries present but not plotted (folder, tag, kind, count): images, histograms, audio, …"""
+
+    @cached_property
+    def preferred_metrics(self) -> pd.DataFrame:
+        """The metrics with one source per metric (see ``preferred_source``), computed once per load.
+
+        A ``RunData`` is immutable once loaded and is replaced when the run's files change, so
+        this lives (and is dropped) with it; every Timeline rerun needs it several times.
+        """
+        return preferred_source(self.metrics, self.series)
 
     def checkpoint(self, name_or_step: str | int | Path) -> CheckpointInfo | None:
         """Look a checkpoint up by folder name, path, or step (``checkpoint-N`` folders win ties)."""

@@ -20,10 +20,11 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from dashboard.caching import Memo
 from dashboard.formatting import fmt_bytes, plotly_format, plotly_text
 from dashboard.metrics import display_kind, format_metric
 from dashboard.runs.hparams import distinguishing_labels
-from dashboard.runs.run import RunData
+from dashboard.runs.run import RunData, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS, minmax_indices
 from dashboard.timeline.scores import score_series
 from dashboard.timeline.series import (
@@ -323,3 +324,30 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
         uirevision=f"{run.path}|{options.x_axis}|{','.join(options.metrics)}",
     )
     return fig, stats
+
+
+def _figure_key(run: RunData, signature: tuple, options: ChartOptions, overlays: list[RunData],
+                scores: pd.DataFrame | None, best: BestCheckpoint | None) -> tuple | None:
+    """Everything the figure is drawn from; ``None`` (do not cache) when the scores can't be hashed."""
+    try:
+        scores_key = None if scores is None or scores.empty else \
+            (tuple(scores.columns), int(pd.util.hash_pandas_object(scores, index=False).sum()))
+    except TypeError:
+        return None
+    best_key = None if best is None else (best.metric, best.mode, best.step, best.value,
+                                          best.checkpoint.name if best.checkpoint else None)
+    return (str(run.path), signature,
+            (tuple(options.metrics), options.x_axis, options.log_y, options.smoothing, options.max_points,
+             options.step_range, tuple(options.score_labels), options.show_checkpoints, options.smooth_sparse),
+            tuple((str(o.path), run_signature(o.path)) for o in overlays), scores_key, best_key)
+
+
+def _build_for_cache(run: RunData, signature: tuple, options: ChartOptions, overlays: list[RunData],
+                     scores: pd.DataFrame | None, best: BestCheckpoint | None) -> tuple[go.Figure, FigureStats]:
+    return build_figure(run, options, overlays=overlays, scores=scores, best=best)
+
+
+cached_figure = Memo(_build_for_cache, "timeline-figures", maxsize=32, key=_figure_key)
+""":func:`build_figure`, remembered by the run's file signature and every input (Plotly's figure
+construction is most of a Timeline rerun). Callers must not modify the figure: it is shared
+between reruns and sessions (``st.plotly_chart`` only copies it)."""

@@ -14,7 +14,6 @@ import pandas as pd
 
 from dashboard.metrics import best_mode, format_metric
 from dashboard.runs.checkpoints import CheckpointInfo
-from dashboard.runs.metrics import preferred_source
 from dashboard.runs.run import RunData
 
 XAxis = Literal["step", "epoch", "wall_time"]
@@ -70,7 +69,7 @@ class BestCheckpoint:
 
 def plot_metrics(run: RunData) -> pd.DataFrame:
     """The run's metrics with one source per metric (trainer_state preferred)."""
-    return preferred_source(run.metrics, run.series)
+    return run.preferred_metrics
 
 
 def group_of(series_table: pd.DataFrame | None) -> dict[str, str]:

@@ -16,7 +16,7 @@ from dashboard.formatting import fmt_bytes, markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.run import RunData, list_runs, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
-from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, build_figure
+from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, cached_figure
 from dashboard.timeline.scores import saved_scores, score_series_names
 from dashboard.timeline.selection import OPEN_TARGETS, checkpoint_from_selection
 from dashboard.timeline.series import (
@@ -35,6 +35,8 @@ from dashboard.ui.summaries_panel import render_text_panel
 K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
 K_CHART = "tl.chart"
 K_SIGNATURE = "tl.signature"  # the run's file signature the whole page was last drawn from
+K_LIVE, K_INTERVAL = "tl.live", "tl.interval"
+
 def _load(path: str | Path) -> RunData | None:
     try:
         return get_run(path)
@@ -96,21 +98,30 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         max_points = st.number_input("Max points per trace", 100, 20_000, DEFAULT_MAX_POINTS, 100,
                                      key=f"{k}.max_points")
         l1, l2 = st.columns(2)
-        live = l1.toggle("Live: auto-refresh", key="tl.live", help="Re-read changed files only, chart only.")
-        interval = l2.number_input("Every (s)", 2, 600, 10, key="tl.interval")
+        live = l1.toggle("Live: auto-refresh", key=K_LIVE, help="Re-read changed files only, chart only.")
+        interval = l2.number_input("Every (s)", 2, 600, 10, key=K_INTERVAL)
     chart = ChartOptions(metrics=chosen, x_axis=x_axis, log_y=log_y, smoothing=smoothing, max_points=int(max_points),
                          step_range=step_range, score_labels=score_labels, smooth_sparse=smooth_sparse)
     return chart, best_metric, mode, overlays, live, float(interval)
 
 
-def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: str, overlays: list[str]) -> None:
-    if st.session_state.get(K_SIGNATURE) != run_signature(Path(run_path).resolve()):
+def _controls_and_chart(run_path: str, live: bool, interval: float) -> None:
+    signature = run_signature(Path(run_path).resolve())
+    if st.session_state.get(K_SIGNATURE) != signature:
         # Live refresh found changed files: redraw the whole app, so the header's counts and the
         # sidebar's checkpoint list update with the chart (a fragment rerun only redraws itself).
         st.rerun()
     run = _load(run_path)  # cached by run_signature: a live run re-reads only changed files
     if run is None:
         return
+    chart, best_metric, mode, overlays, live_now, interval_now = _controls(run)
+    if (live_now, interval_now) != (live, interval):
+        st.rerun()  # the fragment's refresh interval is set where it is created: redraw the page
+    _chart(run, signature, chart, best_metric, mode, overlays)
+
+
+def _chart(run: RunData, signature: tuple, chart: ChartOptions, best_metric: str | None, mode: str,
+           overlays: list[str]) -> None:
     panel = st.container()  # the selection panel goes above the chart, next to where the user clicked
     others = [r for r in (_load(p) for p in overlays) if r is not None]
     scores, _ = saved_scores(run.path, get_settings().data_dir)
@@ -124,7 +135,7 @@ def _chart(run_path: str, chart: ChartOptions, best_metric: str | None, mode: st
     if not chart.metrics and not chart.score_labels:
         st.info("Pick at least one metric to plot.")
     else:
-        fig, stats = build_figure(run, chart, overlays=others, scores=scores, best=best)
+        fig, stats = cached_figure(run, signature, chart, others, scores, best)
         missing = [o.name for o in others if chart.x_axis != "step" and o.metrics[chart.x_axis].isna().all()]
         if missing:
             st.caption(f"Not drawn on this axis (no {X_LABELS[chart.x_axis].lower()} in their logs): "
@@ -178,8 +189,10 @@ def render_timeline() -> None:
     if run.metrics.empty:
         st.warning("No metrics found in this run (no readable trainer_state.json log_history, no TensorBoard "
                    "scalars). Checkpoints are listed in the sidebar.")
-    chart, best_metric, mode, overlays, live, interval = _controls(run)
-    fragment = st.fragment(run_every=interval if live else None)(_chart)
-    fragment(str(run.path), chart, best_metric, mode, overlays)
+    # Controls and chart form one fragment: changing a chart control reruns only them, not the
+    # router, sidebar and header (issue 17: rerun latency). Live refresh sets how often it reruns.
+    live, interval = bool(st.session_state.get(K_LIVE, False)), float(st.session_state.get(K_INTERVAL, 10))
+    fragment = st.fragment(run_every=interval if live else None)(_controls_and_chart)
+    fragment(str(run.path), live, interval)
     render_text_panel(run)
 
