@@ -86,8 +86,12 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
                    settings: GenerationSettings, cache: MutableMapping[CacheKey, SingleOutput], *,
                    image_digest: str, on_progress: Progress = _no_progress,
                    should_stop: Callable[[], bool] = _never) -> list[SingleOutput]:
-    """Generate with every checkpoint (cached ones are not re-run); errors stay per checkpoint."""
-    from dashboard.generation import generate
+    """Generate with every checkpoint (cached ones are not re-run); errors stay per checkpoint.
+
+    ``should_stop`` is checked between checkpoints and, through the generation, every token: once
+    it is True the outputs so far are returned and the cut-short one is neither returned nor cached.
+    """
+    from dashboard.generation import GenerationCancelled, generate
 
     outputs: list[SingleOutput] = []
     total = len(checkpoints)
@@ -108,7 +112,9 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
                 out.load_s = time.perf_counter() - t0
                 on_progress(i, total, f"{path.name}: generating")
                 with loaded.lock:
-                    result = generate(loaded, image, prompt, settings)
+                    result = generate(loaded, image, prompt, settings, should_stop=should_stop)
+        except GenerationCancelled:
+            break
         except Exception as exc:  # one bad checkpoint must not lose the others' outputs
             logger.warning("comparison: %s failed", path.name, exc_info=True)
             out.error = error_text(exc)

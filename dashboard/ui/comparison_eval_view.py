@@ -29,6 +29,7 @@ from dashboard.metrics import default_metrics, get_metric
 from dashboard.public import VisitorLimitError
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.comparison_single_view import export_buttons
 from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
 from dashboard.ui.evalset_input import choose_eval_set_or_upload
@@ -65,6 +66,7 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
             with visitor_limits(gen, sweep=(len(evalset.examples), len(paths))):
                 report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir,
                                   batch_size=batch, max_image_pixels=settings.max_image_pixels, backend=backend,
+                                  should_stop=session_gone_check(),
                                   on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
                                                                            text=f"{d}/{t} · {backend.name} · {m}"))
         except VisitorLimitError as exc:
