@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard.compare.diff import diff_html, escape_text, plain_html
 from dashboard.compare.eval_job import EvalJobState, report_lines
 from dashboard.compare.export import checkpoint_metadata, eval_export, summary_csv_bytes
-from dashboard.compare.results import safe_name
+from dashboard.compare.results import migrate_legacy, safe_name
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
 from dashboard.compare.sweep import default_backend
 from dashboard.compare.tables import (
@@ -24,6 +24,7 @@ from dashboard.compare.tables import (
     summary_frame,
 )
 from dashboard.evalset import EvalSet
+from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationSettings
 from dashboard.metrics import default_metrics, get_metric
 from dashboard.public import VisitorLimitError
@@ -46,6 +47,9 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     evalset = choose_eval_set_or_upload("cmp.eval", run.path)
     if evalset is None:
         return
+    for old in migrate_legacy(run.path, settings.data_dir, lambda: [evalset]):
+        if old.eval_set == evalset.name:
+            st.caption(markdown_safe(old.message))
     c1, c2 = st.columns([3, 1])
     metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
                              key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
