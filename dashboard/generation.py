@@ -36,6 +36,16 @@ class GenerationOOMError(RuntimeError):
     """The device ran out of memory during generation (the pool can free memory and retry)."""
 
 
+class GenerationCancelled(BaseException):
+    """``should_stop()`` turned True (the browser session went away): the work was abandoned.
+
+    What was generated so far is cut short, so it must never be shown, cached or scored as an
+    answer. A ``BaseException`` (like ``asyncio.CancelledError``) so the broad ``except Exception``
+    that keeps one bad example or checkpoint from sinking a sweep cannot turn a cancel into a
+    scored failure; the pages catch it and simply stop.
+    """
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """Decoding settings; ``key()`` is stable so results can be cached per settings."""
@@ -215,21 +225,53 @@ def _decode(loaded: LoadedModel, new_ids: torch.Tensor) -> str:
     return loaded.processor.decode(new_ids, skip_special_tokens=True).strip()
 
 
-class _FirstTokenClock(StoppingCriteria):
-    """Records when the first new token exists and lets a consumer stop generation early."""
+class CancelCheck(StoppingCriteria):
+    """Stops ``model.generate`` at the next token once ``should_stop()`` turns True, or ``stop`` is set.
+
+    The one cancel mechanism for every generation of every page — plain, batched, streamed here,
+    and attention capture (:func:`dashboard.attention.capture.capture_generate`): Streamlit never
+    interrupts a ``generate`` call, so a closed tab is only noticed by polling between tokens.
+    ``cancelled`` tells a cut-short output (discard it) from one that finished.
+    """
 
     def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
-        self.first_token_at: float | None = None
         self.stop = threading.Event()
         self.should_stop = should_stop
         """Polled every token: e.g. "is the browser session that asked for this still there?"."""
+        self.cancelled = False
+
+    def _stopped(self) -> bool:
+        if not self.stop.is_set() and self.should_stop is not None and self.should_stop():
+            self.cancelled = True
+            self.stop.set()
+        return self.stop.is_set()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self._stopped(), dtype=torch.bool, device=input_ids.device)
+
+    def raise_if_cancelled(self, what: str) -> None:
+        """After ``generate``: a cancelled (cut-short) output is not a result."""
+        if self.cancelled:
+            raise GenerationCancelled(f"{what}: stopped, the session that asked for it is gone")
+
+
+def check_cancelled(should_stop: Callable[[], bool] | None, what: str) -> None:
+    """Before starting a unit of work: raise :class:`GenerationCancelled` if nobody waits for it any more."""
+    if should_stop is not None and should_stop():
+        raise GenerationCancelled(f"{what}: not started, the session that asked for it is gone")
+
+
+class _FirstTokenClock(CancelCheck):
+    """A :class:`CancelCheck` that also records when the first new token exists."""
+
+    def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
+        super().__init__(should_stop)
+        self.first_token_at: float | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        if not self.stop.is_set() and self.should_stop is not None and self.should_stop():
-            self.stop.set()
-        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
+        return super().__call__(input_ids, scores, **kwargs)
 
 
 def _run_generate(loaded: LoadedModel, inputs: BatchFeature, settings: GenerationSettings,
@@ -248,7 +290,10 @@ def _run_generate(loaded: LoadedModel, inputs: BatchFeature, settings: Generatio
 # ---------------------------------------------------------------------------- API
 def generate(loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings = GenerationSettings(),
              prefill: str = "", should_stop: Callable[[], bool] | None = None) -> GenerationResult:
-    """One image + prompt → one answer, with preprocessing / prefill / decode timings."""
+    """One image + prompt → one answer, with preprocessing / prefill / decode timings.
+
+    Raises :class:`GenerationCancelled` when ``should_stop()`` turns True before the answer is complete.
+    """
     return generate_batch(loaded, [image], [prompt], settings, prefills=[prefill], batch_size=1,
                           should_stop=should_stop)[0]
 
@@ -261,8 +306,9 @@ def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: 
 
     Timings of a row are those of its chunk (shared by the chunk's ``batch_size`` rows; see
     :attr:`GenerationResult.per_example_s`); ``on_progress(done, total)`` is called after each chunk;
-    ``should_stop()`` is polled every token and between chunks (a closed browser tab stops the work
-    instead of holding a core).
+    ``should_stop()`` is polled every token and between chunks: once it is True the work stops
+    (a closed browser tab must not hold a core) and :class:`GenerationCancelled` is raised, since
+    cut-short answers are not results.
     """
     settings.validate()
     images = list(images)
@@ -274,8 +320,7 @@ def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: 
     step = max(1, int(batch_size))
     for start in range(0, len(images), step):
         chunk = slice(start, start + step)
-        if should_stop is not None and should_stop():
-            break
+        check_cancelled(should_stop, loaded.path.name)
         prepared = time.perf_counter()
         inputs = build_inputs(loaded, images[chunk], prompts[chunk], prefills[chunk])
         check_context(loaded, int(inputs["input_ids"].shape[1]), settings)
@@ -283,6 +328,7 @@ def generate_batch(loaded: LoadedModel, images: Sequence[Image.Image], prompts: 
         began = time.perf_counter()
         sequences = _run_generate(loaded, inputs, settings, clock)
         ended = time.perf_counter()
+        clock.raise_if_cancelled(loaded.path.name)
         prompt_len = inputs["input_ids"].shape[1]
         mask = inputs.get("attention_mask")
         for row in range(sequences.shape[0]):
@@ -319,7 +365,8 @@ class GenerationStream:
 
     Beam search cannot stream in transformers, so with ``num_beams > 1`` the whole answer
     arrives as one chunk and ``ttft_s`` is None. Abandoning the iteration (``close()``)
-    stops generation at the next token.
+    stops generation at the next token; when ``should_stop()`` turned True the stream just ends
+    and ``result`` stays None (the text shown so far is cut short: not an answer to keep).
     """
 
     def __init__(self, loaded: LoadedModel, image: Image.Image, prompt: str, settings: GenerationSettings,
@@ -361,6 +408,8 @@ class GenerationStream:
             self._thread.join()
             if self.error is not None:
                 raise self.error
+            if self._clock.cancelled:
+                return
             ended = time.perf_counter()
             assert self._sequences is not None
             new_ids = self._sequences[0, self.inputs["input_ids"].shape[1]:]

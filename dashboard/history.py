@@ -9,6 +9,12 @@ Re-run is exact: the input image itself is stored as PNG when it is at most
 :data:`MAX_STORED_IMAGE_BYTES` once encoded; larger images keep only a thumbnail and their
 digest, and re-running them asks for the image again.
 
+Writes never follow links: the database and SQLite's side files (``-wal``, ``-shm``,
+``-journal``) must be regular files or absent, checked by
+:func:`dashboard.runs.files.write_target` (the writer behind saved results too) before every
+connection — a ``history.sqlite`` symlinked elsewhere is refused, not written through. SQLite's
+transactions (WAL) are what make each write atomic.
+
 Public mode (a Space): every row carries the visitor token of the browser that made it, and a
 store :meth:`HistoryStore.scoped` to a visitor reads, searches, exports and deletes only that
 visitor's rows; local use keeps one shared, unscoped history.
@@ -29,6 +35,7 @@ from typing import Any
 from PIL import Image
 
 from dashboard.images import image_digest, to_png_bytes
+from dashboard.runs.files import RunFileError, write_target
 
 MAX_STORED_IMAGE_BYTES = 2 * 2**20
 THUMBNAIL_SIDE = 128
@@ -56,6 +63,9 @@ CREATE INDEX IF NOT EXISTS generations_created ON generations(created_at);
 CREATE INDEX IF NOT EXISTS generations_checkpoint ON generations(checkpoint);
 """
 _VISITOR_INDEX = "CREATE INDEX IF NOT EXISTS generations_visitor ON generations(visitor, created_at)"
+
+SIDE_FILES = ("-wal", "-shm", "-journal")
+"""What SQLite writes next to the database; each is checked like the database itself."""
 
 _COLUMNS = ("id", "created_at", "run", "checkpoint", "prompt", "prefill", "settings", "image_name", "image_digest",
             "example_id", "thumbnail", "image", "output", "timings", "mode", "visitor")
@@ -126,6 +136,7 @@ class HistoryStore:
         if not _create:
             return
         try:
+            self._check_target()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -153,8 +164,19 @@ class HistoryStore:
         with self._connect() as conn:
             return conn.execute("DELETE FROM generations WHERE created_at < ?", (time.time() - seconds,)).rowcount
 
+    def _check_target(self) -> None:
+        """Refuse a database (or side file) that is a symlink or a special file: never written through."""
+        try:
+            for suffix in ("", *SIDE_FILES):
+                write_target(self.path.with_name(self.path.name + suffix), self.path.parent)
+        except RunFileError as exc:
+            raise HistoryError(f"history database {self.path} refused: {exc}") from exc
+        except OSError as exc:  # e.g. a file where its folder should be
+            raise HistoryError(f"cannot open history database {self.path}: {exc}") from exc
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        self._check_target()
         try:
             with closing(sqlite3.connect(self.path, timeout=10)) as conn, conn:
                 conn.row_factory = sqlite3.Row

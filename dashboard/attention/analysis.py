@@ -197,11 +197,13 @@ def force_tokens(inputs: Any, token_ids: Sequence[int]) -> dict[str, Any]:
 
 
 def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int = 16, lens_top_k: int = 5,
-            lens_image_tokens: bool = True, prefill: str = "", forced: Sequence[int] = ()) -> AttentionRun:
+            lens_image_tokens: bool = True, prefill: str = "", forced: Sequence[int] = (),
+            should_stop: Callable[[], bool] | None = None) -> AttentionRun:
     """Generate greedily on ``loaded`` (a pooled LoadedModel) and capture attention + logit lens.
 
     ``forced`` answer-token ids are appended to the prompt first (see :func:`force_tokens`); the
-    captured step 0 is then the token that follows them.
+    captured step 0 is then the token that follows them. ``should_stop`` cancels the generation
+    (:class:`~dashboard.generation.GenerationCancelled`), as on every page.
     """
     from dashboard.generation import build_inputs
 
@@ -209,7 +211,8 @@ def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int
     inputs = force_tokens(build_inputs(loaded, image, prompt, prefill), forced)
     layout = layout_for(loaded.model.config, loaded.processor, inputs["input_ids"], image, inputs)
     result = capture_generate(loaded.model, dict(inputs), max_new_tokens=max_new_tokens, lens_top_k=lens_top_k,
-                              lens_image_tokens=lens_image_tokens, lock=loaded.lock, do_sample=False)
+                              lens_image_tokens=lens_image_tokens, lock=loaded.lock, should_stop=should_stop,
+                              do_sample=False)
     namer = _token_namer(loaded.processor)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
     text = tokenizer.decode(result.generated_ids, skip_special_tokens=True)
@@ -219,12 +222,15 @@ def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int
 
 def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[int] | None = None,
                     max_examples: int | None = None, progress: ProgressFn | None = None,
-                    max_pixels: int = DEFAULT_MAX_PIXELS, max_new_tokens: int = 4) -> PointingReport:
+                    max_pixels: int = DEFAULT_MAX_PIXELS, max_new_tokens: int = 4,
+                    should_stop: Callable[[], bool] | None = None) -> PointingReport:
     """Pointing score of one checkpoint over eval examples that name a target object with a box.
 
     The first generated token's attention is scored; the whole answer (up to ``max_new_tokens``) is
     generated too, so each row knows whether the model was right (registry exact match), for the split.
     Images larger than ``max_pixels`` (the configured limit) are skipped with the reason.
+    ``should_stop`` cancels the whole report (:class:`~dashboard.generation.GenerationCancelled`
+    is a ``BaseException``: the per-example ``except Exception`` does not swallow it).
     """
 
     usable = [e for e in examples if e.target is not None and 0 <= e.target < len(e.objects)
@@ -237,7 +243,7 @@ def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[in
         try:
             image = load_image(example.image_path, max_pixels=max_pixels)
             run = analyse(loaded, image, example.prompt, max_new_tokens=max_new_tokens, lens_top_k=0,
-                          lens_image_tokens=False)
+                          lens_image_tokens=False, should_stop=should_stop)
         except Exception as exc:  # one bad example must not sink the report
             logger.warning("pointing: example %s skipped", example.id, exc_info=True)
             report.skipped.append(f"{example.id}: {type(exc).__name__}: {exc}")
@@ -272,7 +278,8 @@ class CheckpointPointing:
 def pointing_over_checkpoints(pool: Any, checkpoints: Sequence[Any], examples: Sequence[Any], *,
                               max_examples: int | None = None, errors: tuple[type[BaseException], ...] = (),
                               max_pixels: int = DEFAULT_MAX_PIXELS,
-                              progress: Callable[[int, int, str], None] | None = None) -> list[CheckpointPointing]:
+                              progress: Callable[[int, int, str], None] | None = None,
+                              should_stop: Callable[[], bool] | None = None) -> list[CheckpointPointing]:
     """Score every checkpoint (``CheckpointInfo``-like: ``name``, ``step``, ``path``) in step order.
 
     The one function behind the page's pointing table and the CLI, so both print the same numbers.
@@ -280,10 +287,14 @@ def pointing_over_checkpoints(pool: Any, checkpoints: Sequence[Any], examples: S
     """
     ordered = sorted(checkpoints, key=lambda c: (c.step is None, c.step if c.step is not None else 0, c.name))
     out: list[CheckpointPointing] = []
+    from dashboard.generation import check_cancelled
+
     for i, info in enumerate(ordered):
+        check_cancelled(should_stop, info.name)  # before loading the next model, not only between tokens
         try:
             with pool.turn(info.path) as loaded:
-                report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels)
+                report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels,
+                                         should_stop=should_stop)
             out.append(CheckpointPointing(info.name, info.step, str(info.path), report))
         except errors as exc:
             out.append(CheckpointPointing(info.name, info.step, str(info.path), None, f"{type(exc).__name__}: {exc}",

@@ -309,12 +309,20 @@ class _Lens:
 
 def capture_generate(model: PreTrainedModel, inputs: dict[str, Any], *, max_new_tokens: int = 32,
                      lens_top_k: int = 0, lens_image_tokens: bool = False,
-                     lock: threading.RLock | None = None, **generate_kwargs: Any) -> CaptureResult:
+                     lock: threading.RLock | None = None, should_stop: Callable[[], bool] | None = None,
+                     **generate_kwargs: Any) -> CaptureResult:
     """Generate greedily (or as ``generate_kwargs`` say, batch 1) while recording attention to the image.
 
     ``inputs`` is the processor output for one image + prompt (on the model's device). Pass the
     pooled model's ``lock`` so nobody else generates while the attention implementation is switched.
+    ``should_stop`` is polled every token by the generation's own
+    :class:`~dashboard.generation.CancelCheck`; once True the capture raises
+    :class:`~dashboard.generation.GenerationCancelled` instead of returning a cut-short run.
     """
+    from transformers import StoppingCriteriaList
+
+    from dashboard.generation import CancelCheck
+
     input_ids = inputs["input_ids"]
     if input_ids.shape[0] != 1:
         raise CaptureError(f"attention capture takes one prompt at a time, got a batch of {input_ids.shape[0]}")
@@ -327,15 +335,19 @@ def capture_generate(model: PreTrainedModel, inputs: dict[str, Any], *, max_new_
     recorder = _Recorder(language_attention_modules(model), image_positions.to(input_ids.device), prompt_len,
                          max_new_tokens)
     lens = _Lens(model, image_positions, lens_top_k, lens_image_tokens) if lens_top_k > 0 else None
+    cancel = CancelCheck(should_stop)
+    criteria = StoppingCriteriaList([*(generate_kwargs.pop("stopping_criteria", None) or []), cancel])
     token = _ACTIVE.set(recorder)
     try:
         with lock if lock is not None else nullcontext(), attention_implementation(model, CAPTURE_IMPLEMENTATION), \
                 torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, **generate_kwargs)
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, stopping_criteria=criteria,
+                                    **generate_kwargs)
     finally:
         _ACTIVE.reset(token)
         if lens is not None:
             lens.close()
+    cancel.raise_if_cancelled("attention capture")
     sequence = output[0] if not hasattr(output, "sequences") else output.sequences[0]
     generated = [int(t) for t in sequence[prompt_len:]]
     steps = len(generated)

@@ -15,7 +15,7 @@ from PIL import Image
 from dashboard.attention.adapters import LayoutError, UnsupportedFamily
 from dashboard.attention.analysis import AttentionRun, analyse, pointing_over_checkpoints
 from dashboard.attention.capture import CaptureError
-from dashboard.generation import GenerationInputError, GenerationOOMError
+from dashboard.generation import GenerationInputError, GenerationOOMError, check_cancelled
 from dashboard.images import DEFAULT_MAX_PIXELS
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.paths import PathOutsideRoots
@@ -24,25 +24,33 @@ from dashboard.runs.checkpoints import CheckpointInfo
 ANALYSIS_ERRORS: tuple[type[Exception], ...] = (
     CheckpointLoadError, GenerationInputError, GenerationOOMError, UnsupportedFamily, LayoutError, CaptureError,
     PathOutsideRoots)
-"""What capturing on one checkpoint may raise and the user can act on (shown, never fatal)."""
+"""What capturing on one checkpoint may raise and the user can act on (shown, never fatal).
+
+A cancel (:class:`~dashboard.generation.GenerationCancelled`, the page's ``should_stop`` turned
+True) is not among them: it ends the whole workflow, and the page stops drawing.
+"""
+
+StopCheck = Callable[[], bool] | None
 
 
 def capture(pool: Any, checkpoint: str | Path, image: Image.Image, prompt: str, max_new_tokens: int,
-            forced: tuple[int, ...] = ()) -> AttentionRun:
+            forced: tuple[int, ...] = (), should_stop: StopCheck = None) -> AttentionRun:
     """Generate on one pooled checkpoint with attention capture (logit lens only for a free generation)."""
     with pool.turn(Path(checkpoint)) as loaded:
         return analyse(loaded, image, prompt, max_new_tokens=max_new_tokens, forced=forced,
-                       lens_top_k=5 if not forced else 0, lens_image_tokens=not forced)
+                       lens_top_k=5 if not forced else 0, lens_image_tokens=not forced, should_stop=should_stop)
 
 
 def capture_across(pool: Any, checkpoints: Sequence[str], image: Image.Image, prompt: str,
-                   forced: tuple[int, ...]) -> tuple[dict[str, AttentionRun], dict[str, Exception]]:
+                   forced: tuple[int, ...], should_stop: StopCheck = None,
+                   ) -> tuple[dict[str, AttentionRun], dict[str, Exception]]:
     """The next token after ``prompt`` + ``forced`` on every checkpoint (teacher forcing)."""
     runs: dict[str, AttentionRun] = {}
     errors: dict[str, Exception] = {}
     for path in checkpoints:
+        check_cancelled(should_stop, Path(path).name)
         try:
-            runs[path] = capture(pool, path, image, prompt, 1, forced)
+            runs[path] = capture(pool, path, image, prompt, 1, forced, should_stop)
         except ANALYSIS_ERRORS as exc:
             errors[path] = exc
     return runs, errors
@@ -51,6 +59,7 @@ def capture_across(pool: Any, checkpoints: Sequence[str], image: Image.Image, pr
 def pointing_per_checkpoint(pool: Any, checkpoints: Sequence[CheckpointInfo], examples: Sequence[Any],
                             max_examples: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                             on_progress: Callable[[int, int, str], None] | None = None,
+                            should_stop: StopCheck = None,
                             ) -> tuple[dict[str, dict[str, Any]], dict[str, Exception]]:
     """Pointing summary per checkpoint path (with its step, name and the right/wrong split), plus failures.
 
@@ -65,7 +74,8 @@ def pointing_per_checkpoint(pool: Any, checkpoints: Sequence[CheckpointInfo], ex
             on_progress(done, total, name)
 
     for item in pointing_over_checkpoints(pool, checkpoints, examples, max_examples=max_examples,
-                                          errors=ANALYSIS_ERRORS, max_pixels=max_pixels, progress=progress):
+                                          errors=ANALYSIS_ERRORS, max_pixels=max_pixels, progress=progress,
+                                          should_stop=should_stop):
         if item.report is None:
             errors[item.path] = item.exception if isinstance(item.exception, Exception) else RuntimeError(item.error)
             continue

@@ -20,6 +20,7 @@ from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
 from dashboard.generation import GenerationSettings
 from dashboard.metrics import default_metrics
+from dashboard.runs.files import write_atomic
 
 
 class BadInput(ValueError):
@@ -78,8 +79,11 @@ def resolve_eval_set(run_dir: Path, eval_file: Path | None, limit: int | None) -
     return evalset
 
 
-def evaluate(request: EvalRequest, progress: TextIO = sys.stderr) -> dict[str, Any]:
-    """Run the sweep (reusing saved results) and build the report; raises :class:`BadInput`."""
+def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, Any]:
+    """Run the sweep (reusing saved results) and build the report; raises :class:`BadInput`.
+
+    Progress goes to ``progress``, by default the ``sys.stderr`` of the call (not of the import).
+    """
     from tqdm import tqdm
 
     from dashboard.compare.sweep import default_backend
@@ -100,7 +104,7 @@ def evaluate(request: EvalRequest, progress: TextIO = sys.stderr) -> dict[str, A
     settings = dataclasses.replace(load_settings(), runs_roots=(run_dir,))
     backend = default_backend(lambda: ModelPool.from_settings(settings), allow_pickle=settings.allow_pickle,
                               trust_remote_code=settings.trust_remote_code)
-    with tqdm(total=0, file=progress, unit="ex", desc=f"eval ({backend.name})") as bar:
+    with tqdm(total=0, file=progress or sys.stderr, unit="ex", desc=f"eval ({backend.name})") as bar:
         def on_progress(done: int, total: int, message: str) -> None:
             bar.total = total
             bar.update(done - bar.n)
@@ -144,7 +148,10 @@ def request_from_args(args: Any) -> EvalRequest:
 
 
 def write_outputs(report: dict[str, Any], *, as_json: bool, out: str | None) -> None:
+    """Print the report; with ``out`` also write it there, atomically and never through a symlink
+    (the results writer, :func:`dashboard.runs.files.write_atomic`, inside ``out``'s folder)."""
     text = json.dumps(report, ensure_ascii=False, indent=2)
     if out:
-        Path(out).write_text(text + "\n", encoding="utf-8")
+        target = Path(out).expanduser().absolute()
+        write_atomic(target, (text + "\n").encode("utf-8"), target.parent)
     print(text if as_json else text_summary(report))

@@ -7,6 +7,12 @@ run's complete 200-row results, and a partial result (a stopped run) never repla
 one. When the run folder is read-only, or its ``eval_results`` is a symlink, they go to
 ``<data_dir>/eval_results/<run-name>-<hash>/`` instead. Every write goes through
 :func:`dashboard.runs.files.write_atomic` (temp file + ``os.replace``, no symlink followed).
+
+Files of the older layout (``<eval_set>/<checkpoint>.json``, keyed by the set's *name* and
+carrying no content hash) are never read as if they were current: :func:`migrate_legacy`
+moves one under the new key when its rows are answers to exactly the current set's prompts
+and images (the rule by which saved rows are reused at all), and otherwise reports it as
+saved before content keys, not comparable.
 """
 
 from __future__ import annotations
@@ -18,16 +24,19 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from dashboard.metrics import aggregate_scores, score
 from dashboard.runs.checkpoints import checkpoint_step as _folder_step
-from dashboard.runs.files import RunFileError, read_json, write_atomic
+from dashboard.runs.files import RunFileError, excerpt, read_json, write_atomic
+
+if TYPE_CHECKING:
+    from dashboard.evalset import EvalExample, EvalSet
 
 logger = logging.getLogger(__name__)
 
@@ -180,12 +189,86 @@ def save_scores(run_dir: Path, scores: CheckpointScores, data_dir: Path | None =
     raise OSError("could not save scores: " + "; ".join(errors))
 
 
-def _read(path: Path, base: Path | None = None) -> CheckpointScores | None:
+def _read(path: Path, base: Path | None = None, *, legacy: bool = False) -> CheckpointScores | None:
+    """The saved result at ``path`` of the current layout (``legacy``: of the old one), else None."""
     try:
-        return CheckpointScores.from_json(read_json(path, [base if base is not None else path.parent], "results"))
+        data = read_json(path, [base if base is not None else path.parent], "results")
+        if isinstance(data, dict) and ("eval_set_hash" not in data) != legacy:
+            return None  # the other layout: never mixed in (see migrate_legacy)
+        return CheckpointScores.from_json(data)
     except (OSError, RunFileError, ValueError, KeyError, TypeError):
         logger.warning("saved scores %s unreadable; treated as not computed yet", path, exc_info=True)
         return None  # a corrupt, foreign, linked-out or missing file is treated as "not computed yet"
+
+
+def row_still_valid(row: dict[str, Any], by_id: dict[str, EvalExample]) -> bool:
+    """A saved row answers the current example: same id, prompt and image file (answers are rescored)."""
+    ex = by_id.get(str(row.get("id")))
+    return ex is not None and row.get("prompt") == ex.prompt and row.get("image") == ex.image_path.name
+
+
+@dataclass(frozen=True)
+class LegacyResult:
+    """A result file of the old name-keyed layout that could not be moved under a content key."""
+
+    path: Path
+    eval_set: str
+    checkpoint: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return (f"{excerpt(self.eval_set)} · {excerpt(self.checkpoint)}: saved before results were keyed by "
+                f"eval-set content, not comparable ({self.reason}); its file {excerpt(self.path.name)} is left "
+                "in place")
+
+
+def migrate_legacy(run_dir: Path, data_dir: Path | None,
+                   eval_sets: Callable[[], Iterable[EvalSet]]) -> list[LegacyResult]:
+    """Move old-layout results (``<set>/<checkpoint>.json``) of ``run_dir`` under their content key.
+
+    ``eval_sets()`` is called only once an old file is found (loading sets costs more than finding
+    none). A file is moved when an eval set of its name is among them and every saved row still
+    answers that set (:func:`row_still_valid`): its content hash is then the set's. A result already
+    saved under the new key is kept when it has at least as many rows. Everything else is returned
+    (and logged), so the pages say it is there but not comparable instead of silently dropping it.
+    """
+    sets: dict[str, EvalSet] | None = None
+    left: list[LegacyResult] = []
+    for folder, base in _bases(run_dir, data_dir):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for path in sorted(folder.glob("*/*.json")):
+            old = _read(path, base, legacy=True)
+            if old is None:
+                continue
+            if sets is None:
+                sets = {s.name: s for s in eval_sets()}
+            evalset = sets.get(old.eval_set)
+            if evalset is None:
+                reason = "this run has no eval set of that name to check it against"
+            elif not all(row_still_valid(r, by_id) for by_id in [evalset.by_id()] for r in old.rows):
+                reason = f"its prompts or images differ from the current {evalset.name}"
+            else:
+                _move_legacy(run_dir, data_dir, path, old, evalset)
+                continue
+            logger.warning("old-layout result %s not migrated: %s", path, reason)
+            left.append(LegacyResult(path, old.eval_set, old.checkpoint, reason))
+    return left
+
+
+def _move_legacy(run_dir: Path, data_dir: Path | None, path: Path, old: CheckpointScores, evalset: EvalSet) -> None:
+    old.eval_set_hash = evalset.content_hash
+    old.total = len(evalset.examples)
+    current = load_scores(run_dir, old.eval_set, old.checkpoint, data_dir, eval_set_hash=evalset.content_hash,
+                          settings_key=old.settings_key)
+    if current is None or current.n < old.n:
+        logger.info("old-layout result %s moved to %s", path, save_scores(run_dir, old, data_dir))
+    try:
+        path.unlink()
+        path.parent.rmdir()  # only once the old set folder is empty
+    except OSError:
+        logger.debug("old-layout result %s: not removed", path, exc_info=True)
 
 
 def _bases(run_dir: Path, data_dir: Path | None) -> list[tuple[Path, Path]]:

@@ -23,10 +23,12 @@ from dashboard.compare.results import (
     checkpoint_signature,
     checkpoint_step,
     load_scores,
+    migrate_legacy,
+    row_still_valid,
     save_scores,
 )
 from dashboard.compare.sweep import LocalBackend, SweepBackend, SweepJob, error_text
-from dashboard.evalset import EvalExample, EvalSet
+from dashboard.evalset import EvalSet
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,12 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
                    settings: GenerationSettings, cache: MutableMapping[CacheKey, SingleOutput], *,
                    image_digest: str, on_progress: Progress = _no_progress,
                    should_stop: Callable[[], bool] = _never) -> list[SingleOutput]:
-    """Generate with every checkpoint (cached ones are not re-run); errors stay per checkpoint."""
-    from dashboard.generation import generate
+    """Generate with every checkpoint (cached ones are not re-run); errors stay per checkpoint.
+
+    ``should_stop`` is checked between checkpoints and, through the generation, every token: once
+    it is True the outputs so far are returned and the cut-short one is neither returned nor cached.
+    """
+    from dashboard.generation import GenerationCancelled, generate
 
     outputs: list[SingleOutput] = []
     total = len(checkpoints)
@@ -108,7 +114,9 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
                 out.load_s = time.perf_counter() - t0
                 on_progress(i, total, f"{path.name}: generating")
                 with loaded.lock:
-                    result = generate(loaded, image, prompt, settings)
+                    result = generate(loaded, image, prompt, settings, should_stop=should_stop)
+        except GenerationCancelled:
+            break
         except Exception as exc:  # one bad checkpoint must not lose the others' outputs
             logger.warning("comparison: %s failed", path.name, exc_info=True)
             out.error = error_text(exc)
@@ -158,8 +166,10 @@ def prepare_scores(run_dir: Path, checkpoints: Sequence[str | Path], evalset: Ev
 
     A saved file is reused only if it was made with the same generation settings and the
     checkpoint folder has not changed since; its rows are reused only for examples whose
-    prompt and image are unchanged.
+    prompt and image are unchanged. Old-layout results of this set are migrated first
+    (:func:`~dashboard.compare.results.migrate_legacy`).
     """
+    migrate_legacy(run_dir, data_dir, lambda: [evalset])
     answers = {ex.id: ex.answer for ex in evalset.examples}
     by_id = evalset.by_id()
     out: dict[str, CheckpointScores] = {}
@@ -169,7 +179,7 @@ def prepare_scores(run_dir: Path, checkpoints: Sequence[str | Path], evalset: Ev
         saved = load_scores(run_dir, evalset.name, path.name, data_dir, eval_set_hash=evalset.content_hash,
                             settings_key=settings.key())
         if saved is not None and saved.settings_key == settings.key() and saved.checkpoint_signature == signature:
-            saved.rows = [r for r in saved.rows if _row_still_valid(r, by_id)]
+            saved.rows = [r for r in saved.rows if row_still_valid(r, by_id)]
             out[path.name] = saved.rescored(answers)
         else:
             out[path.name] = CheckpointScores(
@@ -178,11 +188,6 @@ def prepare_scores(run_dir: Path, checkpoints: Sequence[str | Path], evalset: Ev
                 checkpoint_signature=signature, rows=[], total=len(evalset.examples),
                 eval_set_hash=evalset.content_hash)
     return out
-
-
-def _row_still_valid(row: dict[str, Any], by_id: dict[str, EvalExample]) -> bool:
-    ex = by_id.get(str(row.get("id")))
-    return ex is not None and row.get("prompt") == ex.prompt and row.get("image") == ex.image_path.name
 
 
 def run_eval(pool: ModelPool | None, run_dir: Path, checkpoints: Sequence[str | Path], evalset: EvalSet,

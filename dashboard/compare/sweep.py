@@ -65,7 +65,8 @@ class SweepOutcome:
 
 
 class SweepBackend(Protocol):
-    """Runs jobs, calling ``on_rows`` for every finished batch; checks ``should_stop`` between batches."""
+    """Runs jobs, calling ``on_rows`` for every finished batch; checks ``should_stop`` between batches
+    (the local backend also every token, through the generation's stopping criteria)."""
 
     name: str
 
@@ -90,8 +91,13 @@ class BatchState:
 
 
 def score_chunk(loaded: Any, chunk: Sequence[EvalExample], settings: GenerationSettings, state: BatchState,
-                max_image_pixels: int) -> list[dict[str, Any]]:
-    """Generate and score one chunk; a bad image or a failed generation becomes an error row."""
+                max_image_pixels: int, should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+    """Generate and score one chunk; a bad image or a failed generation becomes an error row.
+
+    ``should_stop`` goes to the generation itself: once it is True the chunk raises
+    :class:`~dashboard.generation.GenerationCancelled` (no ``except Exception`` here catches it),
+    so its cut-short answers are never saved as scored rows.
+    """
     from dashboard.generation import generate, generate_batch
     from dashboard.images import load_image
 
@@ -111,7 +117,7 @@ def score_chunk(loaded: Any, chunk: Sequence[EvalExample], settings: GenerationS
     if state.batching_ok and len(good) > 1:
         try:
             results = list(generate_batch(loaded, images, [ex.prompt for ex in good], settings,
-                                          batch_size=len(good)))
+                                          batch_size=len(good), should_stop=should_stop))
         except Exception:
             logger.warning("batched generation failed on %s; generating one example at a time",
                            loaded.path.name, exc_info=True)
@@ -120,7 +126,7 @@ def score_chunk(loaded: Any, chunk: Sequence[EvalExample], settings: GenerationS
         results = []
         for ex, img in zip(good, images, strict=True):
             try:
-                results.append(generate(loaded, img, ex.prompt, settings))
+                results.append(generate(loaded, img, ex.prompt, settings, should_stop=should_stop))
             except Exception as exc:
                 logger.warning("eval set: example %s failed", ex.id, exc_info=True)
                 rows.append(result_row(ex, None, error_text(exc)))
@@ -166,6 +172,8 @@ class LocalBackend:
     def run(self, jobs: Sequence[SweepJob], settings: GenerationSettings, *, batch_size: int,
             max_image_pixels: int, on_rows: OnRows, on_status: OnStatus,
             should_stop: Callable[[], bool]) -> SweepOutcome:
+        from dashboard.generation import GenerationCancelled
+
         outcome = SweepOutcome()
         for job in jobs:
             if not job.examples:
@@ -185,9 +193,11 @@ class LocalBackend:
                             break
                         t1 = time.perf_counter()
                         with loaded.lock:
-                            rows = score_chunk(loaded, chunk, settings, state, max_image_pixels)
+                            rows = score_chunk(loaded, chunk, settings, state, max_image_pixels, should_stop)
                         outcome.generation_s += time.perf_counter() - t1
                         on_rows(job.name, rows)
+            except GenerationCancelled:  # mid-chunk: that chunk's cut-short rows are dropped, earlier ones kept
+                outcome.stopped = True
             except Exception as exc:  # load failure / OOM: report it, keep the other checkpoints going
                 logger.warning("eval set: %s failed", job.name, exc_info=True)
                 outcome.errors[job.name] = error_text(exc)

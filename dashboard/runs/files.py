@@ -230,12 +230,13 @@ def _no_symlink_components(path: Path, base: Path) -> None:
             raise OutsideRootsError(f"{current.name}: is a symlink; refusing to write through it")
 
 
-def write_atomic(path: Path, data: bytes, base: Path) -> Path:
-    """Write ``data`` to ``path`` (inside ``base``) atomically, never following a symlink.
+def write_target(path: Path, base: Path) -> Path:
+    """Where a write of ``path`` (inside ``base``) may go, or a refusal: the one write wall.
 
-    The file is written to a temporary file in the same folder and renamed over the target, so
-    readers see the old or the new content, never a mix; a symlink at the target or in any
-    folder between ``base`` and the target is refused rather than followed.
+    ``path`` (absolute, or relative to ``base``) must stay inside ``base`` after resolving, no
+    folder between ``base`` and it may be a symlink, and the target itself must be absent or a
+    regular file — never a symlink, FIFO or device. :func:`write_atomic` and the history database
+    (which SQLite writes itself) both check here first.
     """
     given = base.expanduser()
     base = given.resolve()
@@ -250,9 +251,24 @@ def write_atomic(path: Path, data: bytes, base: Path) -> Path:
     if not target.resolve().is_relative_to(base) and not target.parent.resolve().is_relative_to(base):
         raise OutsideRootsError(f"{target.name}: is outside the writable folder")
     _no_symlink_components(target, base)
-    target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink():
         raise OutsideRootsError(f"{target.name}: is a symlink; refusing to write through it")
+    with suppress(FileNotFoundError):
+        if not stat.S_ISREG(target.lstat().st_mode):
+            raise SpecialFileError(f"{target.name}: not a regular file; refusing to write to it")
+    return target
+
+
+def write_atomic(path: Path, data: bytes, base: Path) -> Path:
+    """Write ``data`` to ``path`` (inside ``base``) atomically, never following a symlink.
+
+    The file is written to a temporary file in the same folder and renamed over the target, so
+    readers see the old or the new content, never a mix; a symlink at the target or in any
+    folder between ``base`` and the target is refused rather than followed (:func:`write_target`).
+    """
+    target = write_target(path, base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target = write_target(target, base)  # a folder made by someone else meanwhile is checked again
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

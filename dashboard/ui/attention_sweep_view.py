@@ -18,12 +18,14 @@ from dashboard.attention.charts import pointing_figure
 from dashboard.attention.overlay import shared_range
 from dashboard.attention.sweep import capture_across, pointing_per_checkpoint
 from dashboard.formatting import display_table, markdown_safe
+from dashboard.generation import GenerationCancelled
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunNotFoundError
 from dashboard.ui import attention_tools as tools
 from dashboard.ui import state
 from dashboard.ui.attention_token_view import overlay, token_label
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.resources import get_pool, get_run, get_settings
 from dashboard.ui.widgets import show_model_error
@@ -57,9 +59,12 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
     st.caption(f"Each checkpoint reads {forced_text}, so every heatmap is for the position that predicts "
                f"{token_label(step, run.tokens[step])}.")
     if st.button("Show across checkpoints", key="attn.across_go", disabled=not chosen):
-        with st.spinner("Capturing…"):
-            runs, errors = capture_across(get_pool(), chosen, run.image, run.prompt,
-                                          tuple(run.result.generated_ids[:step]))
+        try:
+            with st.spinner("Capturing…"):
+                runs, errors = capture_across(get_pool(), chosen, run.image, run.prompt,
+                                              tuple(run.result.generated_ids[:step]), should_stop=session_gone_check())
+        except GenerationCancelled:  # the browser session is gone
+            return
         for exc in errors.values():
             show_model_error(exc, "Attention capture failed")
         st.session_state[K_ACROSS] = {"key": (run.checkpoint, step), "runs": runs}
@@ -96,9 +101,13 @@ def render_pointing(run_dir: Path | None) -> None:
         return
     if st.button("Score every checkpoint", key="attn.point_go"):
         bar = st.progress(0.0, text="Scoring…")
-        scored, errors = pointing_per_checkpoint(
-            get_pool(), loadable_checkpoints(run_dir), eval_set.examples, n, get_settings().max_image_pixels,
-            on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {name}"))
+        try:
+            scored, errors = pointing_per_checkpoint(
+                get_pool(), loadable_checkpoints(run_dir), eval_set.examples, n, get_settings().max_image_pixels,
+                on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {name}"),
+                should_stop=session_gone_check())
+        except GenerationCancelled:  # the browser session is gone
+            return
         for exc in errors.values():
             show_model_error(exc, "Attention capture failed")
         scores = st.session_state.setdefault(K_POINTING, {})

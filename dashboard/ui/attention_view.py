@@ -16,10 +16,12 @@ from PIL import Image
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.sweep import ANALYSIS_ERRORS, capture
 from dashboard.formatting import markdown_safe
+from dashboard.generation import GenerationCancelled
 from dashboard.ui import attention_tools as tools
 from dashboard.ui import state, url_state
 from dashboard.ui.attention_sweep_view import K_ACROSS, render_across_checkpoints, render_pointing
 from dashboard.ui.attention_token_view import controls, show_lens, show_token, token_label
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
@@ -31,7 +33,9 @@ K_HISTORY = "attn.history_id"
 
 def run_capture(checkpoint: Path, image: Image.Image, prompt: str, max_new_tokens: int) -> AttentionRun | None:
     try:
-        return capture(get_pool(), checkpoint, image, prompt, max_new_tokens)
+        return capture(get_pool(), checkpoint, image, prompt, max_new_tokens, should_stop=session_gone_check())
+    except GenerationCancelled:  # the browser session is gone: nobody to show a cut-short capture to
+        return None
     except ANALYSIS_ERRORS as exc:
         show_model_error(exc, "Attention capture failed")
         return None

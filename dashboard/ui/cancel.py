@@ -3,6 +3,10 @@
 Streamlit keeps running a script whose tab was closed until the script next talks to the page;
 a generation in a worker thread never does. The check below is handed to generation as its
 ``should_stop`` so a closed tab stops the model at the next token instead of keeping a core busy.
+Every page that generates passes it (Inference single/batch, Comparison single example and
+eval set, Attention capture/across checkpoints/pointing); the stopping itself is
+:class:`dashboard.generation.CancelCheck`, which raises
+:class:`~dashboard.generation.GenerationCancelled` so a cut-short answer is never kept.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard.compare.diff import diff_html, escape_text, plain_html
 from dashboard.compare.eval_job import EvalJobState, report_lines
 from dashboard.compare.export import checkpoint_metadata, eval_export, summary_csv_bytes
-from dashboard.compare.results import safe_name
+from dashboard.compare.results import migrate_legacy, safe_name
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
 from dashboard.compare.sweep import default_backend
 from dashboard.compare.tables import (
@@ -24,11 +24,13 @@ from dashboard.compare.tables import (
     summary_frame,
 )
 from dashboard.evalset import EvalSet
+from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationSettings
 from dashboard.metrics import default_metrics, get_metric
 from dashboard.public import VisitorLimitError
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.comparison_single_view import export_buttons
 from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
 from dashboard.ui.evalset_input import choose_eval_set_or_upload
@@ -45,6 +47,9 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     evalset = choose_eval_set_or_upload("cmp.eval", run.path)
     if evalset is None:
         return
+    for old in migrate_legacy(run.path, settings.data_dir, lambda: [evalset]):
+        if old.eval_set == evalset.name:
+            st.caption(markdown_safe(old.message))
     c1, c2 = st.columns([3, 1])
     metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
                              key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
@@ -65,6 +70,7 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
             with visitor_limits(gen, sweep=(len(evalset.examples), len(paths))):
                 report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir,
                                   batch_size=batch, max_image_pixels=settings.max_image_pixels, backend=backend,
+                                  should_stop=session_gone_check(),
                                   on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
                                                                            text=f"{d}/{t} · {backend.name} · {m}"))
         except VisitorLimitError as exc:

@@ -16,6 +16,7 @@ from dashboard.generation import GenerationSettings
 from dashboard.public import VisitorLimitError
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
@@ -92,8 +93,8 @@ def render_single_example(run: RunData, infos: list[CheckpointInfo], gen: Genera
         try:
             with visitor_limits(gen, sweep=(1, len(missing))):
                 outs = compare_single(get_pool(), [c.path for c in missing], picked.image, prompt, gen, cache,
-                                      image_digest=picked.digest, on_progress=lambda d, t, m: bar.progress(
-                                          d / max(t, 1), text=f"{d}/{t} · {m}"))
+                                      image_digest=picked.digest, should_stop=session_gone_check(),
+                                      on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
         except VisitorLimitError as exc:
             st.warning(f"Not run: {exc}")
             return

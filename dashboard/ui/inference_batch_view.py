@@ -11,9 +11,11 @@ import streamlit as st
 from dashboard.batch import BatchItem, batch_rows, batch_summary
 from dashboard.formatting import display_table
 from dashboard.generation import (
+    GenerationCancelled,
     GenerationInputError,
     GenerationOOMError,
     GenerationSettings,
+    check_cancelled,
     generate_batch,
     result_stats,
 )
@@ -71,17 +73,16 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
     try:
         with visitor_limits(settings, sweep=(len(images), 1)):
             for start in range(0, len(images), batch_size):  # one turn per chunk: others get theirs between
-                if should_stop():
-                    break
+                check_cancelled(should_stop, checkpoint.name)  # before waiting for the next turn
                 with generation_turn(checkpoint, limits=False) as loaded:
                     results += generate_batch(loaded, [p.image for p in images[start:start + batch_size]],
                                               prompts[start:start + batch_size], settings, batch_size=batch_size,
                                               should_stop=should_stop)
                 progress.progress(len(results) / len(images), text=f"{len(results)} / {len(images)}")
+    except GenerationCancelled:  # the browser session went away mid-batch: nobody to show rows to
+        return
     except (CheckpointLoadError, GenerationInputError, GenerationOOMError) as exc:
         show_model_error(exc)
-        return
-    if len(results) < len(images):  # the browser session went away mid-batch: nobody to show rows to
         return
     items = [BatchItem(p.name, prompt, p.example.answer if p.example else None) for p, prompt in zip(
         images, prompts, strict=True)]

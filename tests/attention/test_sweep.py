@@ -52,3 +52,33 @@ def test_pointing_reports_each_checkpoint_it_could_not_load(tiny_llava_dir: Path
     assert rows == {}
     assert [p[:2] for p in progress] == [(1, 2), (2, 2)]  # the bar advances past checkpoints that failed
     assert sorted(Path(p).name for p in errors) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_capture_stops_mid_generation_when_cancelled(tiny_llava_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    from dashboard.attention.sweep import capture
+    from dashboard.generation import GenerationCancelled
+    from tests.cancel_kit import MidGenerationCancel
+
+    for name in ("checkpoint-1", "checkpoint-2"):
+        shutil.copytree(tiny_llava_dir, tmp_path / name)
+    pool = ModelPool(budget_bytes=10**9, device="cpu", dtype=torch.float32)
+    first = tmp_path / "checkpoint-1"
+    with pool.acquire(first) as loaded:
+        cancel = MidGenerationCancel(loaded, after=3)
+    image = Image.new("RGB", (64, 64), "red")
+    with pytest.raises(GenerationCancelled):
+        capture(pool, first, image, "what colour ?", 40, should_stop=cancel.should_stop)
+    assert cancel.calls <= 4, cancel.calls  # 40 forward passes without the wiring
+    # Across checkpoints: the first capture is cancelled and the second checkpoint is never loaded.
+    cancel.calls, cancel.after, cancel.flag = 0, 1, False
+    with pytest.raises(GenerationCancelled):
+        capture_across(pool, [str(first), str(tmp_path / "checkpoint-2")], image, "what colour ?", (),
+                       should_stop=cancel.should_stop)
+    assert pool.load_count == 1
+    with pytest.raises(GenerationCancelled):  # the pointing sweep: nothing loaded once the session is gone
+        pointing_per_checkpoint(pool, discover_checkpoints(tmp_path), [], 4, should_stop=lambda: True)
+    assert pool.load_count == 1

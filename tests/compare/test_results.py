@@ -92,3 +92,80 @@ def test_rescored_uses_current_answers() -> None:
     again = s.rescored({"a": "blue", "b": "blue", "c": "x"})
     assert [r["scores"]["exact_match"] for r in again.rows] == [0.0, 1.0]
     assert again.total == 3 and not again.complete
+
+
+# ------------------------------------------------------------------ results saved before content keys
+def _legacy_run(tmp_path: Path, prompts: tuple[str, ...] = ("what colour ?", "what colour ?")) -> Path:
+    """A run with eval/demo.jsonl (2 rows) and checkpoint-1's complete result in the old layout:
+    ``eval_results/demo/checkpoint-1.json``, no content hash (as written before content keys)."""
+    from PIL import Image
+
+    run = tmp_path / "run"
+    (run / "eval" / "images").mkdir(parents=True)
+    lines = []
+    for i, colour in enumerate(("red", "blue")):
+        Image.new("RGB", (8, 8), colour).save(run / "eval" / "images" / f"{i}.png")
+        lines.append(json.dumps({"id": str(i), "image": f"images/{i}.png", "prompt": "what colour ?",
+                                 "answer": colour}))
+    (run / "eval" / "demo.jsonl").write_text("\n".join(lines) + "\n")
+    old = _scores("checkpoint-1", {"0": "red", "1": "red"})
+    for row, prompt in zip(old.rows, prompts, strict=True):
+        row.update(prompt=prompt, image=f"{row['id']}.png")
+    data = old.to_json()
+    del data["eval_set_hash"]
+    (run / "eval_results" / "demo").mkdir(parents=True)
+    (run / "eval_results" / "demo" / "checkpoint-1.json").write_text(json.dumps(data))
+    return run
+
+
+def test_old_layout_result_is_moved_under_its_content_key(tmp_path: Path) -> None:
+    from dashboard.compare.results import migrate_legacy
+    from dashboard.evalset import load_eval_set
+    from dashboard.timeline.scores import saved_scores
+
+    run = _legacy_run(tmp_path)
+    evalset = load_eval_set(run / "eval" / "demo.jsonl")
+    assert load_scores(run, "demo", "checkpoint-1", eval_set_hash=evalset.content_hash) is None  # not read as is
+    table, problem = saved_scores(run)  # the Timeline's read migrates it
+    assert problem is None
+    assert not (run / "eval_results" / "demo").exists()  # the old file (and its emptied folder) is gone
+    moved = load_scores(run, "demo", "checkpoint-1", eval_set_hash=evalset.content_hash, settings_key="k")
+    assert moved is not None and moved.complete and [r["output"] for r in moved.rows] == ["red", "red"]
+    assert (run / "eval_results" / result_relpath("demo", evalset.content_hash, "checkpoint-1", "k")).is_file()
+    assert set(table["checkpoint"]) == {"checkpoint-1"} and len(table) == len(moved.metrics)
+    assert migrate_legacy(run, None, lambda: [evalset]) == []  # nothing left to do
+
+
+def test_old_layout_result_that_no_longer_matches_is_reported_not_mixed_in(tmp_path: Path) -> None:
+    from dashboard.compare.results import iter_saved, migrate_legacy
+    from dashboard.compare.runner import prepare_scores
+    from dashboard.evalset import load_eval_set
+    from dashboard.generation import GenerationSettings
+    from dashboard.timeline.scores import saved_scores
+
+    run = _legacy_run(tmp_path, prompts=("what colour ?", "an older prompt"))
+    evalset = load_eval_set(run / "eval" / "demo.jsonl")
+    table, problem = saved_scores(run)
+    assert problem is not None and "saved before results were keyed by eval-set content, not comparable" in problem
+    assert "demo · checkpoint-1" in problem and "prompts or images differ" in problem
+    assert table.empty and list(iter_saved(run)) == []  # not plotted as if it were the current set's
+    assert (run / "eval_results" / "demo" / "checkpoint-1.json").is_file()  # kept for the user to look at
+    fresh = prepare_scores(run, [run / "checkpoint-1"], evalset, GenerationSettings())
+    assert fresh["checkpoint-1"].n == 0  # the Comparison page starts afresh for this set
+    (other,) = migrate_legacy(run, None, lambda: [])  # no eval set of that name in the run
+    assert "no eval set of that name" in other.message
+
+
+def test_old_layout_never_replaces_a_fuller_new_result(tmp_path: Path) -> None:
+    from dashboard.compare.results import migrate_legacy
+    from dashboard.evalset import load_eval_set
+
+    run = _legacy_run(tmp_path)
+    evalset = load_eval_set(run / "eval" / "demo.jsonl")
+    newer = _scores("checkpoint-1", {"0": "blue", "1": "blue"})
+    newer.eval_set_hash = evalset.content_hash
+    save_scores(run, newer)
+    assert migrate_legacy(run, None, lambda: [evalset]) == []
+    kept = load_scores(run, "demo", "checkpoint-1", eval_set_hash=evalset.content_hash, settings_key="k")
+    assert kept is not None and [r["output"] for r in kept.rows] == ["blue", "blue"]
+    assert not (run / "eval_results" / "demo" / "checkpoint-1.json").exists()

@@ -73,13 +73,13 @@ def test_run_eval_saves_reuses_and_stops(tiny_run: Path) -> None:
     pool = _pool()
 
     # Stop after the first chunk of the first checkpoint: the partial rows are saved.
-    calls = {"n": 0}
+    done = {"n": 0}
 
-    def stop_after_one() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 2  # 1: before checkpoint-1, 2: before chunk 1, 3: before chunk 2 → stop
+    def note(d: int, total: int, message: str) -> None:
+        done["n"] = d  # called once a chunk's rows are saved
 
-    first = run_eval(pool, tiny_run, ckpts, evalset, SETTINGS, batch_size=2, should_stop=stop_after_one)
+    first = run_eval(pool, tiny_run, ckpts, evalset, SETTINGS, batch_size=2, on_progress=note,
+                     should_stop=lambda: done["n"] >= 2)
     assert first.stopped and first.computed == 2
     partial = load_scores(tiny_run, "demo", "checkpoint-1")
     assert partial is not None and partial.n == 2 and not partial.complete
@@ -126,3 +126,35 @@ def test_batching_fallback_is_logged_not_silent(tiny_run: Path, tmp_path: Path, 
     assert not report.errors and report.computed == 5
     fallback = [r for r in caplog.records if "one example at a time" in r.getMessage()]
     assert fallback and fallback[0].name == "dashboard.compare.sweep" and fallback[0].exc_info
+
+
+def test_compare_single_stops_mid_generation_when_cancelled(tiny_run: Path) -> None:
+    from tests.cancel_kit import MidGenerationCancel
+
+    pool, cache = _pool(), {}
+    ckpts = [tiny_run / "checkpoint-1", tiny_run / "checkpoint-2"]
+    with pool.acquire(ckpts[0]) as loaded:
+        cancel = MidGenerationCancel(loaded, after=3)
+    outs = compare_single(pool, ckpts, Image.new("RGB", (64, 64), "red"), "what colour ?",
+                          GenerationSettings(max_new_tokens=40), cache, image_digest="c1",
+                          should_stop=cancel.should_stop)
+    assert cancel.calls <= 4, cancel.calls  # 40 forward passes if the flag only counted between checkpoints
+    assert outs == [] and cache == {}  # the cut-short answer is neither shown nor cached
+    assert pool.load_count == 1  # the next checkpoint is not even loaded
+
+
+def test_run_eval_stops_mid_chunk_and_saves_nothing_cut_short(tiny_run: Path) -> None:
+    from tests.cancel_kit import MidGenerationCancel
+
+    evalset = load_eval_set(tiny_run / "eval" / "demo.jsonl")
+    ckpts = [tiny_run / "checkpoint-1", tiny_run / "checkpoint-2"]
+    shutil.rmtree(tiny_run / "eval_results", ignore_errors=True)
+    pool = _pool()
+    with pool.acquire(ckpts[0]) as loaded:
+        cancel = MidGenerationCancel(loaded, after=3)
+    report = run_eval(pool, tiny_run, ckpts, evalset, GenerationSettings(max_new_tokens=40), batch_size=2,
+                      should_stop=cancel.should_stop)
+    assert cancel.calls <= 4, cancel.calls
+    assert report.stopped and report.computed == 0 and not report.errors  # a cancel is not a failure
+    assert load_scores(tiny_run, "demo", "checkpoint-1") is None  # no cut-short row was saved as a score
+    assert pool.load_count == 1

@@ -234,7 +234,7 @@ def test_prompt_longer_than_the_context_is_refused_before_generating(corpus):
 
 
 def test_generation_stops_when_the_session_is_gone(corpus):
-    from dashboard.generation import GenerationSettings, generate
+    from dashboard.generation import GenerationCancelled, GenerationSettings, generate, stream
     from dashboard.images import load_image as load
 
     image = load(corpus["secret-links"] / "pic.png")
@@ -243,10 +243,14 @@ def test_generation_stops_when_the_session_is_gone(corpus):
     with pool.acquire(corpus["secret-links"] / "checkpoint-1") as loaded:
         loaded.model.generation_config.eos_token_id = None  # would otherwise stop by itself
         full = generate(loaded, image, "hi", settings)
-        polls = []
-        stopped = generate(loaded, image, "hi", settings, should_stop=lambda: polls.append(1) or len(polls) > 3)
+        polls: list[int] = []
+        with pytest.raises(GenerationCancelled):  # a cut-short answer is not a result
+            generate(loaded, image, "hi", settings, should_stop=lambda: polls.append(1) or len(polls) > 3)
+        streamed = stream(loaded, image, "hi", settings, should_stop=lambda: polls.append(1) or len(polls) > 8)
+        chunks = list(streamed)
     assert full.output_tokens == 40
-    assert stopped.output_tokens < 10, stopped.output_tokens
+    assert len(polls) < 10, len(polls)  # polled every token, stopped at the 4th
+    assert streamed.result is None and len("".join(chunks).split()) < 10  # the stream ends, nothing to keep
 
 
 def test_session_gone_check_follows_the_streamlit_runtime(monkeypatch):

@@ -133,3 +133,44 @@ def test_attention_lists_checkpoints_through_the_run_model(tiny_llava_dir: Path,
     table = _pointing_table(at)
     assert list(table["name"]) == ["checkpoint-1"]
     assert table["n"].tolist() == [1] and table["skipped"].tolist() == [1]  # the 6,400 px image is over the limit
+
+
+def test_captures_stop_when_the_session_is_gone(tiny_llava_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every capture of the page (one checkpoint, across checkpoints, pointing) gets the page's
+    session-gone check: once the tab is gone nothing is captured or stored."""
+    import shutil
+
+    from dashboard.ui import state
+    from tests.pages.gone_session import GoneSession
+
+    root = _tiny_run_with_outside_link(tiny_llava_dir, tmp_path)
+    (root / "run" / "checkpoint-2").unlink()
+    shutil.copytree(tiny_llava_dir, root / "run" / "checkpoint-2")
+    session = GoneSession(gone=True)
+    for view in ("attention_view", "attention_sweep_view"):
+        monkeypatch.setattr(f"dashboard.ui.{view}.session_gone_check", session.factory)
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "1GB")
+    monkeypatch.chdir(HOME.parent)
+    at = AppTest.from_file(str(HOME.parent / "pages" / "4_Attention.py"), default_timeout=180)
+    at.session_state[state.RUN_PATH] = str(root / "run")
+    at.session_state[state.CHECKPOINT_PATH] = str(root / "run" / "checkpoint-1")
+    at.run()
+    at.button(key="attn.pick.0").click().run()
+    at.number_input(key="attn.max_new").set_value(2).run()
+    at.button(key="attn.go").click().run()
+    assert not at.exception, at.exception
+    assert session.made == 1 and session.polls >= 1 and "attn.run" not in at.session_state
+    session.gone = False  # a capture the user stays for
+    at.button(key="attn.go").click().run()
+    assert "attn.run" in at.session_state and session.made == 2
+    session.gone = True
+    polls = session.polls
+    at.button(key="attn.across_go").click().run()
+    assert not at.exception, at.exception
+    assert session.made == 3 and session.polls > polls and "attn.across" not in at.session_state
+    polls = session.polls
+    at.button(key="attn.point_go").click().run()
+    assert not at.exception, at.exception
+    assert session.made == 4 and session.polls > polls and "attn.pointing" not in at.session_state

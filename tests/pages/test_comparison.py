@@ -135,3 +135,67 @@ def test_single_example_mode_with_gallery_and_cache(own_demo_root: Path) -> None
     at.selectbox(key="cmp.reference").set_value(names[0]).run()
     assert not at.exception, at.exception
     assert at.button(key="cmp.run_single").label == "All outputs cached"
+
+
+@pytest.fixture()
+def tiny_two_checkpoints(tiny_llava_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """runs/run with two tiny checkpoints and a 2-row eval set; the app pointed at it (no Ray)."""
+    from PIL import Image
+
+    run = tmp_path / "runs" / "run"
+    for name in ("checkpoint-1", "checkpoint-2"):
+        shutil.copytree(tiny_llava_dir, run / name)
+    (run / "eval" / "images").mkdir(parents=True)
+    rows = []
+    for i, colour in enumerate(("red", "blue")):
+        Image.new("RGB", (64, 64), colour).save(run / "eval" / "images" / f"{i}.png")
+        rows.append(json.dumps({"id": str(i), "image": f"images/{i}.png", "prompt": "what colour ?",
+                                "answer": colour}))
+    (run / "eval" / "tiny.jsonl").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(run.parent))
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "1GB")
+    monkeypatch.delenv("VLMLAB_RAY_ADDRESS", raising=False)
+    monkeypatch.chdir(REPO_ROOT)
+    return run
+
+
+def _tiny_page(run: Path) -> AppTest:
+    from dashboard.ui import state
+
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "2_Comparison.py"), default_timeout=120)
+    at.session_state[state.RUN_PATH] = str(run)
+    at.session_state[state.CHECKPOINT_PATH] = str(run / "checkpoint-2")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_single_example_generation_stops_when_the_session_is_gone(tiny_two_checkpoints: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.pages.gone_session import GoneSession
+
+    session = GoneSession(gone=True)
+    monkeypatch.setattr("dashboard.ui.comparison_single_view.session_gone_check", session.factory)
+    at = _tiny_page(tiny_two_checkpoints)
+    at.button(key="cmp.img.pick.0").click().run()
+    at.button(key="cmp.run_single").click().run()
+    assert not at.exception, at.exception
+    assert session.made == 1 and session.polls >= 1  # the page handed its check to the generation
+    assert at.session_state["cmp.cache"] == {}  # and nothing was generated for a closed tab
+    assert at.button(key="cmp.run_single").label == "Run 2 checkpoint(s)"
+
+
+def test_eval_set_run_stops_when_the_session_is_gone(tiny_two_checkpoints: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.pages.gone_session import GoneSession
+
+    session = GoneSession(gone=True)
+    monkeypatch.setattr("dashboard.ui.comparison_eval_view.session_gone_check", session.factory)
+    at = _tiny_page(tiny_two_checkpoints)
+    at.radio(key="cmp.mode").set_value("Eval set").run()
+    at.button(key="cmp.eval.run").click().run()
+    assert not at.exception, at.exception
+    assert session.made == 1 and session.polls >= 1
+    assert at.session_state["cmp.eval.report"]["stopped"] and at.session_state["cmp.eval.report"]["computed"] == 0
+    assert not list((tiny_two_checkpoints / "eval_results").rglob("*.json"))

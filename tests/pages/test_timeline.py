@@ -166,3 +166,15 @@ def test_page_on_demo_run(app_env: Path, demo_run_dir: Path) -> None:
     for trace in eval_traces:
         logged = [(e["step"], e[trace["name"]]) for e in log if trace["name"] in e]
         assert list(zip(trace["x"], trace["y"], strict=True)) == logged
+
+
+def test_page_names_results_saved_before_content_keys(synthetic_root: Path) -> None:
+    """An old-layout result the page cannot check against an eval set of the run is named, not dropped."""
+    run = synthetic_root / "alpha"
+    rows = [{"id": "0", "prompt": "p", "image": "0.png", "output": "red", "scores": {"exact_match": 1.0}}]
+    write_json(run / "eval_results" / "demo" / "checkpoint-100.json", {
+        "checkpoint": "checkpoint-100", "step": 100, "eval_set": "demo", "settings": {}, "settings_key": "k",
+        "checkpoint_signature": "s", "rows": rows, "total": 1, "saved_at": 1.0, "schema": 1})
+    at = _timeline(run)
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "demo · checkpoint-100: saved before results were keyed by eval-set content, not comparable" in warnings

@@ -240,11 +240,14 @@ def test_selection_maps_to_checkpoint(run) -> None:
 
 # ------------------------------------------------------------------ saved eval-set scores
 def _write_scores(run_dir: Path, checkpoint: str, step: int, exact: list[int]) -> None:
+    """A saved result as the Comparison page writes it (content-keyed layout)."""
+    from dashboard.compare.results import result_relpath
+
     rows = [{"id": f"{i:05d}", "output": "red", "scores": {"exact_match": float(v), "contains": float(v),
                                                            "token_f1": float(v)}} for i, v in enumerate(exact)]
-    write_json(run_dir / "eval_results" / "demo" / f"{checkpoint}.json", {
-        "checkpoint": checkpoint, "step": step, "eval_set": "demo", "n": len(rows),
-        "metrics": {"exact_match": sum(exact) / len(exact)}, "settings": {}, "rows": rows})
+    write_json(run_dir / "eval_results" / result_relpath("demo", "a" * 64, checkpoint, "k"), {
+        "checkpoint": checkpoint, "step": step, "eval_set": "demo", "n": len(rows), "eval_set_hash": "a" * 64,
+        "settings_key": "k", "metrics": {"exact_match": sum(exact) / len(exact)}, "settings": {}, "rows": rows})
 
 
 def test_saved_scores_become_their_own_clickable_series(run, tmp_path: Path) -> None:
