@@ -5,8 +5,9 @@ classes into a folder, the way a fine-tuning run saves a checkpoint. Where curre
 transformers writes a video-processor entry (Qwen2-VL, Qwen2.5-VL, SmolVLM) but cannot build
 the processor with its video processor here (see :func:`video_entry`), the processor is saved
 through its image-only variant and the entry the real class writes is added to
-``processor_config.json``, so loading meets what a real checkpoint holds. Vision towers have zero layers (or mix nothing),
-so each image token depends only on its own patch: the painted-square oracle is exact.
+``processor_config.json``, so loading meets what a real checkpoint holds. Vision towers have zero
+layers (or mix nothing), so each image token depends only on its own patch: the painted-square
+oracle is exact.
 """
 
 from __future__ import annotations
