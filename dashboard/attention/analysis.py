@@ -21,6 +21,7 @@ from dashboard.attention.capture import TEXT_SUMMARY_FIELDS, CaptureResult, capt
 from dashboard.attention.overlay import HeadMode, token_attention
 from dashboard.attention.pointing import PointingReport, score_example, summarise
 from dashboard.attention.rollout import full_attentions, image_rollout
+from dashboard.attention.tokens import TokenNames
 from dashboard.images import DEFAULT_MAX_PIXELS, load_image
 from dashboard.metrics import exact_match
 
@@ -36,13 +37,20 @@ class AttentionRun:
     checkpoint: str
     prompt: str
     image: Image.Image
-    tokens: list[str]  # decoded generated tokens
+    tokens: list[str]  # generated tokens as the page names them (dashboard.attention.tokens: specials marked)
     result: CaptureResult
     layout: ImageLayout
     token_names: Callable[[Sequence[int]], list[str]]
     text: str = ""  # the decoded answer (special tokens skipped)
     inputs: dict[str, Any] | None = None  # the model inputs of the prompt (for the rollout's extra forward pass)
     _full_attention: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def special_steps(self) -> list[int]:
+        """Generated tokens the answer text leaves out (special tokens; their labels are marked)."""
+        is_special = getattr(self.token_names, "is_special", None)
+        if is_special is None:
+            return []
+        return [i for i, t in enumerate(self.result.generated_ids) if is_special(t)]
 
     def grid(self, step: int, layers: Sequence[int] | None, head: int | HeadMode,
              view: str | None = None) -> np.ndarray:
@@ -137,7 +145,8 @@ class AttentionRun:
         chosen = list(range(self.result.n_layers)) if layers is None else list(layers)
         return {
             "checkpoint": self.checkpoint, "prompt": self.prompt, "generated_tokens": self.tokens,
-            "token_index": step, "token": self.tokens[step], "layers": chosen, "head": head,
+            "token_index": step, "token": self.tokens[step],
+            "token_id": self.result.generated_ids[step], "layers": chosen, "head": head,
             "view": view or self.layout.primary.name, "layout": self.layout.to_dict(),
             "grid": self.grid(step, chosen, head, view).round(7).tolist(),
             "image_share_per_layer": self.image_share(step).round(7).to_dict(orient="list"),
@@ -167,15 +176,6 @@ class SpatialLens:
 def head_value_range(grids: np.ndarray) -> tuple[float, float]:
     """One colour scale for a set of maps (the heads grid), so heads can be compared by strength."""
     return float(np.min(grids)), float(np.max(grids))
-
-
-def _token_namer(processor: Any) -> Callable[[Sequence[int]], list[str]]:
-    tokenizer = getattr(processor, "tokenizer", processor)
-
-    def names(ids: Sequence[int]) -> list[str]:
-        return [str(t) for t in tokenizer.convert_ids_to_tokens([int(i) for i in ids])]
-
-    return names
 
 
 def force_tokens(inputs: Any, token_ids: Sequence[int]) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int
     result = capture_generate(loaded.model, dict(inputs), max_new_tokens=max_new_tokens, lens_top_k=lens_top_k,
                               lens_image_tokens=lens_image_tokens, lock=loaded.lock, should_stop=should_stop,
                               do_sample=False)
-    namer = _token_namer(loaded.processor)
+    namer = TokenNames(loaded.processor)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
     text = tokenizer.decode(result.generated_ids, skip_special_tokens=True)
     return AttentionRun(str(loaded.path), prompt, image, namer(result.generated_ids), result, layout, namer, text,

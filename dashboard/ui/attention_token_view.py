@@ -25,6 +25,8 @@ from dashboard.attention.overlay import (
 from dashboard.formatting import markdown_safe
 from dashboard.ui import url_state
 
+LENS_IMAGE_COLUMNS = 64  # image tokens (the first, in prompt order) in the logit-lens chart and table
+
 
 def token_label(index: int, token: str) -> str:
     """Widget/caption label for a generated token; model output is escaped, never rendered as Markdown."""
@@ -148,11 +150,11 @@ def show_lens(run: AttentionRun) -> None:
     if frame.empty:
         st.info("No logit-lens data for these positions.")
         return
-    labels = run.tokens if which == "generated tokens" else [f"img{i}" for i in range(len(run.layout.image_positions))]
+    labels = run.tokens if which == "generated tokens" else run.layout.token_labels()
     if which == "image tokens":
-        shown = min(64, len(labels))
+        shown = min(LENS_IMAGE_COLUMNS, len(labels))
         frame = frame[frame["position"] < shown]
-        st.caption(f"First {shown} of {len(labels)} image tokens, in the order they appear in the prompt.")
+        st.caption(run.layout.order_caption(shown))
     st.plotly_chart(lens_figure(frame, labels, "top-1 token per layer"), key="attn.lens_fig")
     with st.expander("Table (top-k)"):
         st.dataframe(frame, hide_index=True)

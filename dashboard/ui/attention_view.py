@@ -15,6 +15,7 @@ from PIL import Image
 
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.sweep import ANALYSIS_ERRORS, capture
+from dashboard.attention.tokens import SPECIAL_MARK
 from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationCancelled
 from dashboard.ui import attention_tools as tools
@@ -90,6 +91,10 @@ def render_attention() -> None:
         st.warning("The model generated no tokens.")
         return
     st.markdown(f"**Output** of `{Path(captured.checkpoint).name}`: {markdown_safe(captured.text)}")
+    hidden = captured.special_steps()
+    if hidden:
+        st.caption(f"{len(hidden)} of {len(captured.tokens)} generated tokens are special tokens, marked "
+                   f"“{SPECIAL_MARK.strip()}” below; the output text leaves them out.")
     options = list(range(len(captured.tokens)))
     token = url_state.arrival_value("token", url_state.decode_choice(options, int), "token")
     step = st.segmented_control("Generated token", options, default=token or 0, required=True,

@@ -3,16 +3,20 @@
 Each builder writes ``model.save_pretrained`` + ``processor.save_pretrained`` of the real
 classes into a folder, the way a fine-tuning run saves a checkpoint. Where current
 transformers writes a video-processor entry (Qwen2-VL, Qwen2.5-VL, SmolVLM) but cannot build
-the video processor here (it needs torchvision), the processor is saved through its image-only
-variant and the entry is added to ``processor_config.json`` exactly as the real class writes it,
-so loading meets what a real checkpoint holds. Vision towers have zero layers (or mix nothing),
-so each image token depends only on its own patch: the painted-square oracle is exact.
+the processor with its video processor here (see :func:`video_entry`), the processor is saved
+through its image-only variant and the entry the real class writes is added to
+``processor_config.json``, so loading meets what a real checkpoint holds. Vision towers have zero
+layers (or mix nothing), so each image token depends only on its own patch: the painted-square
+oracle is exact.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +68,41 @@ def _save(folder: Path, model: Any, processor: Any, video_entry: dict[str, Any] 
     return folder
 
 
-def _video_entry(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"video_processor_type": kind, "do_resize": True, "do_rescale": True, "do_normalize": True,
-            "do_convert_rgb": True, "do_sample_frames": False, **fields}
+# Runs in a child process: the video-processor modules import torchvision at the top (Qwen2-VL), so
+# they are imported behind empty stand-in modules; only ``__init__`` and ``to_dict`` run, which use
+# no torchvision code. The child keeps the stand-ins away from this process's transformers state.
+_VIDEO_ENTRY_SCRIPT = """
+import importlib, json, sys, types
+from transformers.utils import is_torchvision_available
+assert not is_torchvision_available()
+for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.v2",
+             "torchvision.transforms.v2.functional"):
+    sys.modules[name] = types.ModuleType(name)
+module, name, kwargs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print(json.dumps(getattr(importlib.import_module(module), name)(**kwargs).to_dict()))
+"""
+
+
+@cache
+def _video_entry_json(module: str, name: str, kwargs_json: str) -> str:
+    done = subprocess.run([sys.executable, "-c", _VIDEO_ENTRY_SCRIPT, module, name, kwargs_json],
+                          capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not build {name}: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def video_entry(module: str, name: str, **kwargs: Any) -> dict[str, Any]:
+    """What ``processor.save_pretrained`` writes under ``"video_processor"``: the real class's ``to_dict()``.
+
+    Why not save the processor with its video processor: without torchvision transformers'
+    ``VIDEO_PROCESSOR_MAPPING`` is a placeholder, so the processor class rejects any video
+    processor passed to it (``check_argument_for_proper_class``), and ``Qwen2VLVideoProcessor``
+    cannot even be imported. The class itself needs no torchvision to build and serialise, so its
+    ``to_dict()`` is taken from a child process (see ``_VIDEO_ENTRY_SCRIPT``); the processor writes
+    exactly that dict (``ProcessorMixin.to_dict``).
+    """
+    return dict(json.loads(_video_entry_json(module, name, json.dumps(kwargs, sort_keys=True))))
 
 
 def _qwen(folder: Path, v25: bool) -> Path:
@@ -103,8 +139,9 @@ def _qwen(folder: Path, v25: bool) -> Path:
     processor = without_video_processor(processor_cls)(
         image_processor=image_processor, tokenizer=tok,
         chat_template=template("<|vision_start|> <|image_pad|> <|vision_end|>"))
-    entry = _video_entry("Qwen2VLVideoProcessor", patch_size=14, temporal_patch_size=2, merge_size=2,
-                         min_pixels=28 * 28, max_pixels=28 * 28 * 64)
+    entry = video_entry("transformers.models.qwen2_vl.video_processing_qwen2_vl", "Qwen2VLVideoProcessor",
+                        patch_size=14, temporal_patch_size=2, merge_size=2, min_pixels=28 * 28,
+                        max_pixels=28 * 28 * 64)
     return _save(folder, model, processor, entry)
 
 
@@ -142,8 +179,8 @@ def _idefics(folder: Path, smol: bool) -> Path:
         processor: Any = without_video_processor(SmolVLMProcessor)(
             image_processor=SmolVLMImageProcessorPil(**kwargs), tokenizer=tok, image_seq_len=16,
             chat_template=template("<image>"))
-        entry = _video_entry("SmolVLMVideoProcessor", size={"longest_edge": 96},
-                             max_image_size={"longest_edge": 32}, fps=1, num_frames=4)
+        entry = video_entry("transformers.models.smolvlm.video_processing_smolvlm", "SmolVLMVideoProcessor",
+                            size={"longest_edge": 96}, max_image_size={"longest_edge": 32})
         return _save(folder, model, processor, entry)
     model = Idefics3ForConditionalGeneration(
         Idefics3Config(text_config=text_cfg(tok), vision_config=vision, image_token_id=image_id, scale_factor=2))

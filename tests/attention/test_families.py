@@ -124,3 +124,54 @@ def test_painted_square_lands_in_the_mapped_cells(name: str, loaded: dict[str, L
 def test_unsupported_family_says_why_and_still_generates(name: str, loaded: dict[str, LoadedModel]) -> None:
     with pytest.raises(UnsupportedFamily, match=f"attention view not available for {NOT_AVAILABLE[name][0]} "):
         analyse(loaded[name], _painted(None), "what is it ?", max_new_tokens=1)
+
+
+@pytest.mark.parametrize("name", WITH_ATTENTION)
+def test_declared_token_order_matches_the_grid_views(name: str, loaded: dict[str, LoadedModel]) -> None:
+    """Each declared segment is a row-major block of a view: what the lens columns and captions rely on."""
+    item = loaded[name]
+    inputs = dict(build_inputs(item, _painted(None), "what is it ?"))
+    layout = layout_for(item.model.config, item.processor, inputs["input_ids"], _painted(None), inputs)
+    cells = layout.cells()
+    labels = layout.token_labels()
+    assert len(cells) == len(labels) == len(set(labels)) == len(layout.image_positions)
+    index = {int(p): i for i, p in enumerate(layout.image_positions)}
+    placed: set[int] = set()
+    for view in layout.views:
+        offsets: dict[int, set[tuple[int, int]]] = {}
+        for (vr, vc), pos in np.ndenumerate(view.positions):
+            segment, r, c = cells[index[int(pos)]]
+            offsets.setdefault(id(segment), set()).add((vr - r, vc - c))
+            placed.add(index[int(pos)])
+        assert all(len(o) == 1 for o in offsets.values()), offsets  # one block, same row-major order
+    # every token the views draw is accounted for; the rest is a declared extra (LLaVA's CLS token)
+    assert all(cells[i][0].group == "CLS token" for i in set(range(len(cells))) - placed)
+
+
+def test_idefics3_caption_names_tiles_shown_and_the_global_view_left_out(loaded: dict[str, LoadedModel]) -> None:
+    item = loaded["idefics3"]
+    inputs = dict(build_inputs(item, _painted(None), "what is it ?"))
+    layout = layout_for(item.model.config, item.processor, inputs["input_ids"], _painted(None), inputs)
+    tiles = [s for s in layout.segments if s.group == "tile"]
+    n, per = len(tiles), tiles[0].count
+    assert n >= 3 and layout.segments[-1].group == "global view"
+    assert layout.token_labels()[0] == "t1·r1c1" and layout.token_labels()[-1] == f"g·r{tiles[0].rows}c{tiles[0].cols}"
+    caption = layout.order_caption(n * per)
+    assert caption.startswith(f"First {n * per} of {(n + 1) * per} image tokens, in prompt order: tile by tile")
+    assert caption.endswith(f"Shown: tiles 1–{n} of {n}; not shown: the global view.")
+    partial = layout.order_caption(per + 4)
+    assert partial.endswith(f"Shown: tile 1 of {n}, and the first 4 of {per} tokens of tile 2 of {n} "
+                            f"(1 of {tiles[0].rows} rows); not shown: tiles 3–{n} of {n} and the global view.")
+    assert "row-major over the primary grid" not in caption
+
+
+@pytest.mark.parametrize("name", ["qwen2_vl", "paligemma"])
+def test_single_grid_caption_states_row_major_order(name: str, loaded: dict[str, LoadedModel]) -> None:
+    item = loaded[name]
+    inputs = dict(build_inputs(item, _painted(None), "what is it ?"))
+    layout = layout_for(item.model.config, item.processor, inputs["input_ids"], _painted(None), inputs)
+    rows, cols = layout.primary.shape
+    total = rows * cols
+    assert layout.order_caption(total).startswith(f"All {total} image tokens, in prompt order: row-major over "
+                                                  f"the {rows}×{cols} grid")
+    assert layout.token_labels()[cols] == "r2c1"  # row-major: the token after the first row starts row 2

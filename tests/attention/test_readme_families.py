@@ -10,18 +10,21 @@ from tests.attention import family_checkpoints as fc
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _table() -> dict[str, tuple[str, str]]:
+def _table() -> dict[str, tuple[str, str, str]]:
     text = README.read_text(encoding="utf-8").split("## Supported model families", 1)[1].split("\n## ", 1)[0]
     rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
-    return {cells[1].strip(): (cells[2].strip(), cells[3].strip()) for cells in rows[1:]}
+    return {cells[1].strip(): (cells[2].strip(), cells[3].strip(), cells[4].strip()) for cells in rows[1:]}
 
 
 def test_readme_table_matches_registry_and_fixtures() -> None:
     table = _table()
     assert set(table) == set(fc.BUILDERS)  # every tested family is listed, and only those
-    for model_type, (generates, attention) in table.items():
+    for model_type, (generates, attention, order) in table.items():
         assert generates == "yes"  # test_families.test_loads_and_generates covers each builder
         if model_type in REGISTRY:
             assert attention == "yes", model_type
+            # the adapter's declared order (test_families checks each layout's segments against its views)
+            assert order == REGISTRY[model_type].token_order, model_type
         else:
             assert attention.startswith("no:") and model_type in NOT_AVAILABLE, model_type
+            assert order == "—", model_type

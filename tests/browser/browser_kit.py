@@ -143,6 +143,13 @@ def choose_select(page, label: str, option: str, scope: str = "body") -> None:
     settle(page)
 
 
+def click_example(page, example_id: str) -> None:
+    """Click an eval-set gallery example and wait for the picked image to be shown."""
+    page.locator('[data-testid="stButton"] button').filter(has_text=example_id).first.click()
+    page.get_by_text(f"Example {example_id}", exact=False).first.wait_for()
+    settle(page)
+
+
 def click_button(page, text: str) -> None:
     """Click the first Streamlit button whose text contains ``text``."""
     page.locator('[data-testid="stButton"] button').filter(has_text=text).first.click()

@@ -17,6 +17,7 @@ from bench.load_test import checkpoint_names
 from tests.browser.browser_kit import (
     app_text,
     choose_select,
+    click_example,
     exception_texts,
     goto,
     open_page,
@@ -33,13 +34,6 @@ PAGES = ["Inference", "Comparison", "Timeline", "Attention"]
 def first_example(runs_root: Path) -> dict:
     line = (runs_root / "demo" / "eval" / "demo.jsonl").read_text().splitlines()[0]
     return json.loads(line)
-
-
-def click_example(page, example_id: str) -> None:
-    """Click an eval-set gallery example and wait for the picked image to be shown."""
-    page.locator('[data-testid="stButton"] button').filter(has_text=example_id).first.click()
-    page.get_by_text(f"Example {example_id}", exact=False).first.wait_for()
-    settle(page)
 
 
 def segmented(page, option: str) -> None:

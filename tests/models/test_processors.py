@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,23 @@ def test_broken_processor_is_reported_before_weights_load(tmp_path: Path, monkey
     with pytest.raises(CheckpointLoadError, match="processor"):
         load_checkpoint(folder, torch.device("cpu"))
     assert called == []
+
+
+def test_smolvlm_video_entry_is_what_the_real_class_writes(tmp_path: Path) -> None:
+    # SmolVLM's video-processor module imports without torchvision, so here the real class can be
+    # built in this process: the saved entry must equal its to_dict (what save_pretrained writes).
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+    folder = fc.smolvlm(tmp_path / "s")
+    saved = json.loads((folder / "processor_config.json").read_text())["video_processor"]
+    real = SmolVLMVideoProcessor(size={"longest_edge": 96}, max_image_size={"longest_edge": 32}).to_dict()
+    assert saved == json.loads(json.dumps(real))
+    assert type(load_processor(folder)).__name__ == "SmolVLMProcessor"
+
+
+def test_qwen2_vl_video_entry_has_the_real_class_fields(tmp_path: Path) -> None:
+    saved = json.loads((fc.qwen2_vl(tmp_path / "q") / "processor_config.json").read_text())["video_processor"]
+    assert saved["video_processor_type"] == "Qwen2VLVideoProcessor"
+    # the class turns min/max_pixels into size and adds its own frame settings
+    assert saved["size"] == {"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 64}
+    assert {"min_frames", "max_frames", "max_video_tokens", "image_mean"} <= set(saved)

@@ -44,6 +44,13 @@ def test_attention_page_end_to_end(app_env: Path, demo_run_dir: Path) -> None:
     image_captions = " ".join(img.caption for im in at.get("image") for img in im.proto.imgs)
     assert "max over heads" in image_captions and "colour bar" in image_captions  # captions say what is drawn
     assert "one colour scale for all layers" in " ".join(c.value for c in at.caption)
+    # the lens over image tokens says the order its columns follow (the demo LLaVA: one 3×3 grid)
+    at.radio(key="attn.lens_which").set_value("image tokens").run()
+    assert not at.exception, at.exception
+    rows, cols = run.layout.primary.shape
+    assert (f"All {rows * cols} image tokens, in prompt order: row-major over the {rows}×{cols} patch grid."
+            in [c.value for c in at.caption])
+    at.radio(key="attn.lens_which").set_value("generated tokens").run()
     # downloads carry the numbers of the chosen token
     downloads = at.get("download_button")
     assert len(downloads) == 2

@@ -19,6 +19,7 @@ from dashboard.attention.adapters.base import (
     GridView,
     ImageLayout,
     LayoutError,
+    TokenSegment,
     UnsupportedFamily,
 )
 from dashboard.attention.adapters.idefics3 import Idefics3Adapter
@@ -62,4 +63,4 @@ def layout_for(config: Any, processor: Any, input_ids: Any, image: Any, inputs: 
 
 
 __all__ = ["ADAPTERS", "NOT_AVAILABLE", "REGISTRY", "SUPPORTED", "Components", "FamilyAdapter", "GridView",
-           "ImageLayout", "LayoutError", "UnsupportedFamily", "adapter_for", "layout_for"]
+           "ImageLayout", "LayoutError", "TokenSegment", "UnsupportedFamily", "adapter_for", "layout_for"]

@@ -59,18 +59,120 @@ class GridView:
 
 
 @dataclass(frozen=True)
+class TokenSegment:
+    """A run of image tokens, consecutive in prompt order, that is one row-major grid (a tile, a view).
+
+    ``group`` names what it is ("tile", "global view", "image", "CLS token"); ``index`` counts
+    segments of the same group from 1; ``short`` prefixes its tokens' column labels ("t2", "g").
+    """
+
+    group: str
+    rows: int
+    cols: int
+    index: int = 1
+    short: str = ""
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
+
+def _ranges(numbers: list[int]) -> str:
+    out: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}" if start == prev else f"{start}–{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
+
+
+def _names(segments: list[TokenSegment], totals: dict[str, int]) -> str:
+    """"tiles 1–4 of 6 and the global view": segments grouped, numbered groups as ranges."""
+    parts = []
+    for group in dict.fromkeys(s.group for s in segments):
+        chosen = [s.index for s in segments if s.group == group]
+        if totals[group] == 1:
+            parts.append(f"the {group}")
+        else:
+            plural = group + "s" if len(chosen) > 1 else group
+            parts.append(f"{plural} {_ranges(chosen)} of {totals[group]}")
+    return " and ".join(parts)
+
+
+@dataclass(frozen=True)
 class ImageLayout:
-    """All views of one image in one prompt; ``views[0]`` is the one shown by default."""
+    """All views of one image in one prompt; ``views[0]`` is the one shown by default.
+
+    ``segments`` and ``token_order`` say how the image tokens are ordered in the prompt (what a
+    per-token list such as the logit lens' columns follows); the segments cover every image token.
+    """
 
     family: str
     image_size: tuple[int, ...]  # (width, height) of the original image
     views: tuple[GridView, ...]
     image_positions: np.ndarray  # every image-token position in the prompt, sorted
     note: str = ""
+    segments: tuple[TokenSegment, ...] = ()
+    token_order: str = ""  # one line, for this prompt: the order the image tokens appear in
+
+    def __post_init__(self) -> None:
+        if self.segments and sum(s.count for s in self.segments) != len(self.image_positions):
+            raise LayoutError(f"{self.family}: segments cover {sum(s.count for s in self.segments)} image tokens, "
+                              f"the prompt has {len(self.image_positions)}")
 
     @property
     def primary(self) -> GridView:
         return self.views[0]
+
+    def cells(self) -> list[tuple[TokenSegment, int, int]]:
+        """Per image token, in prompt order: its segment and (row, col) inside it."""
+        return [(seg, k // seg.cols, k % seg.cols) for seg in self.segments for k in range(seg.count)]
+
+    def token_labels(self) -> list[str]:
+        """Short label per image token, in prompt order: ``r1c2`` or, with several segments, ``t3·r1c2``."""
+        if not self.segments:
+            return [f"img{i}" for i in range(len(self.image_positions))]
+        many = len(self.segments) > 1
+        return [f"{seg.short}·r{r + 1}c{c + 1}" if many and seg.short else f"r{r + 1}c{c + 1}"
+                for seg, r, c in self.cells()]
+
+    def order_caption(self, shown: int) -> str:
+        """What a list of the first ``shown`` image tokens (in prompt order) holds, and what it leaves out."""
+        total = len(self.image_positions)
+        shown = max(0, min(shown, total))
+        head = f"All {total} image tokens" if shown == total else f"First {shown} of {total} image tokens"
+        text = f"{head}, in prompt order: {self.token_order or 'as the processor lays them out'}."
+        if shown == total or not self.segments:
+            return text
+        totals: dict[str, int] = {}
+        for seg in self.segments:
+            totals[seg.group] = totals.get(seg.group, 0) + 1
+        full, missing, start = [], [], 0
+        partial = ""
+        for seg in self.segments:
+            end = start + seg.count
+            if end <= shown:
+                full.append(seg)
+            elif start >= shown:
+                missing.append(seg)
+            else:
+                rows = (shown - start) // seg.cols
+                name = _names([seg], totals)
+                partial = f"the first {shown - start} of {seg.count} tokens of {name} ({rows} of {seg.rows} rows)"
+            start = end
+        parts = []
+        if full:
+            parts.append(f"shown: {_names(full, totals)}")
+        if partial:
+            parts.append(f"{'and ' if full else 'shown: '}{partial}")
+        if missing:
+            parts.append(f"not shown: {_names(missing, totals)}")
+        rest = "; ".join(parts).replace("; and ", ", and ")
+        return f"{text} {rest[:1].upper()}{rest[1:]}."
 
     def view(self, name: str) -> GridView:
         for view in self.views:

@@ -19,6 +19,7 @@ from dashboard.attention.adapters.base import (
     GridView,
     ImageLayout,
     LayoutError,
+    TokenSegment,
     contiguous_runs,
     image_token_positions,
     size_value,
@@ -75,7 +76,12 @@ class Idefics3Adapter:
         views.append(GridView("global", runs[-1].reshape(side, side), uniform_boxes(side, side, full)))
         note = (f"{rows}×{cols} tiles + global view, {side}×{side} tokens each" if n_tiles
                 else f"global view only, {side}×{side} tokens")
-        return ImageLayout(str(config.model_type), image_size, tuple(views), positions, note)
+        segments = (*(TokenSegment("tile", side, side, k + 1, f"t{k + 1}") for k in range(n_tiles)),
+                    TokenSegment("global view", side, side, short="g"))
+        order = (f"tile by tile over the {rows}×{cols} tiles (row by row), each tile's {side}×{side} tokens "
+                 f"row-major, then the global view's {side}×{side}" if n_tiles
+                 else f"the global view's {side}×{side} tokens, row-major (no tiles)")
+        return ImageLayout(str(config.model_type), image_size, tuple(views), positions, note, segments, order)
 
 
 def expected_tiles(height: int, width: int, tile: int) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from dashboard.attention.adapters.base import (
     GridView,
     ImageLayout,
     LayoutError,
+    TokenSegment,
     config_value,
     image_token_positions,
     size_value,
@@ -85,4 +86,10 @@ class LlavaAdapter:
         boxes[..., 0], boxes[..., 2] = xs[None, :-1], xs[None, 1:]
         boxes[..., 1], boxes[..., 3] = ys[:-1, None], ys[1:, None]
         note = f"{grid}×{grid} patches of {patch}px on a {image_px}px input"
-        return ImageLayout("llava", image_size, (GridView("image", grid_positions, boxes),), positions, note)
+        segments: tuple[TokenSegment, ...] = (TokenSegment("image", grid, grid),)
+        order = f"row-major over the {grid}×{grid} patch grid"
+        if len(positions) > grid * grid:
+            segments = (TokenSegment("CLS token", 1, 1, short="cls"), TokenSegment("image", grid, grid, short="p"))
+            order = "the CLS token, then " + order
+        return ImageLayout("llava", image_size, (GridView("image", grid_positions, boxes),), positions, note,
+                           segments, order)

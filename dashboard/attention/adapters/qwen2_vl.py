@@ -18,6 +18,7 @@ from dashboard.attention.adapters.base import (
     GridView,
     ImageLayout,
     LayoutError,
+    TokenSegment,
     image_token_positions,
     uniform_boxes,
 )
@@ -53,5 +54,7 @@ class Qwen2VLAdapter:
         boxes = uniform_boxes(rows, cols, (0.0, 0.0, float(width), float(height)))
         note = (f"{rows}×{cols} merged cells ({merge}×{merge} patches of {patch}px) on a "
                 f"{w * patch}×{h * patch}px resize")
+        order = f"row-major over the {rows}×{cols} grid of merged {merge}×{merge} patches"
         return ImageLayout(str(config.model_type), image_size,
-                           (GridView("image", positions.reshape(rows, cols), boxes),), positions, note)
+                           (GridView("image", positions.reshape(rows, cols), boxes),), positions, note,
+                           (TokenSegment("image", rows, cols),), order)

@@ -18,6 +18,7 @@ from dashboard.attention.adapters.base import (
     GridView,
     ImageLayout,
     LayoutError,
+    TokenSegment,
     image_token_positions,
     uniform_boxes,
 )
@@ -54,4 +55,5 @@ class SquareGridAdapter:
         boxes = uniform_boxes(side, side, (0.0, 0.0, float(width), float(height)))
         note = f"{side}×{side} tokens over the whole image (resized to the vision tower's square input)"
         return ImageLayout(str(config.model_type), (width, height),
-                           (GridView("image", positions.reshape(side, side), boxes),), positions, note)
+                           (GridView("image", positions.reshape(side, side), boxes),), positions, note,
+                           (TokenSegment("image", side, side),), f"row-major over the {side}×{side} grid")
