@@ -6,7 +6,8 @@ Starts ``streamlit run Home.py`` on the runs root (the demo run), opens it in he
 and times, from the input event's own timestamp (pointerdown / keydown) to the moment the app's
 script state last turns back to ``notRunning`` (recorded in the page by a MutationObserver, so
 the timing is not quantised by polling): toggling the Timeline's log scale, moving its smoothing
-slider by one step, and switching pages (Home <-> Timeline).
+slider by one step (back and forth, and always up: a value never drawn before, so no figure is
+remembered), and switching pages (Home <-> Timeline).
 
 ``--baseline-checkout`` (e.g. a ``git worktree`` of an earlier commit) starts a second server
 from that checkout on the same runs root; every repetition then runs on both, interleaved, so
@@ -62,6 +63,7 @@ def timed(page, action) -> float:
 
 
 INTERACTIONS = ("Timeline: log-scale toggle", "Timeline: smoothing slider step",
+                "Timeline: smoothing slider, a value not drawn before",
                 "page switch Timeline -> Home", "page switch Home -> Timeline")
 
 
@@ -90,7 +92,10 @@ class Session:
         if interaction == INTERACTIONS[1]:
             page.get_by_role("slider").first.focus()
             return timed(page, lambda: page.keyboard.press("ArrowRight" if k % 2 == 0 else "ArrowLeft"))
-        if interaction == INTERACTIONS[2]:
+        if interaction == INTERACTIONS[2]:  # always up: every figure is new (no remembered figure)
+            page.get_by_role("slider").first.focus()
+            return timed(page, lambda: page.keyboard.press("ArrowRight"))
+        if interaction == INTERACTIONS[3]:
             return timed(page, nav.filter(has_text="Home").first.click)
         return timed(page, lambda: (nav.filter(has_text="Timeline").first.click(),
                                     page.wait_for_selector(".js-plotly-plot")))
@@ -118,12 +123,12 @@ def main() -> None:
             for name, cwd in variants.items():
                 (Path(data) / name).mkdir()
                 sessions[name] = Session(browser, args.runs_root, Path(data) / name, cwd)
-            for interaction in INTERACTIONS:
+            # Page switches go in pairs (to Home, back to the Timeline), so each one is a real switch.
+            for group in ((INTERACTIONS[0],), (INTERACTIONS[1],), (INTERACTIONS[2],), INTERACTIONS[3:]):
                 for k in range(args.reps):
                     for name, session in sessions.items():  # interleaved: same load for both
-                        results.setdefault((interaction, name), []).append(session.measure(interaction, k))
-                if interaction == INTERACTIONS[2]:  # the next one starts from Home: already there
-                    pass
+                        for interaction in group:
+                            results.setdefault((interaction, name), []).append(session.measure(interaction, k))
         finally:
             for session in sessions.values():
                 session.server.stop()
