@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -57,7 +58,13 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--run", type=Path, default=None,
                         help="use this run's checkpoint-* folders and eval/*.jsonl instead of tiny random models")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     try:
         if args.run is None:
@@ -90,6 +97,14 @@ def main() -> None:
                         generate(loaded, img, ex.prompt, settings)
             return time.perf_counter() - began
 
+        def baseline_example_major() -> float:  # the one-example path's order: every checkpoint per example
+            began = time.perf_counter()
+            for ex, img in zip(evalset.examples, images, strict=True):
+                for c in ckpts:
+                    with pool.acquire(c) as loaded:
+                        generate(loaded, img, ex.prompt, settings)
+            return time.perf_counter() - began
+
         def page_eval(batch: int) -> float:
             shutil.rmtree(run / "eval_results", ignore_errors=True)
             began = time.perf_counter()
@@ -111,9 +126,9 @@ def main() -> None:
             return time.perf_counter() - began
 
         baseline()  # warm-up (first generate of each model pays one-off costs)
-        rows: dict[str, list[float]] = {"baseline": [], "eval_b1": [], "eval_b8": [], "single": []}
-        runners = {"baseline": baseline, "eval_b1": lambda: page_eval(1), "eval_b8": lambda: page_eval(8),
-                   "single": page_single}
+        rows: dict[str, list[float]] = {"baseline": [], "baseline_xm": [], "eval_b1": [], "eval_b8": [], "single": []}
+        runners = {"baseline": baseline, "baseline_xm": baseline_example_major, "eval_b1": lambda: page_eval(1),
+                   "eval_b8": lambda: page_eval(8), "single": page_single}
         order = list(runners)
         for r in range(args.repeats):  # rotate the order so load drift on a shared machine hits all paths
             for key in order[r % len(order):] + order[:r % len(order)]:
@@ -123,6 +138,7 @@ def main() -> None:
         cached = cached_single(cache)
         base, base_min = statistics.median(rows["baseline"]), min(rows["baseline"])
         labels = {"baseline": "sum of plain generate() calls (baseline)",
+                  "baseline_xm": "same calls, example-major (one-example order)",
                   "eval_b1": "page eval-set path, batch 1 (run_eval)",
                   "eval_b8": "page eval-set path, batch 8 (run_eval)",
                   "single": "page one-example path (compare_single, cold cache)"}
@@ -132,6 +148,9 @@ def main() -> None:
             print(f"{label:<52} {med:9.3f} {med / base:7.3f} {low:8.3f} {low / base_min:7.3f}")
         print(f"{'page one-example path, all cached (no model runs)':<52} {cached:9.3f} {cached / base:7.3f}")
         print(f"per generate: {base / (n * m) * 1000:.1f} ms (median); repeats={args.repeats}, order rotated")
+        xm = statistics.median(rows["baseline_xm"])
+        print(f"one-example path vs the same calls in its own (example-major) order: "
+              f"{statistics.median(rows['single']) / xm:.3f}x; example-major vs checkpoint-major: {xm / base:.3f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

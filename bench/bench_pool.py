@@ -166,8 +166,13 @@ def bench_generation(checkpoint: Path, repeats: int, max_new_tokens: int) -> Non
             "".join(s)
             streamed.append(s.result)
 
+        def bare_in_thread() -> None:  # what stream() adds besides the streamer: a fresh thread per answer
+            worker = threading.Thread(target=bare)
+            worker.start()
+            worker.join()
+
         t = interleaved({"bare": bare, "generate": lambda: generated.append(generate(loaded, image, prompt, settings)),
-                         "stream": run_stream}, repeats)
+                         "stream": run_stream, "bare_thread": bare_in_thread}, repeats)
         nbytes = loaded.nbytes
     n = generated[0].output_tokens
     ttft = statistics.median(r.ttft_s for r in streamed)
@@ -178,6 +183,8 @@ def bench_generation(checkpoint: Path, repeats: int, max_new_tokens: int) -> Non
           f"   ({t['generate'] / t['bare']:.2f}x bare time)")
     print(f"pool stream():        {t['stream'] * 1000:7.1f} ms = {n / t['stream']:7.1f} tokens/s"
           f"   ({t['stream'] / t['bare']:.2f}x bare time), time to first token {ttft * 1000:.1f} ms")
+    print(f"bare, in a new thread:{t['bare_thread'] * 1000:7.1f} ms"
+          f"   ({t['bare_thread'] / t['bare']:.2f}x bare time; stream() is {t['stream'] / t['bare_thread']:.2f}x this)")
 
 
 def bench_switch_to_first_token(checkpoints: list[Path], repeats: int) -> None:
@@ -214,6 +221,11 @@ def bench_switch_to_first_token(checkpoints: list[Path], repeats: int) -> None:
 
 def run_all(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        if args.only == "generation":
+            untrained = save_tiny_llava(Path(tmp) / "demo-sized-untrained")
+            print("\n## Generation: demo-sized model, untrained (always runs to max_new_tokens)")
+            bench_generation(untrained, args.repeats, args.max_new_tokens)
+            return
         medium = [save_tiny_llava(Path(tmp) / f"checkpoint-{i}", spec=MEDIUM, seed=i) for i in range(4)]
         print("\n## Memory held vs budget")
         bench_memory(medium)
@@ -236,7 +248,11 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--main-thread", action="store_true",
                         help="run in the main thread (default: a worker thread, as Streamlit runs page scripts)")
+    parser.add_argument("--only", choices=["generation"], help="run only the generation comparison")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu count {os.cpu_count()}, "

@@ -196,6 +196,8 @@ def _read(path: Path, base: Path | None = None, *, legacy: bool = False) -> Chec
         if isinstance(data, dict) and ("eval_set_hash" not in data) != legacy:
             return None  # the other layout: never mixed in (see migrate_legacy)
         return CheckpointScores.from_json(data)
+    except FileNotFoundError:
+        return None  # not computed yet: the normal case, nothing to log
     except (OSError, RunFileError, ValueError, KeyError, TypeError):
         logger.warning("saved scores %s unreadable; treated as not computed yet", path, exc_info=True)
         return None  # a corrupt, foreign, linked-out or missing file is treated as "not computed yet"
