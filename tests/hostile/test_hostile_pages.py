@@ -58,14 +58,22 @@ def test_every_page_renders_every_hostile_run(hostile_root, tmp_path, monkeypatc
     secrets = environment_secrets()
     assert len(secrets) > 3  # the scan has something to find
     failures: list[str] = []
+    eval_views = 0
     for run in runs:
         at = AppTest.from_file(str(REPO_ROOT / "Home.py"), default_timeout=120)
         at.session_state[state.RUN_PATH] = str(run.resolve())
         at.run()
-        for page in [None, *PAGES]:
+        views = [(None, None), *((page, None) for page in PAGES), ("pages/2_Comparison.py", "Eval set")]
+        for page, comparison_mode in views:
             if page is not None:
                 at.switch_page(page).run()
-            where = f"{run.name} on {page or 'Home'}"
+            if comparison_mode is not None:  # not only each page's default view: the eval-set chooser too
+                mode = [r for r in at.radio if r.key == "cmp.mode"]
+                if not mode:  # the page said why it can't compare this run (checked as text below)
+                    continue
+                mode[0].set_value(comparison_mode).run()
+                eval_views += 1
+            where = f"{run.name} on {page or 'Home'}" + (f" ({comparison_mode})" if comparison_mode else "")
             if at.exception:
                 failures.append(f"{where}: exception {at.exception[0].message[:200]}")
             everything, markdown = _texts(at)
@@ -76,6 +84,7 @@ def test_every_page_renders_every_hostile_run(hostile_root, tmp_path, monkeypatc
                 if REMOTE_MARKDOWN.search(body):
                     failures.append(f"{where}: Markdown image/HTML from a run file rendered: {body[:120]!r}")
     assert not failures, "\n".join(failures)
+    assert eval_views >= 3, eval_views  # the eval-set view was really scanned, on several runs
 
 
 def test_lfs_run_is_named_on_home_and_pages_say_why(hostile_root, tmp_path, monkeypatch):
