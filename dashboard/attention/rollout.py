@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dashboard.attention.capture import CaptureError, attention_implementation
+from dashboard.attention.hooks import CaptureError, attention_implementation
 
 
 def rollout_row(attentions: Sequence[np.ndarray], query: int = -1, upto: int | None = None,
