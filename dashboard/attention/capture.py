@@ -1,9 +1,10 @@
 """What a captured generation records: the reductions fed by :mod:`dashboard.attention.hooks`.
 
-Two reductions ride the one capture mechanism: :class:`ImageAttentionRows` keeps, per step and
-layer, each head's attention from the token-predicting query to every image token (plus a few
-text sums) — ``[heads, n_image_tokens]``, never the full matrices; :class:`LogitLens` decodes each
-layer's residual stream through the family's declared final norm + LM head and keeps the top-k.
+The reductions that ride the one capture mechanism: :class:`ImageAttentionRows` keeps, per step
+and layer, each head's attention from the token-predicting query to every image token (plus a
+few text sums) — ``[heads, n_image_tokens]``, never the full matrices; :class:`LogitLens` decodes
+each layer's residual stream through the family's declared final norm + LM head and keeps the
+top-k; :class:`HeadMeanAttention` keeps one forward pass's head-mean matrices (for rollout).
 :func:`capture_generate` runs a generation with both. A new reduction is a class with a ``site``
 and an ``observe(layer, value)`` here, passed to :func:`~dashboard.attention.hooks.capturing`.
 """
@@ -116,6 +117,32 @@ class CaptureResult:
     def nbytes(self) -> int:
         """Bytes held by the recorded attention (what scales with layers × steps × image tokens)."""
         return int(self.image_attention.nbytes + self.text_attention.nbytes)
+
+
+@dataclass
+class HeadMeanAttention:
+    """Each layer's head-mean ``[queries, keys]`` attention of one forward pass (batch 1), as numpy.
+
+    Only the mean is kept, not every head's matrix: that is all rollout multiplies.
+    """
+
+    n_layers: int
+    site: Site = "attention_matrix"
+    layers: list[np.ndarray | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.layers = [None] * self.n_layers
+
+    def observe(self, layer: int, value: torch.Tensor) -> None:
+        self.layers[layer] = value[0].detach().float().mean(0).cpu().numpy()
+
+    def matrices(self) -> list[np.ndarray]:
+        """Every layer's matrix; :class:`CaptureError` when a layer's attention never came through."""
+        missing = [i for i, m in enumerate(self.layers) if m is None]
+        if missing:
+            raise CaptureError(f"no attention weights came through for layer(s) {missing} — does this model route "
+                               "its language-model attention through the attention interface?")
+        return [m for m in self.layers if m is not None]
 
 
 class LogitLens:

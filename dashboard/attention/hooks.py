@@ -8,7 +8,7 @@ pooled model's lock, and removes every one of them (and restores the attention i
 on the way out, error or not. What to compute lives in the reductions
 (:mod:`dashboard.attention.capture`), never here.
 
-Two sites:
+Three sites:
 
 - ``"attention_row"``: each language-model attention module's weights for the query that predicts
   the next token, ``[batch, heads, 1, keys]``. Delivered by an attention function registered with
@@ -17,6 +17,9 @@ Two sites:
   At prefill the function computes just that row's weights (output via SDPA); decode steps run
   the model's own *eager* attention (one row anyway). Only the language model's attention is
   delivered (matched by module identity), never the vision tower's.
+- ``"attention_matrix"``: the same modules' full eager weights, ``[batch, heads, queries, keys]``
+  (what rollout needs). While anything reads it, every tapped layer runs eager — costly on long
+  prompts, so it is meant for one forward pass, not a generation.
 - ``"layer_output"``: the hidden states leaving each decoder layer, ``[batch, seq, hidden]``
   (forward hooks on the declared layers).
 """
@@ -38,8 +41,8 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
 CAPTURE_IMPLEMENTATION = "vlmlab_capture"
 
-Site = Literal["attention_row", "layer_output"]
-SITES: tuple[Site, ...] = ("attention_row", "layer_output")
+Site = Literal["attention_row", "attention_matrix", "layer_output"]
+SITES: tuple[Site, ...] = ("attention_row", "attention_matrix", "layer_output")
 
 
 class CaptureError(RuntimeError):
@@ -138,13 +141,15 @@ def _capture_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
                        attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """Attention that delivers the ``attention_row`` site without keeping full weight matrices.
 
-    Prefill of a tapped (language-model) layer: the output comes from SDPA (no ``seq × seq``
-    matrix) and the weights are computed for the last query row only, exactly as eager would.
-    Everything else (decode steps, vision tower, unusual attention) runs the model's own eager code.
+    Prefill of a tapped (language-model) layer, when nobody reads full matrices: the output comes
+    from SDPA (no ``seq × seq`` matrix) and the weights are computed for the last query row only,
+    exactly as eager would. Everything else (decode steps, vision tower, unusual attention, the
+    ``attention_matrix`` site) runs the model's own eager code.
     """
     session = _ACTIVE.get()
     layer = session.attention_layer.get(id(module)) if session is not None else None
-    if session is not None and layer is not None and query.shape[2] > 1 and _plain_attention(module, kwargs):
+    if (session is not None and layer is not None and not session.readers["attention_matrix"]
+            and query.shape[2] > 1 and _plain_attention(module, kwargs)):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         scaling = kwargs.get("scaling")
@@ -155,6 +160,7 @@ def _capture_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
         return output, None
     output, weights = _eager_for(module)(module, query, key, value, attention_mask, **kwargs)
     if session is not None and layer is not None and weights is not None:
+        session.deliver("attention_matrix", layer, weights)
         session.deliver("attention_row", layer, weights[:, :, -1:, :])
     return output, None
 
@@ -216,7 +222,7 @@ def capturing(parts: ModelParts, reductions: Sequence[Reduction],
     with ExitStack() as stack:
         if lock is not None:
             stack.enter_context(lock)
-        if readers["attention_row"]:
+        if readers["attention_row"] or readers["attention_matrix"]:
             stack.enter_context(attention_implementation(parts.model, CAPTURE_IMPLEMENTATION))
             stack.callback(_ACTIVE.reset, _ACTIVE.set(session))
         if readers["layer_output"]:

@@ -56,6 +56,32 @@ def test_each_site_is_delivered_once_per_layer_per_forward(llava: fam.Family) ->
     assert all(shapes == [(1, seq, hidden)] for shapes in outputs.seen.values())
 
 
+def test_matrix_readers_get_eager_weights_whose_last_row_is_the_row(llava: fam.Family) -> None:
+    parts = ModelParts.of(llava.model)
+    fast, = _rows_of(parts, llava, [])
+    row, matrix = _rows_of(parts, llava, ["attention_matrix"])
+    seq = llava.inputs["input_ids"].shape[1]
+    assert all(m.shape[-2:] == (seq, seq) for m in matrix)
+    for layer in range(len(parts.layers)):
+        torch.testing.assert_close(row[layer], matrix[layer][:, :, -1:, :])  # the eager path's row
+        torch.testing.assert_close(fast[layer], row[layer], atol=1e-6, rtol=1e-5)  # = the prefill shortcut's row
+
+
+def _rows_of(parts: ModelParts, family: fam.Family, extra: list[Site]) -> list[list[torch.Tensor]]:
+    @dataclass
+    class Keep:
+        site: Site
+        kept: dict[int, torch.Tensor] = field(default_factory=dict)
+
+        def observe(self, layer: int, value: torch.Tensor) -> None:
+            self.kept[layer] = value.clone()
+
+    readers = [Keep("attention_row"), *(Keep(site) for site in extra)]
+    with capturing(parts, readers):
+        family.model(**family.inputs)
+    return [[r.kept[i] for i in range(len(parts.layers))] for r in readers]
+
+
 def test_taps_last_exactly_as_long_as_the_block(llava: fam.Family) -> None:
     model = llava.model
     parts = ModelParts.of(model)
