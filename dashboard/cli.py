@@ -65,7 +65,7 @@ def cmd_pointing(args: argparse.Namespace) -> int:
 
     from dashboard.attention.adapters import LayoutError, UnsupportedFamily
     from dashboard.attention.analysis import pointing_over_checkpoints
-    from dashboard.attention.capture import CaptureError
+    from dashboard.attention.hooks import CaptureError
     from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
     from dashboard.models.pool import CheckpointLoadError, ModelPool
     from dashboard.runs.checkpoints import discover_checkpoints

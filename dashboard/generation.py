@@ -21,7 +21,6 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 from transformers.feature_extraction_utils import BatchFeature
 
 from dashboard.chat_template import ChatTemplateError, render_chat_template
-from dashboard.formatting import markdown_safe  # noqa: F401 - transition re-export: import from dashboard.formatting
 from dashboard.models.loading import LoadedModel
 
 CHARS_PER_TOKEN_LIMIT = 16

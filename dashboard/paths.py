@@ -15,10 +15,11 @@ class PathOutsideRoots(PermissionError):
     """The path resolves outside every allowed root."""
 
 
-def resolve_within(path: str | Path, roots: Iterable[str | Path]) -> Path:
-    """Return ``path`` resolved, or raise :class:`PathOutsideRoots` naming the roots.
+def resolve_within(path: str | Path, roots: Iterable[str | Path], *, name_roots: bool = True) -> Path:
+    """Return ``path`` resolved, or raise :class:`PathOutsideRoots` (naming the roots unless told not to).
 
-    Relative paths are taken relative to the first root.
+    Relative paths are taken relative to the first root. Roots themselves are resolved, so a
+    relative runs root is interpreted against the current working directory exactly once.
     """
     root_list = [Path(r).expanduser().resolve() for r in roots]
     if not root_list:
@@ -30,8 +31,8 @@ def resolve_within(path: str | Path, roots: Iterable[str | Path]) -> Path:
     for root in root_list:
         if resolved == root or resolved.is_relative_to(root):
             return resolved
-    shown = ", ".join(str(r) for r in root_list)
-    raise PathOutsideRoots(f"{Path(path).name or path} is outside the runs root ({shown})")
+    shown = f" ({', '.join(str(r) for r in root_list)})" if name_roots else ""
+    raise PathOutsideRoots(f"{Path(path).name or path} is outside the runs root{shown}")
 
 
 def is_within(path: str | Path, roots: Iterable[str | Path]) -> bool:

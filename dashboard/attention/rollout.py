@@ -7,9 +7,11 @@ layers are multiplied, so the query row of the product says how much of each *in
 here: each image token — flowed into the position that predicts the chosen token.
 
 Rollout needs every layer's full ``seq × seq`` attention, which the streaming capture deliberately
-never keeps, so it runs one extra eager forward pass with ``output_attentions=True`` over the prompt
-plus the tokens generated before the chosen one. It depends on the captured data only through the
-token ids and image positions, not on how the capture was done.
+never keeps, so it runs one extra eager forward pass over the prompt plus the tokens generated
+before the chosen one, through the same capture mechanism with the head-mean reduction
+(:class:`~dashboard.attention.capture.HeadMeanAttention`: one ``seq × seq`` matrix per layer, not one
+per head as ``output_attentions=True`` would keep). It depends on the captured generation only
+through the token ids and image positions.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
-from dashboard.attention.capture import CaptureError, attention_implementation
+from dashboard.attention.capture import HeadMeanAttention
+from dashboard.attention.hooks import ModelParts, capturing
 
 
 def rollout_row(attentions: Sequence[np.ndarray], query: int = -1, upto: int | None = None,
@@ -51,14 +53,11 @@ def rollout_row(attentions: Sequence[np.ndarray], query: int = -1, upto: int | N
 
 def full_attentions(model: Any, inputs: dict[str, Any], lock: Any = None) -> list[np.ndarray]:
     """Head-mean ``[seq, seq]`` attention of every language-model layer for ``inputs`` (batch 1), via eager."""
-    from contextlib import nullcontext
-
-    with lock if lock is not None else nullcontext(), attention_implementation(model, "eager"), torch.no_grad():
-        output = model(**inputs, output_attentions=True, use_cache=False)
-    attentions = getattr(output, "attentions", None)
-    if not attentions or any(a is None for a in attentions):
-        raise CaptureError(f"{type(model).__name__} returned no attention weights with output_attentions=True")
-    return [a[0].float().mean(0).cpu().numpy() for a in attentions]
+    parts = ModelParts.of(model)
+    mean = HeadMeanAttention(len(parts.layers))
+    with capturing(parts, [mean], lock):
+        model(**inputs, use_cache=False)
+    return mean.matrices()
 
 
 def image_rollout(attentions: Sequence[np.ndarray], image_positions: np.ndarray, upto: int | None = None

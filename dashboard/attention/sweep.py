@@ -14,7 +14,7 @@ from PIL import Image
 
 from dashboard.attention.adapters import LayoutError, UnsupportedFamily
 from dashboard.attention.analysis import AttentionRun, analyse, pointing_over_checkpoints
-from dashboard.attention.capture import CaptureError
+from dashboard.attention.hooks import CaptureError
 from dashboard.generation import GenerationInputError, GenerationOOMError, check_cancelled
 from dashboard.images import DEFAULT_MAX_PIXELS
 from dashboard.models.pool import CheckpointLoadError

@@ -29,6 +29,8 @@ from typing import Any, BinaryIO, Literal
 
 import orjson
 
+from dashboard.paths import PathOutsideRoots, resolve_within
+
 FileKind = Literal["json", "trainer_state", "events", "evalset", "image", "weights", "text", "results"]
 
 MB = 1_000_000
@@ -93,22 +95,14 @@ def _shown(path: Path, roots: Iterable[Path]) -> str:
 
 
 def confine(path: str | Path, roots: Iterable[str | Path]) -> Path:
-    """Resolve ``path`` and return it if it lies inside one of ``roots``; else raise.
+    """:func:`dashboard.paths.resolve_within`, failing as a :class:`RunFileError` like every run-file check.
 
-    Relative paths are taken relative to the first root. Roots themselves are resolved, so a
-    relative runs root is interpreted against the current working directory exactly once.
+    One resolution rule for the whole app; the message names the file only, as run-file errors always have.
     """
-    root_list = [Path(r).expanduser().resolve() for r in roots]
-    if not root_list:
-        raise OutsideRootsError("no runs root is configured (set VLMLAB_RUNS_ROOT)")
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute():
-        candidate = root_list[0] / candidate
-    resolved = candidate.resolve()
-    for root in root_list:
-        if resolved == root or resolved.is_relative_to(root):
-            return resolved
-    raise OutsideRootsError(f"{Path(path).name or path} is outside the runs root")
+    try:
+        return resolve_within(path, roots, name_roots=False)
+    except PathOutsideRoots as exc:
+        raise OutsideRootsError(str(exc)) from None
 
 
 def check_regular_file(path: Path, kind: FileKind, shown: str | None = None) -> os.stat_result:

@@ -97,14 +97,14 @@ def idefics3(image: Image.Image, split: bool = True) -> Family:
 
 def image_embeddings(model: Any, inputs: dict[str, Any]) -> np.ndarray:
     """The ``inputs_embeds`` the language model receives (image features already scattered in)."""
-    from dashboard.attention.capture import language_model
+    from dashboard.attention.hooks import ModelParts
 
     seen: dict[str, torch.Tensor] = {}
 
     def hook(_module: Any, args: tuple, kwargs: dict) -> None:
         seen["embeds"] = kwargs.get("inputs_embeds", args[0] if args else None)
 
-    handle = language_model(model).register_forward_pre_hook(hook, with_kwargs=True)
+    handle = ModelParts.of(model).text_model.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
             model(**inputs)

@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dashboard.attention.capture import (
-    CaptureError,
-    capture_generate,
-    language_attention_modules,
-    reference_from_output_attentions,
-)
+from dashboard.attention.capture import capture_generate, reference_from_output_attentions
+from dashboard.attention.hooks import CaptureError, ModelParts
 from tests.attention import attn_families as fam
 
 STEPS = 5
@@ -38,7 +34,7 @@ def test_capture_matches_output_attentions(name: str) -> None:
     prompt_len = inputs["input_ids"].shape[1]
     assert out.sequences[0, prompt_len:].tolist() == result.generated_ids
     image, text = reference_from_output_attentions(out.attentions, result.image_positions, prompt_len)
-    n_layers = len(language_attention_modules(model))
+    n_layers = len(ModelParts.of(model).attention)
     assert result.image_attention.shape == (STEPS, n_layers, 4, len(result.image_positions))
     assert np.abs(result.image_attention - image).max() <= 1e-5
     assert np.abs(result.text_attention - text).max() <= 1e-5

@@ -16,7 +16,8 @@ from PIL import Image
 
 from dashboard.attention.adapters import NOT_AVAILABLE, REGISTRY, UnsupportedFamily, layout_for
 from dashboard.attention.analysis import analyse
-from dashboard.attention.capture import capture_generate, language_model, reference_from_output_attentions
+from dashboard.attention.capture import capture_generate, reference_from_output_attentions
+from dashboard.attention.hooks import ModelParts
 from dashboard.generation import GenerationSettings, build_inputs, generate
 from dashboard.models.loading import LoadedModel, load_checkpoint
 from tests.attention import family_checkpoints as fc
@@ -81,6 +82,43 @@ def test_capture_equals_output_attentions(name: str, loaded: dict[str, LoadedMod
     assert result.lens is not None and result.lens.generated_ids.shape[:2] == (result.n_layers, STEPS)
 
 
+@pytest.mark.parametrize("name", WITH_ATTENTION)
+def test_logit_lens_equals_hidden_states_decoded_by_hand(name: str, loaded: dict[str, LoadedModel]) -> None:
+    """The lens through the capture mechanism = ``output_hidden_states=True`` → final norm → LM head, by hand.
+
+    The reference takes the head and norm from transformers' own accessors (not the adapter's
+    declared paths), and the hidden states from transformers' own recording (not our hooks).
+    """
+    model, k = loaded[name].model, 3
+    inputs = dict(build_inputs(loaded[name], _painted((8, 8, 30, 30)), "what is it ?"))
+    result = capture_generate(model, inputs, max_new_tokens=STEPS, min_new_tokens=STEPS, do_sample=False,
+                              lens_top_k=k, lens_image_tokens=True)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=STEPS, min_new_tokens=STEPS, do_sample=False,
+                             output_hidden_states=True, return_dict_in_generate=True)
+        head, norm = model.get_output_embeddings(), model.get_decoder().norm
+        n_layers = len(out.hidden_states[0]) - 1  # per step: (embeddings, layer 0, ..., last layer)
+
+        def top_k(layer: int, hidden: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            # transformers hands back the last layer's output already through the final norm
+            normed = hidden if layer == n_layers - 1 else norm(hidden)
+            probs, ids = head(normed).float().softmax(-1).topk(k, dim=-1)
+            return ids.numpy(), probs.numpy()
+
+        generated = [[top_k(layer, out.hidden_states[step][layer + 1][0, -1]) for step in range(STEPS)]
+                     for layer in range(n_layers)]
+        positions = torch.as_tensor(result.image_positions)
+        image = [top_k(layer, out.hidden_states[0][layer + 1][0, positions]) for layer in range(n_layers)]
+    lens = result.lens
+    assert lens is not None and lens.image_ids is not None and lens.image_probs is not None
+    assert lens.generated_ids.shape == (n_layers, STEPS, k) == (result.n_layers, STEPS, k)
+    np.testing.assert_array_equal(lens.generated_ids, np.array([[ids for ids, _ in row] for row in generated]))
+    np.testing.assert_allclose(lens.generated_probs, np.array([[p for _, p in row] for row in generated]), atol=1e-5)
+    np.testing.assert_array_equal(lens.image_ids, np.stack([ids for ids, _ in image]))
+    np.testing.assert_allclose(lens.image_probs, np.stack([p for _, p in image]), atol=1e-5)
+    assert lens.generated_ids[-1, :, 0].tolist() == result.generated_ids  # the last layer is the model's choice
+
+
 def _embeds(item: LoadedModel, image: Image.Image) -> tuple[np.ndarray, dict]:
     inputs = dict(build_inputs(item, image, "what is it ?"))
     seen: dict[str, torch.Tensor] = {}
@@ -88,7 +126,7 @@ def _embeds(item: LoadedModel, image: Image.Image) -> tuple[np.ndarray, dict]:
     def hook(_module: object, args: tuple, kwargs: dict) -> None:
         seen["embeds"] = kwargs.get("inputs_embeds", args[0] if args else None)
 
-    handle = language_model(item.model).register_forward_pre_hook(hook, with_kwargs=True)
+    handle = ModelParts.of(item.model).text_model.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
             item.model(**inputs)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from dashboard.attention.analysis import analyse
-from dashboard.attention.capture import attention_implementation
+from dashboard.attention.hooks import attention_implementation
 from dashboard.attention.rollout import rollout_row
 from dashboard.models.pool import ModelPool
 

@@ -12,9 +12,9 @@ import torch
 
 from dashboard.chat_template import ChatTemplateError, render_chat_template
 from dashboard.compare.results import CheckpointScores, load_scores, save_scores
-from dashboard.compare.scoring import score
 from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set, parse_eval_set
 from dashboard.images import ImageError, load_image
+from dashboard.metrics import score
 from dashboard.models.loading import CheckpointLoadError, inspect_checkpoint
 from dashboard.models.pool import ModelPool
 from dashboard.runs.checkpoints import checkpoint_step

@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.compare.results import load_saved_scores
-from dashboard.compare.scoring import METRIC_LABELS
 from dashboard.formatting import fmt_fraction
+from dashboard.metrics import get_metric
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def test_eval_set_mode_last_beats_first(own_demo_root: Path) -> None:
     assert list(summary["checkpoint"]) == chosen
     assert summary["complete"].all()
     first, last = summary.iloc[0], summary.iloc[-1]
-    label = METRIC_LABELS["exact_match"]
+    label = get_metric("exact_match").label
     assert _percent(last[label]) > _percent(first[label]), summary
     # One rounding everywhere: the chart's bar labels read exactly like the table's cells.
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
