@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from dashboard.compare.results import CheckpointScores, load_scores, result_relpath, save_scores
-from dashboard.compare.scoring import score
 from dashboard.history import HistoryError, HistoryRecord, HistoryStore
+from dashboard.metrics import score
 from dashboard.runs.files import RunFileError
 
 SECRET_BYTES = b"outside: must stay exactly like this\n"
