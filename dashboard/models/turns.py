@@ -26,6 +26,11 @@ WaitCallback = Callable[[int, float], None]
 """``on_wait(ahead, waited_s)``: ``ahead`` turns (the one running included) are before yours."""
 
 
+def waiting_text(ahead: int, waited_s: float) -> str:
+    """Plain-text queue position for progress lines (sweeps); pages with room show their own notice."""
+    return f"queued: {ahead} request(s) ahead (number {ahead + 1} in line) · waited {waited_s:.0f} s"
+
+
 class QueueTimeoutError(CheckpointLoadError):
     """Waited longer than the limit for a turn on a busy checkpoint; nothing was run."""
 
