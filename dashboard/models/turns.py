@@ -22,6 +22,11 @@ from contextlib import contextmanager
 
 from dashboard.models.loading import CheckpointLoadError
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""``sys.setswitchinterval`` for the app (Home.py; default 5 ms). A generating thread gives the GIL
+back at every torch op and must win it back against the other sessions' script threads; a shorter
+interval cut that wait ~4x (bench/RESULTS.md, "Session starvation", table E)."""
+
 WaitCallback = Callable[[int, float], None]
 """``on_wait(ahead, waited_s)``: ``ahead`` turns (the one running included) are before yours."""
 
