@@ -66,7 +66,8 @@ def test_a_waiting_session_gets_its_turn_between_two_chunks(checkpoint: Path, tm
         return rows
 
     monkeypatch.setattr(sweep, "score_chunk", observed_chunk)
-    outcome = LocalBackend(pool).run([SweepJob(checkpoint, _examples(tmp_path, 3))], GenerationSettings(max_new_tokens=2),
+    outcome = LocalBackend(pool).run([SweepJob(checkpoint, _examples(tmp_path, 3))],
+                                     GenerationSettings(max_new_tokens=2),
                                      batch_size=1, max_image_pixels=10**7, on_rows=lambda name, rows: None,
                                      on_status=lambda name, msg: None, should_stop=lambda: False)
     assert session_done.wait(30)
@@ -100,7 +101,8 @@ def test_a_stopped_sweep_leaves_the_queue_while_waiting(checkpoint: Path, tmp_pa
         if message.startswith("queued"):
             stop.set()
 
-    outcome = LocalBackend(pool).run([SweepJob(checkpoint, _examples(tmp_path, 2))], GenerationSettings(max_new_tokens=2),
+    outcome = LocalBackend(pool).run([SweepJob(checkpoint, _examples(tmp_path, 2))],
+                                     GenerationSettings(max_new_tokens=2),
                                      batch_size=1, max_image_pixels=10**7, on_rows=lambda name, rows: None,
                                      on_status=on_status, should_stop=stop.is_set)
     hold.set()
