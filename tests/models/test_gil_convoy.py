@@ -57,6 +57,7 @@ def test_post_script_gc_starves_a_generation_and_the_app_settings_do_not(tmp_pat
     del heap
     summary = {name: [(r["generations"], r["reruns"], r["collections"]) for r in runs]
                for name, runs in results.items()}
+    print("convoy windows (generations, reruns, collections):", summary)  # shown with -s / -rP
     old_done = sum(r["generations"] for r in results["old"])
     app_done = sum(r["generations"] for r in results["app"])
 
