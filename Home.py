@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard.config import ConfigError
 from dashboard.logs import configure_logging
+from dashboard.models.turns import GIL_SWITCH_INTERVAL_S
 from dashboard.ui.home_view import render_home
 from dashboard.ui.resources import get_settings
 from dashboard.ui.sidebar import render_sidebar
@@ -17,7 +18,7 @@ from dashboard.ui.visitor import ensure_visitor, render_public_banner
 
 # A generating thread gives the GIL back at every torch op and must win it back against the other
 # sessions' script threads; a 1 ms switch interval (default 5 ms) cut its wait ~4x (bench/RESULTS.md).
-sys.setswitchinterval(0.001)
+sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 st.set_page_config(page_title="VLM checkpoint lab", page_icon=":material/biotech:", layout="wide")
 
 try:

@@ -7,6 +7,11 @@ Inference page over and over. Reports requests served, errors, p50/p95 latency (
 fully rendered), the server's peak RSS (psutil sampling thread) next to the pool budget, and
 the number of model loads the pool performed (read from the sidebar's "Model pool" panel).
 
+``--mix inference,comparison,attention`` gives sessions different pages, round-robin: a
+Comparison session runs its default checkpoint selection on a fresh prompt (waits for "All
+outputs cached"), an Attention session presses "Generate and capture" on a fresh prompt (waits
+for a new capture's token control). Latencies are also reported per page.
+
     .venv/bin/python bench/load_test.py --runs-root /path/with/demo --sessions 4 --duration 60
 """
 
@@ -55,6 +60,12 @@ class LoadReport:
     cycles_s: list[float] = field(default_factory=list)
     """Typing the prompt → answer rendered: includes the widget-commit rerun before the click."""
     per_session_requests: list[int] = field(default_factory=list)
+    kinds_per_session: list[str] = field(default_factory=list)
+    """Which page each session drives (``KINDS``)."""
+    latencies_by_kind: dict[str, list[float]] = field(default_factory=dict)
+    request_log: list[tuple[int, str, float, float]] = field(default_factory=list)
+    """(session, kind, seconds since the clock started, latency) per served request: shows whether
+    slow requests are the first ones (model loads) or spread over the run."""
     model_loads: int | None = None
     browsers: str = "one"
     load_average: tuple[float, float, float] | None = None
@@ -74,12 +85,22 @@ class LoadReport:
         data = asdict(self)
         data.pop("latencies_s")
         data.pop("cycles_s")
+        data["latency_by_kind"] = {kind: _quantiles(values) for kind, values in data.pop("latencies_by_kind").items()}
         cycles = sorted(self.cycles_s)
         data.update(p50_s=self.percentile(50), p95_s=self.percentile(95), max_s=max(self.latencies_s, default=None),
                     cycle_p50_s=cycles[len(cycles) // 2] if cycles else None,
                     cycle_max_s=cycles[-1] if cycles else None,
                     throughput_rps=self.requests / self.wall_s if self.wall_s else None)
         return data
+
+
+def _quantiles(values: list[float]) -> dict:
+    """n, p50, p95, max of one page's latencies (p95 by the same inclusive method as the totals)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+    p95 = ordered[0] if len(ordered) == 1 else statistics.quantiles(ordered, n=100, method="inclusive")[94]
+    return {"n": len(ordered), "p50_s": statistics.median(ordered), "p95_s": p95, "max_s": ordered[-1]}
 
 
 class MemorySampler(threading.Thread):
@@ -119,12 +140,17 @@ async def settle(page, timeout: float = REQUEST_TIMEOUT_MS) -> None:
     await page.wait_for_function(_SETTLED_JS, timeout=timeout, polling=100)
 
 
-async def prepare_session(page, url: str, checkpoint: str, example_id: str) -> None:
-    """Open Inference, choose ``checkpoint`` in the sidebar, click eval example ``example_id``."""
+KINDS = {"inference": "Inference", "comparison": "Comparison", "attention": "Attention"}
+"""Session kind → the page it drives."""
+
+
+async def prepare_session(page, url: str, checkpoint: str, example_id: str, kind: str = "inference") -> None:
+    """Open ``kind``'s page, choose ``checkpoint`` in the sidebar, click eval example ``example_id``."""
     await page.goto(url)
     await settle(page)
-    await page.locator('[data-testid="stSidebarNav"] a', has_text="Inference").first.click()
-    await page.wait_for_selector('h1:has-text("Inference")')
+    title = KINDS[kind]
+    await page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    await page.wait_for_selector(f'h1:has-text("{title}")')
     await settle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     await sidebar.get_by_role("combobox", name="Checkpoint", exact=True).first.click()
@@ -160,6 +186,70 @@ async def one_request(page, marker: str) -> float:
     return elapsed
 
 
+_FAILED_JS = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    return main && main.querySelector('[data-testid="stException"], [data-testid="stAlertContentError"]');
+}"""
+
+
+async def _raise_if_failed(page) -> None:
+    failed = page.locator('[data-testid="stMain"]').locator(
+        '[data-testid="stException"], [data-testid="stAlertContentError"]')
+    if await failed.count():
+        raise RuntimeError((await failed.first.inner_text())[:300])
+
+
+async def comparison_request(page, marker: str) -> float:
+    """Fresh prompt (nothing cached), press "Run N checkpoint(s)", wait for "All outputs cached"; seconds."""
+    box = page.get_by_label("Prompt", exact=True)
+    await box.fill(f"what colour is the square ? {marker}")
+    await box.press("Control+Enter")
+    await settle(page)
+    start = time.perf_counter()
+    await page.locator('[data-testid="stButton"] button').filter(has_text="checkpoint(s)").first.click()
+    await page.wait_for_function(
+        """([failed, settled]) => {
+            const done = [...document.querySelectorAll('[data-testid="stButton"] button')]
+                .some(b => b.textContent.includes('All outputs cached'));
+            return (done || eval(failed)()) && eval(settled)();
+        }""", arg=[_FAILED_JS, _SETTLED_JS], timeout=REQUEST_TIMEOUT_MS, polling=50)
+    elapsed = time.perf_counter() - start
+    await _raise_if_failed(page)
+    return elapsed
+
+
+_CAPTURE_ID_JS = r"""() => {
+    // The token control's key carries id(captured run): a new capture draws a new key.
+    for (const el of document.querySelectorAll('[class*="st-key-attn"]')) {
+        const m = el.className.match(/st-key-attn\W?token\W?(\d+)/);
+        if (m) return m[1];
+    }
+    return null;
+}"""
+
+
+async def attention_request(page, marker: str) -> float:
+    """Fresh prompt, press "Generate and capture", wait for a new capture's token control; seconds."""
+    box = page.get_by_label("Prompt", exact=True)
+    await box.fill(f"what colour is the square ? {marker}")
+    await box.press("Enter")
+    await settle(page)
+    before = await page.evaluate(_CAPTURE_ID_JS)
+    start = time.perf_counter()
+    await page.locator('[data-testid="stButton"] button').filter(has_text="Generate and capture").first.click()
+    await page.wait_for_function(
+        """([before, captureId, failed, settled]) => {
+            const now = eval(captureId)();
+            return ((now !== null && now !== before) || eval(failed)()) && eval(settled)();
+        }""", arg=[before, _CAPTURE_ID_JS, _FAILED_JS, _SETTLED_JS], timeout=REQUEST_TIMEOUT_MS, polling=50)
+    elapsed = time.perf_counter() - start
+    await _raise_if_failed(page)
+    return elapsed
+
+
+REQUESTS = {"inference": one_request, "comparison": comparison_request, "attention": attention_request}
+
+
 async def read_model_loads(browser, url: str) -> int | None:
     """Open a fresh session, expand the sidebar's "Model pool" panel, read the load counter."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -179,7 +269,7 @@ async def read_model_loads(browser, url: str) -> int | None:
 
 
 async def session_loop(browser, url: str, index: int, checkpoint: str, example_id: str, shared: dict,
-                       report: LoadReport, barrier: asyncio.Barrier) -> None:
+                       report: LoadReport, barrier: asyncio.Barrier, kind: str = "inference") -> None:
     """Prepare, wait until every session is ready (the clock starts then), request until the deadline.
 
     ``browser`` is the shared Chromium, or a callable returning a fresh one (one browser per session).
@@ -193,7 +283,7 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
     served = 0
     try:
         try:
-            await prepare_session(page, url, checkpoint, example_id)
+            await prepare_session(page, url, checkpoint, example_id, kind)
         except Exception as exc:
             report.errors.append(f"session {index} setup: {type(exc).__name__}: {str(exc)[:200]}")
             await barrier.abort()
@@ -210,7 +300,10 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
             n += 1
             try:
                 cycle_start = time.perf_counter()
-                report.latencies_s.append(await one_request(page, f"s{index}r{n}"))
+                latency = await REQUESTS[kind](page, f"s{index}r{n}")
+                report.latencies_s.append(latency)
+                report.latencies_by_kind.setdefault(kind, []).append(latency)
+                report.request_log.append((index, kind, round(cycle_start - shared["started"], 2), round(latency, 3)))
                 report.cycles_s.append(time.perf_counter() - cycle_start)
                 report.requests += 1
                 served += 1
@@ -222,7 +315,7 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
                         await page.screenshot(path=str(Path(shared["shots"]) / f"stall-s{index}-r{n}.png"),
                                               full_page=True)
                 try:
-                    await prepare_session(page, url, checkpoint, example_id)  # recover like a user: reload
+                    await prepare_session(page, url, checkpoint, example_id, kind)  # recover like a user: reload
                 except Exception as again:
                     report.errors.append(f"session {index} recovery: {type(again).__name__}")
                     return
@@ -276,19 +369,25 @@ def _run_in_thread(coroutine) -> None:
 
 def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints: list[str], budget: str = "1GB",
                   data_dir: Path | None = None, log_path: Path | None = None,
-                  browsers: str = "one", shots_dir: Path | None = None) -> LoadReport:
+                  browsers: str = "one", shots_dir: Path | None = None,
+                  mix: tuple[str, ...] = ("inference",)) -> LoadReport:
     """Start a server, run the load for ``duration_s`` and return the measurements.
 
     Session ``i`` uses ``checkpoints[i % len(checkpoints)]``, so with fewer checkpoints than
     sessions some sessions share a checkpoint and others do not. ``browsers="one"`` opens every
     session as a context of one Chromium; ``"per-session"`` launches one Chromium per session.
+    Session ``i`` drives page ``mix[i % len(mix)]`` (see ``KINDS``).
     """
     if browsers not in ("one", "per-session"):
         raise ValueError(f"browsers must be 'one' or 'per-session', got {browsers!r}")
+    unknown = [kind for kind in mix if kind not in KINDS]
+    if unknown or not mix:
+        raise ValueError(f"mix must name pages among {sorted(KINDS)}, got {list(mix)!r}")
     per_session = [checkpoints[i % len(checkpoints)] for i in range(sessions)]
     report = LoadReport(sessions=sessions, duration_s=duration_s, checkpoints_per_session=per_session,
                         distinct_checkpoints=len(set(per_session)), budget_bytes=parse_size(budget),
-                        per_session_requests=[0] * sessions, browsers=browsers)
+                        per_session_requests=[0] * sessions, browsers=browsers,
+                        kinds_per_session=[mix[i % len(mix)] for i in range(sessions)])
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="vlmlab-load-"))
     log_path = log_path or data_dir / "streamlit.log"
     server = StreamlitServer(runs_root, data_dir, log_path, extra_env={"VLMLAB_MEMORY_BUDGET": budget})
@@ -320,7 +419,8 @@ async def _drive(url: str, report: LoadReport, example_id: str, shared: dict) ->
             shared["deadline"] = float("inf")
             target = browser if report.browsers == "one" else launch
             await asyncio.gather(*(
-                session_loop(target, url, i, checkpoint, example_id, shared, report, barrier)
+                session_loop(target, url, i, checkpoint, example_id, shared, report, barrier,
+                             report.kinds_per_session[i])
                 for i, checkpoint in enumerate(report.checkpoints_per_session)))
             try:
                 report.model_loads = await read_model_loads(browser, url)
@@ -346,6 +446,9 @@ def format_report(report: LoadReport) -> str:
         f"latency p50 {sec(s['p50_s'])} · p95 {sec(s['p95_s'])} · "
         f"min {sec(min(report.latencies_s, default=None))} · max {sec(max(report.latencies_s, default=None))}",
         f"full cycle (type prompt → answer) p50 {sec(s['cycle_p50_s'])} · max {sec(s['cycle_max_s'])}",
+        *(f"  {kind}: sessions {[i for i, k in enumerate(report.kinds_per_session) if k == kind]} · "
+          f"{q['n']} requests · p50 {sec(q.get('p50_s'))} · p95 {sec(q.get('p95_s'))} · max {sec(q.get('max_s'))}"
+          for kind, q in s["latency_by_kind"].items() if len(set(report.kinds_per_session)) > 1),
         f"server RSS: at start {report.baseline_rss_bytes / mb:.0f} MiB · peak {report.peak_rss_bytes / mb:.0f} MiB "
         f"· pool budget {report.budget_bytes / mb:.0f} MiB",
         f"model loads: {report.model_loads} (distinct checkpoints: {report.distinct_checkpoints})",
@@ -361,15 +464,21 @@ STARVED_FRACTION = 1 / 3
 
 
 def verdict(report: LoadReport) -> list[str]:
-    """What makes the run a failure: any lost request, any starved session (empty when it passed)."""
+    """What makes the run a failure: any lost request, any starved session (empty when it passed).
+
+    Sessions are compared with the mean of sessions driving the same page: one Comparison
+    request is several generations, so it is not starved for serving fewer than Inference.
+    """
     problems = [f"{len(report.errors)} lost request(s) or failed session(s)"] if report.errors else []
     counts = report.per_session_requests
-    mean = statistics.mean(counts) if counts else 0.0
-    floor = mean * STARVED_FRACTION
-    starved = [i for i, n in enumerate(counts) if n == 0 or n < floor]
-    if starved:
-        problems.append(f"starved session(s) {starved}: served {[counts[i] for i in starved]} "
-                        f"< a third of the mean {mean:.1f}")
+    kinds = report.kinds_per_session or ["inference"] * len(counts)
+    for kind in dict.fromkeys(kinds):
+        mine = [i for i, k in enumerate(kinds) if k == kind]
+        mean = statistics.mean(counts[i] for i in mine)
+        starved = [i for i in mine if counts[i] == 0 or counts[i] < mean * STARVED_FRACTION]
+        if starved:
+            problems.append(f"starved {kind} session(s) {starved}: served {[counts[i] for i in starved]} "
+                            f"< a third of the mean {mean:.1f}")
     return problems
 
 
@@ -382,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="1GB", help="VLMLAB_MEMORY_BUDGET for the server")
     parser.add_argument("--browsers", choices=("one", "per-session"), default="one",
                         help="one Chromium with a context per session, or one Chromium per session")
+    parser.add_argument("--mix", default="inference",
+                        help=f"comma-separated pages the sessions drive, round-robin ({', '.join(KINDS)})")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--shots", type=Path, help="screenshot a session's page here when a request fails")
     args = parser.parse_args(argv)
@@ -390,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no checkpoint-* folders under {args.runs_root / 'demo'}")
     chosen = names[::-1][:max(1, args.distinct)]
     report = run_load_test(args.runs_root, args.sessions, args.duration, chosen, budget=args.budget,
-                           browsers=args.browsers, shots_dir=args.shots)
+                           browsers=args.browsers, shots_dir=args.shots,
+                           mix=tuple(kind.strip() for kind in args.mix.split(",") if kind.strip()))
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps({**report.summary(), "verdict": verdict(report)}, indent=1))

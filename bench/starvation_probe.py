@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -100,46 +101,74 @@ def main(argv: list[str] | None = None) -> int:
 
 
 
-def convoy(checkpoint: Path, busy_threads: int, duration_s: float, post_gc: bool, switch_interval_s: float) -> dict:
-    """One thread generating (torch ops release and re-take the GIL) next to ``busy_threads``
-    pure-Python threads that stand in for Streamlit reruns (each "rerun" ends with
-    ``gc.collect(2)`` when ``post_gc``, like ``runner.postScriptGC``). Counts generations."""
-    from PIL import Image
+def make_heap(objects: int = 200_000) -> list[dict]:
+    """Live objects for a full collection to walk: a heap the size of a torch + Streamlit process."""
+    return [{"k": list(range(50))} for _ in range(objects)]
 
+
+def convoy_window(loaded: Any, image: Any, busy_threads: int, duration_s: float, post_gc: bool,
+                  switch_interval_s: float) -> dict:
+    """For ``duration_s``: one loop generating on ``loaded`` (``stream``, as Inference does) next to
+    ``busy_threads`` pure-Python threads standing in for Streamlit reruns, each "rerun" ending with
+    ``gc.collect(2)`` when ``post_gc`` (``runner.postScriptGC``). Counts generations *finished
+    inside the window*: at the deadline the busy threads stop, so a starved generation in flight
+    then ends quickly but is not counted. Restores the switch interval."""
+    previous = sys.getswitchinterval()
     sys.setswitchinterval(switch_interval_s)
-    pool = ModelPool(2**30, device="cpu")
-    image = Image.new("RGB", (96, 96), "white")
-    with pool.acquire(checkpoint) as loaded:  # load outside the clock
-        list(stream(loaded, image, "warm up", GenerationSettings(max_new_tokens=8)))
     stop = threading.Event()
     reruns = [0] * busy_threads
-    heap = [{"k": list(range(50))} for _ in range(200_000)]  # a heap the size of a torch+Streamlit process
+    collections = [0] * busy_threads
 
     def rerun_loop(index: int) -> None:
         while not stop.is_set():
             _ = [str(i) * 3 for i in range(20_000)]  # a script run's pure-Python work (~ms)
             if post_gc:
                 gc.collect(2)
+                collections[index] += 1
             reruns[index] += 1
 
     busy = [threading.Thread(target=rerun_loop, args=(i,), daemon=True) for i in range(busy_threads)]
-    for thread in busy:
-        thread.start()
+    timer = threading.Timer(duration_s, stop.set)
     latencies: list[float] = []
-    deadline = time.monotonic() + duration_s
-    while time.monotonic() < deadline:
-        began = time.perf_counter()
-        with pool.acquire(checkpoint) as loaded:
-            list(stream(loaded, image, "what colour ?", GenerationSettings(max_new_tokens=8)))
-        latencies.append(time.perf_counter() - began)
-    stop.set()
-    for thread in busy:
-        thread.join(30)
-    del heap
+    tokens = 0
+    try:
+        for thread in busy:
+            thread.start()
+        deadline = time.monotonic() + duration_s
+        timer.start()
+        while time.monotonic() < deadline:
+            began = time.perf_counter()
+            generation = stream(loaded, image, "what colour ?", GenerationSettings(max_new_tokens=8))
+            list(generation)
+            if time.monotonic() <= deadline:
+                latencies.append(time.perf_counter() - began)
+                tokens += generation.result.output_tokens if generation.result is not None else 0
+    finally:
+        stop.set()
+        timer.cancel()
+        for thread in busy:
+            thread.join(30)
+        sys.setswitchinterval(previous)
     latencies.sort()
     return {"mode": "convoy", "busy_threads": busy_threads, "post_gc": post_gc, "switch_interval_s": switch_interval_s,
-            "generations": len(latencies), "reruns": sum(reruns),
-            "p50_s": latencies[len(latencies) // 2], "max_s": latencies[-1], "load_average": os.getloadavg()}
+            "duration_s": duration_s, "generations": len(latencies), "output_tokens": tokens,
+            "reruns": sum(reruns), "collections": sum(collections),
+            "p50_s": latencies[len(latencies) // 2] if latencies else None,
+            "max_s": latencies[-1] if latencies else None, "load_average": os.getloadavg()}
+
+
+def convoy(checkpoint: Path, busy_threads: int, duration_s: float, post_gc: bool, switch_interval_s: float) -> dict:
+    """:func:`convoy_window` on ``checkpoint`` (loaded and warmed up outside the clock) with a big heap."""
+    from PIL import Image
+
+    pool = ModelPool(2**30, device="cpu")
+    image = Image.new("RGB", (96, 96), "white")
+    heap = make_heap()
+    with pool.acquire(checkpoint) as loaded:
+        list(stream(loaded, image, "warm up", GenerationSettings(max_new_tokens=8)))
+        result = convoy_window(loaded, image, busy_threads, duration_s, post_gc, switch_interval_s)
+    del heap
+    return result
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ Kept free of Streamlit so tests and the bench drive exactly what the page shows.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,7 +225,8 @@ def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int
 def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[int] | None = None,
                     max_examples: int | None = None, progress: ProgressFn | None = None,
                     max_pixels: int = DEFAULT_MAX_PIXELS, max_new_tokens: int = 4,
-                    should_stop: Callable[[], bool] | None = None) -> PointingReport:
+                    should_stop: Callable[[], bool] | None = None,
+                    turn: Callable[[], AbstractContextManager[Any]] | None = None) -> PointingReport:
     """Pointing score of one checkpoint over eval examples that name a target object with a box.
 
     The first generated token's attention is scored; the whole answer (up to ``max_new_tokens``) is
@@ -231,6 +234,8 @@ def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[in
     Images larger than ``max_pixels`` (the configured limit) are skipped with the reason.
     ``should_stop`` cancels the whole report (:class:`~dashboard.generation.GenerationCancelled`
     is a ``BaseException``: the per-example ``except Exception`` does not swallow it).
+    ``turn`` (e.g. ``lambda: pool.turn(path)``) is entered around each example's generation, so a
+    long report takes one FIFO turn per example instead of holding the checkpoint throughout.
     """
 
     usable = [e for e in examples if e.target is not None and 0 <= e.target < len(e.objects)
@@ -242,8 +247,9 @@ def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[in
     for i, example in enumerate(usable):
         try:
             image = load_image(example.image_path, max_pixels=max_pixels)
-            run = analyse(loaded, image, example.prompt, max_new_tokens=max_new_tokens, lens_top_k=0,
-                          lens_image_tokens=False, should_stop=should_stop)
+            with turn() if turn is not None else nullcontext():
+                run = analyse(loaded, image, example.prompt, max_new_tokens=max_new_tokens, lens_top_k=0,
+                              lens_image_tokens=False, should_stop=should_stop)
         except Exception as exc:  # one bad example must not sink the report
             logger.warning("pointing: example %s skipped", example.id, exc_info=True)
             report.skipped.append(f"{example.id}: {type(exc).__name__}: {exc}")
@@ -292,9 +298,9 @@ def pointing_over_checkpoints(pool: Any, checkpoints: Sequence[Any], examples: S
     for i, info in enumerate(ordered):
         check_cancelled(should_stop, info.name)  # before loading the next model, not only between tokens
         try:
-            with pool.turn(info.path) as loaded:
+            with pool.acquire(info.path) as loaded:  # loaded and kept for the report; one turn per example
                 report = pointing_report(loaded, examples, max_examples=max_examples, max_pixels=max_pixels,
-                                         should_stop=should_stop)
+                                         should_stop=should_stop, turn=functools.partial(pool.turn, info.path))
             out.append(CheckpointPointing(info.name, info.step, str(info.path), report))
         except errors as exc:
             out.append(CheckpointPointing(info.name, info.step, str(info.path), None, f"{type(exc).__name__}: {exc}",

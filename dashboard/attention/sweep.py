@@ -18,6 +18,7 @@ from dashboard.attention.hooks import CaptureError
 from dashboard.generation import GenerationInputError, GenerationOOMError, check_cancelled
 from dashboard.images import DEFAULT_MAX_PIXELS
 from dashboard.models.pool import CheckpointLoadError
+from dashboard.models.turns import WaitCallback
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
 
@@ -34,9 +35,13 @@ StopCheck = Callable[[], bool] | None
 
 
 def capture(pool: Any, checkpoint: str | Path, image: Image.Image, prompt: str, max_new_tokens: int,
-            forced: tuple[int, ...] = (), should_stop: StopCheck = None) -> AttentionRun:
-    """Generate on one pooled checkpoint with attention capture (logit lens only for a free generation)."""
-    with pool.turn(Path(checkpoint)) as loaded:
+            forced: tuple[int, ...] = (), should_stop: StopCheck = None,
+            on_wait: WaitCallback | None = None) -> AttentionRun:
+    """Generate on one pooled checkpoint with attention capture (logit lens only for a free generation).
+
+    One FIFO turn on the checkpoint; ``on_wait`` is told the place in its queue while waiting.
+    """
+    with pool.turn(Path(checkpoint), on_wait=on_wait) as loaded:
         return analyse(loaded, image, prompt, max_new_tokens=max_new_tokens, forced=forced,
                        lens_top_k=5 if not forced else 0, lens_image_tokens=not forced, should_stop=should_stop)
 

@@ -11,6 +11,7 @@ No Streamlit here: progress and stopping go through plain callables.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, MutableMapping, Sequence
@@ -27,7 +28,7 @@ from dashboard.compare.results import (
     row_still_valid,
     save_scores,
 )
-from dashboard.compare.sweep import LocalBackend, SweepBackend, SweepJob, error_text
+from dashboard.compare.sweep import LocalBackend, SweepBackend, SweepJob, error_text, queue_status
 from dashboard.evalset import EvalSet
 
 logger = logging.getLogger(__name__)
@@ -110,10 +111,12 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
         out = SingleOutput(checkpoint=path, name=path.name, step=checkpoint_step(path.name))
         try:
             t0 = time.perf_counter()
-            with pool.acquire(path) as loaded:
+            with pool.acquire(path):  # the load, timed apart from the queue
                 out.load_s = time.perf_counter() - t0
-                on_progress(i, total, f"{path.name}: generating")
-                with loaded.lock:
+                on_wait = queue_status(path.name, functools.partial(_progress_line, on_progress, i, total),
+                                       should_stop)
+                with pool.turn(path, on_wait=on_wait) as loaded:  # one FIFO turn per generation
+                    on_progress(i, total, f"{path.name}: generating")
                     result = generate(loaded, image, prompt, settings, should_stop=should_stop)
         except GenerationCancelled:
             break
@@ -126,6 +129,10 @@ def compare_single(pool: ModelPool, checkpoints: Sequence[str | Path], image: Im
         outputs.append(out)
         on_progress(i + 1, total, f"{path.name}: {'failed' if out.error else 'done'}")
     return outputs
+
+
+def _progress_line(on_progress: Progress, done: int, total: int, name: str, message: str) -> None:
+    on_progress(done, total, f"{name}: {message}")
 
 
 def _fill(out: SingleOutput, result: GenerationResult) -> None:

@@ -29,6 +29,7 @@ from dashboard.metrics import score
 if TYPE_CHECKING:
     from dashboard.generation import GenerationResult, GenerationSettings
     from dashboard.models.pool import ModelPool
+    from dashboard.models.turns import WaitCallback
 
 logger = logging.getLogger(__name__)
 
@@ -184,17 +185,20 @@ class LocalBackend:
             on_status(job.name, "loading")
             try:
                 t0 = time.perf_counter()
-                with self.pool.acquire(job.checkpoint) as loaded:
+                with self.pool.acquire(job.checkpoint):  # loaded once and kept for the job (a pin is not a turn)
                     outcome.load_s += time.perf_counter() - t0
                     state = BatchState(batch_size=max(1, batch_size))
+                    on_wait = queue_status(job.name, on_status, should_stop)
                     for chunk in chunks(job.examples, state.batch_size):
                         if should_stop():
                             outcome.stopped = True
                             break
-                        t1 = time.perf_counter()
-                        with loaded.lock:
-                            rows = score_chunk(loaded, chunk, settings, state, max_image_pixels, should_stop)
-                        outcome.generation_s += time.perf_counter() - t1
+                        # One FIFO turn per chunk: sessions waiting on this checkpoint get theirs in between.
+                        with self.pool.turn(job.checkpoint, on_wait=on_wait) as loaded:
+                            t1 = time.perf_counter()
+                            with loaded.lock:
+                                rows = score_chunk(loaded, chunk, settings, state, max_image_pixels, should_stop)
+                            outcome.generation_s += time.perf_counter() - t1
                         on_rows(job.name, rows)
             except GenerationCancelled:  # mid-chunk: that chunk's cut-short rows are dropped, earlier ones kept
                 outcome.stopped = True
@@ -205,6 +209,18 @@ class LocalBackend:
             if outcome.stopped:
                 break
         return outcome
+
+
+def queue_status(name: str, on_status: OnStatus, should_stop: Callable[[], bool]) -> WaitCallback:
+    """``on_wait`` for a sweep's turns: the queue position goes to the progress line; Stop ends the wait."""
+    from dashboard.generation import check_cancelled
+    from dashboard.models.turns import waiting_text
+
+    def on_wait(ahead: int, waited_s: float) -> None:
+        check_cancelled(should_stop, name)
+        on_status(name, waiting_text(ahead, waited_s))
+
+    return on_wait
 
 
 def ray_address() -> str | None:

@@ -22,8 +22,18 @@ from contextlib import contextmanager
 
 from dashboard.models.loading import CheckpointLoadError
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""``sys.setswitchinterval`` for the app (Home.py; default 5 ms). A generating thread gives the GIL
+back at every torch op and must win it back against the other sessions' script threads; a shorter
+interval cut that wait ~4x (bench/RESULTS.md, "Session starvation", table E)."""
+
 WaitCallback = Callable[[int, float], None]
 """``on_wait(ahead, waited_s)``: ``ahead`` turns (the one running included) are before yours."""
+
+
+def waiting_text(ahead: int, waited_s: float) -> str:
+    """Plain-text queue position for progress lines (sweeps); pages with room show their own notice."""
+    return f"queued: {ahead} request(s) ahead (number {ahead + 1} in line) · waited {waited_s:.0f} s"
 
 
 class QueueTimeoutError(CheckpointLoadError):

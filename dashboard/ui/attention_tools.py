@@ -16,7 +16,7 @@ from dashboard.attention.analysis import AttentionRun, head_value_range
 from dashboard.attention.charts import pointing_split_figure, spatial_lens_figure
 from dashboard.attention.overlay import render_overlay, upscale
 from dashboard.formatting import display_table, markdown_safe
-from dashboard.ui.resources import get_pool
+from dashboard.ui.visitor import generation_turn
 from dashboard.ui.widgets import show_model_error
 
 MAP_KINDS = ("raw attention", "attention rollout")
@@ -34,7 +34,7 @@ def rollout_grid(run: AttentionRun, step: int, upto: int, view: str | None, erro
                  ) -> np.ndarray | None:
     caught: tuple[type[Exception], ...] = (*errors, ValueError)
     try:
-        with get_pool().acquire(Path(run.checkpoint)) as loaded:
+        with generation_turn(Path(run.checkpoint), limits=False) as loaded:  # a forward pass: one FIFO turn
             return run.rollout_grid(loaded, step, upto=upto, view=view)
     except caught as exc:
         show_model_error(exc, "Attention rollout failed")

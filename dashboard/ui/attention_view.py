@@ -26,6 +26,7 @@ from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
+from dashboard.ui.visitor import queue_notice
 from dashboard.ui.widgets import DEFAULT_MAX_NEW_TOKENS, confined, show_model_error, why_no_checkpoint
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
@@ -34,7 +35,11 @@ K_HISTORY = "attn.history_id"
 
 def run_capture(checkpoint: Path, image: Image.Image, prompt: str, max_new_tokens: int) -> AttentionRun | None:
     try:
-        return capture(get_pool(), checkpoint, image, prompt, max_new_tokens, should_stop=session_gone_check())
+        notice = st.empty()
+        run = capture(get_pool(), checkpoint, image, prompt, max_new_tokens, should_stop=session_gone_check(),
+                      on_wait=queue_notice(checkpoint, notice))
+        notice.empty()
+        return run
     except GenerationCancelled:  # the browser session is gone: nobody to show a cut-short capture to
         return None
     except ANALYSIS_ERRORS as exc:

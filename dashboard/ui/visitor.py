@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from dashboard.generation import GenerationSettings
 from dashboard.models.loading import LoadedModel
+from dashboard.models.turns import WaitCallback
 from dashboard.public import (
     LIMITS,
     SLOTS,
@@ -92,12 +94,17 @@ def generation_turn(checkpoint: Path, settings: GenerationSettings | None = None
         if limits:
             stack.enter_context(visitor_limits(settings))
         notice = st.empty()
-
-        def on_wait(ahead: int, waited_s: float) -> None:
-            notice.info(f"Queued for **{checkpoint.name}**: {ahead} request(s) ahead of you "
-                        f"(you are number {ahead + 1} in line) · waited {waited_s:.0f} s. "
-                        "Requests are served in arrival order, one generation each.", icon=":material/schedule:")
-
-        loaded = stack.enter_context(get_pool().turn(checkpoint, on_wait=on_wait))
+        loaded = stack.enter_context(get_pool().turn(checkpoint, on_wait=queue_notice(checkpoint, notice)))
         notice.empty()
         yield loaded
+
+
+def queue_notice(checkpoint: Path, notice: Any) -> WaitCallback:
+    """``on_wait`` that shows the session's place in ``checkpoint``'s queue in ``notice`` (an ``st.empty()``)."""
+
+    def on_wait(ahead: int, waited_s: float) -> None:
+        notice.info(f"Queued for **{checkpoint.name}**: {ahead} request(s) ahead of you "
+                    f"(you are number {ahead + 1} in line) · waited {waited_s:.0f} s. "
+                    "Requests are served in arrival order, one generation each.", icon=":material/schedule:")
+
+    return on_wait

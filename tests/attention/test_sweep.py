@@ -20,11 +20,19 @@ class _PoolRefusing:
         self.real, self.broken = real, broken
 
     @contextmanager
-    def turn(self, path: Path):
+    def turn(self, path: Path, wait_limit_s: float | None = None, on_wait=None):
         """The sweeps take a fair (FIFO) turn per checkpoint, as every generating caller does."""
         if Path(path).name in self.broken:
             raise CheckpointLoadError(f"{Path(path).name}: no weights")
-        with self.real.turn(path) as loaded:
+        with self.real.turn(path, wait_limit_s, on_wait) as loaded:
+            yield loaded
+
+    @contextmanager
+    def acquire(self, path: Path):
+        """Pointing pins the model for the report and takes a turn per example."""
+        if Path(path).name in self.broken:
+            raise CheckpointLoadError(f"{Path(path).name}: no weights")
+        with self.real.acquire(path) as loaded:
             yield loaded
 
 
