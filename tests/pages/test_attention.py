@@ -112,25 +112,32 @@ def _tiny_run_with_outside_link(tiny_llava_dir: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_attention_lists_checkpoints_through_the_run_model(tiny_llava_dir: Path, tmp_path: Path,
-                                                           monkeypatch) -> None:
-    """A checkpoint symlinked out of the runs root is hidden by the sidebar and must not be offered
-    (or loaded) here either; eval-set images obey the configured pixel limit."""
+
+def _capture_first_example(root: Path, tmp_path: Path, monkeypatch, max_new_tokens: int) -> AppTest:
+    """The Attention page on ``root/run``'s checkpoint-1, after capturing its first gallery example."""
     from dashboard.ui import state
 
-    root = _tiny_run_with_outside_link(tiny_llava_dir, tmp_path)
     monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
     monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "1GB")
-    monkeypatch.setenv("VLMLAB_MAX_IMAGE_PIXELS", "5000")
     monkeypatch.chdir(HOME.parent)
     at = AppTest.from_file(str(HOME.parent / "pages" / "4_Attention.py"), default_timeout=180)
     at.session_state[state.RUN_PATH] = str(root / "run")
     at.session_state[state.CHECKPOINT_PATH] = str(root / "run" / "checkpoint-1")
     at.run()
     at.button(key="attn.pick.0").click().run()
-    at.number_input(key="attn.max_new").set_value(1).run()
+    at.number_input(key="attn.max_new").set_value(max_new_tokens).run()
     at.button(key="attn.go").click().run()
+    return at
+
+def test_attention_lists_checkpoints_through_the_run_model(tiny_llava_dir: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """A checkpoint symlinked out of the runs root is hidden by the sidebar and must not be offered
+    (or loaded) here either; eval-set images obey the configured pixel limit."""
+
+    root = _tiny_run_with_outside_link(tiny_llava_dir, tmp_path)
+    monkeypatch.setenv("VLMLAB_MAX_IMAGE_PIXELS", "5000")
+    at = _capture_first_example(root, tmp_path, monkeypatch, max_new_tokens=1)
     assert not at.exception, at.exception
     offered = at.multiselect(key="attn.ckpts").options
     assert [Path(p).name for p in offered] == ["checkpoint-1"], offered
@@ -147,7 +154,6 @@ def test_captures_stop_when_the_session_is_gone(tiny_llava_dir: Path, tmp_path: 
     session-gone check: once the tab is gone nothing is captured or stored."""
     import shutil
 
-    from dashboard.ui import state
     from tests.pages.gone_session import GoneSession
 
     root = _tiny_run_with_outside_link(tiny_llava_dir, tmp_path)
@@ -156,17 +162,7 @@ def test_captures_stop_when_the_session_is_gone(tiny_llava_dir: Path, tmp_path: 
     session = GoneSession(gone=True)
     for view in ("attention_view", "attention_sweep_view"):
         monkeypatch.setattr(f"dashboard.ui.{view}.session_gone_check", session.factory)
-    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
-    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("VLMLAB_MEMORY_BUDGET", "1GB")
-    monkeypatch.chdir(HOME.parent)
-    at = AppTest.from_file(str(HOME.parent / "pages" / "4_Attention.py"), default_timeout=180)
-    at.session_state[state.RUN_PATH] = str(root / "run")
-    at.session_state[state.CHECKPOINT_PATH] = str(root / "run" / "checkpoint-1")
-    at.run()
-    at.button(key="attn.pick.0").click().run()
-    at.number_input(key="attn.max_new").set_value(2).run()
-    at.button(key="attn.go").click().run()
+    at = _capture_first_example(root, tmp_path, monkeypatch, max_new_tokens=2)
     assert not at.exception, at.exception
     assert session.made == 1 and session.polls >= 1 and "attn.run" not in at.session_state
     session.gone = False  # a capture the user stays for
