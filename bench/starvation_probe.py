@@ -112,7 +112,9 @@ def convoy_window(loaded: Any, image: Any, busy_threads: int, duration_s: float,
     ``busy_threads`` pure-Python threads standing in for Streamlit reruns, each "rerun" ending with
     ``gc.collect(2)`` when ``post_gc`` (``runner.postScriptGC``). Counts generations *finished
     inside the window*: at the deadline the busy threads stop, so a starved generation in flight
-    then ends quickly but is not counted. Restores the switch interval."""
+    then ends quickly but is not counted. ``streamed_pieces`` counts the text pieces the stream
+    handed out inside the window, a finer measure of progress than whole generations (a loaded
+    machine may finish only one or two). Restores the switch interval."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(switch_interval_s)
     stop = threading.Event()
@@ -131,6 +133,7 @@ def convoy_window(loaded: Any, image: Any, busy_threads: int, duration_s: float,
     timer = threading.Timer(duration_s, stop.set)
     latencies: list[float] = []
     tokens = 0
+    pieces = 0
     try:
         for thread in busy:
             thread.start()
@@ -139,7 +142,9 @@ def convoy_window(loaded: Any, image: Any, busy_threads: int, duration_s: float,
         while time.monotonic() < deadline:
             began = time.perf_counter()
             generation = stream(loaded, image, "what colour ?", GenerationSettings(max_new_tokens=8))
-            list(generation)
+            for _piece in generation:
+                if time.monotonic() <= deadline:
+                    pieces += 1
             if time.monotonic() <= deadline:
                 latencies.append(time.perf_counter() - began)
                 tokens += generation.result.output_tokens if generation.result is not None else 0
@@ -152,6 +157,7 @@ def convoy_window(loaded: Any, image: Any, busy_threads: int, duration_s: float,
     latencies.sort()
     return {"mode": "convoy", "busy_threads": busy_threads, "post_gc": post_gc, "switch_interval_s": switch_interval_s,
             "duration_s": duration_s, "generations": len(latencies), "output_tokens": tokens,
+            "streamed_pieces": pieces,
             "reruns": sum(reruns), "collections": sum(collections),
             "p50_s": latencies[len(latencies) // 2] if latencies else None,
             "max_s": latencies[-1] if latencies else None, "load_average": os.getloadavg()}

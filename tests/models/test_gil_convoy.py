@@ -55,19 +55,21 @@ def test_post_script_gc_starves_a_generation_and_the_app_settings_do_not(tmp_pat
         for name, variant in (("old", old), ("app", app), ("old", old), ("app", app)):
             results[name].append(convoy_window(loaded, image, BUSY_THREADS, WINDOW_S, **variant))
     del heap
-    summary = {name: [(r["generations"], r["reruns"], r["collections"]) for r in runs]
+    summary = {name: [(r["streamed_pieces"], r["generations"], r["reruns"], r["collections"]) for r in runs]
                for name, runs in results.items()}
-    print("convoy windows (generations, reruns, collections):", summary)  # shown with -s / -rP
-    old_done = sum(r["generations"] for r in results["old"])
-    app_done = sum(r["generations"] for r in results["app"])
+    print("convoy windows (streamed pieces, generations, reruns, collections):", summary)  # -s / -rP
+    old_streamed = sum(r["streamed_pieces"] for r in results["old"])
+    app_streamed = sum(r["streamed_pieces"] for r in results["app"])
 
     # Not vacuous: the competing "reruns" really ran in every window, collecting in the old ones,
     # and the app's generations produced tokens.
     assert all(r["reruns"] > 0 for runs in results.values() for r in runs), summary
     assert all(r["collections"] > 0 for r in results["old"]), summary
     assert sum(r["output_tokens"] for r in results["app"]) > 0, summary
-    # The app's settings: generations keep finishing beside the reruns, in each window.
+    # The app's settings: the answer keeps streaming beside the reruns, in each window. Progress is
+    # counted in streamed pieces: a loaded CI machine finished only (0, 1) whole generations per
+    # window while streaming, and whole generations made the check flaky.
     assert not app["post_gc"], "runner.postScriptGC is back on in .streamlit/config.toml"
-    assert all(r["generations"] >= 1 for r in results["app"]), summary  # (1, 1) in a loaded CI run
-    # The old behaviour, same run, same load: the generation is starved (at most a third as many).
-    assert old_done * 3 <= app_done, summary
+    assert all(r["streamed_pieces"] >= 1 for r in results["app"]), summary
+    # The old behaviour, same run, same load: the stream is starved (at most a third as much).
+    assert old_streamed * 3 <= app_streamed, summary
