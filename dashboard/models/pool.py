@@ -9,7 +9,9 @@ counts entries rather than bytes, so the budget and the locking live here:
 * ``acquire`` pins a model for the ``with`` block, so it is never evicted mid-generation;
 * two threads asking for the same checkpoint share one load (the second waits for the first);
 * ``turn`` queues sessions that generate on the same checkpoint first come, first served
-  (:mod:`dashboard.models.turns`), one generation per turn, with a wait limit.
+  (:mod:`dashboard.models.turns`), one generation per turn, with a wait limit;
+* ``prefetch`` loads a checkpoint the user has just chosen in the background, so the first
+  Generate does not wait for the load; it only uses free budget and never evicts.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class ModelTooLargeError(CheckpointLoadError):
 
 class PoolBusyError(CheckpointLoadError):
     """The model would fit the budget, but models in use by running generations block eviction."""
+
+
+class _NoFreeRoom(Exception):
+    """A prefetch found the model would not fit the free budget (it never evicts)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,10 @@ class ModelPool:
         self._loading: dict[Path, threading.Event] = {}
         self._reserved: dict[Path, int] = {}  # bytes promised to loads in flight
         self._cond = threading.Condition(threading.RLock())
+        self.prefetch_count = 0
+        """Prefetches that loaded a model (the rest found it loaded, loading, or without room)."""
+        self._prefetch_next: Path | None = None
+        self._prefetch_thread: threading.Thread | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelPool:
@@ -211,6 +221,47 @@ class ModelPool:
         with self.queue_for(checkpoint).turn(limit, on_wait), self.acquire(checkpoint) as loaded:
             yield loaded
 
+    # ------------------------------------------------------------------ prefetch
+    def prefetch(self, checkpoint: str | Path) -> bool:
+        """Start loading ``checkpoint`` in a background thread; True if a load was scheduled.
+
+        A hint, not a request: nothing happens when the model is loaded or loading already, one
+        prefetch runs at a time (a newer hint replaces one still waiting), and a model that does
+        not fit the *free* budget is skipped rather than evicting anyone's model. Load errors are
+        left for the real request to report with its message.
+        """
+        key = self._key(checkpoint)
+        with self._cond:
+            if key in self._slots or key in self._loading:
+                return False
+            self._prefetch_next = key
+            if self._prefetch_thread is None or not self._prefetch_thread.is_alive():
+                self._prefetch_thread = threading.Thread(target=self._prefetch_worker, name="pool-prefetch",
+                                                         daemon=True)
+                self._prefetch_thread.start()
+        return True
+
+    def _prefetch_worker(self) -> None:
+        while True:
+            with self._cond:
+                key, self._prefetch_next = self._prefetch_next, None
+                if key is None:
+                    self._prefetch_thread = None
+                    return
+                if key in self._slots or key in self._loading:
+                    continue
+            try:
+                self._pin(key, evict=False)
+            except Exception:  # a hint: the user's own request reports the error
+                continue
+            with self._cond:
+                self.prefetch_count += 1
+                slot = self._slots.get(key)
+                if slot is not None:
+                    slot.pins -= 1
+                    slot.holders[threading.get_ident()] -= 1
+                self._cond.notify_all()
+
     # ------------------------------------------------------------------ acquire
     @contextmanager
     def acquire(self, checkpoint: str | Path) -> Iterator[LoadedModel]:
@@ -228,7 +279,7 @@ class ModelPool:
                     slot.last_used = time.time()
                 self._cond.notify_all()
 
-    def _pin(self, key: Path) -> LoadedModel:
+    def _pin(self, key: Path, evict: bool = True) -> LoadedModel:
         while True:
             with self._cond:
                 slot = self._slots.get(key)
@@ -245,7 +296,7 @@ class ModelPool:
                     break
             pending.wait()  # another thread is loading it; then re-check (it may have failed)
         try:
-            return self._load_and_pin(key)
+            return self._load_and_pin(key, evict)
         finally:
             with self._cond:
                 self._loading.pop(key, None)
@@ -253,9 +304,15 @@ class ModelPool:
                 self._cond.notify_all()
             done.set()
 
-    def _load_and_pin(self, key: Path) -> LoadedModel:
+    def _load_and_pin(self, key: Path, evict: bool = True) -> LoadedModel:
         plan = inspect_checkpoint(key, self.dtype, self.allow_pickle, self.trust_remote_code, self.roots)
-        self._make_room(key, plan)
+        if evict:
+            self._make_room(key, plan)
+        else:
+            with self._cond:
+                if self._committed() + plan.estimated_bytes > self.budget_bytes:
+                    raise _NoFreeRoom(key.name)
+                self._reserved[key] = plan.estimated_bytes
         loaded = self._loader(key, self.device, self.dtype, allow_pickle=self.allow_pickle,
                               trust_remote_code=self.trust_remote_code, plan=plan)
         with self._cond:
@@ -265,6 +322,10 @@ class ModelPool:
                 del loaded
                 self._free_memory()
                 raise ModelTooLargeError(self._too_large(key, plan.estimated_bytes))
+            if not evict and self._committed() + loaded.nbytes > self.budget_bytes:
+                del loaded  # the estimate was low; a prefetch still never evicts
+                self._free_memory()
+                raise _NoFreeRoom(key.name)
             self._evict_until(loaded.nbytes)  # the estimate may have been low; best effort
             self._slots[key] = _Slot(loaded, time.time(), pins=1, holders=Counter({threading.get_ident(): 1}))
             return loaded

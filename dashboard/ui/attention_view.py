@@ -74,6 +74,7 @@ def render_attention() -> None:
     if checkpoint is None:
         st.info(why_no_checkpoint())
         return
+    get_pool().prefetch(checkpoint)  # loading while the user picks an image and types
     st.markdown(f"**Checkpoint:** `{checkpoint.name}`")
     image, default_prompt, image_key = _input(run_dir)
     prompt = st.text_input("Prompt", value=default_prompt, key=f"attn.prompt.{image_key}")

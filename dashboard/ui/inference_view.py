@@ -28,7 +28,7 @@ from dashboard.ui.history_input import history_image
 from dashboard.ui.image_input import PickedImage, pick_image
 from dashboard.ui.inference_batch_view import render_batch_mode
 from dashboard.ui.inference_history_view import K_RERUN, render_history_mode, save_history
-from dashboard.ui.resources import get_history
+from dashboard.ui.resources import get_history, get_pool
 from dashboard.ui.visitor import generation_turn
 from dashboard.ui.widgets import confined, generation_settings_form, show_model_error, why_no_checkpoint
 
@@ -153,6 +153,7 @@ def render_inference() -> None:
     if checkpoint is None:
         st.info(why_no_checkpoint())
         return
+    get_pool().prefetch(checkpoint)  # loading while the user picks an image and types
     st.caption(f"Checkpoint: `{checkpoint}`")
     if mode == "Single":
         render_single_mode(checkpoint, state.selected_run())

@@ -13,7 +13,7 @@ import torch
 
 from dashboard.config import Settings
 from dashboard.models.loading import load_checkpoint
-from dashboard.models.pool import ModelPool, ModelTooLargeError, PoolBusyError, resolve_budget
+from dashboard.models.pool import CheckpointLoadError, ModelPool, ModelTooLargeError, PoolBusyError, resolve_budget
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +206,65 @@ def test_from_settings_uses_settings():
     assert pool.budget_bytes == 2 * 10**9
     assert pool.device.type == "cpu" and pool.dtype == torch.float32
     assert pool.allow_pickle is True and pool.trust_remote_code is False
+
+
+def wait_for_prefetch(pool: ModelPool, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pool._prefetch_thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool._prefetch_thread is None, "prefetch did not finish"
+
+
+def test_prefetch_loads_in_the_background_and_the_request_reuses_it(tiny_checkpoints):
+    pool = make_pool(10**9)
+    assert pool.prefetch(tiny_checkpoints[0])
+    wait_for_prefetch(pool)
+    assert names(pool) == ["checkpoint-1"] and pool.prefetch_count == 1
+    assert [e.in_use for e in pool.entries()] == [0]  # the prefetch left no pin behind: evictable
+    with pool.acquire(tiny_checkpoints[0]):
+        pass
+    assert pool.load_count == 1  # the request found it loaded
+    assert not pool.prefetch(tiny_checkpoints[0])  # already loaded: nothing scheduled
+
+
+def test_prefetch_never_evicts(tiny_checkpoints, model_bytes):
+    pool = make_pool(int(model_bytes * 1.5))  # room for one model
+    with pool.acquire(tiny_checkpoints[0]):
+        pass
+    assert pool.prefetch(tiny_checkpoints[1])
+    wait_for_prefetch(pool)
+    assert names(pool) == ["checkpoint-1"] and pool.prefetch_count == 0 and pool.load_count == 1
+
+
+def test_newest_prefetch_replaces_one_still_waiting(tiny_checkpoints):
+    pool = make_pool(10**9)
+    real_loader = pool._loader
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_loader(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        return real_loader(*args, **kwargs)
+
+    pool._loader = slow_loader
+    a, b, c = tiny_checkpoints[:3]
+    pool.prefetch(a)
+    assert started.wait(10)
+    pool.prefetch(b)  # waits behind a ...
+    pool.prefetch(c)  # ... and is replaced by c, the user's latest choice
+    release.set()
+    wait_for_prefetch(pool)
+    assert sorted(names(pool)) == ["checkpoint-1", "checkpoint-3"]
+
+
+def test_failed_prefetch_is_silent_and_the_request_reports_it(tmp_path):
+    pool = make_pool(10**9)
+    broken = tmp_path / "checkpoint-9"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert pool.prefetch(broken)
+    wait_for_prefetch(pool)
+    assert names(pool) == []
+    with pytest.raises(CheckpointLoadError), pool.acquire(broken):
+        pass
