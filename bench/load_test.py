@@ -12,7 +12,15 @@ Comparison session runs its default checkpoint selection on a fresh prompt (wait
 outputs cached"), an Attention session presses "Generate and capture" on a fresh prompt (waits
 for a new capture's token control). Latencies are also reported per page.
 
+``--browsers none`` drops Chromium: each session speaks Streamlit's websocket protocol from
+Python (``bench/protocol_client.py``), so the figures are the server's alone — on this 2-core
+machine K Chromium pages otherwise take most of the CPU. ``--warmup N`` makes N requests per
+session before the clock (a cold process's imports and first model loads, reported apart);
+``--p95-target S`` also fails the run when the steady-state p95 is over S seconds.
+
     .venv/bin/python bench/load_test.py --runs-root /path/with/demo --sessions 4 --duration 60
+    .venv/bin/python bench/load_test.py --runs-root /path/with/demo --sessions 6 --duration 60 \
+        --distinct 3 --browsers none --p95-target 1
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.protocol_client import ProtocolSession, click, typed  # noqa: E402
 from dashboard.config import parse_size  # noqa: E402
 from tests.browser.browser_kit import _SETTLED_JS, CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
 
@@ -66,6 +75,10 @@ class LoadReport:
     request_log: list[tuple[int, str, float, float]] = field(default_factory=list)
     """(session, kind, seconds since the clock started, latency) per served request: shows whether
     slow requests are the first ones (model loads) or spread over the run."""
+    warmup_s: list[float] = field(default_factory=list)
+    """Each session's warm-up requests, before the clock: the process's first model loads and
+    imports land here (reported, not mixed into the steady-state percentiles)."""
+    warmup_requests: int = 1
     model_loads: int | None = None
     browsers: str = "one"
     load_average: tuple[float, float, float] | None = None
@@ -289,6 +302,13 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
             await barrier.abort()
             return
         try:
+            for w in range(report.warmup_requests):
+                report.warmup_s.append(await REQUESTS[kind](page, f"s{index}w{w}"))
+        except Exception as exc:
+            report.errors.append(f"session {index} warm-up: {type(exc).__name__}: {str(exc)[:200]}")
+            await barrier.abort()
+            return
+        try:
             if await barrier.wait() == 0:
                 shared["deadline"] = time.monotonic() + report.duration_s
                 shared["started"] = time.perf_counter()
@@ -325,6 +345,97 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
         await context.close()
         if own_browser is not None:
             await own_browser.close()
+
+
+PROTOCOL_BUTTONS = {"inference": "Generate", "comparison": "checkpoint(s)", "attention": "Generate and capture"}
+"""Session kind → the label of the button a request presses (protocol client)."""
+
+
+async def protocol_prepare(session, checkpoint: str, example_id: str, kind: str):
+    """Open ``kind``'s page with ``checkpoint`` in the URL (as a shared link would), click the example."""
+    session.query_string = f"run=demo&ckpt={checkpoint}"
+    run = await session.open(KINDS[kind])
+    run = await session.rerun(click(run.widget("button", example_id)))
+    if f"Example **{example_id}**" not in run.text() and kind != "comparison":
+        raise RuntimeError(f"example {example_id} not shown after its click")
+    return run
+
+
+async def protocol_request(session, run, kind: str, marker: str) -> tuple[float, object]:
+    """Commit a prompt carrying ``marker`` (its own rerun), press the kind's button; seconds of the click's run."""
+    run = await session.rerun(typed(run.widget("text_area" if kind != "attention" else "text_input", "Prompt"),
+                                    f"what colour is the square ? {marker}"))
+    run = await session.rerun(click(run.widget("button", PROTOCOL_BUTTONS[kind])))
+    if run.errors():
+        raise RuntimeError(run.errors()[0][:300])
+    text = run.text()
+    if kind == "inference" and not (marker in text and "Output tokens" in text):
+        raise RuntimeError("the answer and its stats were not sent")
+    return run.seconds, run
+
+
+async def protocol_session_loop(url: str, index: int, checkpoint: str, example_id: str, shared: dict,
+                                report: LoadReport, barrier: asyncio.Barrier, kind: str = "inference") -> None:
+    """:func:`session_loop` without a browser: the same requests over Streamlit's websocket protocol."""
+    served = 0
+    try:
+        async with ProtocolSession(url) as session:
+            try:
+                run = await protocol_prepare(session, checkpoint, example_id, kind)
+                for w in range(report.warmup_requests):
+                    seconds, run = await protocol_request(session, run, kind, f"s{index}w{w}")
+                    report.warmup_s.append(seconds)
+            except Exception as exc:
+                report.errors.append(f"session {index} setup: {type(exc).__name__}: {str(exc)[:200]}")
+                await barrier.abort()
+                return
+            try:
+                if await barrier.wait() == 0:
+                    shared["deadline"] = time.monotonic() + report.duration_s
+                    shared["started"] = time.perf_counter()
+            except asyncio.BrokenBarrierError:
+                pass
+            await asyncio.sleep(0)
+            n = 0
+            while time.monotonic() < shared["deadline"]:
+                n += 1
+                cycle_start = time.perf_counter()
+                try:
+                    latency, run = await protocol_request(session, run, kind, f"s{index}r{n}")
+                except Exception as exc:
+                    report.errors.append(f"session {index} request {n}: {type(exc).__name__}: {str(exc)[:200]}")
+                    run = await protocol_prepare(session, checkpoint, example_id, kind)  # like a reload
+                    continue
+                report.latencies_s.append(latency)
+                report.latencies_by_kind.setdefault(kind, []).append(latency)
+                report.request_log.append((index, kind, round(cycle_start - shared["started"], 2), round(latency, 3)))
+                report.cycles_s.append(time.perf_counter() - cycle_start)
+                report.requests += 1
+                served += 1
+            shared["ended"] = max(shared.get("ended", 0.0), time.perf_counter())
+    except Exception as exc:
+        report.errors.append(f"session {index}: {type(exc).__name__}: {str(exc)[:200]}")
+    finally:
+        report.per_session_requests[index] = served
+
+
+async def protocol_model_loads(url: str) -> int | None:
+    """A fresh protocol session's Home page: the sidebar pool panel's load counter."""
+    async with ProtocolSession(url) as session:
+        match = _LOADS_RE.search((await session.open()).text())
+        return int(match.group(1)) if match else None
+
+
+async def _drive_protocol(url: str, report: LoadReport, example_id: str, shared: dict) -> None:
+    barrier = asyncio.Barrier(report.sessions)
+    shared["deadline"] = float("inf")
+    await asyncio.gather(*(
+        protocol_session_loop(url, i, checkpoint, example_id, shared, report, barrier, report.kinds_per_session[i])
+        for i, checkpoint in enumerate(report.checkpoints_per_session)))
+    try:
+        report.model_loads = await protocol_model_loads(url)
+    except Exception as exc:
+        report.errors.append(f"reading model loads: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def dump_server_stacks(pid: int, out: Path) -> None:
@@ -370,16 +481,18 @@ def _run_in_thread(coroutine) -> None:
 def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints: list[str], budget: str = "1GB",
                   data_dir: Path | None = None, log_path: Path | None = None,
                   browsers: str = "one", shots_dir: Path | None = None,
-                  mix: tuple[str, ...] = ("inference",)) -> LoadReport:
+                  mix: tuple[str, ...] = ("inference",), warmup: int = 1) -> LoadReport:
     """Start a server, run the load for ``duration_s`` and return the measurements.
 
     Session ``i`` uses ``checkpoints[i % len(checkpoints)]``, so with fewer checkpoints than
     sessions some sessions share a checkpoint and others do not. ``browsers="one"`` opens every
     session as a context of one Chromium; ``"per-session"`` launches one Chromium per session.
-    Session ``i`` drives page ``mix[i % len(mix)]`` (see ``KINDS``).
+    Session ``i`` drives page ``mix[i % len(mix)]`` (see ``KINDS``). Each session makes ``warmup``
+    requests before the clock starts (a cold process imports the model code and loads the models
+    then); their latencies are reported apart.
     """
-    if browsers not in ("one", "per-session"):
-        raise ValueError(f"browsers must be 'one' or 'per-session', got {browsers!r}")
+    if browsers not in ("one", "per-session", "none"):
+        raise ValueError(f"browsers must be 'one', 'per-session' or 'none', got {browsers!r}")
     unknown = [kind for kind in mix if kind not in KINDS]
     if unknown or not mix:
         raise ValueError(f"mix must name pages among {sorted(KINDS)}, got {list(mix)!r}")
@@ -387,7 +500,7 @@ def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints
     report = LoadReport(sessions=sessions, duration_s=duration_s, checkpoints_per_session=per_session,
                         distinct_checkpoints=len(set(per_session)), budget_bytes=parse_size(budget),
                         per_session_requests=[0] * sessions, browsers=browsers,
-                        kinds_per_session=[mix[i % len(mix)] for i in range(sessions)])
+                        kinds_per_session=[mix[i % len(mix)] for i in range(sessions)], warmup_requests=warmup)
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="vlmlab-load-"))
     log_path = log_path or data_dir / "streamlit.log"
     server = StreamlitServer(runs_root, data_dir, log_path, extra_env={"VLMLAB_MEMORY_BUDGET": budget})
@@ -397,7 +510,8 @@ def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints
     try:
         shared: dict = {"shots": shots_dir, "server_pid": server.process.pid}
         start = time.perf_counter()
-        _run_in_thread(_drive(server.url, report, first_example_id(runs_root), shared))
+        drive = _drive_protocol if browsers == "none" else _drive
+        _run_in_thread(drive(server.url, report, first_example_id(runs_root), shared))
         report.wall_s = shared.get("ended", time.perf_counter()) - shared.get("started", start)
         report.load_average = os.getloadavg()
     finally:
@@ -446,6 +560,8 @@ def format_report(report: LoadReport) -> str:
         f"latency p50 {sec(s['p50_s'])} · p95 {sec(s['p95_s'])} · "
         f"min {sec(min(report.latencies_s, default=None))} · max {sec(max(report.latencies_s, default=None))}",
         f"full cycle (type prompt → answer) p50 {sec(s['cycle_p50_s'])} · max {sec(s['cycle_max_s'])}",
+        f"warm-up before the clock: {report.warmup_requests} request(s) per session · "
+        f"max {sec(max(report.warmup_s, default=None))} (cold imports and model loads)",
         *(f"  {kind}: sessions {[i for i, k in enumerate(report.kinds_per_session) if k == kind]} · "
           f"{q['n']} requests · p50 {sec(q.get('p50_s'))} · p95 {sec(q.get('p95_s'))} · max {sec(q.get('max_s'))}"
           for kind, q in s["latency_by_kind"].items() if len(set(report.kinds_per_session)) > 1),
@@ -463,8 +579,9 @@ STARVED_FRACTION = 1 / 3
 """A session served fewer than this share of the mean per-session count is starved."""
 
 
-def verdict(report: LoadReport) -> list[str]:
-    """What makes the run a failure: any lost request, any starved session (empty when it passed).
+def verdict(report: LoadReport, p95_target_s: float | None = None) -> list[str]:
+    """What makes the run a failure: any lost request, any starved session, and — when a target
+    is given — a steady-state p95 latency over it (empty when it passed).
 
     Sessions are compared with the mean of sessions driving the same page: one Comparison
     request is several generations, so it is not starved for serving fewer than Inference.
@@ -479,6 +596,9 @@ def verdict(report: LoadReport) -> list[str]:
         if starved:
             problems.append(f"starved {kind} session(s) {starved}: served {[counts[i] for i in starved]} "
                             f"< a third of the mean {mean:.1f}")
+    p95 = report.percentile(95)
+    if p95_target_s is not None and (p95 is None or p95 > p95_target_s):
+        problems.append(f"p95 latency {p95} s is over the target {p95_target_s} s")
     return problems
 
 
@@ -489,24 +609,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load after all sessions are ready")
     parser.add_argument("--distinct", type=int, default=2, help="distinct checkpoints, shared round-robin")
     parser.add_argument("--budget", default="1GB", help="VLMLAB_MEMORY_BUDGET for the server")
-    parser.add_argument("--browsers", choices=("one", "per-session"), default="one",
-                        help="one Chromium with a context per session, or one Chromium per session")
+    parser.add_argument("--browsers", choices=("one", "per-session", "none"), default="one",
+                        help="one Chromium with a context per session, one Chromium per session, or none: "
+                             "sessions speak Streamlit's websocket protocol from Python (server cost alone)")
     parser.add_argument("--mix", default="inference",
                         help=f"comma-separated pages the sessions drive, round-robin ({', '.join(KINDS)})")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--shots", type=Path, help="screenshot a session's page here when a request fails")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="requests per session before the clock starts (0: the cold start is measured)")
+    parser.add_argument("--p95-target", type=float,
+                        help="also fail when the steady-state p95 latency exceeds this many seconds")
     args = parser.parse_args(argv)
     names = checkpoint_names(args.runs_root)
     if not names:
         parser.error(f"no checkpoint-* folders under {args.runs_root / 'demo'}")
     chosen = names[::-1][:max(1, args.distinct)]
     report = run_load_test(args.runs_root, args.sessions, args.duration, chosen, budget=args.budget,
-                           browsers=args.browsers, shots_dir=args.shots,
+                           browsers=args.browsers, shots_dir=args.shots, warmup=args.warmup,
                            mix=tuple(kind.strip() for kind in args.mix.split(",") if kind.strip()))
+    problems = verdict(report, p95_target_s=args.p95_target)
     print(format_report(report))
+    for problem in problems:
+        print(f"FAIL: {problem}")
     if args.json:
-        args.json.write_text(json.dumps({**report.summary(), "verdict": verdict(report)}, indent=1))
-    return 1 if verdict(report) else 0
+        args.json.write_text(json.dumps({**report.summary(), "verdict": problems}, indent=1))
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

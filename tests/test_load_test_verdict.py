@@ -23,3 +23,14 @@ def test_starved_and_lost_are_reported() -> None:
     assert not any("comparison" in p for p in problems), problems
     assert verdict(_report([9, 10, 2], ["inference"] * 3)) == [
         "starved inference session(s) [2]: served [2] < a third of the mean 7.0"]
+
+
+def test_a_p95_target_fails_a_slow_run_and_only_when_given() -> None:
+    report = _report([10, 10], ["inference"] * 2)
+    report.latencies_s = [0.5] * 18 + [1.4, 1.6]
+    assert verdict(report) == []
+    assert verdict(report, p95_target_s=2.0) == []
+    problems = verdict(report, p95_target_s=1.0)
+    assert len(problems) == 1 and "over the target 1.0 s" in problems[0], problems
+    assert verdict(_report([10, 10], ["inference"] * 2), p95_target_s=1.0) == [
+        "p95 latency None s is over the target 1.0 s"]  # nothing served is never a pass

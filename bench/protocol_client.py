@@ -1,0 +1,146 @@
+"""A Streamlit session without a browser: the app's own websocket protocol, spoken from Python.
+
+The browser load test runs K headless-Chromium pages on the same 2 cores as the server, and the
+pages' rendering then takes most of the CPU (bench/RESULTS.md, "Load test without a browser").
+This client sends what the frontend sends — ``BackMsg.rerun_script`` with the page, the URL's
+query string and the widget states a person's clicks produce — and reads the server's
+``ForwardMsg`` stream until the script run ends, so a load test measures the server alone,
+as users' browsers on their own machines would see it.
+
+Widget ids come from the elements the server sends (buttons, text areas), never hard-coded;
+widgets a rerun does not mention keep their values (Streamlit keeps the last state server-side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import websockets
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+RERUN_TIMEOUT_S = 180.0
+
+
+@dataclass
+class Element:
+    """What a load test needs of one element the script sent."""
+
+    kind: str
+    """The ``Element`` oneof name: ``button``, ``text_area``, ``markdown``, ``metric``, ``exception``…"""
+    label: str = ""
+    widget_id: str = ""
+    text: str = ""
+    """Markdown body, metric value, alert or exception message."""
+
+
+@dataclass
+class ScriptRun:
+    """The elements of one script run, in arrival order, and how it ended."""
+
+    elements: list[Element] = field(default_factory=list)
+    status: str = ""
+    seconds: float = 0.0
+
+    def widget(self, kind: str, label_contains: str) -> Element:
+        """The first ``kind`` widget whose label contains ``label_contains`` (KeyError if none)."""
+        for element in self.elements:
+            if element.kind == kind and element.widget_id and label_contains in element.label:
+                return element
+        raise KeyError(f"no {kind} labelled like {label_contains!r}; "
+                       f"have {[(e.kind, e.label[:30]) for e in self.elements if e.widget_id]}")
+
+    def text(self) -> str:
+        return "\n".join(e.text for e in self.elements if e.text)
+
+    def errors(self) -> list[str]:
+        """Exceptions and error alerts the page showed (a failed request)."""
+        return [e.text for e in self.elements if e.kind in ("exception", "alert:ERROR")]
+
+
+def _element(delta_element) -> Element | None:
+    kind = delta_element.WhichOneof("type")
+    if kind is None:
+        return None
+    proto = getattr(delta_element, kind)
+    if kind == "alert":
+        return Element(f"alert:{proto.Format.Name(proto.format)}", text=proto.body)
+    if kind == "exception":
+        return Element(kind, text=f"{proto.type}: {proto.message}")
+    text = getattr(proto, "body", "") if kind == "markdown" else ""
+    if kind == "code":
+        text = proto.code_text
+    if kind == "metric":
+        text = f"{proto.label} {proto.body}"
+    return Element(kind, label=getattr(proto, "label", "") or "", widget_id=getattr(proto, "id", "") or "",
+                   text=text)
+
+
+class ProtocolSession:
+    """One Streamlit session over ``/_stcore/stream``; use as ``async with ProtocolSession(url)``."""
+
+    def __init__(self, url: str, query_string: str = "") -> None:
+        self.ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + "/_stcore/stream"
+        self.query_string = query_string
+        self.pages: dict[str, str] = {}
+        """Page name (``Inference``…) → page script hash, from the server's navigation message."""
+        self.page_hash = ""
+        self._ws = None
+
+    async def __aenter__(self) -> ProtocolSession:
+        self._ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"], max_size=None,
+                                            open_timeout=RERUN_TIMEOUT_S)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def open(self, page: str | None = None) -> ScriptRun:
+        """Run the app's main page (learning the page list), then ``page`` if given."""
+        run = await self.rerun()
+        if page is not None:
+            if page not in self.pages:
+                raise KeyError(f"no page {page!r}; the app has {sorted(self.pages)}")
+            self.page_hash = self.pages[page]
+            run = await self.rerun()
+        return run
+
+    async def rerun(self, *widgets: WidgetState) -> ScriptRun:
+        """Send one rerun with ``widgets`` (what a click or a committed edit sends) and wait for its end."""
+        message = BackMsg()
+        message.rerun_script.query_string = self.query_string
+        message.rerun_script.page_script_hash = self.page_hash
+        message.rerun_script.widget_states.widgets.extend(widgets)
+        started = time.perf_counter()
+        await self._ws.send(message.SerializeToString())
+        run = ScriptRun()
+        while True:
+            forward = ForwardMsg()
+            forward.ParseFromString(await asyncio.wait_for(self._ws.recv(), RERUN_TIMEOUT_S))
+            kind = forward.WhichOneof("type")
+            if kind == "navigation":
+                self.pages = {p.page_name: p.page_script_hash for p in forward.navigation.app_pages}
+            elif kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
+                element = _element(forward.delta.new_element)
+                if element is not None:
+                    run.elements.append(element)
+            elif kind == "script_finished":
+                status = ForwardMsg.ScriptFinishedStatus.Name(forward.script_finished)
+                if status != "FINISHED_EARLY_FOR_RERUN":  # st.rerun(): the next run follows
+                    run.status, run.seconds = status, time.perf_counter() - started
+                    return run
+                run = ScriptRun()
+
+
+def click(element: Element) -> WidgetState:
+    """The widget state a button click sends."""
+    return WidgetState(id=element.widget_id, trigger_value=True)
+
+
+def typed(element: Element, text: str) -> WidgetState:
+    """The widget state a committed text input / text area sends."""
+    return WidgetState(id=element.widget_id, string_value=text)
