@@ -281,6 +281,26 @@ async def read_model_loads(browser, url: str) -> int | None:
         await context.close()
 
 
+async def _start_clock(barrier: asyncio.Barrier, shared: dict, report: LoadReport) -> None:
+    """Wait until every session is ready; the last one to arrive starts the clock for all."""
+    try:
+        if await barrier.wait() == 0:
+            shared["deadline"] = time.monotonic() + report.duration_s
+            shared["started"] = time.perf_counter()
+    except asyncio.BrokenBarrierError:
+        pass
+    await asyncio.sleep(0)  # let the barrier's winner set the deadline
+
+
+def _record(report: LoadReport, index: int, kind: str, shared: dict, cycle_start: float, latency: float) -> None:
+    """One served request: its latency, its place in the request log and the full cycle's length."""
+    report.latencies_s.append(latency)
+    report.latencies_by_kind.setdefault(kind, []).append(latency)
+    report.request_log.append((index, kind, round(cycle_start - shared["started"], 2), round(latency, 3)))
+    report.cycles_s.append(time.perf_counter() - cycle_start)
+    report.requests += 1
+
+
 async def session_loop(browser, url: str, index: int, checkpoint: str, example_id: str, shared: dict,
                        report: LoadReport, barrier: asyncio.Barrier, kind: str = "inference") -> None:
     """Prepare, wait until every session is ready (the clock starts then), request until the deadline.
@@ -308,24 +328,14 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
             report.errors.append(f"session {index} warm-up: {type(exc).__name__}: {str(exc)[:200]}")
             await barrier.abort()
             return
-        try:
-            if await barrier.wait() == 0:
-                shared["deadline"] = time.monotonic() + report.duration_s
-                shared["started"] = time.perf_counter()
-        except asyncio.BrokenBarrierError:
-            pass
-        await asyncio.sleep(0)  # let the barrier's winner set the deadline
+        await _start_clock(barrier, shared, report)
         n = 0
         while time.monotonic() < shared["deadline"]:
             n += 1
             try:
                 cycle_start = time.perf_counter()
                 latency = await REQUESTS[kind](page, f"s{index}r{n}")
-                report.latencies_s.append(latency)
-                report.latencies_by_kind.setdefault(kind, []).append(latency)
-                report.request_log.append((index, kind, round(cycle_start - shared["started"], 2), round(latency, 3)))
-                report.cycles_s.append(time.perf_counter() - cycle_start)
-                report.requests += 1
+                _record(report, index, kind, shared, cycle_start, latency)
                 served += 1
             except Exception as exc:
                 report.errors.append(f"session {index} request {n}: {type(exc).__name__}: {str(exc)[:200]}")
@@ -389,13 +399,7 @@ async def protocol_session_loop(url: str, index: int, checkpoint: str, example_i
                 report.errors.append(f"session {index} setup: {type(exc).__name__}: {str(exc)[:200]}")
                 await barrier.abort()
                 return
-            try:
-                if await barrier.wait() == 0:
-                    shared["deadline"] = time.monotonic() + report.duration_s
-                    shared["started"] = time.perf_counter()
-            except asyncio.BrokenBarrierError:
-                pass
-            await asyncio.sleep(0)
+            await _start_clock(barrier, shared, report)
             n = 0
             while time.monotonic() < shared["deadline"]:
                 n += 1
@@ -406,11 +410,7 @@ async def protocol_session_loop(url: str, index: int, checkpoint: str, example_i
                     report.errors.append(f"session {index} request {n}: {type(exc).__name__}: {str(exc)[:200]}")
                     run = await protocol_prepare(session, checkpoint, example_id, kind)  # like a reload
                     continue
-                report.latencies_s.append(latency)
-                report.latencies_by_kind.setdefault(kind, []).append(latency)
-                report.request_log.append((index, kind, round(cycle_start - shared["started"], 2), round(latency, 3)))
-                report.cycles_s.append(time.perf_counter() - cycle_start)
-                report.requests += 1
+                _record(report, index, kind, shared, cycle_start, latency)
                 served += 1
             shared["ended"] = max(shared.get("ended", 0.0), time.perf_counter())
     except Exception as exc:
