@@ -25,8 +25,8 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
+from dashboard.demo import train as demo_train
 from dashboard.demo.modeling import TinyLlavaSpec, build_model, build_processor
-from dashboard.demo.train import full_text, prompt_text
 from dashboard.metrics import exact_match
 
 p = argparse.ArgumentParser()
@@ -43,6 +43,7 @@ p.add_argument("--tasks", default="colour,shape,position")
 p.add_argument("--posstd", type=float, default=0.0)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--obj", type=int, default=12)
+p.add_argument("--qfirst", type=int, default=0, help="the question before the image in the user turn")
 p.add_argument("--prior", type=int, default=0, help="only print the majority-attribute prior over N scenes per task")
 p.add_argument("--tie", type=int, default=0)
 p.add_argument("--auxpos", type=int, default=0)
@@ -86,6 +87,12 @@ def draw(d, shape, box):
         cy = y0 + (y1 - y0 + 1 - arm) // 2
         d.rectangle((cx, y0, cx + arm - 1, y1), fill=255)
         d.rectangle((x0, cy, x1, cy + arm - 1), fill=255)
+
+
+if a.qfirst:  # the text part first: image tokens can then attend to the question
+    demo_train.user_messages = lambda prompt: [
+        {"role": "user", "content": [{"type": "text", "text": prompt + " "}, {"type": "image"}]}]
+full_text, prompt_text = demo_train.full_text, demo_train.prompt_text
 
 
 def scene(rng):

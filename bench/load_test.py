@@ -460,14 +460,15 @@ def checkpoint_names(runs_root: Path, run: str = "demo") -> list[str]:
     return sorted(names, key=lambda n: int(n.rsplit("-", 1)[1]))
 
 
-def _run_in_thread(coroutine) -> None:
-    """``asyncio.run`` in a worker thread: the caller may already run an event loop (pytest with
-    Playwright's sync API active), where ``asyncio.run`` is refused."""
+def run_in_thread(coroutine):
+    """``asyncio.run`` in a worker thread, returning its result: the caller may already run an event
+    loop (pytest with Playwright's sync API active), where ``asyncio.run`` is refused."""
     errors: list[BaseException] = []
+    results: list = []
 
     def target() -> None:
         try:
-            asyncio.run(coroutine)
+            results.append(asyncio.run(coroutine))
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
 
@@ -476,6 +477,7 @@ def _run_in_thread(coroutine) -> None:
     worker.join()
     if errors:
         raise errors[0]
+    return results[0]
 
 
 def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints: list[str], budget: str = "1GB",
@@ -511,7 +513,7 @@ def run_load_test(runs_root: Path, sessions: int, duration_s: float, checkpoints
         shared: dict = {"shots": shots_dir, "server_pid": server.process.pid}
         start = time.perf_counter()
         drive = _drive_protocol if browsers == "none" else _drive
-        _run_in_thread(drive(server.url, report, first_example_id(runs_root), shared))
+        run_in_thread(drive(server.url, report, first_example_id(runs_root), shared))
         report.wall_s = shared.get("ended", time.perf_counter()) - shared.get("started", start)
         report.load_average = os.getloadavg()
     finally:

@@ -8,11 +8,16 @@ short load form serves every session with no lost request.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from bench.load_test import checkpoint_names, first_example_id, format_report, run_load_test, verdict
+from bench.load_test import (
+    checkpoint_names,
+    first_example_id,
+    format_report,
+    run_in_thread,
+    run_load_test,
+    verdict,
+)
 from bench.protocol_client import ProtocolSession, click, typed
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -34,7 +39,7 @@ def test_a_protocol_session_opens_inference_and_generates(server, demo_runs_root
             assert not run.errors(), run.errors()
             return session.pages, shown, run.text()
 
-    pages, shown, answered = asyncio.run(drive())
+    pages, shown, answered = run_in_thread(drive())  # Playwright's sync API may hold this thread's loop
     assert {"Inference", "Comparison", "Timeline", "Attention"} <= set(pages), pages
     assert f"Example **{example_id}**" in shown
     assert "Output tokens" in answered and "p1" in answered and checkpoint in answered
