@@ -136,7 +136,10 @@ def test_qwen2_vl_inference_and_attention(browser, qwen_server, expected, artifa
         caption.scroll_into_view_if_needed()
         shot(page, artifacts_dir, "qwen2-vl-attention")
         page.locator('[data-testid="stRadio"] label').filter(has_text="image tokens").first.click()
-        settle(page)
         order = f"All {rows * cols} image tokens, in prompt order: row-major over the {rows}×{cols} grid"
+        # Wait for the lens itself: a settle right after the click can run before the rerun starts
+        # (a fresh-clone CI run read the page before it, 1 of 3 runs).
+        page.get_by_text(order, exact=False).first.wait_for(timeout=90_000)
+        settle(page)
         assert order in app_text(page)
         assert exception_texts(page) == []
