@@ -177,7 +177,7 @@ proc = build_processor(VOCAB, spec)
 model = build_model(proc, spec, seed=0)
 if a.posstd:
     with torch.no_grad():
-        model.model.vision_tower.vision_model.embeddings.position_embedding.weight.normal_(0, a.posstd)
+        model.model.vision_tower.embeddings.position_embedding.weight.normal_(0, a.posstd)
 if a.tie:
     model.lm_head.weight = model.model.language_model.embed_tokens.weight
 _proj = {}
@@ -246,7 +246,8 @@ evals = [scene(random.Random(7_000_000 + i)) for i in range(a.neval)]
 @torch.no_grad()
 def em():
     model.eval()
-    hits = {t: [] for t in TASKS}
+    hits: dict[str, list] = {t: [] for t in TASKS}
+    words: dict[str, list] = {"row": [], "col": []}
     for st in range(0, len(evals), 60):
         ch = evals[st : st + 60]
         inp = proc(
@@ -259,9 +260,15 @@ def em():
         outs = proc.batch_decode(g[:, inp["input_ids"].shape[1] :], skip_special_tokens=True)
         for e, o in zip(ch, outs, strict=False):
             hits[e["task"]].append(exact_match(o.strip(), e["answer"]))
+            if e["task"] in ("where", "position"):  # two-word answers: each word scored apart
+                got, want = o.split(), e["answer"].split()
+                words["row"].append(len(got) > 0 and got[0] == want[0])
+                words["col"].append(len(got) > 1 and got[1] == want[1])
     model.train()
     allh = functools.reduce(operator.iadd, hits.values(), [])
-    return sum(allh) / len(allh), {t: round(sum(h) / max(len(h), 1), 2) for t, h in hits.items()}
+    per = {t: round(sum(h) / max(len(h), 1), 2) for t, h in hits.items()}
+    per.update({f"{k} word": round(sum(v) / len(v), 2) for k, v in words.items() if v})
+    return sum(allh) / len(allh), per
 
 
 t0 = time.time()
