@@ -95,8 +95,8 @@ if a.qfirst:  # the text part first: image tokens can then attend to the questio
 full_text, prompt_text = demo_train.full_text, demo_train.prompt_text
 
 
-def scene(rng):
-    task = scene.last_task = rng.choice(TASKS)
+def scene(rng, task=None):
+    task = task or rng.choice(TASKS)
     n = rng.randint(2, 5)
     combos = [(c, s) for c in COLOURS for s in SHAPES]
     for _ in range(1000):
@@ -148,9 +148,7 @@ def majority_prior(n: int) -> None:
         index = 0 if task == "colour" else 1
         rng, hits = random.Random(1), 0.0
         for _ in range(n):
-            objs = None
-            while objs is None or scene.last_task != task:
-                objs = scene(rng)["objs"]
+            objs = scene(rng, task)["objs"]
             counts = Counter(o[index] for o in objs).most_common()
             best = [k for k, v in counts if v == counts[0][1]]
             hits += (objs[0][index] in best) / len(best)

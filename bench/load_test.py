@@ -281,6 +281,13 @@ async def read_model_loads(browser, url: str) -> int | None:
         await context.close()
 
 
+async def _setup_failed(report: LoadReport, barrier: asyncio.Barrier, index: int, stage: str,
+                        exc: Exception) -> None:
+    """A session that never got ready: count it as failed and release the others from the barrier."""
+    report.errors.append(f"session {index} {stage}: {type(exc).__name__}: {str(exc)[:200]}")
+    await barrier.abort()
+
+
 async def _start_clock(barrier: asyncio.Barrier, shared: dict, report: LoadReport) -> None:
     """Wait until every session is ready; the last one to arrive starts the clock for all."""
     try:
@@ -318,15 +325,13 @@ async def session_loop(browser, url: str, index: int, checkpoint: str, example_i
         try:
             await prepare_session(page, url, checkpoint, example_id, kind)
         except Exception as exc:
-            report.errors.append(f"session {index} setup: {type(exc).__name__}: {str(exc)[:200]}")
-            await barrier.abort()
+            await _setup_failed(report, barrier, index, "setup", exc)
             return
         try:
             for w in range(report.warmup_requests):
                 report.warmup_s.append(await REQUESTS[kind](page, f"s{index}w{w}"))
         except Exception as exc:
-            report.errors.append(f"session {index} warm-up: {type(exc).__name__}: {str(exc)[:200]}")
-            await barrier.abort()
+            await _setup_failed(report, barrier, index, "warm-up", exc)
             return
         await _start_clock(barrier, shared, report)
         n = 0
@@ -396,8 +401,7 @@ async def protocol_session_loop(url: str, index: int, checkpoint: str, example_i
                     seconds, run = await protocol_request(session, run, kind, f"s{index}w{w}")
                     report.warmup_s.append(seconds)
             except Exception as exc:
-                report.errors.append(f"session {index} setup: {type(exc).__name__}: {str(exc)[:200]}")
-                await barrier.abort()
+                await _setup_failed(report, barrier, index, "setup", exc)
                 return
             await _start_clock(barrier, shared, report)
             n = 0
@@ -426,16 +430,25 @@ async def protocol_model_loads(url: str) -> int | None:
         return int(match.group(1)) if match else None
 
 
-async def _drive_protocol(url: str, report: LoadReport, example_id: str, shared: dict) -> None:
+async def _run_sessions(report: LoadReport, shared: dict, loop_for, read_loads) -> None:
+    """Every session's loop at once — ``loop_for(index, checkpoint, barrier)``; the barrier starts the
+    clock when all are ready — then the pool's load counter from ``read_loads()``."""
     barrier = asyncio.Barrier(report.sessions)
     shared["deadline"] = float("inf")
-    await asyncio.gather(*(
-        protocol_session_loop(url, i, checkpoint, example_id, shared, report, barrier, report.kinds_per_session[i])
-        for i, checkpoint in enumerate(report.checkpoints_per_session)))
+    await asyncio.gather(*(loop_for(i, checkpoint, barrier)
+                           for i, checkpoint in enumerate(report.checkpoints_per_session)))
     try:
-        report.model_loads = await protocol_model_loads(url)
-    except Exception as exc:
+        report.model_loads = await read_loads()
+    except Exception as exc:  # the report still prints; the failure is counted
         report.errors.append(f"reading model loads: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+async def _drive_protocol(url: str, report: LoadReport, example_id: str, shared: dict) -> None:
+    def loop_for(i: int, checkpoint: str, barrier: asyncio.Barrier):
+        return protocol_session_loop(url, i, checkpoint, example_id, shared, report, barrier,
+                                     report.kinds_per_session[i])
+
+    await _run_sessions(report, shared, loop_for, lambda: protocol_model_loads(url))
 
 
 def dump_server_stacks(pid: int, out: Path) -> None:
@@ -530,18 +543,14 @@ async def _drive(url: str, report: LoadReport, example_id: str, shared: dict) ->
             return await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
         browser = await launch()
+        target = browser if report.browsers == "one" else launch
+
+        def loop_for(i: int, checkpoint: str, barrier: asyncio.Barrier):
+            return session_loop(target, url, i, checkpoint, example_id, shared, report, barrier,
+                                report.kinds_per_session[i])
+
         try:
-            barrier = asyncio.Barrier(report.sessions)
-            shared["deadline"] = float("inf")
-            target = browser if report.browsers == "one" else launch
-            await asyncio.gather(*(
-                session_loop(target, url, i, checkpoint, example_id, shared, report, barrier,
-                             report.kinds_per_session[i])
-                for i, checkpoint in enumerate(report.checkpoints_per_session)))
-            try:
-                report.model_loads = await read_model_loads(browser, url)
-            except Exception as exc:  # the report still prints; the failure is counted
-                report.errors.append(f"reading model loads: {type(exc).__name__}: {str(exc)[:200]}")
+            await _run_sessions(report, shared, loop_for, lambda: read_model_loads(browser, url))
         finally:
             await browser.close()
 
