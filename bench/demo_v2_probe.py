@@ -8,7 +8,14 @@ trained towards a soft target over the words of that patch (its colour and shape
 ``--auxpos`` also its quadrant's row and column words; empty patches: ``background``), with
 ``--auxproj`` on the projector outputs instead of the LM's last layer, ``--tie`` with tied
 input/output embeddings. Prints greedy exact match per task on held-out scenes every
-``--eval-every`` steps. Results and commands: bench/RESULTS.md, "v2 experiment, third attempt".
+``--eval-every`` steps. Results and commands: bench/RESULTS.md, "v2 experiment, third attempt" and
+"Demo v2 (shipped)".
+
+Fourth attempt's flags: ``--rope`` (the decoder's rope_theta), ``--heads``, ``--easy`` (share of
+training scenes drawn with 1–5 objects instead of 2–5), ``--flag`` (a pointer loss: the "yes" logit
+over the image tokens, cross-entropy against the target's patch), and the tasks ``wherec`` ("where is
+the <colour> object ?", colour unique, a distractor shares the shape — the one the demo ships),
+``colourd`` (every object a different colour) and ``shapec`` (the target's shape never the majority).
 
     PYTHONPATH=. .venv/bin/python bench/demo_v2_probe.py --steps 2000 --bs 32 --eval-every 250 --aux 1
 """
@@ -25,6 +32,7 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
+from dashboard.demo import modeling as demo_modeling
 from dashboard.demo import train as demo_train
 from dashboard.demo.modeling import TinyLlavaSpec, build_model, build_processor
 from dashboard.metrics import exact_match
@@ -48,6 +56,11 @@ p.add_argument("--prior", type=int, default=0, help="only print the majority-att
 p.add_argument("--tie", type=int, default=0)
 p.add_argument("--auxpos", type=int, default=0)
 p.add_argument("--auxproj", type=int, default=0)
+p.add_argument("--rope", type=float, default=10000.0, help="the language model's rope_theta")
+p.add_argument("--heads", type=int, default=4, help="the language model's attention heads")
+p.add_argument("--easy", type=float, default=0.0, help="share of training scenes with a single object")
+p.add_argument("--flag", type=float, default=0.0,
+               help="weight of a per-scene pointer loss: the image position of the asked object")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 CANVAS, PATCH = 160, 16
@@ -70,6 +83,7 @@ VOCAB = (
     "left",
     "right",
     "background",
+    "yes",
     *COLOURS,
     *SHAPES,
 )
@@ -95,17 +109,29 @@ if a.qfirst:  # the text part first: image tokens can then attend to the questio
 full_text, prompt_text = demo_train.full_text, demo_train.prompt_text
 
 
-def scene(rng, task=None):
+def scene(rng, task=None, easy=0.0):
     task = task or rng.choice(TASKS)
-    n = rng.randint(2, 5)
+    n = 1 if easy and rng.random() < easy else rng.randint(2, 5)
+    if task == "colourd":  # every object a different colour: no majority-colour shortcut
+        n = min(n, len(COLOURS))
     combos = [(c, s) for c in COLOURS for s in SHAPES]
     for _ in range(1000):
         objs = rng.sample(combos, n) if rng.random() < 0.5 else [rng.choice(combos) for _ in range(n)]
         t = objs[0]
         others = objs[1:]
-        if task in ("colour", "where"):  # shape unique, a distractor shares the colour
+        if not others:
+            break
+        if task == "colourd":
+            ok = all(o[1] != t[1] for o in others) and len({o[0] for o in objs}) == n
+        elif task in ("colour", "where"):  # shape unique, a distractor shares the colour
             ok = all(o[1] != t[1] for o in others) and any(o[0] == t[0] for o in others)
-        elif task == "shape":
+        elif task == "shapec":  # colour unique; the target's shape is never the scene's majority shape
+            from collections import Counter
+
+            counts = Counter(o[1] for o in objs)
+            ok = all(o[0] != t[0] for o in others) and counts[t[1]] <= max(
+                (v for k, v in counts.items() if k != t[1]), default=0)
+        elif task in ("shape", "wherec"):
             ok = all(o[0] != t[0] for o in others) and any(o[1] == t[1] for o in others)
         else:  # pair unique, distractors share colour or shape
             ok = all(o != t for o in others) and any(o[0] == t[0] or o[1] == t[1] for o in others)
@@ -126,10 +152,13 @@ def scene(rng, task=None):
         boxes.append(cell)
     c, s = objs[0]
     r, q = divmod(cells[0], G)
-    if task == "colour":
+    if task in ("colour", "colourd"):
         prompt, ans = f"what colour is the {s} ?", c
-    elif task == "shape":
+    elif task in ("shape", "shapec"):
         prompt, ans = f"what shape is the {c} object ?", s
+    elif task == "wherec":
+        quadrant = f"{'top' if r < G // 2 else 'bottom'} {'left' if q < G // 2 else 'right'}"
+        prompt, ans = f"where is the {c} object ?", quadrant
     elif task == "where":
         prompt, ans = f"where is the {s} ?", f"{'top' if r < G // 2 else 'bottom'} {'left' if q < G // 2 else 'right'}"
     else:
@@ -144,8 +173,8 @@ def majority_prior(n: int) -> None:
     """How often "the most common answer attribute among the objects" is the answer (no looking needed)."""
     from collections import Counter
 
-    for task in ("colour", "shape"):
-        index = 0 if task == "colour" else 1
+    for task in ("colour", "shape", "colourd", "shapec"):
+        index = 0 if task.startswith("colour") else 1
         rng, hits = random.Random(1), 0.0
         for _ in range(n):
             objs = scene(rng, task)["objs"]
@@ -167,11 +196,21 @@ spec = TinyLlavaSpec(
     vision_heads=4,
     text_hidden=a.th,
     text_layers=a.tl,
-    text_heads=4,
+    text_heads=a.heads,
     text_intermediate=a.th * 2,
     max_positions=256,
 )
 proc = build_processor(VOCAB, spec)
+_build_config = demo_modeling.build_config
+
+
+def _config_with_rope(tokenizer, spec):
+    config = _build_config(tokenizer, spec)
+    config.text_config.rope_parameters["rope_theta"] = a.rope
+    return config
+
+
+demo_modeling.build_config = _config_with_rope
 model = build_model(proc, spec, seed=0)
 if a.posstd:
     with torch.no_grad():
@@ -191,7 +230,7 @@ class DS(torch.utils.data.Dataset):
         return a.steps * a.bs
 
     def __getitem__(self, i):
-        return scene(random.Random(1_000_003 + i))
+        return scene(random.Random(1_000_003 + i), easy=a.easy)
 
 
 def collate(exs):
@@ -216,14 +255,22 @@ def collate(exs):
                 target[i, cell, wid[w]] = 1 / len(words)
     b["labels"] = labels
     b["patch_target"] = target
+    b["target_cell"] = torch.tensor([e["cells"][0] for e in exs])
     return dict(b)
 
 
 class T(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         target = inputs.pop("patch_target")
+        target_cell = inputs.pop("target_cell")
         out = model(**inputs)
         loss = out.loss
+        if a.flag:
+            mask = inputs["input_ids"] == IMG
+            yes = out.logits[mask][:, wid["yes"]].float().view(-1, G * G)
+            pointer = torch.nn.functional.cross_entropy(yes, target_cell)
+            loss = loss + a.flag * pointer
+            self._ptr = float(pointer.detach())
         if a.aux:
             if a.auxproj:
                 feats = _proj["out"].reshape(-1, G * G, _proj["out"].shape[-1])
@@ -238,7 +285,7 @@ class T(Trainer):
         return (loss, out) if return_outputs else loss
 
 
-evals = [scene(random.Random(7_000_000 + i)) for i in range(a.neval)]
+evals = [scene(random.Random(7_000_000 + i), easy=1.0 if a.easy == 1.0 else 0.0) for i in range(a.neval)]
 
 
 @torch.no_grad()
@@ -258,7 +305,7 @@ def em():
         outs = proc.batch_decode(g[:, inp["input_ids"].shape[1] :], skip_special_tokens=True)
         for e, o in zip(ch, outs, strict=False):
             hits[e["task"]].append(exact_match(o.strip(), e["answer"]))
-            if e["task"] in ("where", "position"):  # two-word answers: each word scored apart
+            if e["task"] in ("where", "wherec", "position"):  # two-word answers: each word scored apart
                 got, want = o.split(), e["answer"].split()
                 words["row"].append(len(got) > 0 and got[0] == want[0])
                 words["col"].append(len(got) > 1 and got[1] == want[1])
@@ -278,7 +325,7 @@ class CB(TrainerCallback):
             acc, per = em()
             print(
                 f"step {state.global_step} t={time.time() - t0:.0f}s em={acc:.3f} {per} "
-                f"aux={getattr(tr, '_aux', 0):.3f}",
+                f"aux={getattr(tr, '_aux', 0):.3f} ptr={getattr(tr, '_ptr', 0):.3f}",
                 flush=True,
             )
 

@@ -38,6 +38,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo run written to {report.path}: {report.n_checkpoints} checkpoints, "
           f"eval exact match {report.first_eval_accuracy:.1%} (first) → {report.last_eval_accuracy:.1%} (last), "
           f"{report.seconds:.0f} s (load average now {load} on {os.cpu_count()} CPUs)")
+    if report.eval_accuracies:
+        print("eval exact match by checkpoint: " + ", ".join(f"{a:.1%}" for a in report.eval_accuracies))
     return 0
 
 

@@ -63,6 +63,13 @@ def pointing_figure(frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def _label_size(boxes: np.ndarray, labels: list[str], plot_px: int = 500) -> int:
+    """A font size at which the longest label fits its cell (a 10×10 grid of "background" needs ≈ 8 px)."""
+    columns = boxes.shape[1] if boxes.ndim == 3 else max(1, round(len(labels) ** 0.5))
+    longest = max((len(t) for t in labels), default=1)
+    return int(min(10, max(6, 1.7 * plot_px / (columns * max(longest, 1)))))
+
+
 def spatial_lens_figure(image: Any, lens: Any, view: Any, title: str = "") -> go.Figure:
     """The logit lens over the image: each patch's top-1 token written on it, shaded by its probability.
 
@@ -86,7 +93,7 @@ def spatial_lens_figure(image: Any, lens: Any, view: Any, title: str = "") -> go
             fig.add_shape(type="rect", x0=x0 + 0.5, y0=y0 + 0.5, x1=x1 - 0.5, y1=y1 - 0.5,
                           line={"color": "#ffe100", "width": 2}, layer="above")
     text = [f"<b>{t}</b>" if hit else t for t, hit in zip(labels, answer, strict=True)]
-    fig.add_scatter(x=cx, y=cy, mode="text", text=text, textfont={"color": "white", "size": 10},
+    fig.add_scatter(x=cx, y=cy, mode="text", text=text, textfont={"color": "white", "size": _label_size(boxes, labels)},
                     customdata=np.stack([probs, answer], axis=-1),
                     hovertemplate="%{text}<br>p = %{customdata[0]:.2f}<extra></extra>", showlegend=False)
     height = 520

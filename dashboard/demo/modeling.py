@@ -26,22 +26,36 @@ from transformers import (
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
 ROLE_WORDS = ["USER", "ASSISTANT", ":"]
 
-# LLaVA-1.5 style template: "USER: <image>\n{prompt} ASSISTANT: {answer}</s>".
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}USER: "
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
+def _chat_template(user_parts: str) -> str:
+    """USER/ASSISTANT turns as LLaVA-1.5 writes them; ``user_parts`` renders a user message's content list."""
+    return (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'user' %}USER: "
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}" + user_parts + "{% endif %} "
+        "{% elif message['role'] == 'assistant' %}ASSISTANT: "
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for part in message['content'] %}"
+        "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
+        "{% endif %}</s>"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    )
+
+
+# LLaVA-1.5 style template: "USER: <image>\n{prompt} ASSISTANT: {answer}</s>" (parts in message order).
+CHAT_TEMPLATE = _chat_template(
+    "{% for part in message['content'] %}"
     "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %} "
-    "{% elif message['role'] == 'assistant' %}ASSISTANT: "
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}</s>"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
+    "{% endfor %}")
+
+# The demo model's template: the same turns, but the user's text comes before its image
+# ("USER: where is the red object ? <image>\n ASSISTANT:"), whatever order the message lists them in.
+# Attention is causal, so only then can each image token see the question and mark itself as the
+# object asked about (bench/RESULTS.md, "Demo v2").
+QUESTION_FIRST_TEMPLATE = _chat_template(
+    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }} {% endif %}{% endfor %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n{% endif %}{% endfor %}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class TinyLlavaSpec:
     text_heads: int = 4
     text_intermediate: int = 128
     max_positions: int = 256
+    chat_template: str = CHAT_TEMPLATE
 
     @property
     def grid(self) -> int:
@@ -68,7 +83,7 @@ class TinyLlavaSpec:
         return self.grid * self.grid
 
 
-def build_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
+def build_tokenizer(words: Iterable[str], chat_template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over ``words`` (lower-cased task vocabulary + role words)."""
     vocab: dict[str, int] = {}
     for token in [*SPECIAL_TOKENS, *ROLE_WORDS, *words]:
@@ -85,13 +100,13 @@ def build_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
         padding_side="left",
     )
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     return tokenizer
 
 
 def build_processor(words: Iterable[str], spec: TinyLlavaSpec = TinyLlavaSpec()) -> LlavaProcessor:
     """Processor whose ``<image>`` expands to exactly ``spec.image_tokens`` tokens."""
-    tokenizer = build_tokenizer(words)
+    tokenizer = build_tokenizer(words, spec.chat_template)
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": spec.image_size},
         crop_size={"height": spec.image_size, "width": spec.image_size},
@@ -103,7 +118,7 @@ def build_processor(words: Iterable[str], spec: TinyLlavaSpec = TinyLlavaSpec())
         patch_size=spec.patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
-        chat_template=CHAT_TEMPLATE,
+        chat_template=spec.chat_template,
         image_token="<image>",
     )
 

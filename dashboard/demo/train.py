@@ -2,8 +2,14 @@
 
 Using the real Trainer (not a hand-written loop) is the point: the checkpoints, the
 ``trainer_state.json`` files and the TensorBoard events are then exactly the format the
-dashboard meets in real fine-tuning runs. The only customisation is an evaluation hook that
-adds greedy-generation exact match (``eval_accuracy``) next to ``eval_loss``.
+dashboard meets in real fine-tuning runs. Two customisations: an evaluation hook that adds
+greedy-generation exact match (``eval_accuracy``) next to ``eval_loss``, and an optional dense
+per-patch loss during training (``patch_loss_weight``): the language model's prediction at every
+image token is trained towards the words of what that patch shows (an object's colour, shape and
+quadrant, or ``background``). That is the demo's stand-in for the captioning/grounding data real
+VLMs are pre-trained on; without it the tiny model does not learn to find the asked object
+within the CPU budget (bench/RESULTS.md, "Demo v2"). ``eval_loss`` stays the answer loss alone,
+and the logs carry ``patch_loss`` beside the combined training ``loss``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from transformers import (
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -27,7 +33,7 @@ from transformers import (
 from transformers.trainer_utils import EvalLoopOutput
 
 from dashboard.demo.modeling import TinyLlavaSpec
-from dashboard.demo.task import TASKS, Example, generate_example
+from dashboard.demo.task import MAX_OBJECTS, MIN_OBJECTS, TASKS, Example, generate_example
 from dashboard.metrics import exact_match
 
 ProgressFn = Callable[[float, str], None]
@@ -48,24 +54,47 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = 1  # tiny matmuls: a 2nd thread adds sync cost (and spins on a busy machine)
     tensorboard: bool = True
+    patch_loss_weight: float = 0.0  # weight of the per-patch loss added to the answer loss (training only)
+    patch_loss_layer: int = 0  # decoder layer whose output the per-patch loss reads (logit lens); 0 = the logits
+    # Object counts over training: (until this fraction of the steps, min objects, max objects) stages;
+    # after the last stage, and for the eval set, the task's own 2–5.
+    curriculum: tuple[tuple[float, int, int], ...] = ()
+    render_workers: int = 0  # spawned processes drawing + processing training batches beside the training loop
     spec: TinyLlavaSpec = field(default_factory=TinyLlavaSpec)
 
 
 class SyntheticTaskDataset(Dataset):
-    """``n`` examples generated on demand; item ``i`` is the same for the same seed, whatever the order."""
+    """``n`` examples generated on demand; item ``i`` is the same for the same seed, whatever the order.
 
-    def __init__(self, n: int, seed: int) -> None:
+    With a ``curriculum``, item ``i`` draws its object count from the stage that covers ``i / n``
+    (the trainer reads items in order, so that is the share of training done): a single object first,
+    where the answer only needs "where is the object", then two or three, then the task's 2–5. Without
+    it the tiny model found the named object late or not at all within the CPU budget
+    (bench/RESULTS.md, "Demo v2").
+    """
+
+    def __init__(self, n: int, seed: int, curriculum: Sequence[tuple[float, int, int]] = ()) -> None:
         self.n = n
         self.seed = seed
+        self.curriculum = tuple(curriculum)
 
     def __len__(self) -> int:
         return self.n
+
+    def object_range(self, index: int) -> tuple[int, int]:
+        """(min, max) objects for item ``index``."""
+        fraction = index / max(self.n, 1)
+        for until, low, high in self.curriculum:
+            if fraction < until:
+                return low, high
+        return MIN_OBJECTS, MAX_OBJECTS
 
     def __getitem__(self, index: int) -> Example:
         if not 0 <= index < self.n:
             raise IndexError(index)
         rng = random.Random(self.seed * 1_000_003 + index)
-        return generate_example(rng, f"train-{index:06d}")
+        low, high = self.object_range(index)
+        return generate_example(rng, f"train-{index:06d}", min_objects=low, max_objects=high)
 
 
 class ListDataset(Dataset):
@@ -102,9 +131,10 @@ class AnswerOnlyCollator:
     loss curve about the task rather than about predicting the (fixed) question template.
     """
 
-    def __init__(self, processor: LlavaProcessor) -> None:
+    def __init__(self, processor: LlavaProcessor, patch_targets: bool = False) -> None:
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.patch_targets = patch_targets
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         texts = [full_text(self.processor, ex.prompt, ex.answer) for ex in examples]
@@ -120,7 +150,32 @@ class AnswerOnlyCollator:
                 raise ValueError(f"answer {ex.answer!r} is not the tokenized tail of its training text {texts[i]!r}")
             labels[i, start:end] = input_ids[i, start:end]
         batch["labels"] = labels
+        if self.patch_targets:
+            batch["patch_targets"] = self._patch_targets(examples, input_ids)
         return dict(batch)
+
+    def _patch_targets(self, examples: Sequence[Example], input_ids: torch.Tensor) -> torch.Tensor:
+        """(batch, image tokens, vocab) soft targets: each patch's words, equally weighted."""
+        image_token_id = self.tokenizer.convert_tokens_to_ids(self.processor.image_token)
+        n_image_tokens = int((input_ids[0] == image_token_id).sum())
+        targets = torch.zeros(len(examples), n_image_tokens, len(self.tokenizer))
+        for i, ex in enumerate(examples):
+            patches = ex.patch_words()
+            if len(patches) != n_image_tokens:
+                raise ValueError(f"the task has {len(patches)} patches per image, the processor {n_image_tokens} "
+                                 "image tokens: the task's grid and the model's patch size disagree")
+            for words in set(patches):  # a handful of distinct patches: most are background
+                ids = self.tokenizer.convert_tokens_to_ids(list(words))
+                rows = [p for p, w in enumerate(patches) if w == words]
+                targets[i, torch.tensor(rows)[:, None], torch.tensor(ids)[None, :]] = 1.0 / len(ids)
+        return targets
+
+
+def per_patch_loss(logits: torch.Tensor, input_ids: torch.Tensor, image_token_id: int,
+                   targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy between the predictions at the image tokens and ``targets`` (soft, per patch)."""
+    at_image = logits[input_ids == image_token_id].float().view(*targets.shape)
+    return -(targets * torch.log_softmax(at_image, dim=-1)).sum(-1).mean()
 
 
 @torch.no_grad()
@@ -158,9 +213,49 @@ def exact_match_metrics(examples: Sequence[Example], predictions: Sequence[str])
 class DemoTrainer(Trainer):
     """A Trainer whose every evaluation also logs greedy exact match on the eval examples."""
 
-    def __init__(self, *args, accuracy_examples: Sequence[Example], **kwargs) -> None:
+    def __init__(self, *args, accuracy_examples: Sequence[Example], patch_loss_weight: float = 0.0,
+                 patch_loss_layer: int = 0, render_workers: int = 0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.accuracy_examples = list(accuracy_examples)
+        self.patch_loss_weight = patch_loss_weight
+        self.patch_loss_layer = patch_loss_layer
+        self.render_workers = render_workers
+        self._patch_losses: list[float] = []
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Training batches in item order (items are seeded scenes generated fresh per index, so a shuffle
+        adds nothing, and the curriculum needs the order). With ``render_workers`` they are drawn and
+        processed in spawned processes: on two cores the next batch's rendering (about a third of a
+        step) then overlaps the training step. Spawned, not forked, because the build may run in a
+        thread of the Streamlit server; as with any spawned worker, a script that calls the build must
+        guard its entry point (``if __name__ == "__main__":``)."""
+        workers = {"num_workers": self.render_workers, "multiprocessing_context": "spawn", "prefetch_factor": 4}
+        loader = DataLoader(self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+                            shuffle=False, **(workers if self.render_workers else {}))
+        return self.accelerator.prepare(loader)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The answer loss, plus the weighted per-patch loss while training (never in evaluation)."""
+        targets = inputs.pop("patch_targets", None)
+        if targets is None or not model.training or not self.patch_loss_weight:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.patch_loss_layer:
+            inputs = {**inputs, "output_hidden_states": True}
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        logits = outputs.logits
+        if self.patch_loss_layer:  # the logit lens at that layer: final norm + LM head on its output
+            decoder = model.model.language_model
+            logits = model.lm_head(decoder.norm(outputs.hidden_states[self.patch_loss_layer]))
+        patch_loss = per_patch_loss(logits, inputs["input_ids"], model.config.image_token_index, targets)
+        self._patch_losses.append(float(patch_loss.detach()))
+        loss = loss + self.patch_loss_weight * patch_loss
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and self._patch_losses:  # a training log: the mean per-patch loss since the last one
+            logs = {**logs, "patch_loss": round(sum(self._patch_losses) / len(self._patch_losses), 4)}
+            self._patch_losses.clear()
+        super().log(logs, *args, **kwargs)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval") -> EvalLoopOutput:
@@ -241,11 +336,15 @@ def _run_trainer(out_dir: Path, processor: LlavaProcessor, model: LlavaForCondit
     trainer = DemoTrainer(
         model=model,
         args=args,
-        train_dataset=SyntheticTaskDataset(config.max_steps * config.batch_size, seed=config.seed),
+        train_dataset=SyntheticTaskDataset(config.max_steps * config.batch_size, seed=config.seed,
+                                           curriculum=config.curriculum),
         eval_dataset=ListDataset(eval_examples),
-        data_collator=AnswerOnlyCollator(processor),
+        data_collator=AnswerOnlyCollator(processor, patch_targets=config.patch_loss_weight > 0),
         processing_class=processor,
         accuracy_examples=eval_examples,
+        patch_loss_weight=config.patch_loss_weight,
+        patch_loss_layer=config.patch_loss_layer,
+        render_workers=config.render_workers,
     )
     # Progress goes to the caller's bar instead of Trainer's own tqdm/printing.
     trainer.remove_callback(PrinterCallback)

@@ -35,7 +35,7 @@ def prompt_input(source_id: str, suggested: str) -> str:
         st.session_state[K_PROMPT_SRC] = source_id
         if suggested:
             st.session_state[K_PROMPT] = suggested
-    return st.text_area("Prompt", key=K_PROMPT, height=80, placeholder="e.g. what colour is the square ?")
+    return st.text_area("Prompt", key=K_PROMPT, height=80, placeholder="e.g. where is the red object ?")
 
 
 def render_outputs(outputs: list[SingleOutput], reference: str, show_deleted: bool) -> None:

@@ -48,7 +48,10 @@ def test_trainer_state_has_train_and_eval_metrics(demo_run_dir: Path):
     steps = [int(p.name.split("-")[1]) for p in _checkpoints(demo_run_dir)]
     assert [e["step"] for e in evals] == steps  # an evaluation at every checkpoint
     assert all("eval_accuracy" in e and 0.0 <= e["eval_accuracy"] <= 1.0 for e in evals)
-    assert evals[-1]["eval_accuracy"] > evals[0]["eval_accuracy"]
+    # The short test run learns the answer format and the priors, not yet the lookup (that takes ≈ 1,500
+    # steps; bench/RESULTS.md "Demo v2"), so its exact match is noise around chance: the loss must fall.
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert any("patch_loss" in e for e in history)
     best = min(evals, key=lambda e: e["eval_loss"])
     assert state["best_metric"] == pytest.approx(best["eval_loss"])
     assert Path(state["best_model_checkpoint"]).name == f"checkpoint-{best['step']}"

@@ -11,8 +11,10 @@ import pytest
 from dashboard.demo.build import MARKER
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-# The last checkpoint's figure is a range: the same seed and code give 56.25 % on one CPU and 50.0 % on
-# another (the kernels a CPU picks round floats differently); the first checkpoint's is one number.
+# The same seed and code give different figures on different CPUs (the kernels a CPU picks round floats
+# differently: the previous demo's last checkpoint logged 56.25 % on one and 50.0 % on another, two of its 32
+# examples), so README's figures (a number or a range) are checked to within two examples.
+TOLERANCE = 100 * 2 / 32 + 0.05
 SENTENCE = re.compile(r"`--preset test`\s+build\s+\(seed\s+0\):\s+\*\*(\d+)\s+checkpoints\*\*,\s+exact\s+match\s+"
                       r"\*\*([\d.]+)\s+%\*\*\s+at\s+the\s+first\s+→\s+\*\*([\d.]+)(?:–([\d.]+))?\s+%\*\*\s+at\s+the\s+last")
 
@@ -25,7 +27,8 @@ def test_readme_test_preset_figures_match_the_build(demo_run_dir: Path) -> None:
     marker = json.loads((demo_run_dir / MARKER).read_text(encoding="utf-8"))
     assert marker["preset"] == "test" and marker["seed"] == 0
     assert n == marker["n_checkpoints"]
-    assert first == pytest.approx(100 * marker["first_eval_accuracy"], abs=0.05)
-    assert last_low - 0.05 <= 100 * marker["last_eval_accuracy"] <= last_high + 0.05, (
+    assert first == pytest.approx(100 * marker["first_eval_accuracy"], abs=TOLERANCE), (
+        f"the build's first exact match {100 * marker['first_eval_accuracy']:.2f} % is not the README's {first} %")
+    assert last_low - TOLERANCE <= 100 * marker["last_eval_accuracy"] <= last_high + TOLERANCE, (
         f"the build's last exact match {100 * marker['last_eval_accuracy']:.2f} % is outside the README's "
         f"{last_low}–{last_high} %")

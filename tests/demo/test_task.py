@@ -45,19 +45,50 @@ def test_bbox_is_the_tight_box_of_the_objects_colour(seed):
 
 
 def test_answers_follow_from_the_scene():
-    for ex in T.generate_examples(80, seed=5, max_objects=2):
+    for ex in T.generate_examples(200, seed=5):
         target = ex.objects[ex.target]
-        expected = {
-            "colour": target.colour,
-            "shape": target.shape,
-            "position": target.position,
-            "describe": f"{target.colour} {target.shape}",
-        }[ex.task]
-        assert ex.answer == expected
-        # The question identifies exactly one object (colours and shapes are distinct in a scene).
-        assert len({o.colour for o in ex.objects}) == len(ex.objects)
-        assert len({o.shape for o in ex.objects}) == len(ex.objects)
-        assert 1 <= len(ex.answer.split()) <= 2
+        assert ex.task == "position"
+        assert ex.prompt == f"where is the {target.colour} object ?" and ex.answer == target.position
+        # The colour names exactly one object, and a look-alike shares the target's shape.
+        assert [o.colour for o in ex.objects].count(target.colour) == 1
+        assert any(o.shape == target.shape for i, o in enumerate(ex.objects) if i != ex.target)
+        assert T.MIN_OBJECTS <= len(ex.objects) <= T.MAX_OBJECTS
+        assert len({(o.row, o.col) for o in ex.objects}) == len(ex.objects)  # one object per cell
+
+
+def test_scenes_are_large_and_the_target_is_small():
+    """≥ 100 image tokens and a target box well under a tenth of the image (the pointing chance)."""
+    assert T.GRID * T.GRID >= 100
+    for ex in T.generate_examples(50, seed=2):
+        x0, y0, x1, y1 = ex.objects[ex.target].bbox
+        assert (x1 - x0) * (y1 - y0) / T.CANVAS**2 <= 0.01
+
+
+def test_no_shortcut_names_the_answer():
+    """Guessing the quadrant most objects are in (ties split) is right ≈ 56 % of the time — the
+    best answer without finding the named colour, well below the ≥ 90 % a trained checkpoint reaches;
+    answers are balanced and the target is not tied to a list position."""
+    from collections import Counter
+
+    examples = list(T.generate_examples(2000, seed=9))
+    majority_hits = 0.0
+    for ex in examples:
+        counts = Counter(o.position for o in ex.objects).most_common()
+        best = [k for k, v in counts if v == counts[0][1]]
+        majority_hits += (ex.answer in best) / len(best)
+    assert majority_hits / len(examples) < 0.6
+    answers = Counter(ex.answer for ex in examples)
+    assert len(answers) == 4 and max(answers.values()) / len(examples) < 0.3
+    assert len({ex.target for ex in examples}) == T.MAX_OBJECTS
+
+
+def test_patch_words_mark_each_object_patch():
+    ex = next(T.generate_examples(1, seed=3))
+    words = ex.patch_words()
+    assert len(words) == T.GRID * T.GRID
+    for obj in ex.objects:
+        assert words[obj.row * T.GRID + obj.col] == (obj.colour, obj.shape, *obj.position.split())
+    assert sum(w == (T.PATCH_BACKGROUND,) for w in words) == T.GRID * T.GRID - len(ex.objects)
 
 
 def test_tasks_are_balanced_and_vocabulary_is_closed():
@@ -67,12 +98,15 @@ def test_tasks_are_balanced_and_vocabulary_is_closed():
     unk = tokenizer.unk_token_id
     for ex in examples:
         assert unk not in tokenizer(f"{ex.prompt} {ex.answer}", add_special_tokens=False)["input_ids"]
+        for words in ex.patch_words():
+            assert unk not in tokenizer.convert_tokens_to_ids(list(words))
 
 
-def test_position_names_cover_the_grid():
+def test_position_names_are_the_quadrants():
     names = {T.position_name(r, c) for r in range(T.GRID) for c in range(T.GRID)}
-    assert len(names) == T.GRID * T.GRID
-    assert T.position_name(0, 0) == "top left" and T.position_name(1, 1) == "center"
+    assert names == {"top left", "top right", "bottom left", "bottom right"}
+    assert T.position_name(0, 0) == "top left" and T.position_name(T.GRID - 1, T.GRID // 2) == "bottom right"
+    assert T.position_name(T.GRID // 2 - 1, T.GRID // 2 - 1) == "top left"
 
 
 def test_unknown_task_is_rejected():
