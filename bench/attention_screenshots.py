@@ -1,7 +1,7 @@
 """The Attention page on a run, first vs last checkpoint, as a person sees it: real server, real Chromium.
 
 Usage: .venv/bin/python bench/attention_screenshots.py --run runs/demo [--example 00003]
-Opens ``Attention?run=<run>&ckpt=<checkpoint>`` for the run's first and last checkpoint, picks the eval
+Opens ``?run=<run>&ckpt=<checkpoint>`` then the Attention page for the run's first and last checkpoint, picks the eval
 example, clicks *Generate and capture* and saves ``test-artifacts/attention-<run>-<checkpoint>.png``
 (the overlay of the first generated token, mean over layers and heads, with its colour bar); prints
 the caption under each heatmap and where the asked object's box is.
@@ -28,6 +28,8 @@ from tests.browser.browser_kit import (
     click_button,
     click_example,
     goto,
+    open_page,
+    selected_value,
     settle,
 )
 
@@ -52,13 +54,19 @@ def main() -> None:
                 for info in (checkpoints[0], checkpoints[-1]):
                     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
                     page.set_default_timeout(120_000)
-                    goto(page, server, f"Attention?run={run.name}&ckpt={info.path.name}")
+                    goto(page, server, f"?run={run.name}&ckpt={info.path.name}")
+                    open_page(page, "Attention")
+                    chosen = selected_value(page, "Checkpoint", scope='[data-testid="stSidebar"]')
+                    if not chosen.startswith(info.path.name):
+                        raise RuntimeError(f"the sidebar shows {chosen!r}, not {info.path.name}")
                     click_example(page, row["id"])
                     click_button(page, "Generate and capture")
                     page.get_by_text("Generated token").first.wait_for()
                     settle(page)
                     caption = page.locator('[data-testid="stImage"]').filter(has_text="colour bar").first
                     caption.scroll_into_view_if_needed()
+                    settle(page)
+                    page.wait_for_timeout(500)  # let the widgets above the map finish painting
                     path = ARTIFACTS / f"attention-{run.name}-{info.path.name}.png"
                     page.screenshot(path=str(path))
                     print(f"{info.path.name}: {caption.inner_text().strip()!r} → {path}")
