@@ -93,12 +93,14 @@ def test_training_reads_items_in_order(processor, tmp_path: Path) -> None:
     assert list(trainer.get_train_dataloader()) == [["00000", "00001", "00002"], ["00003", "00004", "00005"]]
 
 
-def test_training_logs_patch_loss_and_eval_loss_is_the_answer_loss_alone(processor, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layer", [0, 1])  # 0: on the logits; 1: on the logit lens after decoder layer 1
+def test_training_logs_patch_loss_and_eval_loss_is_the_answer_loss_alone(processor, tmp_path: Path,
+                                                                         layer: int) -> None:
     """The per-patch loss is added while training (and logged apart), never to ``eval_loss``."""
     model = build_model(processor, DEMO_SPEC, seed=0)
     eval_examples = _examples(8, seed=11)
     config = TrainConfig(max_steps=4, save_steps=4, logging_steps=2, batch_size=4, eval_batch_size=8,
-                         patch_loss_weight=1.0, tensorboard=False, spec=DEMO_SPEC)
+                         patch_loss_weight=1.0, patch_loss_layer=layer, tensorboard=False, spec=DEMO_SPEC)
     trainer = train_demo(tmp_path / "run", processor, model, eval_examples, config)
     history = trainer.state.log_history
     train_logs = [e for e in history if "loss" in e and "eval_loss" not in e and "train_runtime" not in e]
