@@ -1,12 +1,12 @@
 """Seeded synthetic visual task: find the named object among look-alikes on a 10×10 patch grid.
 
 Each 160-px scene holds 2–5 small coloured shapes, one per 16-px grid cell, so each object lies
-inside exactly one of the demo model's 100 image tokens (its box is 1 % of the image). The
+inside exactly one of the demo model's 100 image tokens (a patch is 1 % of the image). The
 question names the target by its colour — "where is the red object ?" — and at least one
 distractor has the target's *shape*, so no pixel statistic gives the answer away: the model has
-to find the red patch among the others and read where it is (the image's quadrant). The answer
-priors are chance (25 %), which is what the first checkpoints score; the Attention page can then
-score where the model looked against every object's bounding box.
+to find the red patch among the others and read where it is (the image's quadrant). The four
+answers are balanced (chance 25 %; the first checkpoints score about that); the Attention page can
+then score where the model looked against every object's bounding box.
 
 Why only this one question: the tiny model learns to look objects up by colour within the
 5-minute CPU budget but not by shape (bench/RESULTS.md, "Demo v2"); a mix with a shape question
@@ -41,7 +41,9 @@ OBJECT_SIZE = 12  # pixels; centred in its 16-px cell, so an object never touche
 MIN_OBJECTS, MAX_OBJECTS = 2, 5
 PATCH_BACKGROUND = "background"  # the word an empty patch is trained to decode to (see train.py)
 
-# Every word that can appear in a prompt, an answer or a per-patch target (the tokenizer's vocabulary).
+# Every word that can appear in a prompt, an answer or a per-patch target (the tokenizer's vocabulary),
+# plus the earlier demo's question words, so free-typed prompts like "what colour is the square ?" still
+# tokenize without <unk>.
 VOCAB: tuple[str, ...] = (
     "what", "colour", "is", "the", "shape", "object", "where", "at", "?",
     "top", "middle", "bottom", "left", "right", "center", PATCH_BACKGROUND,
