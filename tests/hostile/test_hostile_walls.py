@@ -327,8 +327,28 @@ def test_no_loadable_checkpoint_reason_names_the_run(corpus):
     assert "outside the runs root" in reason
 
 
-def test_torch_untouched_by_budget_checks():
-    # Meta-device estimates must not leave tensors behind on a real device.
+def test_torch_untouched_by_budget_checks(tiny_llava_dir, tmp_path):
+    """A config describing ~5 GB is measured on the meta device: nothing real is allocated, nothing leaks.
+
+    ``init_empty_weights`` patches ``nn.Module.register_parameter`` while it is active; were it left on, every
+    module built afterwards would be on ``meta``, and were the estimate built for real the RSS would jump by GBs.
+    """
+    import psutil
+
+    from dashboard.models.budget import config_param_bytes
+
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    config = json.loads((tiny_llava_dir / "config.json").read_text())
+    config["text_config"].update(hidden_size=4096, intermediate_size=11008, num_hidden_layers=24,
+                                 num_attention_heads=32, num_key_value_heads=32)
+    (folder / "config.json").write_text(json.dumps(config))
+    rss_before = psutil.Process().memory_info().rss
+    described = config_param_bytes(folder, torch.float32)
+    grown = psutil.Process().memory_info().rss - rss_before
+    assert described > 4 * 10**9
+    assert grown < 500 * 10**6, f"estimating grew RSS by {grown / 1e6:.0f} MB"
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
     assert torch.empty(0).device.type == "cpu"
 
 

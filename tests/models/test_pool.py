@@ -161,11 +161,19 @@ def test_waiting_load_proceeds_when_pin_released(tiny_checkpoints, model_bytes):
         with pool.acquire(tiny_checkpoints[1]):
             done.append("loaded")
 
+    waiting = threading.Event()
+
+    class ObservedCondition(threading.Condition):
+        def wait(self, timeout=None):  # the pool waits here only when the budget is held by pins
+            waiting.set()
+            return super().wait(timeout)
+
+    pool._cond = ObservedCondition(threading.RLock())
     with pool.acquire(tiny_checkpoints[0]):
         thread = threading.Thread(target=second)
         thread.start()
-        time.sleep(0.3)
-        assert done == []  # blocked while checkpoint-1 is pinned
+        assert waiting.wait(20), "the second load never waited for the pinned model"
+        assert done == [] and pool.load_count == 1  # it waits instead of loading beside the pin
     thread.join(20)
     assert done == ["loaded"]
     assert names(pool) == ["checkpoint-2"]
