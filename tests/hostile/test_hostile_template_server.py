@@ -3,8 +3,9 @@
 The app (``template_app.py``) renders in the server process, as the Inference page does. While one
 session renders, the test polls ``/_stcore/health`` (each answer within 1 s) and, for the stand-in
 worker stuck in C, opens a second session whose page must finish within 1 s while the first is
-still rendering. On main (6295f64) the ``tower`` case held the GIL for ~60 s
-(tests/hostile/test_hostile_templates.py's docstring), so the health endpoint did not answer.
+still rendering. On main (6295f64) the ``tower`` case held the GIL for ~60 s: run against main's code, the
+health endpoint did not answer within 1 s (and the session's own websocket hit its keepalive
+timeout); ``freeze-in-c`` needs the worker pool, which main does not have.
 """
 
 from __future__ import annotations
@@ -109,11 +110,11 @@ def test_server_answers_while_a_hostile_template_renders(app_server, case, expec
             hostile_alive_after_other = hostile.thread.is_alive()
         time.sleep(0.05)
     hostile.thread.join(60)
-    if hostile.error is not None:
+    assert max(health) < ANSWER_WITHIN_S, f"health answers took up to {max(health):.1f} s: {health}"
+    if hostile.error is not None:  # e.g. the websocket's keepalive timed out: the server stood still
         raise hostile.error
     assert hostile.run is not None and "refused:" in hostile.run.text() and expected in hostile.run.text(), \
         hostile.run and hostile.run.text()
-    assert max(health) < ANSWER_WITHIN_S, f"health answers took up to {max(health):.1f} s: {health}"
     if case == "freeze-in-c":
         assert other_page is not None and "rendered: user: hello" in other_page.text(), other_page
         assert hostile_alive_after_other, "the second page did not run while the hostile render was in flight"
