@@ -63,7 +63,11 @@ class TemplateWorkers:
         worker = self._acquire(timeout_s)
         reusable = False
         try:
-            worker.wait_ready(self.clock() + STARTUP_TIMEOUT_S, self.clock)
+            try:
+                worker.wait_ready(self.clock() + STARTUP_TIMEOUT_S, self.clock)
+            except WorkerTimeout:
+                raise ChatTemplateError(f"the chat template worker did not start within {STARTUP_TIMEOUT_S:g} s; "
+                                        f"try again") from None
             reply = worker.call(request, self.clock() + timeout_s + KILL_GRACE_S, self.clock)
             reusable = not reply.get("exit")
         except WorkerTimeout:

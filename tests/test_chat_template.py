@@ -199,3 +199,14 @@ def test_the_worker_runs_under_its_limits():
     address_soft, address_hard = rows["Max address space"][:2]
     assert address_soft == address_hard and int(address_soft) <= 2**30 + MEMORY_HEADROOM_BYTES, rows
     assert rows["Max core file size"][:2] == ["0", "0"], rows
+
+
+def test_a_worker_that_cannot_start_is_a_message():
+    import sys
+
+    pool = TemplateWorkers(warm=1, command=[sys.executable, "-c", "import sys; sys.exit(3)"])
+    try:
+        with pytest.raises(ChatTemplateError, match=r"worker process ended \(exit code 3\)"):
+            pool.render("{{ 1 }}", {})
+    finally:
+        pool.close()
