@@ -210,3 +210,27 @@ def test_a_worker_that_cannot_start_is_a_message():
             pool.render("{{ 1 }}", {})
     finally:
         pool.close()
+
+
+def test_concurrent_sessions_each_get_their_own_answer():
+    pool = TemplateWorkers(warm=2, most=3)
+    answers: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def session(n: int) -> None:
+        try:
+            answers[n] = [pool.render("{{ who }}:{{ i }}", {"who": f"s{n}", "i": i}) for i in range(15)]
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        pool.close()
+    assert not errors, errors
+    assert answers == {n: [f"s{n}:{i}" for i in range(15)] for n in range(6)}
+    assert pool.started <= 3
