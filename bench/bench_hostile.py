@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,9 @@ def _load_cases(base: Path, model: Path, only: list[str] | None) -> dict[str, tu
     from tests.hostile.load_corpus import ATTACKS, LOAD_FILES, build_case
 
     cases = {}
+    if not only or "clean" in only:  # the same checkpoint untouched: what a normal load costs
+        root = base / "clean" / "runs"
+        cases["clean"] = (Path(shutil.copytree(model, root / "run" / "checkpoint-1")), root)
     for name in LOAD_FILES:
         for attack in ATTACKS:
             case = f"{name}-{attack}"

@@ -277,17 +277,6 @@ def read_json(path: str | Path, roots: Iterable[str | Path], kind: FileKind = "j
     return parse_json(data, Path(path).name)
 
 
-def weights_file_present(path: Path) -> bool:
-    """True when a weights file holds real data rather than a Git LFS pointer."""
-    try:
-        if path.stat().st_size > LFS_POINTER_MAX:
-            return True
-        with path.open("rb") as handle:
-            return not is_lfs_pointer(handle.read(len(LFS_POINTER_PREFIX)))
-    except OSError:
-        return False
-
-
 def _no_symlink_components(path: Path, base: Path) -> None:
     """Refuse a write target whose folders below ``base`` include a symlink."""
     current = base

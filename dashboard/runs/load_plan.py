@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Literal
 
 from dashboard.runs.files import (
+    LFS_POINTER_MAX,
+    LFS_POINTER_PREFIX,
     FileKind,
     RunFileError,
     confine,
     excerpt,
+    is_lfs_pointer,
     open_checked,
     read_json,
 )
@@ -181,7 +184,7 @@ def _weight_file(folder: Path, name: str, roots: list[Path]) -> tuple[PlannedFil
     try:
         with open_checked(path, roots, "weights") as handle:
             size = os.fstat(handle.fileno()).st_size
-            if size <= 1024 and handle.read(41).startswith(b"version https://git-lfs.github.com/spec/"):
+            if size <= LFS_POINTER_MAX and is_lfs_pointer(handle.read(len(LFS_POINTER_PREFIX))):
                 return None, "Git LFS pointer — run `git lfs pull`"
     except FileNotFoundError:
         return None, "missing"

@@ -98,6 +98,7 @@ def test_unknown_files_are_not_staged(tmp_path: Path, tiny_llava_dir: Path, monk
     (ckpt / "vocab.bin").symlink_to(tmp_path / "outside" / "chat_template.jinja")
     seen: list[set[str]] = []
     folders: list[Path] = []
+    links: list[str] = []
     real_staged = staging.staged
 
     def spy(*args, **kwargs):
@@ -108,6 +109,7 @@ def test_unknown_files_are_not_staged(tmp_path: Path, tiny_llava_dir: Path, monk
                 stage = manager.__enter__()
                 seen.append({str(p.relative_to(stage.folder)) for p in stage.folder.rglob("*")})
                 folders.append(stage.folder)
+                links.append(os.readlink(stage.folder / "model.safetensors"))
                 return stage
 
             def __exit__(self, *exc):
@@ -121,6 +123,8 @@ def test_unknown_files_are_not_staged(tmp_path: Path, tiny_llava_dir: Path, monk
     assert seen and all("vocab.bin" not in names for names in seen)
     assert all(names <= set(os.listdir(tiny_llava_dir)) for names in seen), seen
     assert folders and not any(f.exists() for f in folders)  # removed after each load
+    # zero-copy: the staged weights are a link to the descriptor the opener checked, not a copy
+    assert links and all(link.startswith("/proc/self/fd/") for link in links), links
 
 
 def test_folder_swapped_for_a_symlink_never_redirects_a_read(tmp_path: Path) -> None:
