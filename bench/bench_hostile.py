@@ -9,6 +9,12 @@ estimate) — while a sampler thread tracks the peak RSS. Errors are expected (t
 crashes and the peak are what is reported.
 
     python bench/bench_hostile.py [--only NAME]
+    python bench/bench_hostile.py --loads [--only FILE-ATTACK,...]
+
+``--loads`` runs issue 29's cases instead (``tests/hostile/load_corpus.py``): every file a checkpoint
+load reads (configs, tokenizer, chat templates, processor configs, special/added tokens) linked
+outside the root, linked to ``/proc/self/environ``, 3 GB sparse, huge, or hard-linked; each child lists
+the checkpoint and runs the full ``load_checkpoint`` (staging, processor, model) as the pool would.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,9 +82,74 @@ print(json.dumps({"over_baseline_mb": (peak[0] - baseline) / 1e6, "seconds": ela
 """
 
 
+LOAD_CHILD = r"""
+import json, sys, threading, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import torch, transformers, pandas  # noqa: F401 - part of the baseline, as in the app
+from dashboard.models.loading import CheckpointLoadError, load_checkpoint
+from dashboard.runs.checkpoints import inspect_checkpoint
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+ckpt, root = Path(sys.argv[2]), Path(sys.argv[3])
+baseline = rss()
+peak = [baseline]
+stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+threading.Thread(target=sample, daemon=True).start()
+started = time.perf_counter()
+listed = inspect_checkpoint(ckpt, roots=[root])
+try:
+    load_checkpoint(ckpt, torch.device("cpu"), roots=[root])
+    outcome = "LOADED"
+except CheckpointLoadError as exc:
+    outcome = "refused: " + str(exc).split(": ", 1)[-1]
+elapsed = time.perf_counter() - started
+stop.set(); time.sleep(0.01)
+peak[0] = max(peak[0], rss())
+print(json.dumps({"over_baseline_mb": (peak[0] - baseline) / 1e6, "seconds": elapsed,
+                  "outcome": ("listed loadable; " if listed.loadable else "") + outcome}))
+"""
+
+
+def _load_cases(base: Path, model: Path, only: list[str] | None) -> dict[str, tuple[Path, Path]]:
+    """Issue 29's cases, one runs root each: name → (checkpoint, runs root)."""
+    from tests.hostile.load_corpus import ATTACKS, LOAD_FILES, build_case
+
+    cases = {}
+    if not only or "clean" in only:  # the same checkpoint untouched: what a normal load costs
+        root = base / "clean" / "runs"
+        cases["clean"] = (Path(shutil.copytree(model, root / "run" / "checkpoint-1")), root)
+    for name in LOAD_FILES:
+        for attack in ATTACKS:
+            case = f"{name}-{attack}"
+            if only and case not in only:
+                continue
+            root = base / case / "runs"
+            cases[case] = (build_case(root, base / case / "outside", model, name, attack), root)
+    return cases
+
+
+def _child(code: str, target: Path, root: Path) -> tuple[float, float, str]:
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO), str(target), str(root)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if proc.returncode:
+        return float("nan"), 0.0, f"CRASHED rc={proc.returncode}: {proc.stderr[-200:]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["over_baseline_mb"], result["seconds"], result["outcome"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated case names to run (default: all)")
+    parser.add_argument("--loads", action="store_true", help="issue 29's load cases instead of issue 13's runs")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from dashboard.demo.modeling import save_tiny_llava
@@ -87,20 +159,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         base = Path(tmp)
         model = save_tiny_llava(base / "model")
-        runs = build_corpus(base / "runs", base / "outside", model)
+        only = args.only.split(",") if args.only else None
         rows = []
-        for name, run in sorted(runs.items()):
-            if args.only and name not in args.only.split(","):
-                continue
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(run), str(base / "runs")],
-                                  capture_output=True, text=True, timeout=600,
-                                  env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-            if proc.returncode:
-                rows.append((name, float("nan"), 0.0, f"CRASHED rc={proc.returncode}: {proc.stderr[-200:]}"))
-            else:
-                result = json.loads(proc.stdout.strip().splitlines()[-1])
-                rows.append((name, result["over_baseline_mb"], result["seconds"], result["outcome"]))
-            print(f"{rows[-1][0]:22s} {rows[-1][1]:8.1f} MB {rows[-1][2]:6.2f} s  {rows[-1][3][:90]}", flush=True)
+        if args.loads:
+            for name, (ckpt, root) in _load_cases(base, model, only).items():
+                rows.append((name, *_child(LOAD_CHILD, ckpt, root)))
+                print(f"{name:44s} {rows[-1][1]:8.1f} MB {rows[-1][2]:6.2f} s  {rows[-1][3][:110]}", flush=True)
+        else:
+            runs = build_corpus(base / "runs", base / "outside", model)
+            for name, run in sorted(runs.items()):
+                if only and name not in only:
+                    continue
+                rows.append((name, *_child(CHILD, run, base / "runs")))
+                print(f"{name:22s} {rows[-1][1]:8.1f} MB {rows[-1][2]:6.2f} s  {rows[-1][3][:90]}", flush=True)
     worst = max((r[1] for r in rows), default=0.0)
     print(f"\nworst case: {worst:.1f} MB over baseline (target < {TARGET_MB} MB) · load average {os.getloadavg()}")
     print(f"finished {time.strftime('%Y-%m-%d %H:%M:%S')}")

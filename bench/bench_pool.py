@@ -11,6 +11,8 @@ shared machine hits all of them alike; medians reported):
   is timed (the fresh pool is made, and garbage collected, outside the timed call);
 * switch-to-first-token: a checkpoint not in the pool is picked, until its first streamed token,
   vs (raw read of its weights + warm time-to-first-token) measured in the same rounds;
+* staging alone (issue 29: small files copied through the opener, weights linked to a checked open
+  descriptor) vs the raw read: the load reads the weights zero-copy, so staging costs a few small files;
 * warm switch (pool hit: acquire of a model already held) vs cold load;
 * switching under a one-model budget (every switch evicts and reloads);
 * generation tokens/s of the demo-sized model: pool ``generate``/``stream`` vs bare ``model.generate``.
@@ -43,6 +45,8 @@ from dashboard.demo.modeling import TinyLlavaSpec, save_tiny_llava
 from dashboard.generation import GenerationResult, GenerationSettings, build_inputs, generate, stream
 from dashboard.models.loading import inspect_checkpoint
 from dashboard.models.pool import ModelPool
+from dashboard.models.staging import staged
+from dashboard.runs.load_plan import plan_checkpoint
 
 # A "medium" tiny LLaVA (~73 MB fp32) so that load and read times are measurable.
 MEDIUM = TinyLlavaSpec(vision_hidden=256, vision_layers=4, vision_heads=4, text_hidden=512, text_layers=6,
@@ -122,8 +126,12 @@ def bench_loading(checkpoints: list[Path], repeats: int) -> None:
     def cold() -> None:  # the interleaved round's own time includes setup; the median below does not
         cold_times.extend(timed_cold(checkpoints[0], 1))
 
-    t = interleaved({"raw": lambda: read_bytes(weights), "load_file": lambda: load_file(weights), "cold": cold},
-                    repeats)
+    def stage() -> None:
+        with staged(plan_checkpoint(checkpoints[0]), [checkpoints[0].parent]):
+            pass
+
+    t = interleaved({"raw": lambda: read_bytes(weights), "load_file": lambda: load_file(weights), "cold": cold,
+                     "stage": stage}, repeats)
     t["cold"] = statistics.median(cold_times)
     held = ModelPool(10**10, device="cpu")
     switch(held, checkpoints)
@@ -136,6 +144,8 @@ def bench_loading(checkpoints: list[Path], repeats: int) -> None:
     print(f"safetensors.torch.load_file:                         {t['load_file'] * 1000:8.1f} ms")
     print(f"cold load via pool (inspect + model + processor):    {t['cold'] * 1000:8.1f} ms"
           f"   = {t['cold'] / t['raw']:.1f}x raw read, {t['cold'] / t['load_file']:.1f}x load_file")
+    print(f"staging alone (small files copied, weights linked):  {t['stage'] * 1000:8.1f} ms"
+          f"   = {t['stage'] / t['raw']:.2f}x raw read")
     print(f"warm switch (pool hit):                              {warm * 1e6:8.1f} µs"
           f"   = {t['cold'] / warm:,.0f}x faster than a cold load")
     print(f"switch under a one-model budget (evict + reload):    {evicting * 1000:8.1f} ms per switch"
@@ -221,6 +231,13 @@ def bench_switch_to_first_token(checkpoints: list[Path], repeats: int) -> None:
 
 def run_all(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        if args.only == "loading":
+            medium = [save_tiny_llava(Path(tmp) / f"checkpoint-{i}", spec=MEDIUM, seed=i) for i in range(2)]
+            print("\n## Loading (medium tiny LLaVA)")
+            bench_loading(medium, args.repeats)
+            print("\n## Switch to a checkpoint not in the pool, until the first answer token (medium)")
+            bench_switch_to_first_token(medium, args.repeats)
+            return
         if args.only == "generation":
             untrained = save_tiny_llava(Path(tmp) / "demo-sized-untrained")
             print("\n## Generation: demo-sized model, untrained (always runs to max_new_tokens)")
@@ -248,7 +265,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--main-thread", action="store_true",
                         help="run in the main thread (default: a worker thread, as Streamlit runs page scripts)")
-    parser.add_argument("--only", choices=["generation"], help="run only the generation comparison")
+    parser.add_argument("--only", choices=["generation", "loading"],
+                        help="run only the generation comparison, or only the loading numbers")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     args = parser.parse_args()
     if args.threads:

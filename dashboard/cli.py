@@ -7,6 +7,7 @@ subcommands the same way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     from dashboard.attention.adapters import LayoutError, UnsupportedFamily
     from dashboard.attention.analysis import pointing_over_checkpoints
     from dashboard.attention.hooks import CaptureError
+    from dashboard.config import load_settings
     from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
     from dashboard.models.pool import CheckpointLoadError, ModelPool
     from dashboard.runs.checkpoints import discover_checkpoints
@@ -98,7 +100,9 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     if not infos:
         print(f"error: {run} has no loadable checkpoint", file=sys.stderr)
         return 2
-    pool = ModelPool(budget_bytes=2 * 1024**3, device="cpu", dtype=torch.float32)
+    # The run named on the command line is what this command may read (as ``eval``): its folder is the root.
+    options = dataclasses.replace(load_settings().load_options(), roots=(run.resolve(),), device="cpu")
+    pool = ModelPool(budget_bytes=2 * 1024**3, device="cpu", dtype=torch.float32, options=options)
     scored = pointing_over_checkpoints(
         pool, infos, examples, max_examples=args.examples,
         errors=(CheckpointLoadError, UnsupportedFamily, LayoutError, CaptureError),

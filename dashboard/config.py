@@ -47,10 +47,32 @@ class Settings:
     """Pillow decompression-bomb bound for uploaded/eval images."""
     log_level: str = "WARNING"
     """Level of the ``dashboard`` loggers (DEBUG, INFO, WARNING, ERROR)."""
+    ray_address: str | None = None
+    """``VLMLAB_RAY_ADDRESS`` (``auto`` or ``ray://host:port``): eval sweeps run on that Ray cluster."""
 
     @property
     def default_runs_root(self) -> Path:
         return self.runs_roots[0]
+
+    def load_options(self) -> LoadOptions:
+        """The one set of options every checkpoint load of this process uses (pool, Ray worker, CLI)."""
+        return LoadOptions(roots=self.runs_roots, allow_pickle=self.allow_pickle,
+                           trust_remote_code=self.trust_remote_code, device=self.device)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How checkpoints are loaded, built once from :class:`Settings` and passed whole.
+
+    The pool, a Ray actor and the CLI receive this object rather than loose flags, so a load
+    anywhere confines reads to the same roots and refuses the same pickles and remote code.
+    """
+
+    roots: tuple[Path, ...] | None = None
+    """Every file a load reads must lie in one of these; None: each checkpoint's own run folder."""
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    device: str = "auto"
 
 
 def parse_bool(value: str | bool, name: str = "value") -> bool:
@@ -130,4 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None,
         if level.strip().upper() not in LEVELS:
             raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL: expected one of {', '.join(LEVELS)}, got {level!r}")
         kwargs["log_level"] = level.strip().upper()
+    ray = _lookup("RAY_ADDRESS", env, secrets)
+    if ray and ray.strip():
+        kwargs["ray_address"] = ray.strip()
     return Settings(**kwargs)  # type: ignore[arg-type]

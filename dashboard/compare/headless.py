@@ -86,7 +86,7 @@ def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, 
     """
     from tqdm import tqdm
 
-    from dashboard.compare.sweep import default_backend
+    from dashboard.compare.backends import default_backend
     from dashboard.config import load_settings
     from dashboard.models.pool import ModelPool
 
@@ -102,8 +102,7 @@ def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, 
         raise BadInput(str(exc)) from exc
     # The run named on the command line is what this command may read: its folder is the runs root.
     settings = dataclasses.replace(load_settings(), runs_roots=(run_dir,))
-    backend = default_backend(lambda: ModelPool.from_settings(settings), allow_pickle=settings.allow_pickle,
-                              trust_remote_code=settings.trust_remote_code)
+    backend = default_backend(lambda: ModelPool.from_settings(settings), settings)
     with tqdm(total=0, file=progress or sys.stderr, unit="ex", desc=f"eval ({backend.name})") as bar:
         def on_progress(done: int, total: int, message: str) -> None:
             bar.total = total

@@ -1,11 +1,12 @@
 """Sweeps on a Ray cluster: one actor per checkpoint, batches streamed back as they finish.
 
-Imported only when ``VLMLAB_RAY_ADDRESS`` is set (see :func:`dashboard.compare.sweep.default_backend`).
+Imported only when ``VLMLAB_RAY_ADDRESS`` is set (see :func:`dashboard.compare.backends.default_backend`).
 
 - The examples of all jobs are put in the object store **once**; each actor receives the
   reference at creation and resolves it a single time.
 - Each actor asks for one GPU when the cluster has GPUs, one CPU otherwise, loads its
-  checkpoint (the same loader and safety options as the pool) and scores batches with
+  checkpoint (the same loader and the same :class:`~dashboard.config.LoadOptions` as the pool —
+  runs roots included) and scores batches with
   the same :func:`~dashboard.compare.sweep.score_chunk` as the in-process path.
 - Batches are returned in order per checkpoint; each one goes to ``on_rows`` (and so to the
   result file) the moment it is done. Two batches per actor are kept in flight so a worker
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dashboard.compare.sweep import OnRows, OnStatus, SweepJob, SweepOutcome, chunks, error_text
+from dashboard.config import LoadOptions
 
 if TYPE_CHECKING:
     from dashboard.evalset import EvalExample
@@ -44,7 +46,7 @@ class CheckpointWorker:
     """Ray actor body: one checkpoint's model, kept loaded across batches."""
 
     def __init__(self, checkpoint: str, examples: dict[str, EvalExample], settings: GenerationSettings,
-                 batch_size: int, max_image_pixels: int, load_options: dict[str, bool]):
+                 batch_size: int, max_image_pixels: int, load_options: LoadOptions):
         self.checkpoint = checkpoint
         self.load_options = load_options
         self.examples = examples  # resolved once from the object store
@@ -63,8 +65,7 @@ class CheckpointWorker:
 
         t0 = time.perf_counter()
         device = resolve_device("cuda" if ray.get_gpu_ids() else "cpu")
-        self._loaded = load_checkpoint(self.checkpoint, device, allow_pickle=self.load_options["allow_pickle"],
-                                       trust_remote_code=self.load_options["trust_remote_code"])
+        self._loaded = load_checkpoint(self.checkpoint, device, options=self.load_options)
         return time.perf_counter() - t0
 
     def run_batch(self, ids: list[str]) -> tuple[list[dict[str, Any]], float]:
@@ -128,10 +129,10 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, address: str = "auto", *, max_retries: int = 2, allow_pickle: bool = False,
-                 trust_remote_code: bool = False, on_actor_started: Callable[[str, Any], None] | None = None):
+    def __init__(self, address: str = "auto", *, max_retries: int = 2, options: LoadOptions | None = None,
+                 on_actor_started: Callable[[str, Any], None] | None = None):
         self.address = address
-        self.load_options = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
+        self.load_options = options or LoadOptions()
         self.max_retries = max_retries
         self.on_actor_started = on_actor_started
         """Test hook: called with (checkpoint name, actor handle) whenever an actor starts."""

@@ -8,7 +8,8 @@ what was computed. Two backends implement it:
 
 - :class:`LocalBackend` — the in-process model pool (the default).
 - ``RayBackend`` (:mod:`dashboard.compare.ray_backend`) — one Ray actor per checkpoint,
-  chosen only when ``VLMLAB_RAY_ADDRESS`` is set; Ray is never imported otherwise.
+  chosen only when ``Settings.ray_address`` is set (:mod:`dashboard.compare.backends`); Ray is
+  never imported otherwise, and this module never imports the Ray backend (no import circle).
 
 Both run the very same :func:`score_chunk`, so their rows are identical for greedy decoding.
 """
@@ -16,7 +17,6 @@ Both run the very same :func:`score_chunk`, so their rows are identical for gree
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from dashboard.models.turns import WaitCallback
 
 logger = logging.getLogger(__name__)
-
-RAY_ADDRESS_ENV = "VLMLAB_RAY_ADDRESS"
 
 OnRows = Callable[[str, list[dict[str, Any]]], None]
 """``(checkpoint name, rows of one finished batch)``."""
@@ -221,23 +219,3 @@ def queue_status(name: str, on_status: OnStatus, should_stop: Callable[[], bool]
         on_status(name, waiting_text(ahead, waited_s))
 
     return on_wait
-
-
-def ray_address() -> str | None:
-    """``VLMLAB_RAY_ADDRESS`` (``auto`` or ``ray://host:port``), or None for the in-process pool."""
-    value = os.environ.get(RAY_ADDRESS_ENV, "").strip()
-    return value or None
-
-
-def default_backend(pool_factory: Callable[[], ModelPool], *, allow_pickle: bool = False,
-                    trust_remote_code: bool = False) -> SweepBackend:
-    """Ray when ``VLMLAB_RAY_ADDRESS`` is set (imported only then), else the local pool.
-
-    The load options are the dashboard's own, so a Ray worker refuses what the pool refuses.
-    """
-    address = ray_address()
-    if address is None:
-        return LocalBackend(pool_factory())
-    from dashboard.compare.ray_backend import RayBackend
-
-    return RayBackend(address, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)

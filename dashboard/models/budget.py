@@ -103,8 +103,12 @@ def _sides(value: Any) -> Iterator[int]:
         yield from (v for v in value if isinstance(v, int) and not isinstance(v, bool))
 
 
-def check_processor_config(folder: Path, roots: Sequence[Path]) -> None:
-    """Refuse processor configs whose resize/crop sizes would allocate huge images per input."""
+def check_processor_config(folder: Path, roots: Sequence[Path], shown: str | None = None) -> None:
+    """Refuse processor configs whose resize/crop sizes would allocate huge images per input.
+
+    ``shown``: the checkpoint's name for messages (``folder`` may be a private staging folder).
+    """
+    shown = shown or folder.name
     for name in _PROCESSOR_FILES:
         path = folder / name
         if not path.is_file():
@@ -124,9 +128,9 @@ def check_processor_config(folder: Path, roots: Sequence[Path]) -> None:
             for key in _SIZE_KEYS:
                 for side in _sides(section.get(key)):
                     if not 0 < side <= limit:
-                        raise ConfigBudgetError(f"{folder.name}/{name}: {key} {excerpt(side)} {unit} is outside "
+                        raise ConfigBudgetError(f"{shown}/{name}: {key} {excerpt(side)} {unit} is outside "
                                                 f"1–{limit:,} {unit}; refusing to build this processor")
             for key in ("max_pixels", "longest_edge"):
                 value = section.get(key)
                 if isinstance(value, int) and value > MAX_PROCESSOR_PIXELS:
-                    raise ConfigBudgetError(f"{folder.name}/{name}: {key} {value:,} is over the limit")
+                    raise ConfigBudgetError(f"{shown}/{name}: {key} {value:,} is over the limit")

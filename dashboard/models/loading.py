@@ -7,17 +7,20 @@ truncated safetensors, pickle-only weights, custom code, adapter without its bas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from dashboard.config import LoadOptions
 from dashboard.models.budget import (
     ConfigBudgetError,
     check_against_weights,
@@ -26,17 +29,9 @@ from dashboard.models.budget import (
     config_param_bytes,
 )
 from dashboard.models.processors import ProcessorLoadError, load_processor
-from dashboard.runs.files import JsonFileError, RunFileError, confine, excerpt, read_json, weights_file_present
-
-WeightFormat = Literal["safetensors", "sharded-safetensors", "pickle", "none"]
-
-SAFE_SINGLE = "model.safetensors"
-SAFE_INDEX = "model.safetensors.index.json"
-PICKLE_SINGLE = "pytorch_model.bin"
-PICKLE_INDEX = "pytorch_model.bin.index.json"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_SAFE = "adapter_model.safetensors"
-ADAPTER_PICKLE = "adapter_model.bin"
+from dashboard.models.staging import StagedCheckpoint, staged
+from dashboard.runs.files import JsonFileError, RunFileError, confine, excerpt, parse_json
+from dashboard.runs.load_plan import LoadPlan, WeightFormat, plan_checkpoint
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
@@ -83,6 +78,11 @@ class CheckpointPlan:
     is_adapter: bool = False
     base_path: Path | None = None
     estimated_bytes: int = 0
+    files: LoadPlan | None = None
+    """The folder's load plan: every file the load reads (:mod:`dashboard.runs.load_plan`)."""
+    config_digest: str = ""
+    """SHA-256 of the ``config.json`` the estimate was made from (a changed one is estimated again)."""
+    dtype: torch.dtype | None = None
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -171,155 +171,166 @@ def _estimate_bytes(headers: list[dict[str, Any]], dtype: torch.dtype) -> int:
     return total
 
 
-def _read_json(path: Path, what: str, roots: Sequence[Path] | None = None) -> dict[str, Any]:
+def _fail(plan: LoadPlan, options: LoadOptions) -> None:
+    """Raise the first reason ``plan`` cannot be loaded with ``options`` (nothing read yet)."""
+    folder = plan.path
+    base_problems = plan.base.problems if plan.base is not None else ()
+    base_name = plan.base.path.name if plan.base is not None else ""
+    problems = [*plan.problems, *(f"base model {base_name}: {p}" for p in base_problems)]
+    if problems:
+        first = problems[0]
+        if "outside the runs root" in first and (first.startswith("links outside") or "shard" in first):
+            raise CheckpointLoadError(f"{folder.name}: {first}")
+        raise CheckpointLoadError(f"{folder.name}: {first}" + (f" (and {len(problems) - 1} more problem(s))"
+                                                              if len(problems) > 1 else ""))
+    if plan.missing_files:
+        raise CheckpointLoadError(f"{folder.name}: weights incomplete, missing {', '.join(plan.missing_files)}")
+    for part in (plan, plan.base):
+        if part is None:
+            continue
+        if part.weight_format == "pickle" and not options.allow_pickle:
+            raise PickleRefusedError(
+                f"pickle-only weights ({part.weight_files[0].name if part.weight_files else 'pytorch_model.bin'}) "
+                f"are refused in {part.path.name}: pickle files can run code when loaded. Set VLMLAB_ALLOW_PICKLE=1 "
+                "to load them with torch.load(weights_only=True), or convert the checkpoint to safetensors")
+        if part.remote_code and not options.trust_remote_code:
+            raise RemoteCodeRequiredError(
+                f"{part.path.name}/config.json requires trust_remote_code (it maps to custom code: "
+                f"{', '.join(part.remote_code)}); set VLMLAB_TRUST_REMOTE_CODE=1 only if you trust this "
+                "checkpoint's code")
+    if not plan.loadable:
+        raise CheckpointLoadError(f"{folder.name} cannot be loaded (no config or weights)")
+
+
+def _staged_config(folder: Path, shown: str) -> bytes:
+    """The staged ``config.json`` bytes, sanity-checked (layer counts, widths, vocabulary)."""
+    data = (folder / "config.json").read_bytes()
+    config = parse_json(data, "config.json")
+    if not isinstance(config, dict):
+        raise CheckpointLoadError(f"{shown}/config.json is not a JSON object")
     try:
-        data = read_json(path, roots or [path.parent])
-    except JsonFileError as exc:
-        reason = str(exc).rsplit(": ", 1)[-1]
-        raise CheckpointLoadError(f"{path.parent.name}/{path.name} is not valid JSON ({reason})") from exc
-    except RunFileError as exc:
-        raise CheckpointLoadError(f"{what} {exc}") from exc
-    except OSError as exc:
-        raise CheckpointLoadError(f"cannot read {what} {path.name}: {exc.strerror or exc}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointLoadError(f"{path.parent.name}/{path.name} is not a JSON object")
+        check_config_sanity(config, f"{shown}/config.json")
+    except ConfigBudgetError as exc:
+        raise CheckpointLoadError(str(exc)) from exc
     return data
 
 
-def _check_config(folder: Path, trust_remote_code: bool, roots: Sequence[Path]) -> str:
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise CheckpointLoadError(f"{folder.name} has no config.json, so it is not a transformers model folder")
-    config = _read_json(config_path, "config", roots)
+def _check_staged(plan: LoadPlan, stage: StagedCheckpoint) -> bytes:
+    """Checks made on the staged bytes (what transformers will read): processor sizes, config sanity.
+
+    Returns the staged model ``config.json`` bytes (their digest ties a plan's estimate to a load).
+    """
     try:
-        check_config_sanity(config, f"{folder.name}/config.json")
+        for staged_folder in (stage.folder, stage.base):
+            if staged_folder is not None:
+                check_processor_config(staged_folder, [staged_folder], shown=plan.path.name)
     except ConfigBudgetError as exc:
         raise CheckpointLoadError(str(exc)) from exc
-    if config.get("auto_map") and not trust_remote_code:
-        raise RemoteCodeRequiredError(
-            f"{folder.name}/config.json requires trust_remote_code (it maps to custom code: "
-            f"{', '.join(sorted(config['auto_map']))}); set VLMLAB_TRUST_REMOTE_CODE=1 only if you trust this "
-            "checkpoint's code")
-    return str(config.get("model_type") or "unknown")
-
-
-def _confined_weight(folder: Path, name: str, roots: Sequence[Path]) -> Path:
-    """A weight file named by the folder (or its shard index), confined and real (not an LFS pointer)."""
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        try:
-            confine(folder / name, roots)
-        except RunFileError:
-            raise CheckpointLoadError(f"{folder.name}: shard {Path(name).name} is outside the runs root") from None
-        raise CheckpointLoadError(f"{folder.name}: shard {Path(name).name} is not inside the checkpoint folder")
+    except RunFileError as exc:
+        raise CheckpointLoadError(f"{plan.path.name}: {exc}") from exc
+    model_plan = plan.base or plan
     try:
-        resolved = confine(folder / name, roots)
-    except RunFileError:
-        raise CheckpointLoadError(f"{folder.name}: {Path(name).name} is outside the runs root") from None
-    if resolved.is_file() and not weights_file_present(resolved):
-        raise CheckpointLoadError(f"{folder.name}/{Path(name).name}: Git LFS pointer — run `git lfs pull`")
-    return folder / name
+        return _staged_config(stage.model_folder, model_plan.path.name)
+    except JsonFileError as exc:
+        reason = str(exc).rsplit(": ", 1)[-1]
+        raise CheckpointLoadError(f"{model_plan.path.name}/config.json: {reason}") from exc
 
 
-def _weights(folder: Path, allow_pickle: bool, single: str, index: str, pickle_single: str,
-             pickle_index: str, roots: Sequence[Path] = (),
-             ) -> tuple[WeightFormat, tuple[Path, ...], list[dict[str, Any]]]:
-    roots = list(roots) or [folder]
-    if (folder / index).is_file():
-        weight_map = _read_json(folder / index, "shard index", roots).get("weight_map", {})
-        if not isinstance(weight_map, dict):
-            raise CheckpointLoadError(f"{folder.name}/{index}: no 'weight_map' object")
-        shards = sorted({str(v) for v in weight_map.values()})
-        files = tuple(_confined_weight(folder, s, roots) for s in shards)
-        missing = [s for s, f in zip(shards, files, strict=True) if not f.is_file()]
-        if not shards or missing:
-            raise CheckpointLoadError(
-                f"{folder.name}: sharded weights incomplete, missing {', '.join(missing) or 'all shards'}")
-        return "sharded-safetensors", files, [read_safetensors_header(f) for f in files]
-    if (folder / single).is_file():
-        path = _confined_weight(folder, single, roots)
-        return "safetensors", (path,), [read_safetensors_header(path)]
-    pickles = [folder / n for n in (pickle_single, pickle_index) if (folder / n).is_file()]
-    if pickles:
-        if not allow_pickle:
-            raise PickleRefusedError(
-                f"pickle-only weights ({pickles[0].name}) are refused in {folder.name}: pickle files can run code "
-                "when loaded. Set VLMLAB_ALLOW_PICKLE=1 to load them with torch.load(weights_only=True), or convert "
-                "the checkpoint to safetensors")
-        return "pickle", tuple(pickles), []
-    raise CheckpointLoadError(f"{folder.name} has no model weights ({single} missing)")
+def _headers(folder: Path, plan: LoadPlan) -> list[dict[str, Any]]:
+    if plan.weight_format not in ("safetensors", "sharded-safetensors"):
+        return []
+    return [read_safetensors_header(folder / f.name) for f in plan.weight_files]
 
 
-def inspect_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
-                       trust_remote_code: bool = False, roots: Sequence[str | Path] | None = None) -> CheckpointPlan:
-    """Validate a checkpoint folder without loading it; raises CheckpointLoadError with the reason.
+def _estimate(plan: LoadPlan, stage: StagedCheckpoint, dtype: torch.dtype, trust_remote_code: bool) -> int:
+    """Bytes the loaded model will hold: weight headers, and the config's own size (refused when far larger)."""
+    model_plan = plan.base or plan
+    headers = _headers(stage.model_folder, model_plan)
+    weights = _estimate_bytes(headers, dtype) if headers else model_plan.weights_bytes
+    if headers:
+        weights = max(weights, _config_estimate(stage.model_folder, model_plan.path.name, dtype, trust_remote_code,
+                                                weights))
+    if plan.base is not None:
+        adapter = _headers(stage.folder, plan)
+        weights += _estimate_bytes(adapter, dtype) if adapter else 0
+    return weights
 
-    Every file read (configs, shard index, weight headers, an adapter's base model) must lie in
-    ``roots`` (default: the folder's parent, i.e. its run). The size estimate is the larger of
-    what the weight files hold and what ``config.json`` describes (built on the meta device), and
-    a config describing far more than the weights present is refused before anything is built.
-    """
+
+def _options(options: LoadOptions | None, allow_pickle: bool, trust_remote_code: bool,
+             roots: Sequence[str | Path] | None) -> LoadOptions:
+    if options is not None:
+        return options
+    return LoadOptions(roots=tuple(Path(r) for r in roots) if roots else None, allow_pickle=allow_pickle,
+                       trust_remote_code=trust_remote_code)
+
+
+def _roots(folder: Path, options: LoadOptions) -> list[Path]:
+    return [Path(r).expanduser().resolve() for r in options.roots] if options.roots else [folder.resolve().parent]
+
+
+def _plan(path: str | Path, options: LoadOptions) -> tuple[LoadPlan, list[Path]]:
     folder = Path(path)
-    root_list = [Path(r).expanduser().resolve() for r in roots] if roots else [folder.resolve().parent]
     if not folder.exists():
         raise CheckpointLoadError(f"checkpoint folder {folder} does not exist")
     if not folder.is_dir():
         raise CheckpointLoadError(f"{folder} is not a folder")
+    roots = _roots(folder, options)
     try:
-        confine(folder, root_list)
+        confine(folder, roots)
     except RunFileError:
         raise CheckpointLoadError(f"{folder.name} is outside the runs root") from None
+    plan = plan_checkpoint(folder, roots)
+    _fail(plan, options)
+    return plan, roots
+
+
+def inspect_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
+                       trust_remote_code: bool = False, roots: Sequence[str | Path] | None = None, *,
+                       options: LoadOptions | None = None) -> CheckpointPlan:
+    """Validate a checkpoint folder without loading it; raises CheckpointLoadError with the reason.
+
+    The folder's :class:`~dashboard.runs.load_plan.LoadPlan` must be clean (every file a load reads
+    inside ``options.roots`` — default: the folder's parent, its run — and through the walls); the
+    small files are then staged and checked as transformers would read them. The size estimate is
+    the larger of what the weight files hold and what ``config.json`` describes (built on the meta
+    device); a config describing far more than the weights present is refused before anything is built.
+    """
+    options = _options(options, allow_pickle, trust_remote_code, roots)
+    plan, roots_list = _plan(path, options)
+    with _staging(plan, roots_list, options) as stage:
+        config = _check_staged(plan, stage)
+        estimate = _estimate(plan, stage, dtype, options.trust_remote_code)
+    model_plan = plan.base or plan
+    return CheckpointPlan(plan.path, plan.weight_format, tuple(plan.file(f.name) for f in plan.weight_files),
+                          model_plan.model_type or "unknown", is_adapter=plan.is_adapter,
+                          base_path=plan.base.path if plan.base else None, estimated_bytes=estimate, files=plan,
+                          config_digest=hashlib.sha256(config).hexdigest(), dtype=dtype)
+
+
+@contextmanager
+def _staging(plan: LoadPlan, roots: list[Path], options: LoadOptions) -> Iterator[StagedCheckpoint]:
     try:
-        check_processor_config(folder, root_list)
-    except ConfigBudgetError as exc:
-        raise CheckpointLoadError(str(exc)) from exc
-    if (folder / ADAPTER_CONFIG).is_file():
-        return _inspect_adapter(folder, dtype, allow_pickle, trust_remote_code, root_list)
-    model_type = _check_config(folder, trust_remote_code, root_list)
-    fmt, files, headers = _weights(folder, allow_pickle, SAFE_SINGLE, SAFE_INDEX, PICKLE_SINGLE, PICKLE_INDEX,
-                                   root_list)
-    estimate = _estimate_bytes(headers, dtype) if headers else sum(f.stat().st_size for f in files)
-    if headers:
-        estimate = max(estimate, _config_estimate(folder, dtype, trust_remote_code, estimate))
-    return CheckpointPlan(folder, fmt, files, model_type, estimated_bytes=estimate)
+        with staged(plan, roots, code=options.trust_remote_code) as stage:
+            yield stage
+    except FileNotFoundError as exc:
+        raise CheckpointLoadError(f"{plan.path.name}: {Path(exc.filename or '').name or 'a file'} disappeared "
+                                  "while loading") from None
+    except RunFileError as exc:
+        raise CheckpointLoadError(f"{plan.path.name}: {exc}") from exc
 
 
-def _config_estimate(folder: Path, dtype: torch.dtype, trust_remote_code: bool, weights_bytes: int) -> int:
+def _config_estimate(folder: Path, shown: str, dtype: torch.dtype, trust_remote_code: bool,
+                     weights_bytes: int) -> int:
     """Parameter bytes the config describes; refuses a config far larger than its weights."""
     try:
         config_bytes = config_param_bytes(folder, dtype, trust_remote_code)
     except Exception:  # an architecture this app cannot build: loading will report it properly
         return 0
     try:
-        check_against_weights(config_bytes, weights_bytes, folder.name)
+        check_against_weights(config_bytes, weights_bytes, shown)
     except ConfigBudgetError as exc:
         raise CheckpointLoadError(str(exc)) from exc
     return config_bytes
-
-
-def _inspect_adapter(folder: Path, dtype: torch.dtype, allow_pickle: bool, trust_remote_code: bool,
-                     roots: Sequence[Path]) -> CheckpointPlan:
-    adapter = _read_json(folder / ADAPTER_CONFIG, "adapter config", roots)
-    base_name = adapter.get("base_model_name_or_path")
-    if not base_name or not isinstance(base_name, str):
-        raise CheckpointLoadError(f"{folder.name}/adapter_config.json names no base_model_name_or_path")
-    candidates = [Path(base_name).expanduser(), folder / base_name, folder.parent / base_name]
-    found = [c for c in candidates if (c / "config.json").is_file()]
-    if not found:
-        raise CheckpointLoadError(
-            f"{folder.name} is a PEFT adapter whose base model {excerpt(base_name, 80)!r} is not a local folder; "
-            "models are never downloaded here, so place the base checkpoint locally and point "
-            "base_model_name_or_path at it")
-    try:
-        base = confine(found[0], roots)
-    except RunFileError:
-        raise CheckpointLoadError(f"{folder.name}: the adapter's base model {Path(base_name).name!r} is outside "
-                                  "the runs root") from None
-    fmt, files, headers = _weights(folder, allow_pickle, ADAPTER_SAFE, "adapter_model.safetensors.index.json",
-                                   ADAPTER_PICKLE, "adapter_model.bin.index.json", roots)
-    base_plan = inspect_checkpoint(base, dtype, allow_pickle, trust_remote_code, roots)
-    estimate = base_plan.estimated_bytes + (_estimate_bytes(headers, dtype) if headers else 0)
-    return CheckpointPlan(folder, fmt, files, base_plan.model_type, is_adapter=True, base_path=base,
-                          estimated_bytes=estimate)
 
 
 def _auto_model(path: Path, plan_format: WeightFormat, device: torch.device, dtype: torch.dtype,
@@ -339,31 +350,42 @@ def _auto_model(path: Path, plan_format: WeightFormat, device: torch.device, dty
 
 def load_checkpoint(path: str | Path, device: torch.device, dtype: torch.dtype | None = None,
                     allow_pickle: bool = False, trust_remote_code: bool = False,
-                    plan: CheckpointPlan | None = None, roots: Sequence[str | Path] | None = None) -> LoadedModel:
-    """Load model + processor for inference (``eval()``, no grad) after :func:`inspect_checkpoint`."""
+                    plan: CheckpointPlan | None = None, roots: Sequence[str | Path] | None = None, *,
+                    options: LoadOptions | None = None) -> LoadedModel:
+    """Load model + processor for inference (``eval()``, no grad) after :func:`inspect_checkpoint`.
+
+    transformers reads only the staged folder (:mod:`dashboard.models.staging`): the small files as
+    checked bytes, the weights through descriptors opened and checked here.
+    """
+    options = _options(options, allow_pickle, trust_remote_code, roots)
     dtype = dtype or default_dtype(device)
-    plan = plan or inspect_checkpoint(path, dtype, allow_pickle, trust_remote_code, roots)
+    if plan is None or plan.files is None:
+        plan = inspect_checkpoint(path, dtype, options=options)
+    files, roots_list = _plan(plan.path, options)
     started = time.perf_counter()
-    model_dir = plan.base_path if plan.is_adapter and plan.base_path else plan.path
-    processor = _load_processor(plan, model_dir, trust_remote_code)  # before the weights: fail cheaply
-    try:
-        if plan.is_adapter:
-            base_plan = inspect_checkpoint(model_dir, dtype, allow_pickle, trust_remote_code,
-                                           roots or [model_dir.resolve().parent])
-            model = _auto_model(model_dir, base_plan.weight_format, device, dtype, trust_remote_code)
-            model = _apply_adapter(model, plan.path)
-        else:
-            model = _auto_model(model_dir, plan.weight_format, device, dtype, trust_remote_code)
-    except CheckpointLoadError:
-        raise
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        raise CheckpointLoadError(f"out of memory while loading {plan.path.name}: {exc}") from exc
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise RemoteCodeRequiredError(f"{plan.path.name} requires trust_remote_code: {exc}") from exc
-        raise CheckpointLoadError(f"cannot load {plan.path.name}: {exc}") from exc
-    except Exception as exc:  # unpickling refusals, shape mismatches, …: report, never crash the app
-        raise CheckpointLoadError(f"cannot load {plan.path.name}: {type(exc).__name__}: {exc}") from exc
+    with _staging(files, roots_list, options) as stage:
+        config = _check_staged(files, stage)
+        if hashlib.sha256(config).hexdigest() != plan.config_digest:  # changed since inspection: estimate again
+            _estimate(files, stage, dtype, options.trust_remote_code)
+        processor = _load_processor(files, stage, options.trust_remote_code)  # before the weights: fail cheaply
+        model_plan = files.base or files
+        try:
+            model = _auto_model(stage.model_folder, model_plan.weight_format, device, dtype,
+                                options.trust_remote_code)
+            if files.is_adapter:
+                model = _apply_adapter(model, stage.folder, files.path.name)
+        except CheckpointLoadError:
+            raise
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            raise CheckpointLoadError(f"out of memory while loading {plan.path.name}: {exc}") from exc
+        except ValueError as exc:
+            if "trust_remote_code" in str(exc):
+                raise RemoteCodeRequiredError(f"{plan.path.name} requires trust_remote_code: "
+                                              f"{_unstaged(exc, stage)}") from None
+            raise CheckpointLoadError(f"cannot load {plan.path.name}: {_unstaged(exc, stage)}") from None
+        except Exception as exc:  # unpickling refusals, shape mismatches, …: report, never crash the app
+            raise CheckpointLoadError(f"cannot load {plan.path.name}: {type(exc).__name__}: "
+                                      f"{_unstaged(exc, stage)}") from None
     model.eval()
     model.requires_grad_(False)
     return LoadedModel(path=plan.path, model=model, processor=processor, device=device, dtype=dtype,
@@ -371,21 +393,31 @@ def load_checkpoint(path: str | Path, device: torch.device, dtype: torch.dtype |
                        model_type=plan.model_type)
 
 
-def _load_processor(plan: CheckpointPlan, model_dir: Path, trust_remote_code: bool) -> Any:
+def _unstaged(exc: BaseException, stage: StagedCheckpoint) -> str:
+    """An error message with the private staging folder's path replaced by a neutral name."""
+    text = excerpt(exc, 400)
+    for folder, name in ((stage.folder, "checkpoint"), (stage.base, "base model")):
+        if folder is not None:
+            text = text.replace(str(folder), name)
+    return text
+
+
+def _load_processor(plan: LoadPlan, stage: StagedCheckpoint, trust_remote_code: bool) -> Any:
     """The checkpoint's own processor files if it has them, else the base model's (adapters)."""
-    own = any((plan.path / name).is_file() for name in ("preprocessor_config.json", "processor_config.json"))
+    own = any(f.name in ("preprocessor_config.json", "processor_config.json") for f in plan.small_files)
+    folder = stage.folder if own or stage.base is None else stage.base
     try:
-        return load_processor(plan.path if own else model_dir, trust_remote_code=trust_remote_code)
+        return load_processor(folder, trust_remote_code=trust_remote_code, shown=plan.path.name)
     except ProcessorLoadError as exc:
-        raise CheckpointLoadError(str(exc)) from exc
+        raise CheckpointLoadError(_unstaged(exc, stage)) from None
 
 
-def _apply_adapter(model: Any, adapter_dir: Path) -> Any:
+def _apply_adapter(model: Any, adapter_dir: Path, shown: str) -> Any:
     """Attach a PEFT adapter and merge it (inference only, so the merged plain model is simplest)."""
     try:
         from peft import PeftModel
     except ImportError as exc:
         raise CheckpointLoadError(
-            f"{adapter_dir.name} is a PEFT adapter checkpoint; install the 'peft' package to load it") from exc
+            f"{shown} is a PEFT adapter checkpoint; install the 'peft' package to load it") from exc
     peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     return peft_model.merge_and_unload()

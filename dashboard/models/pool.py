@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from dashboard.config import Settings, parse_size
+from dashboard.config import LoadOptions, Settings, parse_size
 from dashboard.formatting import fmt_bytes
 from dashboard.models.loading import (
     CheckpointLoadError,
@@ -128,15 +128,19 @@ class ModelPool:
     def __init__(self, budget_bytes: int, device: torch.device | str = "auto", dtype: torch.dtype | None = None,
                  allow_pickle: bool = False, trust_remote_code: bool = False,
                  loader: Callable[..., LoadedModel] = load_checkpoint, busy_timeout_s: float = 60.0,
-                 roots: tuple[Path, ...] | None = None, queue_wait_limit_s: float = QUEUE_WAIT_LIMIT_S) -> None:
+                 roots: tuple[Path, ...] | None = None, queue_wait_limit_s: float = QUEUE_WAIT_LIMIT_S,
+                 options: LoadOptions | None = None) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = dtype or default_dtype(self.device)
         self.budget_bytes = int(budget_bytes)
-        self.allow_pickle = allow_pickle
-        self.trust_remote_code = trust_remote_code
+        self.options = options or LoadOptions(roots=roots, allow_pickle=allow_pickle,
+                                              trust_remote_code=trust_remote_code)
+        """Passed whole to every inspection and load (``options`` wins over the loose flags)."""
+        self.allow_pickle = self.options.allow_pickle
+        self.trust_remote_code = self.options.trust_remote_code
         self.load_count = 0
         self.busy_timeout_s = busy_timeout_s
-        self.roots = roots
+        self.roots = self.options.roots
         """Runs roots every checkpoint (and adapter base, shard) must lie in; None: each folder's own run."""
         self.queue_wait_limit_s = queue_wait_limit_s
         self._queues: dict[Path, TurnQueue] = {}
@@ -154,8 +158,7 @@ class ModelPool:
     def from_settings(cls, settings: Settings) -> ModelPool:
         device = resolve_device(settings.device)
         return cls(resolve_budget(settings.memory_budget, device), device=device,
-                   allow_pickle=settings.allow_pickle, trust_remote_code=settings.trust_remote_code,
-                   roots=tuple(settings.runs_roots))
+                   options=settings.load_options())
 
     # ------------------------------------------------------------------ views
     @property
@@ -305,7 +308,7 @@ class ModelPool:
             done.set()
 
     def _load_and_pin(self, key: Path, evict: bool = True) -> LoadedModel:
-        plan = inspect_checkpoint(key, self.dtype, self.allow_pickle, self.trust_remote_code, self.roots)
+        plan = inspect_checkpoint(key, self.dtype, options=self.options)
         if evict:
             self._make_room(key, plan)
         else:
@@ -313,8 +316,7 @@ class ModelPool:
                 if self._committed() + plan.estimated_bytes > self.budget_bytes:
                     raise _NoFreeRoom(key.name)
                 self._reserved[key] = plan.estimated_bytes
-        loaded = self._loader(key, self.device, self.dtype, allow_pickle=self.allow_pickle,
-                              trust_remote_code=self.trust_remote_code, plan=plan)
+        loaded = self._loader(key, self.device, self.dtype, plan=plan, options=self.options)
         with self._cond:
             self.load_count += 1
             self._reserved.pop(key, None)

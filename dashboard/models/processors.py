@@ -98,23 +98,27 @@ def _processor_class(folder: Path, trust_remote_code: bool) -> Any:
         return None
 
 
-def load_processor(folder: str | Path, trust_remote_code: bool = False) -> Any:
-    """``AutoProcessor.from_pretrained``; on a video processor that cannot be built, the image-only variant."""
+def load_processor(folder: str | Path, trust_remote_code: bool = False, shown: str | None = None) -> Any:
+    """``AutoProcessor.from_pretrained``; on a video processor that cannot be built, the image-only variant.
+
+    ``shown``: the checkpoint's name for messages (``folder`` is a private staging folder on loads).
+    """
     from transformers import AutoProcessor
 
     folder = Path(folder)
+    shown = shown or folder.name
     try:
         return AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as exc:
         first = exc
     cls = _processor_class(folder, trust_remote_code)
     if cls is None or not _needs_video_processor(cls):
-        raise ProcessorLoadError(f"cannot load the processor of {folder.name}: {type(first).__name__}: "
+        raise ProcessorLoadError(f"cannot load the processor of {shown}: {type(first).__name__}: "
                                  f"{first}") from first
     try:
         processor = without_video_processor(cls).from_pretrained(folder, local_files_only=True)
     except Exception as exc:
-        raise ProcessorLoadError(f"cannot load the processor of {folder.name}: {type(exc).__name__}: {exc} "
+        raise ProcessorLoadError(f"cannot load the processor of {shown}: {type(exc).__name__}: {exc} "
                                  f"(first attempt: {type(first).__name__}: {first})") from exc
     reason = next((line.strip() for line in str(first).splitlines() if line.strip()), "")
     _log_once(cls.__name__, f"{type(first).__name__}: {reason[:160]}")

@@ -13,19 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
 
-from dashboard.runs.files import RunFileError, confine, excerpt, read_json, weights_file_present
-
-WeightFormat = Literal["safetensors", "sharded-safetensors", "pickle", "none"]
+from dashboard.runs.files import RunFileError, confine, read_json
+from dashboard.runs.load_plan import ADAPTER_WEIGHTS, MODEL_WEIGHTS, WeightFormat, plan_checkpoint
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-([0-9]{1,19})$")
 """ASCII digits only (``\\d`` also matches ``٣٤٥``), at most 19 of them: the step must fit an int64."""
 MAX_STEP = 2**63 - 1
-SAFETENSORS_INDEXES = ("model.safetensors.index.json", "adapter_model.safetensors.index.json")
-PICKLE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "pytorch_model.bin.index.json")
-MODEL_MARKERS = ("config.json", "adapter_config.json", "model.safetensors", "adapter_model.safetensors",
-                 *SAFETENSORS_INDEXES, *PICKLE_WEIGHTS)
+OWN_WEIGHTS = tuple(n for w in (MODEL_WEIGHTS, ADAPTER_WEIGHTS) for n in (w.single, w.index, w.pickle_single,
+                                                                          w.pickle_index))
+"""The weight names the loader reads (:mod:`dashboard.runs.load_plan`): one rule for listing and loading."""
+MODEL_MARKERS = ("config.json", "adapter_config.json", *OWN_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -43,16 +41,18 @@ class CheckpointInfo:
     problems: tuple[str, ...] = ()
     missing_files: tuple[str, ...] = ()
     """Files the folder promises (shards listed in an index) but lacks."""
+    plan_loadable: bool = False
+    """:attr:`dashboard.runs.load_plan.LoadPlan.loadable` of the folder's load plan."""
 
     @property
     def loadable(self) -> bool:
-        """Weights present and complete, and a config (or adapter config) to build the model from.
+        """The loader's own verdict (:class:`~dashboard.runs.load_plan.LoadPlan`): weights complete, every
+        file a load reads passes the walls, a config (or an adapter's local base) to build from.
 
         ``pickle`` checkpoints count as loadable here; whether pickles are allowed is the
         model pool's decision (``Settings.allow_pickle``).
         """
-        return (self.weight_format != "none" and not self.missing_files
-                and (self.model_type is not None or self.is_adapter))
+        return self.plan_loadable
 
 
 def checkpoint_step(name: str) -> int | None:
@@ -66,13 +66,13 @@ def checkpoint_step(name: str) -> int | None:
 
 def is_model_folder(path: Path) -> bool:
     """A folder that holds a model (config or weights) directly, e.g. a final ``save_model`` output."""
-    return any((path / marker).is_file() for marker in MODEL_MARKERS) or any(path.glob("*.safetensors"))
+    return any((path / marker).is_file() for marker in MODEL_MARKERS)
 
 
 def has_own_weights(path: Path) -> bool:
-    """Real (not Git-LFS-pointer) weight files directly in ``path``."""
-    names = [p for p in path.glob("*.safetensors")] + [path / n for n in PICKLE_WEIGHTS if n.endswith(".bin")]
-    return any(p.is_file() and weights_file_present(p) for p in names)
+    """Weight files the loader would read directly in ``path`` (not a Git LFS pointer, not a bare config)."""
+    plan = plan_checkpoint(path, [path])
+    return bool(plan.weight_files)
 
 
 def _read_json(path: Path, roots: Sequence[Path] | None = None) -> tuple[dict | None, str | None]:
@@ -120,59 +120,10 @@ def _folder_size_and_mtime(path: Path, problems: list[str], recursive: bool = Tr
     return total, newest
 
 
-def _shard_problem(path: Path, shard: str, roots: Sequence[Path]) -> str | None:
-    """Why a ``weight_map`` entry is unusable: outside the runs root, missing, or an LFS pointer."""
-    try:
-        resolved = confine(path / shard, roots)
-    except RunFileError:
-        return "outside the runs root"
-    if Path(shard).is_absolute() or ".." in Path(shard).parts:
-        return "not inside the checkpoint folder"
-    if not resolved.is_file():
-        return "missing"
-    if not weights_file_present(resolved):
-        return "Git LFS pointer — run `git lfs pull`"
-    return None
-
-
-def _weight_format(path: Path, problems: list[str],
-                   roots: Sequence[Path]) -> tuple[WeightFormat, tuple[str, ...]]:
-    """Classify the weights present; list shards an index names but the folder lacks (or cannot use)."""
-    for index_name in SAFETENSORS_INDEXES:
-        index_path = path / index_name
-        if index_path.is_file():
-            data, problem = _read_json(index_path, roots)
-            if problem or data is None:
-                problems.append(problem or f"{index_name}: unreadable")
-                return "sharded-safetensors", (index_name,)
-            weight_map = data.get("weight_map")
-            if not isinstance(weight_map, dict):
-                problems.append(f"{index_name}: no 'weight_map' object")
-                return "sharded-safetensors", (index_name,)
-            shards = sorted({str(v) for v in weight_map.values()})
-            bad = {s: why for s in shards if (why := _shard_problem(path, s, roots))}
-            for why in sorted(set(bad.values())):
-                names = [s for s, w in bad.items() if w == why]
-                problems.append(f"{index_name}: {len(names)} of {len(shards)} shard(s) {why}: "
-                                + ", ".join(excerpt(s) for s in names[:3]) + ("…" if len(names) > 3 else ""))
-            return "sharded-safetensors", tuple(bad)
-    safetensors = sorted(path.glob("*.safetensors"))
-    if safetensors:
-        pointers = [p.name for p in safetensors if not weights_file_present(p)]
-        if pointers and len(pointers) == len(safetensors):
-            problems.append(f"{pointers[0]}: Git LFS pointer — run `git lfs pull`")
-            return "none", ()
-        return "safetensors", ()
-    if any((path / name).is_file() for name in PICKLE_WEIGHTS):
-        problems.append("only pickle (.bin) weights; loading them needs allow_pickle (weights_only=True)")
-        return "pickle", ()
-    problems.append("no weight files (no *.safetensors, no pytorch_model.bin)")
-    return "none", ()
-
-
 def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = None,
                        roots: Sequence[Path] | None = None) -> CheckpointInfo:
-    """Describe one model folder; every problem is recorded, nothing raises for bad contents.
+    """Describe one model folder from its :func:`~dashboard.runs.load_plan.plan_checkpoint` (the loader's
+    own plan, so "loadable" here means the loader will try); nothing raises for bad contents.
 
     ``roots`` confine every file read (default: the folder's parent, i.e. its run).
     """
@@ -183,28 +134,17 @@ def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = N
     # A run root that is also a model folder holds the checkpoints: count only its own files.
     size, mtime = _folder_size_and_mtime(path, problems, recursive=checkpoint_step(path.name) is not None
                                          or not checkpoint_dirs(path))
-    weight_format, missing = _weight_format(path, problems, roots)
-    is_adapter = (path / "adapter_config.json").is_file()
-    model_type: str | None = None
-    config_path = path / "config.json"
-    if config_path.is_file():
-        config, problem = _read_json(config_path, roots)
-        if problem or config is None:
-            problems.append(problem or "config.json: unreadable")
-        elif isinstance(config.get("model_type"), str):
-            model_type = config["model_type"]
-        else:
-            problems.append("config.json: no 'model_type'")
-    elif is_adapter:
-        _, problem = _read_json(path / "adapter_config.json", roots)
-        if problem:
-            problems.append(problem)
-    else:
-        problems.append("no config.json")
+    plan = plan_checkpoint(path, roots)
+    problems.extend(plan.problems)
+    if plan.base is not None:
+        problems.extend(f"base model {plan.base.path.name}: {p}" for p in plan.base.problems)
+    if plan.weight_format == "pickle":
+        problems.append("only pickle (.bin) weights; loading them needs allow_pickle (weights_only=True)")
     return CheckpointInfo(
         name=name, path=path, step=step if step is not None else checkpoint_step(name), size_bytes=size,
-        modified=datetime.fromtimestamp(mtime, tz=timezone.utc), weight_format=weight_format,
-        is_adapter=is_adapter, model_type=model_type, problems=tuple(problems), missing_files=missing,
+        modified=datetime.fromtimestamp(mtime, tz=timezone.utc), weight_format=plan.weight_format,
+        is_adapter=plan.is_adapter, model_type=plan.model_type, problems=tuple(problems),
+        missing_files=plan.missing_files, plan_loadable=plan.loadable,
     )
 
 

@@ -9,6 +9,9 @@ Git-LFS-pointer detection live in one place:
 * only regular files are read: no ``/proc`` files, devices, FIFOs or sockets;
 * each kind of file has a size limit, and a *sparse* file (far fewer blocks on disk than its
   apparent size — a cheap way to make a "4 GB" file) is refused before a byte is read;
+* a file other than weights with more than one hard link is refused (see ``HARD_LINKS_ALLOWED``);
+* the resolved path is opened one folder at a time with directory descriptors and
+  ``O_NOFOLLOW``, so a folder swapped for a symlink after the check cannot redirect the read;
 * a Git LFS pointer (a fresh ``git clone`` without ``git lfs pull``) is recognised and named;
 * JSON is parsed with orjson, which bounds nesting depth (no ``RecursionError``).
 
@@ -31,7 +34,8 @@ import orjson
 
 from dashboard.paths import PathOutsideRoots, resolve_within
 
-FileKind = Literal["json", "trainer_state", "events", "evalset", "image", "weights", "text", "results"]
+FileKind = Literal["json", "trainer_state", "events", "evalset", "image", "weights", "text", "tokenizer",
+                   "results"]
 
 MB = 1_000_000
 SIZE_LIMITS: dict[str, int] = {
@@ -41,9 +45,17 @@ SIZE_LIMITS: dict[str, int] = {
     "evalset": 256 * MB,
     "image": 64 * MB,
     "weights": 1_000_000 * MB,   # header-only reads; weights are mmapped by safetensors
-    "text": 16 * MB,             # chat templates, tokenizer vocabularies
+    "text": 16 * MB,             # chat templates, merges.txt
+    "tokenizer": 64 * MB,        # tokenizer.json / tokenizer.model (Gemma's is 33 MB)
     "results": 256 * MB,
 }
+HARD_LINKS_ALLOWED: frozenset[str] = frozenset({"weights"})
+"""Kinds that may have more than one hard link. A hard link to a file outside the root is
+indistinguishable from the file itself, and confinement (which resolves *symlinks*) cannot see it:
+configs, tokenizers, templates, logs and eval sets are small, shown as text or parsed into the
+page, so one with ``st_nlink > 1`` is refused. Weights are exempt: deduplicating checkpoints
+with hard links (``cp -al``, ``rsync --link-dest``) is common for multi-GB files, and weight bytes
+only become tensors, never text on a page."""
 SPARSE_MIN_SIZE = 1 * MB
 """Files smaller than this are never judged sparse (filesystems round blocks)."""
 
@@ -69,6 +81,10 @@ class FileTooLargeError(RunFileError):
 
 class LfsPointerError(RunFileError):
     """The file is a Git LFS pointer, not the content it stands for."""
+
+
+class HardLinkError(RunFileError):
+    """A file that is not weights has more than one hard link (it may be a file from outside the root)."""
 
 
 class JsonFileError(RunFileError, ValueError):
@@ -105,17 +121,8 @@ def confine(path: str | Path, roots: Iterable[str | Path]) -> Path:
         raise OutsideRootsError(str(exc)) from None
 
 
-def check_regular_file(path: Path, kind: FileKind, shown: str | None = None) -> os.stat_result:
-    """``stat`` a resolved path and refuse special, oversized or sparse files of ``kind``."""
-    shown = shown or path.name
-    if str(path).startswith(("/proc/", "/sys/", "/dev/")):
-        raise SpecialFileError(f"{shown}: not a regular file")
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise RunFileError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+def _check_info(info: os.stat_result, kind: FileKind, shown: str) -> None:
+    """Refuse a special, oversized, sparse or (outside weights) hard-linked file of ``kind``."""
     if not stat.S_ISREG(info.st_mode):
         raise SpecialFileError(f"{shown}: not a regular file")
     limit = SIZE_LIMITS[kind]
@@ -126,6 +133,27 @@ def check_regular_file(path: Path, kind: FileKind, shown: str | None = None) -> 
     if blocks is not None and info.st_size >= SPARSE_MIN_SIZE and blocks * 512 < info.st_size // 8:
         raise FileTooLargeError(f"{shown}: sparse file ({info.st_size / MB:,.0f} MB apparent, "
                                 f"{blocks * 512 / MB:,.1f} MB on disk) refused")
+    if info.st_nlink > 1 and kind not in HARD_LINKS_ALLOWED:
+        raise HardLinkError(f"{shown}: has {info.st_nlink} hard links; a {kind.replace('_', ' ')} file must "
+                            "have one (a hard link can be a file from outside the runs root), copy it instead")
+
+
+def check_regular_file(path: Path, kind: FileKind, shown: str | None = None) -> os.stat_result:
+    """``stat`` a resolved path and refuse special, oversized, sparse or hard-linked files of ``kind``.
+
+    A first look only (listing what can be offered); :func:`open_checked` checks the opened
+    descriptor again, which is what a read relies on.
+    """
+    shown = shown or path.name
+    if str(path).startswith(("/proc/", "/sys/", "/dev/")):
+        raise SpecialFileError(f"{shown}: not a regular file")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RunFileError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    _check_info(info, kind, shown)
     return info
 
 
@@ -134,23 +162,68 @@ def is_lfs_pointer(head: bytes) -> bool:
     return head.startswith(LFS_POINTER_PREFIX)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_walked(resolved: Path, root: Path, shown: str) -> int:
+    """A descriptor of ``resolved`` (inside ``root``), opened one component at a time from ``root``.
+
+    Each folder is opened with ``O_DIRECTORY | O_NOFOLLOW`` relative to its parent's descriptor and
+    the file with ``O_NOFOLLOW``: a folder swapped for a symlink after the path was resolved and
+    confined makes the open fail (``ELOOP``/``ENOTDIR``) instead of following the link elsewhere.
+    """
+    parts = resolved.relative_to(root).parts
+    if not parts:
+        raise SpecialFileError(f"{shown}: not a regular file")
+    try:
+        dir_fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        raise RunFileError(f"{shown}: cannot read ({exc.strerror or type(exc).__name__})") from exc
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                raise RunFileError(f"{shown}: a folder on its path changed while opening "
+                                   f"({exc.strerror or type(exc).__name__}); refused") from exc
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            return os.open(parts[-1], _FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise RunFileError(f"{shown}: cannot read ({exc.strerror or type(exc).__name__})") from exc
+    finally:
+        os.close(dir_fd)
+
+
+def _root_of(resolved: Path, roots: Iterable[Path]) -> Path:
+    """The deepest root holding ``resolved`` (where the descriptor walk starts)."""
+    holding = [r for r in roots if resolved == r or resolved.is_relative_to(r)]
+    return max(holding, key=lambda r: len(r.parts))
+
+
 @contextmanager
 def open_checked(path: str | Path, roots: Iterable[str | Path], kind: FileKind) -> Iterator[BinaryIO]:
-    """Open a run file for binary reading after every check above; the handle never follows a
-    symlink swapped in after the check (``O_NOFOLLOW`` on the resolved path)."""
+    """Open a run file for binary reading after every check above.
+
+    The path is resolved and confined (so a relative symlink that stays inside the root still
+    works), then the *resolved* path is walked from its root with directory descriptors and
+    ``O_NOFOLLOW`` (:func:`open_walked`), and every check is made on the opened descriptor
+    (``fstat``): nothing swapped in after the check can redirect or enlarge the read.
+    """
     root_list = [Path(r).expanduser().resolve() for r in roots]
     resolved = confine(path, root_list)
     shown = _shown(resolved, root_list)
-    info = check_regular_file(resolved, kind, shown)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(resolved, flags)
-    except OSError as exc:
-        raise RunFileError(f"{shown}: cannot read ({exc.strerror or type(exc).__name__})") from exc
+    if str(resolved).startswith(("/proc/", "/sys/", "/dev/")):
+        raise SpecialFileError(f"{shown}: not a regular file")
+    fd = open_walked(resolved, _root_of(resolved, root_list), shown)
     handle = os.fdopen(fd, "rb")
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SpecialFileError(f"{shown}: not a regular file")
+        info = os.fstat(fd)
+        _check_info(info, kind, shown)
         if kind != "weights" and info.st_size <= LFS_POINTER_MAX:
             head = handle.read(len(LFS_POINTER_PREFIX))
             if is_lfs_pointer(head):
@@ -202,17 +275,6 @@ def read_json(path: str | Path, roots: Iterable[str | Path], kind: FileKind = "j
     """Parse a run's JSON file (``kind`` picks the size limit)."""
     data = read_bytes(path, roots, kind)
     return parse_json(data, Path(path).name)
-
-
-def weights_file_present(path: Path) -> bool:
-    """True when a weights file holds real data rather than a Git LFS pointer."""
-    try:
-        if path.stat().st_size > LFS_POINTER_MAX:
-            return True
-        with path.open("rb") as handle:
-            return not is_lfs_pointer(handle.read(len(LFS_POINTER_PREFIX)))
-    except OSError:
-        return False
 
 
 def _no_symlink_components(path: Path, base: Path) -> None:

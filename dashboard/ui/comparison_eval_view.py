@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.compare.backends import default_backend
 from dashboard.compare.diff import diff_html, escape_text, plain_html
 from dashboard.compare.eval_job import EvalJobState, report_lines
 from dashboard.compare.export import checkpoint_metadata, eval_export, summary_csv_bytes
 from dashboard.compare.results import migrate_legacy, safe_name
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
-from dashboard.compare.sweep import default_backend
 from dashboard.compare.tables import (
     FILTERS,
     accuracy_figure,
@@ -64,8 +64,7 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
               help="Keeps every chunk already scored; Run again continues where it stopped.")
     if running:
         bar = st.progress(0.0, text="starting")
-        backend = default_backend(get_pool, allow_pickle=settings.allow_pickle,
-                                  trust_remote_code=settings.trust_remote_code)
+        backend = default_backend(get_pool, settings)
         try:
             with visitor_limits(gen, sweep=(len(evalset.examples), len(paths))):
                 report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir,

@@ -174,6 +174,7 @@ def build_corpus(root: Path, outside: Path, model_dir: Path) -> dict[str, Path]:
 
     # A LoRA run whose root holds adapter_config.json (no weights) beside its checkpoints.
     r = run("lora-root")
+    _model(model_dir, r / "base")  # the local base the adapters name: without it they are not loadable
     for step in (1, 2):
         ckpt = r / f"checkpoint-{step}"
         ckpt.mkdir()

@@ -48,7 +48,7 @@ def test_missing_folder(tmp_path):
 
 def test_missing_weights(ckpt):
     (ckpt / "model.safetensors").unlink()
-    with pytest.raises(CheckpointLoadError, match=r"checkpoint-300 has no model weights \(model.safetensors missing\)"):
+    with pytest.raises(CheckpointLoadError, match=r"checkpoint-300: no model weights \(model.safetensors missing\)"):
         inspect_checkpoint(ckpt)
 
 
@@ -60,7 +60,7 @@ def test_missing_config(ckpt):
 
 def test_corrupt_config(ckpt):
     (ckpt / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointLoadError, match=r"config.json is not valid JSON"):
+    with pytest.raises(CheckpointLoadError, match=r"config.json: not valid JSON"):
         inspect_checkpoint(ckpt)
 
 
@@ -130,7 +130,7 @@ def test_sharded_index_with_missing_shard(ckpt):
     index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
                                             "b": "model-00002-of-00002.safetensors"}}
     (ckpt / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(CheckpointLoadError, match=r"missing model-00002-of-00002.safetensors"):
+    with pytest.raises(CheckpointLoadError, match=r"shard\(s\) missing: model-00002-of-00002.safetensors"):
         inspect_checkpoint(ckpt)
 
 

@@ -139,7 +139,7 @@ def test_page_reports_malformed_log_and_keeps_running(synthetic_root: Path) -> N
     at = _timeline(run)
     problems = "\n".join(t.value for t in at.text)
     assert "'loss' has 1 NaN/inf/null value(s) (step 4)" in problems
-    assert "checkpoint-100: no weight files" in problems
+    assert "checkpoint-100: no model weights" in problems
     assert _chart_spec(at)["data"]
 
 

@@ -24,15 +24,32 @@ def test_weight_formats_adapter_and_model_type(tmp_path: Path) -> None:
     write_checkpoint(tmp_path / "checkpoint-3", weights="pickle")
     write_checkpoint(tmp_path / "checkpoint-4", weights="safetensors", model_type="", adapter=True)
     write_checkpoint(tmp_path / "checkpoint-5", weights="none")
+    write_checkpoint(tmp_path / "checkpoint-6", weights="safetensors", model_type="", adapter=True)
+    write_checkpoint(tmp_path / "base")
+    write_json(tmp_path / "checkpoint-6" / "adapter_config.json",
+               {"peft_type": "LORA", "r": 4, "base_model_name_or_path": "base"})
     by_step = {c.step: c for c in discover_checkpoints(tmp_path)}
     assert by_step[1].weight_format == "safetensors" and by_step[1].model_type == "llava" and by_step[1].loadable
     assert by_step[2].weight_format == "sharded-safetensors" and by_step[2].model_type == "qwen2_vl"
     assert by_step[2].loadable and not by_step[2].problems
     assert by_step[3].weight_format == "pickle" and any("pickle" in p for p in by_step[3].problems)
-    assert by_step[4].is_adapter and by_step[4].model_type is None and by_step[4].loadable
+    # One rule with the loader: an adapter is loadable only with a local base model to put it on.
+    assert by_step[4].is_adapter and by_step[4].model_type is None and not by_step[4].loadable
+    assert any("base_model_name_or_path" in p for p in by_step[4].problems)
+    assert by_step[6].is_adapter and by_step[6].loadable, by_step[6].problems
     assert not by_step[1].is_adapter
     assert by_step[5].weight_format == "none" and not by_step[5].loadable
-    assert any("no weight files" in p for p in by_step[5].problems)
+    assert any("no model weights" in p for p in by_step[5].problems)
+
+
+def test_listing_and_loader_agree_on_weight_names(tmp_path: Path) -> None:
+    """Only names transformers loads count: a stray ``weights.safetensors`` is not a loadable checkpoint
+    (the sidebar used to list any ``*.safetensors`` that the loader then refused)."""
+    ckpt = write_checkpoint(tmp_path / "checkpoint-1")
+    (ckpt / "model.safetensors").rename(ckpt / "weights.safetensors")
+    info = inspect_checkpoint(ckpt)
+    assert info.weight_format == "none" and not info.loadable
+    assert any("weights.safetensors is not a name transformers loads" in p for p in info.problems)
 
 
 def test_size_and_modified_time(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.runs import files
+from dashboard.runs.load_plan import plan_checkpoint
 from dashboard.runs.files import (
     FileTooLargeError,
     JsonFileError,
@@ -75,8 +76,11 @@ def test_lfs_pointer_is_named(tmp_path: Path) -> None:
     (tmp_path / "trainer_state.json").write_bytes(LFS)
     with pytest.raises(LfsPointerError, match="git lfs pull"):
         read_json(tmp_path / "trainer_state.json", [tmp_path], "trainer_state")
+    (tmp_path / "config.json").write_text('{"model_type": "llava"}')
     (tmp_path / "model.safetensors").write_bytes(LFS)
-    assert not files.weights_file_present(tmp_path / "model.safetensors")
+    plan = plan_checkpoint(tmp_path, [tmp_path])
+    assert not plan.loadable and not plan.weight_files
+    assert plan.problems == ("model.safetensors: Git LFS pointer — run `git lfs pull`",)
 
 
 def test_deep_json_is_an_error_not_a_recursion_crash(tmp_path: Path) -> None:
@@ -98,3 +102,14 @@ def test_write_atomic_refuses_symlinked_folders_and_targets(tmp_path: Path) -> N
         write_atomic(base / "link.json", b"{}", base)
     assert not (elsewhere / "victim.json").exists()
     assert write_atomic(base / "ok" / "x.json", b"{}", base).read_bytes() == b"{}"
+
+
+def test_relative_symlink_inside_the_root_still_reads(tmp_path: Path) -> None:
+    """The descriptor walk follows the *resolved* path, so a link that stays inside the root works."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "config.json").write_text('{"x": 2}')
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").symlink_to("../shared/config.json")
+    (tmp_path / "linked").symlink_to("shared", target_is_directory=True)
+    assert read_json(tmp_path / "run" / "config.json", [tmp_path]) == {"x": 2}
+    assert read_json(tmp_path / "linked" / "config.json", [tmp_path]) == {"x": 2}

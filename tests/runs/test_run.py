@@ -131,7 +131,7 @@ def test_checkpoint_without_weights_still_loads_the_rest(tmp_path: Path) -> None
     run_dir = write_run(tmp_path / "r", n_steps=200)
     (run_dir / "checkpoint-100" / "model.safetensors").unlink()
     run = load_run(run_dir, [tmp_path])
-    assert "checkpoint-100: no weight files (no *.safetensors, no pytorch_model.bin)" in run.problems
+    assert "checkpoint-100: no model weights (model.safetensors missing)" in run.problems
     assert [c.loadable for c in run.checkpoints] == [False, True]
     assert len(_series(run.metrics, "loss")[0]) == 200
 
