@@ -10,7 +10,9 @@ Streamlit here.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,26 @@ def scrub_paths(data: Any, roots: Iterable[Path], env: Mapping[str, str] | None 
         return value
 
     return scrub(data)
+
+
+VISITOR_RESULTS = "visitors"
+
+
+def results_location(run_dir: Path, data_dir: Path, visitor: str | None, shared: bool) -> tuple[Path, Path | None]:
+    """Where eval results are read and written, as ``(run_dir, data_dir)`` for ``dashboard.compare``.
+
+    Local use, or a set everyone may see (public mode: the run's own eval set): the run folder
+    with the data-dir fallback, as always — Timeline shows them. A visitor's uploaded set in
+    public mode: ``<data_dir>/visitors/<visitor id>/<run>-<hash>``, standing in for the run folder
+    with no fallback, so the scores are written nowhere another visitor's pages read. A wrapper
+    around the storage location, not part of the result key (``dashboard.compare.results``).
+    """
+    if visitor is None or shared:
+        return run_dir, data_dir
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", visitor):
+        raise ValueError("not a server-issued visitor id")
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:10]
+    return Path(data_dir) / VISITOR_RESULTS / visitor / f"{Path(run_dir).name}-{digest}", None
 
 
 class VisitorLimitError(GenerationInputError):

@@ -30,15 +30,16 @@ from dashboard.evalset import EvalSet
 from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationSettings
 from dashboard.metrics import default_metrics, get_metric
-from dashboard.public import VisitorLimitError, scrub_paths
+from dashboard.public import VisitorLimitError, public_mode, results_location, scrub_paths
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
 from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.comparison_single_view import export_buttons
 from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
-from dashboard.ui.evalset_input import choose_eval_set_or_upload
+from dashboard.ui.evalset_input import choose_eval_set_or_upload, run_eval_sets
 from dashboard.ui.gate import admitted, max_examples
 from dashboard.ui.resources import get_pool, get_settings
+from dashboard.ui.visitor import current_visitor
 
 
 def _job() -> EvalJobState:
@@ -55,6 +56,12 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
             st.caption(markdown_safe(old.message))
     paths = [c.path for c in infos]
     evalset = first_examples(chosen, len(paths))
+    shared = evalset.path in run_eval_sets(run.path)
+    home, data_dir = results_location(run.path, settings.data_dir, current_visitor(), shared)
+    if public_mode():
+        st.caption("Scores of the run's own eval set are shared: every visitor of this demo sees them (here and on "
+                   "the Timeline). Scores of a set you upload are kept for you alone." if shared else
+                   "Scores of this uploaded set are kept for you alone: no other visitor sees them.")
     c1, c2 = st.columns([3, 1])
     metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
                              key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
@@ -73,7 +80,7 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
                                   trust_remote_code=settings.trust_remote_code)
         try:
             with admitted(Job.generating("Eval set", gen, len(evalset.examples), len(paths))):
-                report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir,
+                report = run_eval(None, home, paths, evalset, gen, data_dir=data_dir,
                                   batch_size=batch, max_image_pixels=settings.max_image_pixels, backend=backend,
                                   should_stop=session_gone_check(),
                                   on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
@@ -91,7 +98,7 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
         st.caption(timing)
     for error in errors:
         st.error(error)
-    scores = prepare_scores(run.path, paths, evalset, gen, settings.data_dir)
+    scores = prepare_scores(home, paths, evalset, gen, data_dir)
     if not any(s.n for s in scores.values()):
         st.info("No saved scores for these checkpoints and settings yet: press **Run eval set**.")
         return
