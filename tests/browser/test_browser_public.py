@@ -198,3 +198,79 @@ def test_forged_identity_and_copied_link_show_none_of_the_senders_history(browse
         sender.reload()
         settle(sender)
         assert "1 record(s) shown · 1 stored" in _history(sender)
+
+
+@pytest.fixture()
+def public_own_run(demo_run_dir, tmp_path, artifacts_dir):
+    """Public mode on a private copy of the demo run (eval results are written next to the run)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
+    srv = StreamlitServer(root, tmp_path / "data", artifacts_dir / "public-eval-server.log",
+                          extra_env={"VLMLAB_PUBLIC": "1", "VLMLAB_MEMORY_BUDGET": "1GB"})
+    yield srv
+    srv.stop()
+
+
+def _eval_mode(page, server) -> None:
+    goto(page, server)
+    open_page(page, "Comparison")
+    page.locator('[data-testid="stRadio"] label').filter(has_text="Eval set").first.click()
+    settle(page)
+
+
+def _upload_set(page, path: Path) -> None:
+    page.locator('[data-testid="stRadio"] label').filter(has_text="Upload JSONL/CSV").first.click()
+    settle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(path))
+    page.get_by_text("usable examples in").first.wait_for(timeout=120_000)
+    settle(page)
+
+
+def _set_examples(page, count: int) -> None:
+    box = page.get_by_label("Examples (the first N of the set)", exact=True)
+    box.fill(str(count))
+    box.press("Enter")
+    settle(page)
+
+
+def _run_eval(page) -> str:
+    page.locator('[data-testid="stButton"] button').filter(has_text="Run eval set").first.click()
+    page.get_by_text("Scores with 95% confidence intervals").first.wait_for(timeout=600_000)
+    settle(page, 600_000)
+    return app_text(page)
+
+
+def test_a_visitor_completes_an_eval_comparison_and_uploaded_scores_stay_theirs(browser, public_own_run,
+                                                                                artifacts_dir):
+    """main: the demo set (200 × N checkpoints) was over the 64-generation cap with no control to choose
+    fewer, and uploading the run's own rows unchanged gave 'no usable examples'; an uploaded set's scores
+    went into the shared run folder, on every visitor's pages."""
+    run = public_own_run.runs_root / "demo"
+    own_set = run / "eval" / "demo.jsonl"
+    with fresh_page(browser) as a, fresh_page(browser) as b:
+        _eval_mode(a, public_own_run)
+        count = a.get_by_label("Examples (the first N of the set)", exact=True)
+        offered = int(count.input_value())
+        assert offered >= 1 and offered * 4 <= 64  # fits the cap as offered (the demo compares up to 4)
+        assert "Scores of the run's own eval set are shared" in app_text(a)
+        _set_examples(a, 2)  # keep the machine's share small; the default runs as well
+        text = _run_eval(a)
+        assert "Not run" not in text and exception_texts(a) == [], text[-2000:]
+        assert "Stopped." not in text
+        shot(a, artifacts_dir, "public-eval-own-set")
+        _upload_set(a, own_set)  # the run's own file, unchanged: its images are found
+        assert "kept for you alone" in app_text(a)
+        _set_examples(a, 2)
+        text = _run_eval(a)
+        assert "Not run" not in text and exception_texts(a) == [], text[-2000:]
+        _eval_mode(b, public_own_run)  # another visitor uploads the same file: none of A's scores
+        _upload_set(b, own_set)
+        _set_examples(b, 2)
+        b.get_by_text("No saved scores for these checkpoints and settings yet").first.wait_for()
+        shot(b, artifacts_dir, "public-eval-other-visitor")
+    saved = list((run / "eval_results").glob("*/*.json"))
+    assert saved and all(json.loads(p.read_text())["total"] == 2 for p in saved)  # only the run's own set
+    private = list((public_own_run.data_dir / "visitors").glob("*/*/eval_results/*/*.json"))
+    assert private, "the uploaded set's scores were not kept per visitor"
