@@ -20,6 +20,7 @@ from dashboard.images import DecodedImages, ImageError, image_digest, image_size
 from dashboard.public import LIMITS, public_mode
 from dashboard.thumbnails import thumbnail_png
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
+from dashboard.ui.gate import max_examples
 from dashboard.ui.resources import get_settings
 
 GALLERY_PAGE = 12
@@ -192,8 +193,8 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
         eval_set = choose_run_eval_set(f"{key}.bevalset", sets)
         if eval_set is None:
             return []
-        count = st.number_input("Number of examples", 1, len(eval_set.examples), min(8, len(eval_set.examples)),
-                                key=f"{key}.bcount")
+        most = max_examples(1, len(eval_set.examples))  # public mode: what one job may generate
+        count = st.number_input("Number of examples", 1, most, min(8, most), key=f"{key}.bcount")
         for example in eval_set.examples[:int(count)]:
             try:
                 picked.append(load_example_image(example, eval_set.path))
