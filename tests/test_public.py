@@ -268,3 +268,13 @@ def test_the_wait_reports_the_place_in_line():
     first.finish()
     t.join(10)
     assert done.is_set() and seen[0] == 1
+
+
+def test_pages_show_paths_relative_to_the_runs_root_in_public_mode(tmp_path):
+    from dashboard.public import shown_path
+
+    runs = tmp_path / "runs"
+    checkpoint = runs / "demo" / "checkpoint-600"
+    assert shown_path(checkpoint, [runs], env={"VLMLAB_PUBLIC": "1"}) == "demo/checkpoint-600"
+    assert shown_path(tmp_path / "data" / "history.sqlite", [runs], env={"VLMLAB_PUBLIC": "1"}) == "history.sqlite"
+    assert shown_path(checkpoint, [runs], env={}) == str(checkpoint)  # local use: the whole path
