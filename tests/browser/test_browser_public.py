@@ -253,9 +253,8 @@ def test_a_visitor_completes_an_eval_comparison_and_uploaded_scores_stay_theirs(
         _eval_mode(a, public_own_run)
         count = a.get_by_label("Examples (the first N of the set)", exact=True)
         offered = int(count.input_value())
-        # 64 // (checkpoints chosen): the largest count the cap lets run, not the set's 200 (AppTest checks
-        # the exact relation to the selection)
-        assert offered < 200 and offered == 64 // (64 // offered)
+        # at most 64 ÷ (2 or more checkpoints chosen), never the whole set (AppTest checks the exact relation)
+        assert 1 <= offered <= 32
         assert "Scores of the run's own eval set are shared" in app_text(a)
         _set_examples(a, 2)  # keep the machine's share small; the default runs as well
         text = _run_eval(a)
