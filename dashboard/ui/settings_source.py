@@ -8,6 +8,7 @@ importing each other. Re-read on every call (cheap, and tests change the environ
 from __future__ import annotations
 
 import logging
+import os
 
 import streamlit as st
 
@@ -26,3 +27,8 @@ def _secrets() -> dict[str, object]:
 
 def get_settings() -> Settings:
     return load_settings(secrets=_secrets())
+
+
+def environment() -> dict[str, str]:
+    """``VLMLAB_*`` values as the app sees them: ``secrets.toml`` overlaid by the environment."""
+    return {**{k: str(v) for k, v in _secrets().items()}, **os.environ}

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.identity import VisitorSigner, deployment_secret
+from dashboard.identity import SECRET_ENV, VisitorSigner, deployment_secret
 from dashboard.public import LIMITS, public_mode
-from dashboard.ui.settings_source import get_settings
+from dashboard.ui.settings_source import environment, get_settings
 
 COOKIE = "vlmlab_visitor"
 OLD_URL_PARAM = "visitor"
@@ -38,12 +38,13 @@ _K_TOKEN = "vlmlab.visitor_token"
 
 
 @st.cache_resource(show_spinner=False)
-def _signer_for(data_dir: str) -> VisitorSigner:
-    return VisitorSigner(deployment_secret(Path(data_dir)))
+def _signer_for(data_dir: str, configured: bool) -> VisitorSigner:
+    """One signer per data dir (``configured``: whether ``VLMLAB_VISITOR_SECRET`` is set; the value is not a key)."""
+    return VisitorSigner(deployment_secret(Path(data_dir), environment()))
 
 
 def _signer() -> VisitorSigner:
-    return _signer_for(str(get_settings().data_dir))
+    return _signer_for(str(get_settings().data_dir), bool(environment().get(SECRET_ENV)))
 
 
 def _session_token(signer: VisitorSigner) -> tuple[str, bool]:
