@@ -82,9 +82,11 @@ def _element(delta_element) -> Element | None:
 class ProtocolSession:
     """One Streamlit session over ``/_stcore/stream``; use as ``async with ProtocolSession(url)``."""
 
-    def __init__(self, url: str, query_string: str = "") -> None:
+    def __init__(self, url: str, query_string: str = "", headers: dict[str, str] | None = None) -> None:
+        """``headers``: sent with the websocket's opening request (e.g. the ``X-Forwarded-For`` a proxy adds)."""
         self.ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + "/_stcore/stream"
         self.query_string = query_string
+        self.headers = dict(headers or {})
         self.pages: dict[str, str] = {}
         """Page name (``Inference``…) → page script hash, from the server's navigation message."""
         self.page_hash = ""
@@ -92,7 +94,7 @@ class ProtocolSession:
 
     async def __aenter__(self) -> ProtocolSession:
         self._ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"], max_size=None,
-                                            open_timeout=RERUN_TIMEOUT_S)
+                                            open_timeout=RERUN_TIMEOUT_S, additional_headers=self.headers)
         return self
 
     async def __aexit__(self, *exc) -> None:

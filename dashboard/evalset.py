@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,11 +125,14 @@ def load_eval_set(path: Path, roots: Iterable[str | Path] | None = None) -> Eval
                           fmt=path.suffix.lower().lstrip("."))
 
 
-def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | None,
-                   roots: Sequence[str | Path], fmt: str) -> EvalSet:
+def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | Sequence[Path] | None,
+                   roots: Sequence[str | Path], fmt: str, max_rows: int | None = None) -> EvalSet:
     """Validate eval rows from raw bytes (also used for uploaded files, which have no folder).
 
-    Relative image paths are taken relative to ``base_dir`` (or the first root when None).
+    Relative image paths are taken relative to ``base_dir`` (or the first root when None); with
+    several folders, the first in which the image exists (an uploaded copy of a run's own set names
+    its images relative to ``<run>/eval/``, a hand-made one often relative to the run). With
+    ``max_rows`` only that many rows are read (public mode), the rest reported as one problem.
     """
     if fmt not in ("jsonl", "csv"):
         raise EvalSetError(f"{name}: unsupported format {fmt!r} (use jsonl or csv)")
@@ -140,7 +144,10 @@ def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | None,
     examples: list[EvalExample] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for line_no, row in rows:
+    for count, (line_no, row) in enumerate(rows):
+        if max_rows is not None and count >= max_rows:
+            problems.append(f"only the first {max_rows} rows are read here; the rest of the file was skipped")
+            break
         try:
             if isinstance(row, _RowProblem):
                 raise row
@@ -228,7 +235,8 @@ def _pick(row: dict, keys: Sequence[str]) -> Any:
     return None
 
 
-def _validate_row(row: dict, line_no: int, base_dir: Path | None, roots: Sequence[str | Path]) -> EvalExample:
+def _validate_row(row: dict, line_no: int, base_dir: Path | Sequence[Path] | None,
+                  roots: Sequence[str | Path]) -> EvalExample:
     image = _pick(row, IMAGE_KEYS)
     prompt = _pick(row, PROMPT_KEYS)
     answer = _pick(row, ANSWER_KEYS)
@@ -269,11 +277,14 @@ def _validate_row(row: dict, line_no: int, base_dir: Path | None, roots: Sequenc
                        task=task or None, objects=tuple(objects), target=target, extra=extra)
 
 
-def _resolve_image(image: str, base_dir: Path | None, roots: Sequence[str | Path]) -> Path:
+def _resolve_image(image: str, base_dir: Path | Sequence[Path] | None, roots: Sequence[str | Path]) -> Path:
     shown = excerpt(image)
     candidate = Path(image).expanduser()
     if not candidate.is_absolute():
-        candidate = (base_dir if base_dir is not None else Path(roots[0]).expanduser().resolve()) / candidate
+        bases = ([Path(roots[0]).expanduser().resolve()] if base_dir is None else
+                 [base_dir] if isinstance(base_dir, Path) else list(base_dir))
+        tries = [base / candidate for base in bases]
+        candidate = next((t for t in tries if os.path.lexists(t)), tries[0])
     try:
         resolved = resolve_within(candidate, roots)
     except PathOutsideRoots:

@@ -1,28 +1,29 @@
 """Public mode: the rules for a dashboard that strangers open (a Hugging Face Space).
 
 On when the Space's environment says so (``SPACE_ID`` is set) or with ``VLMLAB_PUBLIC=1``;
-``VLMLAB_PUBLIC=0`` turns it off (a private Space). In public mode every browser gets an
-unguessable visitor token (kept in the page URL, see README), history is per visitor, and the
-limits below keep one visitor from taking both cores of a small Space. No Streamlit here: the
-pages apply these rules through :mod:`dashboard.ui.visitor`.
+``VLMLAB_PUBLIC=0`` turns it off (a private Space). In public mode every browser gets a
+server-issued visitor identity (:mod:`dashboard.identity`, carried in a cookie), history and
+uploaded-set scores are per visitor, and the limits below — applied by the one admission gate
+(:mod:`dashboard.admission`) — keep one visitor from taking both cores of a small Space. No
+Streamlit here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-import secrets
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from dashboard.generation import GenerationInputError, GenerationSettings
+from dashboard.generation import GenerationInputError
 
 PUBLIC_ENV = "VLMLAB_PUBLIC"
+PROXY_HOPS_ENV = "VLMLAB_PROXY_HOPS"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{22,64}")
 
 
 def public_mode(env: Mapping[str, str] | None = None) -> bool:
@@ -36,77 +37,100 @@ def public_mode(env: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("SPACE_ID", "").strip())
 
 
+def proxy_hops(env: Mapping[str, str] | None = None) -> int:
+    """Reverse proxies that append to ``X-Forwarded-For``: ``VLMLAB_PROXY_HOPS``, else 1 on a Space, else 0."""
+    env = os.environ if env is None else env
+    raw = env.get(PROXY_HOPS_ENV, "").strip()
+    if raw.isdigit():
+        return int(raw)
+    return 1 if env.get("SPACE_ID", "").strip() else 0
+
+
 @dataclass(frozen=True)
 class PublicLimits:
-    """Per-visitor limits in public mode (one place; the banner and the messages quote them)."""
+    """Per-visitor limits in public mode (one place; the banner, the controls and the messages quote them)."""
 
     max_new_tokens: int = 64
+    max_beams: int = 2
     max_sweep_generations: int = 64
-    """Eval sweeps: examples × checkpoints per run of the sweep."""
+    """Generations per job: examples × checkpoints."""
     concurrent_generations: int = 1
+    """Jobs per visitor at a time (all their tabs together)."""
+    concurrent_jobs: int = 2
+    """Public jobs running at once in the whole server (a small Space has two cores)."""
+    max_upload_pixels: int = 64_000_000
+    """Decoded pixels one visitor's uploads may hold at a time (about 256 MB as RGB)."""
+    max_eval_rows: int = 1000
+    """Rows of an uploaded eval set that are read."""
     retention_days: int = 7
 
 
 LIMITS = PublicLimits()
 
 
+def shown_path(path: str | Path, roots: Iterable[Path], env: Mapping[str, str] | None = None) -> str:
+    """A run or checkpoint path as a page shows it: whole locally; public: relative to its runs root.
+
+    Strangers learn nothing of the server's folders from ``demo/checkpoint-600``.
+    """
+    if not public_mode(env):
+        return str(path)
+    resolved = Path(path).resolve()
+    for root in roots:
+        try:
+            return resolved.relative_to(Path(root).resolve()).as_posix() or Path(path).name
+        except ValueError:
+            continue
+    return Path(path).name
+
+
+def scrub_paths(data: Any, roots: Iterable[Path], env: Mapping[str, str] | None = None) -> Any:
+    """An export with every server path made relative to its runs root (public mode; unchanged locally).
+
+    Exports carry run and checkpoint folders in many fields (provenance, checkpoint metadata,
+    history rows); walking the whole structure keeps a new field from leaking a path.
+    """
+    if not public_mode(env):
+        return data
+    prefixes = sorted({str(Path(r).resolve()) for r in roots} | {str(Path(r).absolute()) for r in roots},
+                      key=len, reverse=True)
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("/"):
+            for prefix in prefixes:
+                if value == prefix:
+                    return "."
+                if value.startswith(prefix + "/"):
+                    return value[len(prefix) + 1:]
+            return Path(value).name  # a path outside the roots: its name only
+        if isinstance(value, Mapping):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [scrub(v) for v in value]
+        return value
+
+    return scrub(data)
+
+
+VISITOR_RESULTS = "visitors"
+
+
+def results_location(run_dir: Path, data_dir: Path, visitor: str | None, shared: bool) -> tuple[Path, Path | None]:
+    """Where eval results are read and written, as ``(run_dir, data_dir)`` for ``dashboard.compare``.
+
+    Local use, or a set everyone may see (public mode: the run's own eval set): the run folder
+    with the data-dir fallback, as always — Timeline shows them. A visitor's uploaded set in
+    public mode: ``<data_dir>/visitors/<visitor id>/<run>-<hash>``, standing in for the run folder
+    with no fallback, so the scores are written nowhere another visitor's pages read. A wrapper
+    around the storage location, not part of the result key (``dashboard.compare.results``).
+    """
+    if visitor is None or shared:
+        return run_dir, data_dir
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", visitor):
+        raise ValueError("not a server-issued visitor id")
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:10]
+    return Path(data_dir) / VISITOR_RESULTS / visitor / f"{Path(run_dir).name}-{digest}", None
+
+
 class VisitorLimitError(GenerationInputError):
     """A public-mode limit refused the request; the message says which and what to do."""
-
-
-def new_visitor_token() -> str:
-    """128+ bits from ``secrets``: nobody can guess another visitor's token."""
-    return secrets.token_urlsafe(18)
-
-
-def is_visitor_token(value: object) -> bool:
-    return isinstance(value, str) and _TOKEN_RE.fullmatch(value) is not None
-
-
-def check_settings(settings: GenerationSettings, limits: PublicLimits = LIMITS) -> None:
-    if settings.max_new_tokens > limits.max_new_tokens:
-        raise VisitorLimitError(f"this public demo caps max new tokens at {limits.max_new_tokens} per answer "
-                                f"(asked for {settings.max_new_tokens}); lower it in Generation settings")
-
-
-def check_sweep(n_examples: int, n_checkpoints: int, limits: PublicLimits = LIMITS) -> None:
-    total = n_examples * n_checkpoints
-    if total > limits.max_sweep_generations:
-        raise VisitorLimitError(
-            f"this public demo runs at most {limits.max_sweep_generations} generations per sweep "
-            f"(examples × checkpoints); {n_examples} × {n_checkpoints} = {total} — "
-            "choose fewer examples or checkpoints")
-
-
-class GenerationSlots:
-    """How many generations each visitor has running, process-wide (all their tabs together)."""
-
-    def __init__(self, per_visitor: int = LIMITS.concurrent_generations) -> None:
-        self.per_visitor = per_visitor
-        self._lock = threading.Lock()
-        self._running: dict[str, int] = {}
-
-    def running(self, visitor: str) -> int:
-        with self._lock:
-            return self._running.get(visitor, 0)
-
-    @contextmanager
-    def hold(self, visitor: str) -> Iterator[None]:
-        with self._lock:
-            if self._running.get(visitor, 0) >= self.per_visitor:
-                raise VisitorLimitError(
-                    "you already have a generation running (in another tab?); this public demo runs "
-                    f"{self.per_visitor} at a time per visitor — wait for it to finish, then try again")
-            self._running[visitor] = self._running.get(visitor, 0) + 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                left = self._running.get(visitor, 1) - 1
-                if left > 0:
-                    self._running[visitor] = left
-                else:
-                    self._running.pop(visitor, None)
-
-
-SLOTS = GenerationSlots()

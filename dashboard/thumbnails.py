@@ -1,5 +1,6 @@
 """Small PNG previews of images: eval-set pickers, comparison tables and history, one path for all.
 
+The image is decoded reduced (``load_image(reduce_to=…)``), never kept at full size.
 Thumbnails are memoised by the file's (path, mtime, size) — see :mod:`dashboard.caching` — and a
 broken file's error message is memoised too, so a bad image is decoded once, not on every rerun.
 """
@@ -17,7 +18,7 @@ from dashboard.images import DEFAULT_MAX_PIXELS, ImageError, load_image, to_png_
 def thumbnail_png(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, side: int = 96) -> bytes | str:
     """PNG bytes at most ``side`` pixels on the long edge, or the reason there is none."""
     try:
-        return to_png_bytes(load_image(path, max_pixels=max_pixels), max_side=side)
+        return to_png_bytes(load_image(path, max_pixels=max_pixels, reduce_to=side), max_side=side)
     except (ImageError, OSError) as exc:
         return str(exc)
 

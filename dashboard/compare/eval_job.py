@@ -31,15 +31,25 @@ class EvalJobState:
         self._store.pop(self._report_key, None)
 
     def stop(self) -> None:
+        """Stop pressed: the report says so, for the job that was running (none: nothing to report)."""
+        job = self._store.get(self._job_key)
         self._store[self._job_key] = None
-        self._store[self._report_key] = {"stopped": True}
+        if job is not None:
+            self._store[self._report_key] = {"stopped": True, "job": job}
+
+    def abandon(self) -> None:
+        """The job was refused before it ran (a public limit): no report, nothing was saved."""
+        self._store[self._job_key] = None
+        self._store.pop(self._report_key, None)
 
     def is_running(self, job: Hashable) -> bool:
         return self._store.get(self._job_key) == job
 
     def finish(self, run: EvalRun) -> None:
+        job = self._store.get(self._job_key)
         self._store[self._job_key] = None
-        self._store[self._report_key] = {"stopped": run.stopped, "computed": run.computed, "reused": run.reused,
+        self._store[self._report_key] = {"job": job, "stopped": run.stopped, "computed": run.computed,
+                                         "reused": run.reused,
                                          "load_s": run.load_s, "generation_s": run.generation_s,
                                          "errors": dict(run.errors), "retries": dict(run.retries),
                                          "backend": run.backend}
@@ -47,6 +57,11 @@ class EvalJobState:
     @property
     def report(self) -> dict[str, Any] | None:
         return self._store.get(self._report_key)
+
+    def report_for(self, job: Hashable) -> dict[str, Any] | None:
+        """The last report if it is about ``job`` (another set or settings: its report is stale)."""
+        report = self.report
+        return report if report is not None and report.get("job") == job else None
 
 
 def report_lines(report: dict[str, Any] | None) -> tuple[str | None, str | None, list[str]]:

@@ -7,8 +7,6 @@ that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``…) are pr
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -19,10 +17,11 @@ from typing import Any
 from dashboard.compare.diff import diff_text, ops_as_dicts, similarity
 from dashboard.compare.results import CheckpointScores, checkpoint_step
 from dashboard.compare.runner import SingleOutput
+from dashboard.csv_export import csv_safe as csv_safe  # re-exported: the one formula-safe cell
+from dashboard.csv_export import rows_csv_bytes
 from dashboard.evalset import EvalSet
 
 EXPORT_VERSION = 1
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def checkpoint_metadata(info: Any) -> dict[str, Any]:
@@ -148,21 +147,8 @@ def to_json_bytes(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, indent=2, default=str).encode("utf-8")
 
 
-def csv_safe(value: Any) -> Any:
-    """Neutralise spreadsheet formulas in untrusted text cells."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _rows_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """UTF-8 CSV of flat rows (header from the first row), every cell formula-safe; empty for no rows."""
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
-    return buffer.getvalue().encode("utf-8")
+    return rows_csv_bytes(rows)
 
 
 def to_csv_bytes(data: Mapping[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard.admission import Job
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.charts import pointing_figure
 from dashboard.attention.overlay import shared_range
@@ -20,6 +21,7 @@ from dashboard.attention.sweep import capture_across, pointing_per_checkpoint
 from dashboard.formatting import display_table, markdown_safe
 from dashboard.generation import GenerationCancelled
 from dashboard.paths import PathOutsideRoots
+from dashboard.public import VisitorLimitError
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunNotFoundError
 from dashboard.ui import attention_tools as tools
@@ -27,6 +29,7 @@ from dashboard.ui import state
 from dashboard.ui.attention_token_view import overlay, token_label
 from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
+from dashboard.ui.gate import admitted, max_examples
 from dashboard.ui.resources import get_pool, get_run, get_settings
 from dashboard.ui.widgets import show_model_error
 
@@ -60,10 +63,13 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
                f"{token_label(step, run.tokens[step])}.")
     if st.button("Show across checkpoints", key="attn.across_go", disabled=not chosen):
         try:
-            with st.spinner("Capturing…"):
+            with admitted(Job("Attention across checkpoints", checkpoints=len(chosen))), st.spinner("Capturing…"):
                 runs, errors = capture_across(get_pool(), chosen, run.image, run.prompt,
                                               tuple(run.result.generated_ids[:step]), should_stop=session_gone_check())
         except GenerationCancelled:  # the browser session is gone
+            return
+        except VisitorLimitError as refused:
+            st.warning(f"Not run: {refused}")
             return
         for exc in errors.values():
             show_model_error(exc, "Attention capture failed")
@@ -96,17 +102,24 @@ def render_pointing(run_dir: Path | None) -> None:
     c1, c2 = st.columns(2)
     with c1:
         eval_set = choose_run_eval_set("attn.point_set", sets)
-    n = int(c2.number_input("Examples per checkpoint", 1, 1000, 32, key="attn.point_n"))
+    infos = loadable_checkpoints(run_dir)
+    cap = max_examples(len(infos), 1000)
+    n = int(c2.number_input("Examples per checkpoint", 1, cap, min(32, cap), key="attn.point_n",
+                            help=f"At most {cap} here (examples × checkpoints is capped)" if cap < 1000 else None))
     if eval_set is None:
         return
     if st.button("Score every checkpoint", key="attn.point_go"):
         bar = st.progress(0.0, text="Scoring…")
         try:
-            scored, errors = pointing_per_checkpoint(
-                get_pool(), loadable_checkpoints(run_dir), eval_set.examples, n, get_settings().max_image_pixels,
-                on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {name}"),
-                should_stop=session_gone_check())
+            with admitted(Job("Pointing score", examples=n, checkpoints=len(infos))):
+                scored, errors = pointing_per_checkpoint(
+                    get_pool(), infos, eval_set.examples, n, get_settings().max_image_pixels,
+                    on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {name}"),
+                    should_stop=session_gone_check())
         except GenerationCancelled:  # the browser session is gone
+            return
+        except VisitorLimitError as refused:
+            st.warning(f"Not run: {refused}")
             return
         for exc in errors.values():
             show_model_error(exc, "Attention capture failed")

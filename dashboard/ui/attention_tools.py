@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.admission import Job
 from dashboard.attention.analysis import AttentionRun, head_value_range
 from dashboard.attention.charts import pointing_split_figure, spatial_lens_figure
 from dashboard.attention.overlay import render_overlay, upscale
 from dashboard.formatting import display_table, markdown_safe
-from dashboard.ui.visitor import generation_turn
+from dashboard.ui.gate import generation_turn
 from dashboard.ui.widgets import show_model_error
 
 MAP_KINDS = ("raw attention", "attention rollout")
@@ -34,7 +35,7 @@ def rollout_grid(run: AttentionRun, step: int, upto: int, view: str | None, erro
                  ) -> np.ndarray | None:
     caught: tuple[type[Exception], ...] = (*errors, ValueError)
     try:
-        with generation_turn(Path(run.checkpoint), limits=False) as loaded:  # a forward pass: one FIFO turn
+        with generation_turn(Path(run.checkpoint), Job("Attention rollout")) as loaded:  # one forward pass
             return run.rollout_grid(loaded, step, upto=upto, view=view)
     except caught as exc:
         show_model_error(exc, "Attention rollout failed")

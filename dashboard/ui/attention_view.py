@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
+from dashboard.admission import Job
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.sweep import ANALYSIS_ERRORS, capture
 from dashboard.attention.tokens import SPECIAL_MARK
@@ -23,10 +24,10 @@ from dashboard.ui import state, url_state
 from dashboard.ui.attention_sweep_view import K_ACROSS, render_across_checkpoints, render_pointing
 from dashboard.ui.attention_token_view import controls, show_lens, show_token, token_label
 from dashboard.ui.cancel import session_gone_check
+from dashboard.ui.gate import admitted, max_new_tokens_cap, queue_notice
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
-from dashboard.ui.visitor import queue_notice
 from dashboard.ui.widgets import DEFAULT_MAX_NEW_TOKENS, confined, show_model_error, why_no_checkpoint
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
@@ -35,9 +36,10 @@ K_HISTORY = "attn.history_id"
 
 def run_capture(checkpoint: Path, image: Image.Image, prompt: str, max_new_tokens: int) -> AttentionRun | None:
     try:
-        notice = st.empty()
-        run = capture(get_pool(), checkpoint, image, prompt, max_new_tokens, should_stop=session_gone_check(),
-                      on_wait=queue_notice(checkpoint, notice))
+        with admitted(Job("Attention capture", max_new_tokens=max_new_tokens)):
+            notice = st.empty()
+            run = capture(get_pool(), checkpoint, image, prompt, max_new_tokens, should_stop=session_gone_check(),
+                          on_wait=queue_notice(checkpoint, notice))
         notice.empty()
         return run
     except GenerationCancelled:  # the browser session is gone: nobody to show a cut-short capture to
@@ -78,7 +80,8 @@ def render_attention() -> None:
     st.markdown(f"**Checkpoint:** `{checkpoint.name}`")
     image, default_prompt, image_key = _input(run_dir)
     prompt = st.text_input("Prompt", value=default_prompt, key=f"attn.prompt.{image_key}")
-    max_new = st.number_input("Max new tokens", 1, 256, DEFAULT_MAX_NEW_TOKENS, key="attn.max_new")
+    cap = max_new_tokens_cap(256)
+    max_new = st.number_input("Max new tokens", 1, cap, min(DEFAULT_MAX_NEW_TOKENS, cap), key="attn.max_new")
     if st.button("Generate and capture", type="primary", key="attn.go"):
         if image is None:
             st.error("No image: upload an image, click an eval-set example or pick a history entry first.")

@@ -6,8 +6,11 @@ per chunk by ``dashboard.compare.runner`` so a stopped job continues where it st
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 
+from dashboard.admission import Job
 from dashboard.compare.backends import default_backend
 from dashboard.compare.diff import diff_html, escape_text, plain_html
 from dashboard.compare.eval_job import EvalJobState, report_lines
@@ -27,15 +30,16 @@ from dashboard.evalset import EvalSet
 from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationSettings
 from dashboard.metrics import default_metrics, get_metric
-from dashboard.public import VisitorLimitError
+from dashboard.public import VisitorLimitError, public_mode, results_location, scrub_paths
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
 from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.comparison_single_view import export_buttons
 from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
-from dashboard.ui.evalset_input import choose_eval_set_or_upload
+from dashboard.ui.evalset_input import choose_eval_set_or_upload, run_eval_sets
+from dashboard.ui.gate import admitted, max_examples
 from dashboard.ui.resources import get_pool, get_settings
-from dashboard.ui.visitor import visitor_limits
+from dashboard.ui.visitor import current_visitor
 
 
 def _job() -> EvalJobState:
@@ -44,18 +48,26 @@ def _job() -> EvalJobState:
 
 def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationSettings) -> None:
     settings = get_settings()
-    evalset = choose_eval_set_or_upload("cmp.eval", run.path)
-    if evalset is None:
+    chosen = choose_eval_set_or_upload("cmp.eval", run.path)
+    if chosen is None:
         return
-    for old in migrate_legacy(run.path, settings.data_dir, lambda: [evalset]):
-        if old.eval_set == evalset.name:
+    for old in migrate_legacy(run.path, settings.data_dir, lambda: [chosen]):
+        if old.eval_set == chosen.name:
             st.caption(markdown_safe(old.message))
+    paths = [c.path for c in infos]
+    evalset = first_examples(chosen, len(paths))
+    shared = evalset.path in run_eval_sets(run.path)
+    home, data_dir = results_location(run.path, settings.data_dir, current_visitor(), shared)
+    if public_mode():
+        st.caption("Scores of the run's own eval set are shared: every visitor of this demo sees them (here and on "
+                   "the Timeline). Scores of a set you upload are kept for you alone." if shared else
+                   "Scores of this uploaded set are kept for you alone: no other visitor sees them.")
     c1, c2 = st.columns([3, 1])
     metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
                              key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
     batch = int(c2.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
-    paths = [c.path for c in infos]
-    job = (str(run.path), evalset.name, str(evalset.path), tuple(str(p) for p in paths), gen.key(), batch)
+    job = (str(run.path), evalset.name, str(evalset.path), tuple(str(p) for p in paths), gen.key(), batch,
+           len(evalset.examples))
     running = _job().is_running(job)
     b1, b2 = st.columns(2)
     b1.button("Run eval set", type="primary", disabled=running, on_click=lambda: _job().start(job),
@@ -66,26 +78,26 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
         bar = st.progress(0.0, text="starting")
         backend = default_backend(get_pool, settings)
         try:
-            with visitor_limits(gen, sweep=(len(evalset.examples), len(paths))):
-                report = run_eval(None, run.path, paths, evalset, gen, data_dir=settings.data_dir,
+            with admitted(Job.generating("Eval set", gen, len(evalset.examples), len(paths))):
+                report = run_eval(None, home, paths, evalset, gen, data_dir=data_dir,
                                   batch_size=batch, max_image_pixels=settings.max_image_pixels, backend=backend,
                                   should_stop=session_gone_check(),
                                   on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
                                                                            text=f"{d}/{t} · {backend.name} · {m}"))
         except VisitorLimitError as exc:
-            _job().stop()
+            _job().abandon()
             st.warning(f"Not run: {exc}")
             return
         _job().finish(report)
         st.rerun()  # redraw with Run enabled / Stop disabled and the fresh scores
-    stopped, timing, errors = report_lines(_job().report)
+    stopped, timing, errors = report_lines(_job().report_for(job))
     if stopped:
         st.info(stopped)
     if timing:
         st.caption(timing)
     for error in errors:
         st.error(error)
-    scores = prepare_scores(run.path, paths, evalset, gen, settings.data_dir)
+    scores = prepare_scores(home, paths, evalset, gen, data_dir)
     if not any(s.n for s in scores.values()):
         st.info("No saved scores for these checkpoints and settings yet: press **Run eval set**.")
         return
@@ -107,10 +119,29 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,
                        checkpoints={c.name: checkpoint_metadata(c) for c in infos}, run=str(run.path),
                        group_by=group_by)
+    data = scrub_paths(data, settings.runs_roots)
     export_buttons(data, f"eval-{safe_name(run.name)}-{safe_name(evalset.name)}", "eval")
     st.download_button("Download summary CSV (CIs, per group, provenance)", summary_csv_bytes(data),
                        f"eval-summary-{safe_name(run.name)}-{safe_name(evalset.name)}.csv", "text/csv",
                        key="cmp.dl.eval.summary", on_click="ignore")
+
+
+def first_examples(evalset: EvalSet, n_checkpoints: int) -> EvalSet:
+    """The first N examples of the set, N from a control that only offers what one job may run.
+
+    Locally the default is the whole set; in public mode it is the largest count the
+    examples × checkpoints cap allows, so Run works as offered. Scores are saved per example, so a
+    larger N later only scores the rest.
+    """
+    total = len(evalset.examples)
+    cap = max_examples(n_checkpoints, total)
+    key = f"cmp.eval.n.{cap}"
+    n = int(st.number_input("Examples (the first N of the set)", 1, cap, cap, key=key,
+                            help=None if cap == total else
+                            f"This public demo runs at most {cap} examples × {n_checkpoints} checkpoint(s) per job."))
+    if n >= total:
+        return evalset
+    return dataclasses.replace(evalset, examples=evalset.examples[:n])
 
 
 def example_detail(evalset: EvalSet, scores: dict, ids: list[str]) -> None:

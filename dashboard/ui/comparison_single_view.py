@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.admission import Job
 from dashboard.compare.diff import diff_html, escape_text, plain_html, similarity
 from dashboard.compare.export import checkpoint_metadata, single_export, to_csv_bytes, to_json_bytes
 from dashboard.compare.results import safe_name
 from dashboard.compare.runner import SingleOutput, cache_key, compare_single, settings_dict
 from dashboard.formatting import fmt_rate, fmt_seconds
 from dashboard.generation import GenerationSettings
-from dashboard.public import VisitorLimitError
+from dashboard.public import VisitorLimitError, scrub_paths
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData
 from dashboard.ui.cancel import session_gone_check
+from dashboard.ui.gate import admitted
 from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
-from dashboard.ui.resources import get_pool
-from dashboard.ui.visitor import visitor_limits
+from dashboard.ui.resources import get_pool, get_settings
 
 K_CACHE = "cmp.cache"
 K_FAILED = "cmp.failed"
@@ -91,7 +92,7 @@ def render_single_example(run: RunData, infos: list[CheckpointInfo], gen: Genera
     if st.button(label, type="primary", disabled=not missing, key="cmp.run_single"):
         bar = st.progress(0.0, text="starting")
         try:
-            with visitor_limits(gen, sweep=(1, len(missing))):
+            with admitted(Job.generating("Comparison", gen, checkpoints=len(missing))):
                 outs = compare_single(get_pool(), [c.path for c in missing], picked.image, prompt, gen, cache,
                                       image_digest=picked.digest, should_stop=session_gone_check(),
                                       on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
@@ -119,4 +120,4 @@ def render_single_example(run: RunData, infos: list[CheckpointInfo], gen: Genera
     meta = {c.name: checkpoint_metadata(c) for c in infos}
     data = single_export(outputs, reference=reference, prompt=prompt, image_name=picked.name,
                          image_digest=picked.digest, settings=settings_dict(gen), checkpoints=meta)
-    export_buttons(data, f"comparison-{safe_name(run.name)}", "single")
+    export_buttons(scrub_paths(data, get_settings().runs_roots), f"comparison-{safe_name(run.name)}", "single")

@@ -7,12 +7,14 @@ and the functions return None, so callers only handle a usable set.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import streamlit as st
 
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set, parse_eval_set
 from dashboard.formatting import markdown_safe
+from dashboard.public import LIMITS, public_mode
 from dashboard.ui.resources import get_settings
 
 SOURCE_RUN = "Run's eval set"
@@ -28,6 +30,27 @@ def eval_set_for(path: Path) -> EvalSet:
     """Load (cached by path + modification time) an eval set with images confined to the runs roots."""
     roots = tuple(str(r) for r in get_settings().runs_roots)
     return _cached_eval_set(str(path), path.stat().st_mtime_ns, roots)
+
+
+def uploaded_eval_set(data: bytes, file_name: str, run_dir: Path) -> EvalSet:
+    """An uploaded set, parsed once per content (cached by SHA-256, not re-read on every rerun).
+
+    Relative image paths are looked up in the run's ``eval/`` folder, then in the run folder, so
+    the run's own file uploaded unchanged works. Public mode reads at most
+    ``LIMITS.max_eval_rows`` rows.
+    """
+    roots = tuple(str(r) for r in get_settings().runs_roots)
+    max_rows = LIMITS.max_eval_rows if public_mode() else None
+    return _parsed_upload(hashlib.sha256(data).hexdigest(), file_name, str(run_dir), roots, max_rows, data)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _parsed_upload(digest: str, file_name: str, run_dir: str, roots: tuple[str, ...], max_rows: int | None,
+                   _data: bytes) -> EvalSet:
+    """``_data`` is not hashed by Streamlit (leading underscore): ``digest`` stands for it."""
+    run = Path(run_dir)
+    return parse_eval_set(_data, name=Path(file_name).stem, path=Path(file_name), base_dir=[run / "eval", run],
+                          roots=roots, fmt=Path(file_name).suffix.lower().lstrip("."), max_rows=max_rows)
 
 
 def run_eval_sets(run_dir: Path | None) -> list[Path]:
@@ -70,14 +93,12 @@ def choose_eval_set_or_upload(key: str, run_dir: Path) -> EvalSet | None:
     else:
         upload = st.file_uploader("Eval set (columns: image, prompt, answer; optional id, task)",
                                   type=["jsonl", "csv"], key=f"{key}.upload",
-                                  help="Relative image paths are taken relative to the selected run folder; "
-                                       "images must lie inside the runs roots.")
+                                  help="Relative image paths are looked up in the run's eval folder, then the run "
+                                       "folder; images must lie inside the runs roots.")
         if upload is None:
             return None
         try:
-            parsed = parse_eval_set(upload.getvalue(), name=Path(upload.name).stem, path=Path(upload.name),
-                                    base_dir=run_dir, roots=get_settings().runs_roots,
-                                    fmt=Path(upload.name).suffix.lower().lstrip("."))
+            parsed = uploaded_eval_set(upload.getvalue(), upload.name, run_dir)
         except (EvalSetError, OSError) as exc:
             st.error(markdown_safe(f"Cannot use this eval set: {exc}"))
             return None

@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard.formatting import fmt_bytes, fmt_number, markdown_safe
 from dashboard.metrics import format_metric
 from dashboard.paths import PathOutsideRoots
+from dashboard.public import shown_path
 from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
 from dashboard.ui.sidebar import best_checkpoint_path
@@ -58,7 +59,7 @@ def _render_no_run() -> None:
     if job.status.state == "running" or st.session_state.get(K_WATCH):
         _watch_build(job)
         return
-    st.info(f"No training run found under `{root}`. A run is a folder of `checkpoint-<step>/` "
+    st.info(f"No training run found under `{shown_path(root, ())}`. A run is a folder of `checkpoint-<step>/` "
             "folders as written by Hugging Face `Trainer` (see README).")
     st.markdown("Build the **demo run**: a tiny LLaVA trained here with `transformers.Trainer` on a "
                 "synthetic shapes task (a few minutes on 2 CPU cores).")
@@ -104,7 +105,7 @@ def _last_value(metrics: pd.DataFrame, name: str) -> float | None:
 
 def _render_overview(run) -> None:
     st.subheader(f"Run `{run.name}`")
-    st.caption(markdown_safe(run.path))
+    st.caption(markdown_safe(shown_path(run.path, get_settings().runs_roots)))
     if run.lfs_pointers:
         st.error(markdown_safe(f"{run.name} is a Git LFS pointer run: its files were cloned without their content. "
                        "Run `git lfs pull` in it."))

@@ -16,9 +16,11 @@ from PIL import Image
 
 from dashboard.evalset import EvalExample
 from dashboard.formatting import markdown_safe
-from dashboard.images import ImageError, image_digest, load_image
+from dashboard.images import DecodedImages, ImageError, image_digest, image_size, load_image
+from dashboard.public import LIMITS, public_mode
 from dashboard.thumbnails import thumbnail_png
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
+from dashboard.ui.gate import max_examples
 from dashboard.ui.resources import get_settings
 
 GALLERY_PAGE = 12
@@ -46,9 +48,44 @@ def load_example_image(example: EvalExample, source: Path | None = None) -> Pick
                        example=example, source=source)
 
 
+@st.cache_resource(show_spinner=False)
+def decoded_images() -> DecodedImages:
+    """The process's decoded uploads (bounded: twice one visitor's upload budget)."""
+    return DecodedImages(2 * LIMITS.max_upload_pixels)
+
+
 def picked_from_bytes(data: bytes, name: str) -> PickedImage:
-    image = load_image(data, max_pixels=get_settings().max_image_pixels)
-    return PickedImage(image=image, name=name, digest=image_digest(image))
+    """Decoded once per content (reruns and other tabs reuse it); raises ImageError."""
+    image, digest = decoded_images().get(data, name, get_settings().max_image_pixels)
+    return PickedImage(image=image, name=name, digest=digest)
+
+
+def upload_pixel_budget() -> int | None:
+    """Decoded pixels one batch of uploads may take: public mode's per-visitor budget; locally none."""
+    return LIMITS.max_upload_pixels if public_mode() else None
+
+
+def within_budget(files: list[tuple[str, bytes]], budget: int | None) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """The files that fit ``budget`` decoded pixels in order (sizes read from headers), and why others don't."""
+    kept: list[tuple[str, bytes]] = []
+    refused: list[str] = []
+    used = 0
+    for name, data in files:
+        if budget is None:
+            kept.append((name, data))
+            continue
+        try:
+            width, height = image_size(data, name)
+        except ImageError as exc:
+            refused.append(f"{name}: {exc}")
+            continue
+        if used + width * height > budget:
+            refused.append(f"{name}: {width}×{height} would take this batch past the public demo's budget of "
+                           f"{budget / 1e6:.0f} MP decoded pixels per visitor; use fewer or smaller images")
+            continue
+        used += width * height
+        kept.append((name, data))
+    return kept, refused
 
 
 def _upload(key: str) -> PickedImage | None:
@@ -56,17 +93,11 @@ def _upload(key: str) -> PickedImage | None:
                                 help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)")
     if uploaded is None:
         return None
-    cache_key = f"{key}.decoded"
-    cached = st.session_state.get(cache_key)
-    if cached and cached[0] == uploaded.file_id:
-        return cached[1]
     try:
-        picked = picked_from_bytes(uploaded.getvalue(), uploaded.name)
+        return picked_from_bytes(uploaded.getvalue(), uploaded.name)
     except ImageError as exc:
-        st.error(f"Cannot use this file ({uploaded.name}): {exc}")
+        st.error(markdown_safe(f"Cannot use this file ({uploaded.name}): {exc}"))
         return None
-    st.session_state[cache_key] = (uploaded.file_id, picked)
-    return picked
 
 
 def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
@@ -162,8 +193,8 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
         eval_set = choose_run_eval_set(f"{key}.bevalset", sets)
         if eval_set is None:
             return []
-        count = st.number_input("Number of examples", 1, len(eval_set.examples), min(8, len(eval_set.examples)),
-                                key=f"{key}.bcount")
+        most = max_examples(1, len(eval_set.examples))  # public mode: what one job may generate
+        count = st.number_input("Number of examples", 1, most, min(8, most), key=f"{key}.bcount")
         for example in eval_set.examples[:int(count)]:
             try:
                 picked.append(load_example_image(example, eval_set.path))
@@ -171,11 +202,12 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
                 errors.append(f"{example.id}: {exc}")
     else:
         uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload") or []
-        for uploaded in uploads:
+        files, errors = within_budget([(u.name, u.getvalue()) for u in uploads], upload_pixel_budget())
+        for name, data in files:
             try:
-                picked.append(picked_from_bytes(uploaded.getvalue(), uploaded.name))
+                picked.append(picked_from_bytes(data, name))
             except ImageError as exc:
-                errors.append(f"{uploaded.name}: {exc}")
+                errors.append(f"{name}: {exc}")
     if errors:
-        st.warning("Skipped files:\n\n" + "\n".join(f"- {e}" for e in errors))
+        st.warning("Skipped files:\n\n" + "\n".join(f"- {markdown_safe(e)}" for e in errors))
     return picked

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.admission import Job
 from dashboard.batch import BatchItem, batch_rows, batch_summary
+from dashboard.csv_export import rows_csv_bytes
 from dashboard.formatting import display_table
 from dashboard.generation import (
     GenerationCancelled,
@@ -22,11 +24,12 @@ from dashboard.generation import (
 from dashboard.history import HistoryRecord
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.provenance import provenance, with_provenance
+from dashboard.public import scrub_paths
 from dashboard.ui.cancel import session_gone_check
+from dashboard.ui.gate import admitted, generation_turn
 from dashboard.ui.image_input import PickedImage, pick_images_batch
 from dashboard.ui.inference_history_view import save_history
 from dashboard.ui.resources import get_settings
-from dashboard.ui.visitor import generation_turn, visitor_limits
 from dashboard.ui.widgets import generation_settings_form, show_model_error
 
 K_BATCH = "inf.batch_results"
@@ -59,7 +62,7 @@ def render_batch_mode(checkpoint: Path, run_dir: Path | None) -> None:
         st.caption("per_example_s: each row's share of its batch's wall time (batch time ÷ batch_size); the "
                    "exports keep the batch's own phase timings too.")
         c1, c2 = st.columns(2)
-        csv = pd.DataFrame(with_provenance(rows, block)).to_csv(index=False).encode()
+        csv = rows_csv_bytes(with_provenance(rows, block))
         c1.download_button("Download CSV", csv, "batch_results.csv", "text/csv", key="inf.batch_csv")
         c2.download_button("Download JSON", json.dumps({"provenance": block, "rows": rows}, indent=1).encode(),
                            "batch_results.json", "application/json", key="inf.batch_json")
@@ -71,10 +74,10 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
     results = []
     should_stop = session_gone_check()
     try:
-        with visitor_limits(settings, sweep=(len(images), 1)):
+        with admitted(Job.generating("Batch inference", settings, examples=len(images))):
             for start in range(0, len(images), batch_size):  # one turn per chunk: others get theirs between
                 check_cancelled(should_stop, checkpoint.name)  # before waiting for the next turn
-                with generation_turn(checkpoint, limits=False) as loaded:
+                with generation_turn(checkpoint) as loaded:
                     results += generate_batch(loaded, [p.image for p in images[start:start + batch_size]],
                                               prompts[start:start + batch_size], settings, batch_size=batch_size,
                                               should_stop=should_stop)
@@ -88,8 +91,8 @@ def run_batch(checkpoint: Path, run_dir: Path | None, images: list[PickedImage],
         images, prompts, strict=True)]
     rows = batch_rows(items, results)
     source = next((p.source for p in images if p.source is not None), None)
-    block = provenance(run=run_dir, checkpoint=checkpoint, settings=json.loads(settings.key()), eval_set=source,
-                       roots=get_settings().runs_roots)
+    block = scrub_paths(provenance(run=run_dir, checkpoint=checkpoint, settings=json.loads(settings.key()),
+                                   eval_set=source, roots=get_settings().runs_roots), get_settings().runs_roots)
     records = []
     for picked, prompt, result in zip(images, prompts, results, strict=True):
         stats = result_stats(result)

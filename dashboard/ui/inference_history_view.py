@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from pathlib import Path
@@ -10,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.csv_export import rows_csv_bytes
 from dashboard.formatting import fmt_rate, fmt_seconds
 from dashboard.history import HistoryError, HistoryRecord
+from dashboard.public import scrub_paths, shown_path
 from dashboard.thumbnails import png_data_uri
 from dashboard.ui import state
-from dashboard.ui.resources import get_history
+from dashboard.ui.resources import get_history, get_settings
 from dashboard.ui.widgets import apply_generation_settings
 
 K_SESSION = "inf.session_history"
@@ -95,7 +96,8 @@ def render_history_mode() -> None:
                                format_func=lambda p: p if p == "all" else "/".join(Path(p).parts[-2:]))
     text_filter = c2.text_input("Search prompt / output", key="inf.hist_text")
     records = history.list(checkpoint=None if ckpt_filter == "all" else ckpt_filter, text=text_filter or None)
-    st.caption(f"{len(records)} record(s) shown · {history.count()} stored in {history.path}")
+    st.caption(f"{len(records)} record(s) shown · {history.count()} stored in "
+               f"{shown_path(history.path, ())}")
     if not records:
         _confirmation()
         st.info("No generations recorded yet (or none match the filter).")
@@ -116,10 +118,9 @@ def render_history_mode() -> None:
     b2.button("Delete", key="inf.hist_delete", on_click=_ask_delete, args=([int(chosen)],))
     b3.button(f"Delete all {len(records)} shown", key="inf.hist_delete_all", on_click=_ask_delete, args=(ids,))
     _confirmation()
-    rows = history.export_rows(records)
+    rows = scrub_paths(history.export_rows(records), get_settings().runs_roots)
     d1, d2 = st.columns(2)
-    buffer = io.StringIO()
-    pd.DataFrame(rows).drop(columns=["settings", "timings"], errors="ignore").to_csv(buffer, index=False)
-    d1.download_button("Export CSV", buffer.getvalue().encode(), "history.csv", "text/csv", key="inf.hist_csv")
+    d1.download_button("Export CSV", rows_csv_bytes(rows, drop=("settings", "timings")), "history.csv", "text/csv",
+                       key="inf.hist_csv")
     d2.download_button("Export JSON", json.dumps(rows, indent=1, default=str).encode(), "history.json",
                        "application/json", key="inf.hist_json")

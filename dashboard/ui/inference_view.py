@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.admission import Job
 from dashboard.formatting import fmt_rate, fmt_seconds, markdown_safe
 from dashboard.generation import (
     GenerationInputError,
@@ -22,14 +23,15 @@ from dashboard.generation import (
 )
 from dashboard.history import HistoryRecord
 from dashboard.models.pool import CheckpointLoadError
+from dashboard.public import shown_path
 from dashboard.ui import state
 from dashboard.ui.cancel import session_gone_check
+from dashboard.ui.gate import generation_turn
 from dashboard.ui.history_input import history_image
 from dashboard.ui.image_input import PickedImage, pick_image
 from dashboard.ui.inference_batch_view import render_batch_mode
 from dashboard.ui.inference_history_view import K_RERUN, render_history_mode, save_history
-from dashboard.ui.resources import get_history, get_pool
-from dashboard.ui.visitor import generation_turn
+from dashboard.ui.resources import get_history, get_pool, get_settings
 from dashboard.ui.widgets import confined, generation_settings_form, show_model_error, why_no_checkpoint
 
 MODES = ["Single", "Batch", "History"]
@@ -111,7 +113,8 @@ def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prom
     try:
         with ExitStack() as stack:
             with st.spinner(f"Waiting for a turn on {checkpoint.name}…"):
-                loaded = stack.enter_context(generation_turn(checkpoint, settings))  # our turn until the stream ends
+                job = Job.generating("Inference", settings)
+                loaded = stack.enter_context(generation_turn(checkpoint, job))  # our turn until the stream ends
             generation = stream(loaded, picked.image, prompt, settings, prefill, should_stop=session_gone_check())
             templated = format_prompt(loaded, prompt.strip(), prefill.strip())
             with st.expander("Prompt as sent to the model (chat template applied)"):
@@ -154,7 +157,7 @@ def render_inference() -> None:
         st.info(why_no_checkpoint())
         return
     get_pool().prefetch(checkpoint)  # loading while the user picks an image and types
-    st.caption(f"Checkpoint: `{checkpoint}`")
+    st.caption(f"Checkpoint: `{shown_path(checkpoint, get_settings().runs_roots)}`")
     if mode == "Single":
         render_single_mode(checkpoint, state.selected_run())
     else:

@@ -40,9 +40,11 @@ def render_pool_panel(pool: ModelPool, key: str = "pool") -> None:
     shared_controls = not public_mode()  # evicting affects every visitor: not for strangers
     for entry in entries:
         with st.container(border=True):
+            activity = (f"  \nloaded in {entry.load_seconds:.2f} s · used {_ago(entry.last_used)}"
+                        + (" · **in use**" if entry.in_use else "")) if shared_controls else ""
+            # public mode: when and whether others use a model is their business, not a stranger's
             st.markdown(f"**{_label(entry)}**  \n{entry.model_type} · {entry.device} · {entry.dtype} · "
-                        f"{fmt_bytes(entry.nbytes)}  \nloaded in {entry.load_seconds:.2f} s · used "
-                        f"{_ago(entry.last_used)}" + (" · **in use**" if entry.in_use else ""))
+                        f"{fmt_bytes(entry.nbytes)}" + activity)
             if shared_controls and st.button("Evict", key=f"{key}.evict.{entry.path}", disabled=bool(entry.in_use),
                          help="Free this model's memory (it reloads on next use)"):
                 if pool.evict(entry.path):

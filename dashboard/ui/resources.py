@@ -8,7 +8,6 @@ every cache (the whole policy is in that module's docstring).
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Hashable
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from dashboard import caching
-from dashboard.config import Settings, load_settings
-
-logger = logging.getLogger(__name__)
+from dashboard.config import Settings
+from dashboard.ui.settings_source import get_settings
+from dashboard.ui.visitor import current_visitor
 
 if TYPE_CHECKING:
     from dashboard.history import HistoryStore
@@ -34,18 +33,6 @@ def _memo_store(name: str) -> OrderedDict[Hashable, Any]:
 
 
 caching.use_store_provider(_memo_store)
-
-
-def _secrets() -> dict[str, object]:
-    try:
-        return {k: v for k, v in st.secrets.items() if k.startswith("VLMLAB_")}
-    except Exception:  # no secrets.toml: the normal case
-        logger.debug("no usable .streamlit/secrets.toml", exc_info=True)
-        return {}
-
-
-def get_settings() -> Settings:
-    return load_settings(secrets=_secrets())
 
 
 @st.cache_resource(show_spinner=False)
@@ -75,18 +62,15 @@ def _history_for(db_path: str) -> HistoryStore:
 def get_history() -> HistoryStore:
     """The persistent (SQLite) generation history in the configured data directory.
 
-    Public mode: scoped to this browser's visitor token (nobody sees another visitor's rows)
+    Public mode: scoped to this browser's server-issued visitor (nobody sees another visitor's rows)
     and rows past the retention period are dropped.
     """
-    from dashboard.public import public_mode
-
     store = _history_for(str(get_settings().data_dir / "history.sqlite"))
-    if not public_mode():
+    visitor = current_visitor()
+    if visitor is None:  # local use: one shared history
         return store
-    from dashboard.ui.visitor import current_visitor
-
     _purge_daily(store)
-    return store.scoped(current_visitor() or "")
+    return store.scoped(visitor)
 
 
 _last_purge: dict[str, float] = {}

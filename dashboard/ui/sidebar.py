@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard.formatting import markdown_safe
 from dashboard.paths import PathOutsideRoots, is_within, resolve_within
+from dashboard.public import shown_path
 from dashboard.ui import state
 from dashboard.ui.resources import get_pool, get_run, get_settings
 
@@ -61,14 +62,14 @@ def render_sidebar() -> None:
             state.put(state.RUNS_ROOT, root)
         root_path = Path(root)
         if not root_path.is_dir():
-            st.info(f"Runs root `{root}` does not exist yet. Build the demo run on Home.")
+            st.info(f"Runs root `{shown_path(root, ())}` does not exist yet. Build the demo run on Home.")
             state.put(state.RUN_PATH, None)
             state.put(state.CHECKPOINT_PATH, None)
             return
         # A run folder that is a symlink out of the roots is not offered at all.
         runs = [r for r in list_runs(root_path) if is_within(r.path, settings.runs_roots)]
         if not runs:
-            st.info(f"No runs under `{root}` yet.")
+            st.info(f"No runs under `{shown_path(root, ())}` yet.")
             state.put(state.RUN_PATH, None)
             state.put(state.CHECKPOINT_PATH, None)
             return

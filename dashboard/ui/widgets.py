@@ -37,10 +37,12 @@ def generation_settings_form(prefix: str, label: str = "Generation settings",
     cap = _max_new_tokens_cap()
     if int(st.session_state[f"{prefix}.max_new_tokens"]) > cap:  # e.g. a history re-run from before the cap
         st.session_state[f"{prefix}.max_new_tokens"] = cap
+    if int(st.session_state[f"{prefix}.num_beams"]) > _max_beams():
+        st.session_state[f"{prefix}.num_beams"] = _max_beams()
     with st.expander(label, expanded=False):
         c1, c2, c3 = st.columns(3)
         max_new = c1.number_input("Max new tokens", 1, _max_new_tokens_cap(), key=f"{prefix}.max_new_tokens")
-        beams = c2.number_input("Beams", 1, 16, key=f"{prefix}.num_beams")
+        beams = c2.number_input("Beams", 1, _max_beams(), key=f"{prefix}.num_beams")
         seed = c3.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}.seed")
         decoding = st.radio("Decoding", ["Greedy", "Sampling"], horizontal=True, key=f"{prefix}.decoding")
         sampling = decoding == "Sampling"
@@ -57,6 +59,13 @@ def _max_new_tokens_cap() -> int:
     from dashboard.public import LIMITS, public_mode
 
     return LIMITS.max_new_tokens if public_mode() else 4096
+
+
+def _max_beams() -> int:
+    """16 locally; public mode's cap."""
+    from dashboard.public import LIMITS, public_mode
+
+    return LIMITS.max_beams if public_mode() else 16
 
 
 def apply_generation_settings(prefix: str, settings: Mapping[str, Any]) -> None:

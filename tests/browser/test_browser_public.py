@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.ui.visitor import COOKIE
 from tests.browser.browser_kit import (
     StreamlitServer,
     app_text,
@@ -52,7 +53,8 @@ def test_two_visitors_build_the_demo_at_once(browser, space_server, artifacts_di
         for page in (a, b):
             goto(page, space_server)
             page.locator('[data-testid="stButton"] button').filter(has_text="Build the demo run").first.wait_for()
-        assert "visitor=" in a.url and "visitor=" in b.url and a.url != b.url
+        assert "visitor=" not in a.url and "visitor=" not in b.url  # the identity is a cookie, not the address
+        assert _identity(a) != _identity(b)
         buttons = [p.locator('[data-testid="stButton"] button').filter(has_text="Build the demo run").first
                    for p in (a, b)]
         a.evaluate("() => 0")  # both pages ready; click as close together as Playwright allows
@@ -79,6 +81,18 @@ def test_two_visitors_build_the_demo_at_once(browser, space_server, artifacts_di
     assert (root / "demo" / "eval" / "demo.jsonl").is_file()
 
 
+def _identity(page) -> str | None:
+    """The visitor cookie this browser context holds (None until the page's script wrote it)."""
+    return next((c["value"] for c in page.context.cookies() if c["name"] == COOKIE), None)
+
+
+def _wait_identity(page) -> str:
+    page.wait_for_function(f"() => document.cookie.includes('{COOKIE}=v1.')")
+    value = _identity(page)
+    assert value is not None
+    return value
+
+
 def _generate(page, server, example_id: str, marker: str) -> None:
     goto(page, server)
     open_page(page, "Inference")
@@ -94,11 +108,11 @@ def _generate(page, server, example_id: str, marker: str) -> None:
     settle(page)
 
 
-def _history(page) -> str:
+def _history(page, expect_rows: bool = True) -> str:
     open_page(page, "Inference")
     page.locator('[data-testid="stButtonGroup"] button').filter(has_text="History").first.click()
     settle(page)
-    page.get_by_text("record(s) shown").first.wait_for()
+    page.get_by_text("record(s) shown" if expect_rows else "No generations recorded yet").first.wait_for()
     return app_text(page)
 
 
@@ -136,7 +150,7 @@ def test_visitors_see_only_their_own_history(browser, public_server, demo_runs_r
         b.locator('[data-testid="stButton"] button').filter(has_text="Delete all 1 shown").first.click()
         b.locator('[data-testid="stButton"] button').filter(has_text="Yes, delete").first.click()  # confirm
         b.get_by_text("No generations recorded yet").first.wait_for()
-        a.reload()  # A's row survived B's "delete all", and A's token survives the refresh
+        a.reload()  # A's row survived B's "delete all", and A's cookie brings A back after the refresh
         settle(a)
         assert "1 record(s) shown · 1 stored" in _history(a)
         assert [r["prompt"] for r in _export_json(a)] == [prompt_a]
@@ -151,3 +165,113 @@ def test_local_mode_keeps_one_shared_history(browser, server, demo_runs_root):
         text = _history(b)
         assert "Public demo" not in text
         assert "shared-row" in selected_value(b, "Record")  # newest row, made by the other session
+
+
+def test_forged_identity_and_copied_link_show_none_of_the_senders_history(browser, public_server, demo_runs_root,
+                                                                          artifacts_dir):
+    """Token fixation on main: any ``?visitor=<22–64 chars>`` was adopted, so a link carrying the sender's
+    value (or a string the attacker chose) opened the sender's history. Now the identity is a cookie the
+    server signed: a copied link carries only the view, a forged value gets a fresh, empty identity."""
+    example_id = json.loads((demo_runs_root / "demo" / "eval" / "demo.jsonl").read_text().splitlines()[0])["id"]
+    with fresh_page(browser) as sender, fresh_page(browser) as receiver, fresh_page(browser) as forger:
+        _generate(sender, public_server, example_id, "sender-secret")
+        token = _wait_identity(sender)
+        cookie = next(c for c in sender.context.cookies() if c["name"] == COOKIE)
+        assert cookie["sameSite"] == "Lax" and not cookie["httpOnly"]  # plain http here: Lax (README)
+        link = sender.url
+        assert "visitor" not in link and "run=" in link  # the address carries the view only
+        receiver.goto(link)  # the colleague opens the copied link
+        settle(receiver)
+        assert "No generations recorded yet" in _history(receiver, expect_rows=False)
+        assert _wait_identity(receiver) != token
+        # The attacker's own (valid) identity in the address, and a forged cookie, adopt nothing.
+        forger.context.add_cookies([{"name": COOKIE, "value": "v1." + "A" * 22 + "." + "B" * 22,
+                                     "url": public_server.url}])
+        forger.goto(f"{public_server.url}/?visitor={token.split('.')[1]}&visitor={token}")
+        settle(forger)
+        assert "visitor=" not in forger.url
+        assert "No generations recorded yet" in _history(forger, expect_rows=False)
+        fresh = _wait_identity(forger)
+        assert fresh != token and fresh != "v1." + "A" * 22 + "." + "B" * 22
+        shot(forger, artifacts_dir, "public-forged-identity")
+        # The sender, after a reload (a new Streamlit session), is recognised by the cookie alone.
+        sender.reload()
+        settle(sender)
+        assert "1 record(s) shown · 1 stored" in _history(sender)
+
+
+@pytest.fixture()
+def public_own_run(demo_run_dir, tmp_path, artifacts_dir):
+    """Public mode on a private copy of the demo run (eval results are written next to the run)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
+    srv = StreamlitServer(root, tmp_path / "data", artifacts_dir / "public-eval-server.log",
+                          extra_env={"VLMLAB_PUBLIC": "1", "VLMLAB_MEMORY_BUDGET": "1GB"})
+    yield srv
+    srv.stop()
+
+
+def _eval_mode(page, server) -> None:
+    goto(page, server)
+    open_page(page, "Comparison")
+    page.locator('[data-testid="stRadio"] label').filter(has_text="Eval set").first.click()
+    settle(page)
+
+
+def _upload_set(page, path: Path) -> None:
+    page.locator('[data-testid="stRadio"] label').filter(has_text="Upload JSONL/CSV").first.click()
+    settle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(path))
+    page.get_by_text("usable examples in").first.wait_for(timeout=120_000)
+    settle(page)
+
+
+def _set_examples(page, count: int) -> None:
+    box = page.get_by_label("Examples (the first N of the set)", exact=True)
+    box.fill(str(count))
+    box.press("Enter")
+    settle(page)
+
+
+def _run_eval(page) -> str:
+    page.locator('[data-testid="stButton"] button').filter(has_text="Run eval set").first.click()
+    page.get_by_text("Scores with 95% confidence intervals").first.wait_for(timeout=600_000)
+    settle(page, 600_000)
+    return app_text(page)
+
+
+def test_a_visitor_completes_an_eval_comparison_and_uploaded_scores_stay_theirs(browser, public_own_run,
+                                                                                artifacts_dir):
+    """main: the demo set (200 × N checkpoints) was over the 64-generation cap with no control to choose
+    fewer, and uploading the run's own rows unchanged gave 'no usable examples'; an uploaded set's scores
+    went into the shared run folder, on every visitor's pages."""
+    run = public_own_run.runs_root / "demo"
+    own_set = run / "eval" / "demo.jsonl"
+    with fresh_page(browser) as a, fresh_page(browser) as b:
+        _eval_mode(a, public_own_run)
+        count = a.get_by_label("Examples (the first N of the set)", exact=True)
+        offered = int(count.input_value())
+        # at most 64 ÷ (2 or more checkpoints chosen), never the whole set (AppTest checks the exact relation)
+        assert 1 <= offered <= 32
+        assert "Scores of the run's own eval set are shared" in app_text(a)
+        _set_examples(a, 2)  # keep the machine's share small; the default runs as well
+        text = _run_eval(a)
+        assert "Not run" not in text and exception_texts(a) == [], text[-2000:]
+        assert "Stopped." not in text
+        shot(a, artifacts_dir, "public-eval-own-set")
+        _upload_set(a, own_set)  # the run's own file, unchanged: its images are found
+        assert "kept for you alone" in app_text(a)
+        _set_examples(a, 2)
+        text = _run_eval(a)
+        assert "Not run" not in text and exception_texts(a) == [], text[-2000:]
+        _eval_mode(b, public_own_run)  # another visitor uploads the same file: none of A's scores
+        _upload_set(b, own_set)
+        _set_examples(b, 2)
+        b.get_by_text("No saved scores for these checkpoints and settings yet").first.wait_for()
+        shot(b, artifacts_dir, "public-eval-other-visitor")
+    saved = list((run / "eval_results").glob("*/*.json"))
+    assert saved and all(json.loads(p.read_text())["total"] == 2 for p in saved)  # only the run's own set
+    private = list((public_own_run.data_dir / "visitors").glob("*/*/eval_results/*/*.json"))
+    assert private, "the uploaded set's scores were not kept per visitor"

@@ -36,3 +36,19 @@ def test_stop_leaves_a_stopped_note_and_a_new_start_clears_it() -> None:
     job.start("a")
     assert job.report is None
     assert report_lines(None) == (None, None, [])
+
+
+def test_a_stopped_note_belongs_to_its_job_and_a_refusal_leaves_none() -> None:
+    """The stale 'Stopped. Scored examples were saved…' (issue 30): it showed for another set or settings,
+    and after a public limit refused the job before anything ran."""
+    store: dict = {}
+    job = EvalJobState(store)
+    job.stop()  # Stop with nothing running: nothing to report
+    assert job.report is None
+    job.start("a")
+    job.stop()
+    assert report_lines(job.report_for("a"))[0] is not None
+    assert job.report_for("b") is None  # another job (set, checkpoints, settings): not its note
+    job.start("b")
+    job.abandon()  # refused by a limit: nothing ran, nothing was saved
+    assert job.report is None and not job.is_running("b")
