@@ -315,12 +315,13 @@ def plan_checkpoint(path: str | Path, roots: list[Path] | tuple[Path, ...] | Non
     small = [f for name, kind in SMALL_FILES.items()
              if (f := _small_file(folder, name, kind, root_list, problems)) is not None]
     small += _templates(folder, root_list, problems)
-    fmt, weights, missing = _weights(folder, ADAPTER_WEIGHTS if is_adapter else MODEL_WEIGHTS, root_list,
-                                     problems, small)
     names = {f.name for f in small}
     model_type, remote = _config(folder, root_list, problems) if "config.json" in names else (None, ())
     if "config.json" not in names and not is_adapter and not os.path.lexists(folder / "config.json"):
         problems.append("no config.json, so it is not a transformers model folder")
+    fmt, weights, missing = _weights(folder, ADAPTER_WEIGHTS if is_adapter else MODEL_WEIGHTS, root_list,
+                                     problems, small)
+    names = {f.name for f in small}  # a shard index joined them
     base = _adapter_base(folder, root_list, problems, _depth) if ADAPTER_CONFIG in names else None
     code: list[PlannedFile] = []
     if remote:
