@@ -181,8 +181,8 @@ def _fail(plan: LoadPlan, options: LoadOptions) -> None:
         first = problems[0]
         if "outside the runs root" in first and (first.startswith("links outside") or "shard" in first):
             raise CheckpointLoadError(f"{folder.name}: {first}")
-        raise CheckpointLoadError(f"{folder.name}: {first}" + (f" (and {len(problems) - 1} more problem(s))"
-                                                              if len(problems) > 1 else ""))
+        more = f"; and {len(problems) - 3} more problem(s)" if len(problems) > 3 else ""
+        raise CheckpointLoadError(f"{folder.name}: {'; '.join(problems[:3])}{more}")
     if plan.missing_files:
         raise CheckpointLoadError(f"{folder.name}: weights incomplete, missing {', '.join(plan.missing_files)}")
     for part in (plan, plan.base):

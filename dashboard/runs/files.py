@@ -121,7 +121,7 @@ def confine(path: str | Path, roots: Iterable[str | Path]) -> Path:
         raise OutsideRootsError(str(exc)) from None
 
 
-def _check_info(info: os.stat_result, kind: FileKind, shown: str) -> None:
+def check_stat(info: os.stat_result, kind: FileKind, shown: str) -> None:
     """Refuse a special, oversized, sparse or (outside weights) hard-linked file of ``kind``."""
     if not stat.S_ISREG(info.st_mode):
         raise SpecialFileError(f"{shown}: not a regular file")
@@ -153,7 +153,7 @@ def check_regular_file(path: Path, kind: FileKind, shown: str | None = None) -> 
         raise
     except OSError as exc:
         raise RunFileError(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
-    _check_info(info, kind, shown)
+    check_stat(info, kind, shown)
     return info
 
 
@@ -199,6 +199,23 @@ def open_walked(resolved: Path, root: Path, shown: str) -> int:
         os.close(dir_fd)
 
 
+def open_folder(path: str | Path, roots: Iterable[str | Path]) -> int:
+    """A descriptor of a confined folder, opened by the same walk as :func:`open_checked`.
+
+    For listings that stat many entries of one folder (``os.stat(name, dir_fd=…,
+    follow_symlinks=False)``): entries that are links still go through :func:`open_checked`.
+    """
+    root_list = [Path(r).expanduser().resolve() for r in roots]
+    resolved = confine(path, root_list)
+    shown = _shown(resolved, root_list)
+    root = _root_of(resolved, root_list)
+    fd = os.open(root, _DIR_FLAGS) if resolved == root else open_walked(resolved, root, shown)
+    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SpecialFileError(f"{shown}: not a folder")
+    return fd
+
+
 def _root_of(resolved: Path, roots: Iterable[Path]) -> Path:
     """The deepest root holding ``resolved`` (where the descriptor walk starts)."""
     holding = [r for r in roots if resolved == r or resolved.is_relative_to(r)]
@@ -220,10 +237,17 @@ def open_checked(path: str | Path, roots: Iterable[str | Path], kind: FileKind) 
     if str(resolved).startswith(("/proc/", "/sys/", "/dev/")):
         raise SpecialFileError(f"{shown}: not a regular file")
     fd = open_walked(resolved, _root_of(resolved, root_list), shown)
+    with _checked(fd, kind, shown) as handle:
+        yield handle
+
+
+@contextmanager
+def _checked(fd: int, kind: FileKind, shown: str) -> Iterator[BinaryIO]:
+    """The checks every read makes, on the opened descriptor (``fstat``), then the handle."""
     handle = os.fdopen(fd, "rb")
     try:
         info = os.fstat(fd)
-        _check_info(info, kind, shown)
+        check_stat(info, kind, shown)
         if kind != "weights" and info.st_size <= LFS_POINTER_MAX:
             head = handle.read(len(LFS_POINTER_PREFIX))
             if is_lfs_pointer(head):
@@ -234,14 +258,42 @@ def open_checked(path: str | Path, roots: Iterable[str | Path], kind: FileKind) 
         handle.close()
 
 
+@contextmanager
+def open_entry(folder: Path, name: str, roots: Iterable[str | Path], kind: FileKind,
+               dir_fd: int) -> Iterator[BinaryIO]:
+    """:func:`open_checked` for an entry of a folder already opened by :func:`open_folder`.
+
+    A plain entry is opened relative to the folder's descriptor with ``O_NOFOLLOW`` (no second
+    walk from the root: listing many checkpoints stays cheap); an entry that is a symlink is
+    resolved and confined by :func:`open_checked`. The same checks run on the opened descriptor.
+    """
+    if "/" not in name and not stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise RunFileError(f"{name}: cannot read ({exc.strerror or type(exc).__name__})") from exc
+        with _checked(fd, kind, name) as handle:
+            yield handle
+        return
+    with open_checked(folder / name, roots, kind) as handle:
+        yield handle
+
+
+def read_limited(handle: BinaryIO, kind: FileKind, shown: str) -> bytes:
+    """Read a checked handle whole, within the size limit of ``kind`` (a file may grow after ``fstat``)."""
+    limit = SIZE_LIMITS[kind]
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLargeError(f"{shown}: over the {limit / MB:,.0f} MB limit for {kind} files")
+    return data
+
+
 def read_bytes(path: str | Path, roots: Iterable[str | Path], kind: FileKind) -> bytes:
     """The whole file, within the size limit of ``kind``."""
-    limit = SIZE_LIMITS[kind]
     with open_checked(path, roots, kind) as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:  # grew between stat and read
-        raise FileTooLargeError(f"{Path(path).name}: over the {limit / MB:,.0f} MB limit for {kind} files")
-    return data
+        return read_limited(handle, kind, Path(path).name)
 
 
 def read_text(path: str | Path, roots: Iterable[str | Path], kind: FileKind = "text") -> str:

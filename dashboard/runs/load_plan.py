@@ -28,10 +28,13 @@ from dashboard.runs.files import (
     FileKind,
     RunFileError,
     confine,
+    check_stat,
     excerpt,
     is_lfs_pointer,
-    open_checked,
-    read_json,
+    open_entry,
+    open_folder,
+    parse_json,
+    read_limited,
 )
 
 WeightFormat = Literal["safetensors", "sharded-safetensors", "pickle", "none"]
@@ -131,20 +134,25 @@ class LoadPlan:
         return self.path / name
 
 
-def _probe(path: Path, kind: FileKind, roots: list[Path]) -> int:
-    """Size of ``path`` after every check a read makes (confinement, walk, fstat); nothing is read."""
-    with open_checked(path, roots, kind) as handle:
+def _probe(folder: Path, name: str, kind: FileKind, roots: list[Path], dir_fd: int) -> int:
+    """Size of ``folder/name`` after every check a read makes (confinement, walk, fstat); nothing is read."""
+    with open_entry(folder, name, roots, kind, dir_fd) as handle:
         return os.fstat(handle.fileno()).st_size
 
 
+def _json(folder: Path, name: str, roots: list[Path], dir_fd: int) -> object:
+    """A small JSON file of the folder, read through the opener."""
+    with open_entry(folder, name, roots, "json", dir_fd) as handle:
+        return parse_json(read_limited(handle, "json", name), name)
+
+
 def _small_file(folder: Path, name: str, kind: FileKind, roots: list[Path],
-                problems: list[str]) -> PlannedFile | None:
+                problems: list[str], dir_fd: int, entries: frozenset[str]) -> PlannedFile | None:
     """A planned small file, or None when absent; a refusal is recorded as a problem."""
-    path = folder / name
-    if not os.path.lexists(path):
+    if not _present(folder, name, entries):
         return None
     try:
-        return PlannedFile(name, kind, _probe(path, kind, roots))
+        return PlannedFile(name, kind, _probe(folder, name, kind, roots, dir_fd))
     except FileNotFoundError:  # a dangling symlink: nothing transformers could read either
         problems.append(f"{name}: broken link")
     except RunFileError as exc:
@@ -154,10 +162,16 @@ def _small_file(folder: Path, name: str, kind: FileKind, roots: list[Path],
     return None
 
 
-def _templates(folder: Path, roots: list[Path], problems: list[str]) -> list[PlannedFile]:
+def _present(folder: Path, name: str, entries: frozenset[str]) -> bool:
+    """Whether the folder has an entry ``name`` (links included); ``entries`` is its listing."""
+    return name in entries if "/" not in name else os.path.lexists(folder / name)
+
+
+def _templates(folder: Path, roots: list[Path], problems: list[str], dir_fd: int,
+               entries: frozenset[str]) -> list[PlannedFile]:
     """``additional_chat_templates/*.jinja``: a real folder inside the checkpoint, each file checked."""
     sub = folder / TEMPLATE_DIR
-    if not os.path.lexists(sub):
+    if TEMPLATE_DIR not in entries:
         return []
     if sub.is_symlink() or not sub.is_dir():
         problems.append(f"{TEMPLATE_DIR}: not a plain folder (a link is not followed)")
@@ -166,11 +180,12 @@ def _templates(folder: Path, roots: list[Path], problems: list[str]) -> list[Pla
     if len(names) > MAX_TEMPLATES:
         problems.append(f"{TEMPLATE_DIR}: {len(names)} templates, more than {MAX_TEMPLATES}")
         return []
-    planned = [_small_file(folder, f"{TEMPLATE_DIR}/{n}", "text", roots, problems) for n in names]
+    planned = [_small_file(folder, f"{TEMPLATE_DIR}/{n}", "text", roots, problems, dir_fd, entries) for n in names]
     return [p for p in planned if p is not None]
 
 
-def _weight_file(folder: Path, name: str, roots: list[Path]) -> tuple[PlannedFile | None, str | None]:
+def _weight_file(folder: Path, name: str, roots: list[Path], dir_fd: int,
+                 entries: frozenset[str]) -> tuple[PlannedFile | None, str | None]:
     """A weight file (or shard) the folder names, or why it is unusable."""
     if Path(name).is_absolute() or ".." in Path(name).parts:
         try:
@@ -178,11 +193,10 @@ def _weight_file(folder: Path, name: str, roots: list[Path]) -> tuple[PlannedFil
         except RunFileError:
             return None, "outside the runs root"
         return None, "not inside the checkpoint folder"
-    path = folder / name
-    if not os.path.lexists(path):
+    if not _present(folder, name, entries):
         return None, "missing"
     try:
-        with open_checked(path, roots, "weights") as handle:
+        with open_entry(folder, name, roots, "weights", dir_fd) as handle:
             size = os.fstat(handle.fileno()).st_size
             if size <= LFS_POINTER_MAX and is_lfs_pointer(handle.read(len(LFS_POINTER_PREFIX))):
                 return None, "Git LFS pointer — run `git lfs pull`"
@@ -195,18 +209,19 @@ def _weight_file(folder: Path, name: str, roots: list[Path]) -> tuple[PlannedFil
 
 
 def _weights(folder: Path, names: WeightNames, roots: list[Path], problems: list[str],
-             small: list[PlannedFile]) -> tuple[WeightFormat, tuple[PlannedFile, ...], tuple[str, ...]]:
+             small: list[PlannedFile], dir_fd: int,
+             entries: frozenset[str]) -> tuple[WeightFormat, tuple[PlannedFile, ...], tuple[str, ...]]:
     """Which weights a load reads: a safetensors index (and its shards), a single file, or pickles."""
     for index_name in (names.index, names.pickle_index):
-        index = _small_file(folder, index_name, "json", roots, problems)
+        index = _small_file(folder, index_name, "json", roots, problems, dir_fd, entries)
         if index is None:
-            if os.path.lexists(folder / index_name):
+            if index_name in entries:
                 return ("sharded-safetensors" if index_name == names.index else "pickle"), (), (index_name,)
             continue
         small.append(index)
         fmt: WeightFormat = "sharded-safetensors" if index_name == names.index else "pickle"
         try:
-            data = read_json(folder / index_name, roots)
+            data = _json(folder, index_name, roots, dir_fd)
         except RunFileError as exc:
             problems.append(str(exc))
             return fmt, (), (index_name,)
@@ -218,7 +233,7 @@ def _weights(folder: Path, names: WeightNames, roots: list[Path], problems: list
         found: list[PlannedFile] = []
         bad: dict[str, str] = {}
         for shard in shards:
-            planned, why = _weight_file(folder, shard, roots)
+            planned, why = _weight_file(folder, shard, roots, dir_fd, entries)
             if why:
                 bad[shard] = why
             elif planned:
@@ -231,24 +246,24 @@ def _weights(folder: Path, names: WeightNames, roots: list[Path], problems: list
                             + ", ".join(excerpt(s) for s in listed[:3]) + ("…" if len(listed) > 3 else ""))
         return fmt, tuple(found), tuple(bad)
     for single, fmt in ((names.single, "safetensors"), (names.pickle_single, "pickle")):
-        if not os.path.lexists(folder / single):
+        if single not in entries:
             continue
-        planned, why = _weight_file(folder, single, roots)
+        planned, why = _weight_file(folder, single, roots, dir_fd, entries)
         if why:
             problems.append(f"{single}: {why}")
             return "none", (), ()
         assert planned is not None
         return fmt, (planned,), ()  # type: ignore[return-value]
-    others = sorted(p.name for p in folder.glob("*.safetensors"))[:3]
+    others = sorted(e for e in entries if e.endswith(".safetensors"))[:3]
     hint = f"; {', '.join(excerpt(o) for o in others)} is not a name transformers loads" if others else ""
     problems.append(f"no model weights ({names.single} missing){hint}")
     return "none", (), ()
 
 
-def _config(folder: Path, roots: list[Path], problems: list[str]) -> tuple[str | None, tuple[str, ...]]:
+def _config(folder: Path, roots: list[Path], problems: list[str], dir_fd: int) -> tuple[str | None, tuple[str, ...]]:
     """``model_type`` and ``auto_map`` entries of ``config.json`` (already probed)."""
     try:
-        config = read_json(folder / "config.json", roots)
+        config = _json(folder, "config.json", roots, dir_fd)
     except RunFileError as exc:
         problems.append(str(exc))
         return None, ()
@@ -264,10 +279,11 @@ def _config(folder: Path, roots: list[Path], problems: list[str]) -> tuple[str |
     return model_type, remote
 
 
-def _adapter_base(folder: Path, roots: list[Path], problems: list[str], depth: int) -> LoadPlan | None:
+def _adapter_base(folder: Path, roots: list[Path], problems: list[str], depth: int,
+                  dir_fd: int) -> LoadPlan | None:
     """The local base model an adapter names (``base_model_name_or_path``), planned; never a hub id."""
     try:
-        adapter = read_json(folder / ADAPTER_CONFIG, roots)
+        adapter = _json(folder, ADAPTER_CONFIG, roots, dir_fd)
     except RunFileError as exc:
         problems.append(str(exc))
         return None
@@ -311,26 +327,36 @@ def plan_checkpoint(path: str | Path, roots: list[Path] | tuple[Path, ...] | Non
             return LoadPlan(folder, "none", (), (), None, problems=("not a folder",))
     except OSError:
         return LoadPlan(folder, "none", (), (), None, problems=("does not exist",))
-    is_adapter = os.path.lexists(folder / ADAPTER_CONFIG)
+    try:
+        dir_fd = open_folder(folder, root_list)
+    except (RunFileError, OSError):
+        return LoadPlan(folder, "none", (), (), None, problems=("changed while being read; not read",))
+    try:
+        return _plan(folder, root_list, problems, dir_fd, _depth)
+    finally:
+        os.close(dir_fd)
+
+
+def _plan(folder: Path, root_list: list[Path], problems: list[str], dir_fd: int, depth: int) -> LoadPlan:
+    entries = frozenset(os.listdir(dir_fd))
+    is_adapter = ADAPTER_CONFIG in entries
     small = [f for name, kind in SMALL_FILES.items()
-             if (f := _small_file(folder, name, kind, root_list, problems)) is not None]
-    small += _templates(folder, root_list, problems)
-    fmt, weights, missing = _weights(folder, ADAPTER_WEIGHTS if is_adapter else MODEL_WEIGHTS, root_list,
-                                     problems, small)
+             if (f := _small_file(folder, name, kind, root_list, problems, dir_fd, entries)) is not None]
+    small += _templates(folder, root_list, problems, dir_fd, entries)
     names = {f.name for f in small}
-    model_type, remote = _config(folder, root_list, problems) if "config.json" in names else (None, ())
-    if "config.json" not in names and not is_adapter and not os.path.lexists(folder / "config.json"):
+    model_type, remote = _config(folder, root_list, problems, dir_fd) if "config.json" in names else (None, ())
+    if "config.json" not in names and not is_adapter and "config.json" not in entries:
         problems.append("no config.json, so it is not a transformers model folder")
-    base = _adapter_base(folder, root_list, problems, _depth) if ADAPTER_CONFIG in names else None
+    fmt, weights, missing = _weights(folder, ADAPTER_WEIGHTS if is_adapter else MODEL_WEIGHTS, root_list,
+                                     problems, small, dir_fd, entries)
+    names = {f.name for f in small}  # a shard index joined them
+    base = _adapter_base(folder, root_list, problems, depth, dir_fd) if ADAPTER_CONFIG in names else None
     code: list[PlannedFile] = []
     if remote:
-        code = [f for p in sorted(folder.glob("*.py"))
-                if (f := _small_file(folder, p.name, "text", root_list, problems)) is not None]
+        code = [f for name in sorted(e for e in entries if e.endswith(".py"))
+                if (f := _small_file(folder, name, "text", root_list, problems, dir_fd, entries)) is not None]
     read = names | {w.name for w in weights} | {c.name for c in code} | {TEMPLATE_DIR}
-    try:
-        not_staged = tuple(sorted(e for e in os.listdir(folder) if e not in read))
-    except OSError:
-        not_staged = ()
+    not_staged = tuple(sorted(entries - read))
     return LoadPlan(folder, fmt, weights, tuple(small), model_type, is_adapter=is_adapter, base=base,
                     remote_code=remote, problems=tuple(problems), missing_files=missing, code_files=tuple(code),
                     not_staged=not_staged)

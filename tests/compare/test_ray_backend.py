@@ -165,3 +165,20 @@ def test_bad_checkpoint_fails_with_its_reason_without_retry(ray_cluster: Any, de
     report = run_eval(None, run, [broken], _evalset(run), SETTINGS, batch_size=BATCH, backend=RayBackend("auto"))
     assert "checkpoint-999" in report.errors and not report.retries
     assert "config" in report.errors["checkpoint-999"].lower()
+
+
+def test_ray_worker_confines_to_the_pools_roots(ray_cluster: Any, demo_run_dir: Path, tmp_path: Path) -> None:
+    """A Ray worker loads with the pool's :class:`~dashboard.config.LoadOptions`, runs roots included.
+    On main the worker called ``load_checkpoint`` without roots, so a checkpoint folder linked to a
+    model outside the runs root (which the pool refuses) was loaded by the worker."""
+    from dashboard.compare.ray_backend import RayBackend
+    from dashboard.config import LoadOptions
+
+    run = _copy_run(demo_run_dir, tmp_path, "confined")
+    outside = tmp_path / "outside-model"
+    shutil.copytree(_checkpoints(run)[-1], outside)
+    linked = run / "checkpoint-99999"
+    linked.symlink_to(outside, target_is_directory=True)
+    backend = RayBackend("auto", options=LoadOptions(roots=(run,)))
+    report = run_eval(None, run, [linked], _evalset(run, BATCH), SETTINGS, batch_size=BATCH, backend=backend)
+    assert "outside the runs root" in report.errors.get(linked.name, ""), report.errors
