@@ -13,6 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def user_path(text: str) -> Path:
+    """A path as the user typed it: ``~`` expanded, relative to the current directory (made absolute
+    here, once, so no later step can re-root it under a runs root)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text).expanduser().absolute()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the demo run (eval set + trained tiny LLaVA checkpoints) into ``--out``."""
     from tqdm import tqdm
@@ -72,11 +80,11 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     from dashboard.models.pool import CheckpointLoadError, ModelPool
     from dashboard.runs.checkpoints import discover_checkpoints
 
-    run = Path(args.run)
+    run = Path(args.run)  # absolute: parsed by user_path
     if not run.is_dir():
         print(f"error: run directory not found: {run}", file=sys.stderr)
         return 2
-    sets = [Path(args.eval)] if args.eval else find_eval_sets(run)
+    sets = [args.eval] if args.eval else find_eval_sets(run)
     if not sets:
         print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
         return 2
@@ -120,12 +128,15 @@ def cmd_pointing(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dashboard.generation import DEFAULT_GENERATION
+
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="VLM checkpoint lab tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="build the demo run (a tiny LLaVA trained on a synthetic task)",
                           description=cmd_demo.__doc__)
-    demo.add_argument("--out", required=True, help="output run directory (new, empty, or a previous demo run)")
+    demo.add_argument("--out", required=True, type=user_path,
+                      help="output run directory (new, empty, or a previous demo run)")
     demo.add_argument("--seed", type=int, default=0, help="seed for data, model init and training (default 0)")
     demo.add_argument("--preset", choices=["full", "test"], default="full",
                       help="'full': the real demo (default); 'test': a fast small run for the test-suite")
@@ -136,23 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a run's checkpoints on an eval set (CIs, per task, paired tests)",
                         description=(cmd_eval.__doc__ or "")
                         + " Progress on stderr; exit 0 done, 2 bad input, 1 failure.")
-    ev.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders)")
+    ev.add_argument("--run", required=True, type=user_path,
+                    help="run directory (checkpoint-N/ folders), absolute or relative to the current directory")
     ev.add_argument("--checkpoints", help="comma-separated names or steps (default: every loadable checkpoint)")
-    ev.add_argument("--eval", help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
-    ev.add_argument("--limit", type=int, help="only the first N examples")
+    ev.add_argument("--eval", type=user_path, help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
+    ev.add_argument("--limit", type=int, help="only the first N examples (a result of its own, subset first-N)")
     ev.add_argument("--json", action="store_true", help="print the JSON report on stdout")
-    ev.add_argument("--out", help="also write the JSON report to this file")
+    ev.add_argument("--out", type=user_path, help="also write the JSON report to this file")
     ev.add_argument("--batch-size", type=int, default=8, help="examples per generate batch (default 8)")
-    ev.add_argument("--max-new-tokens", type=int, default=16, help="greedy decoding budget (default 16)")
+    ev.add_argument("--max-new-tokens", type=int, default=DEFAULT_GENERATION.max_new_tokens,
+                    help=f"greedy decoding budget (default {DEFAULT_GENERATION.max_new_tokens}, the pages' default)")
     ev.add_argument("--group-by", default="task", help="categorical column for the breakdown (default task)")
     ev.set_defaults(func=cmd_eval)
 
     pointing = sub.add_parser("pointing", help="pointing score per checkpoint (attention peak inside the asked object)",
                               description=cmd_pointing.__doc__)
-    pointing.add_argument("--run", required=True, help="run directory with checkpoints and an eval set in eval/")
+    pointing.add_argument("--run", required=True, type=user_path,
+                          help="run directory with checkpoints and an eval set in eval/ (relative to the current "
+                               "directory or absolute)")
     pointing.add_argument("--checkpoints", default="", help="comma-separated checkpoint names or steps (default: all)")
     pointing.add_argument("--examples", type=int, default=None, help="examples per checkpoint (default: all)")
-    pointing.add_argument("--eval", default="", help="eval set file (default: the run's eval/ set)")
+    pointing.add_argument("--eval", type=user_path, default=None, help="eval set file (default: the run's eval/ set)")
     pointing.add_argument("--json", action="store_true", help="print JSON: {\"checkpoints\": [...]} in step order")
     pointing.set_defaults(func=cmd_pointing)
     return parser

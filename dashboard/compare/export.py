@@ -94,8 +94,7 @@ def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, met
                          "task": ex.task, "outputs": outs})
     return {
         "kind": "eval_set", "version": EXPORT_VERSION, "exported_at": time.time(),
-        "eval_set": {"name": evalset.name, "path": str(evalset.path), "n": len(evalset.examples),
-                     "problems": list(evalset.problems)},
+        "eval_set": {**report["eval_set"], "path": str(evalset.path), "problems": list(evalset.problems)},
         "settings": dict(settings), "metrics": list(metrics), "reference_checkpoint": reference,
         "checkpoints": [dict((checkpoints or {}).get(name) or {"name": name, "step": s.step}) for name, s in
                         scores.items()],
@@ -104,7 +103,9 @@ def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, met
                      **{f"{m}_ci95": ck["metrics"][m]["ci95"] for m in metrics}}
                     for (name, s), ck in zip(scores.items(), report["checkpoints"], strict=True)],
         "provenance": {"run": run, "eval_set_sha256": report["eval_set"]["sha256"],
-                       "checkpoints": [{"name": n, "step": s.step} for n, s in scores.items()],
+                       "subset": report["eval_set"]["subset"],
+                       "checkpoints": [{"name": n, "step": s.step, "result_key": s.identity.key}
+                                       for n, s in scores.items()],
                        "settings": dict(settings), "group_by": group_by},
         "by_group": group_table(summaries, metrics),
         "paired": report["paired"],
@@ -118,19 +119,22 @@ def summary_csv_bytes(data: Mapping[str, Any]) -> bytes:
     with value, 95 % CI and n, and the provenance repeated on every row so a copied file keeps it."""
     prov = data["provenance"]
     common = {"run": prov["run"], "eval_set": data["eval_set"]["name"], "eval_set_sha256": prov["eval_set_sha256"],
-              "settings": json.dumps(prov["settings"], sort_keys=True)}
+              "subset": prov["subset"], "settings": json.dumps(prov["settings"], sort_keys=True)}
+    keys = {c["name"]: c["result_key"] for c in prov["checkpoints"]}
     rows: list[dict[str, Any]] = []
     for item in data["summary"]:
         for m in data["metrics"]:
             lo, hi = item[f"{m}_ci95"]
             rows.append({"checkpoint": item["checkpoint"], "step": item["step"], "group": "(all)", "metric": m,
-                         "value": item[m], "ci95_low": lo, "ci95_high": hi, "n": item["n"], **common})
+                         "value": item[m], "ci95_low": lo, "ci95_high": hi, "n": item["n"], **common,
+                         "result_key": keys.get(item["checkpoint"])})
     steps = {c["name"]: c["step"] for c in prov["checkpoints"]}
     for item in data["by_group"]:
         for m in data["metrics"]:
             rows.append({"checkpoint": item["checkpoint"], "step": steps.get(item["checkpoint"]),
                          "group": item["group"], "metric": m, "value": item[m], "ci95_low": item[f"{m} ci95 low"],
-                         "ci95_high": item[f"{m} ci95 high"], "n": item["n"], **common})
+                         "ci95_high": item[f"{m} ci95 high"], "n": item["n"], **common,
+                         "result_key": keys.get(item["checkpoint"])})
     return _rows_csv(rows)
 
 
@@ -187,5 +191,6 @@ def to_csv_bytes(data: Mapping[str, Any]) -> bytes:
                              **{m: out["scores"].get(m) for m in metrics},
                              "diff_vs_reference": out.get("diff_text", ""), "error": out.get("error", ""),
                              "latency_s": out.get("latency_s"), "eval_set": data["eval_set"]["name"],
+                             "eval_set_sha256": data["eval_set"]["sha256"], "subset": data["eval_set"]["subset"],
                              "settings": settings})
     return _rows_csv(rows)

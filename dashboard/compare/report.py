@@ -9,9 +9,7 @@ Comparison page draws its tables from the same objects, so the numbers cannot dr
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +25,10 @@ MAX_GROUPS = 50
 """A column with more distinct values than this (or than half the rows) is an id, not a category."""
 
 
-def evalset_sha256(evalset: EvalSet) -> str:
-    """Content hash of the examples (id, image name, prompt, answer, task) — stable across copies."""
-    rows = [[ex.id, ex.image_path.name, ex.prompt, ex.answer, ex.task] for ex in evalset.examples]
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+def evalset_block(evalset: EvalSet) -> dict[str, Any]:
+    """The eval set as every report and export names it: the file's sha256 and the subset, apart."""
+    return {"name": evalset.name, "file": evalset.path.name, "sha256": evalset.content_hash,
+            "subset": evalset.subset, "n": len(evalset.examples)}
 
 
 def group_value(example: EvalExample, column: str) -> str:
@@ -62,10 +60,12 @@ class CheckpointSummary:
     complete: bool
     metrics: dict[str, Estimate]
     by_group: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
+    """:meth:`ResultIdentity.as_dict` of the scored result (with its ``key``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The headless report's ``checkpoints`` entry."""
-        return {"checkpoint": self.checkpoint, "step": self.step, "n": self.n,
+        return {"checkpoint": self.checkpoint, "step": self.step, "n": self.n, "identity": self.identity,
                 "metrics": {m: e.as_dict() for m, e in self.metrics.items()},
                 "by_task": {g: {m: e.as_dict(with_n=True) for m, e in per.items()}
                             for g, per in self.by_group.items()}}
@@ -75,11 +75,16 @@ def _metric_values(rows: Iterable[Mapping[str, Any]], metric: str) -> list[float
     return [float(r["scores"][metric]) for r in rows if metric in (r.get("scores") or {})]
 
 
+def estimate(rows: Sequence[Mapping[str, Any]], metric: str, *, seed: int = DEFAULT_SEED) -> Estimate:
+    """A metric's mean over ``rows`` with its 95 % interval: the one estimator of page, CLI, export, Timeline."""
+    return bootstrap_ci(_metric_values(rows, metric), seed=seed)
+
+
 def summarize(evalset: EvalSet, scores: CheckpointScores, metrics: Sequence[str], *, group_by: str | None = "task",
               seed: int = DEFAULT_SEED) -> CheckpointSummary:
     """Means with 95 % bootstrap CIs over the scored examples, overall and per ``group_by`` value."""
     rows = scores.rows
-    overall = {m: bootstrap_ci(_metric_values(rows, m), seed=seed) for m in metrics}
+    overall = {m: estimate(rows, m, seed=seed) for m in metrics}
     by_group: dict[str, dict[str, Estimate]] = {}
     if group_by:
         examples = evalset.by_id()
@@ -88,10 +93,10 @@ def summarize(evalset: EvalSet, scores: CheckpointScores, metrics: Sequence[str]
             ex = examples.get(str(row["id"]))
             if ex is not None:
                 grouped.setdefault(group_value(ex, group_by), []).append(row)
-        by_group = {g: {m: bootstrap_ci(_metric_values(grouped[g], m), seed=seed) for m in metrics}
+        by_group = {g: {m: estimate(grouped[g], m, seed=seed) for m in metrics}
                     for g in sorted(grouped)}
     return CheckpointSummary(scores.checkpoint, scores.step, scores.n, scores.total, scores.complete, overall,
-                             by_group)
+                             by_group, scores.identity.as_dict())
 
 
 def paired(a: CheckpointScores, b: CheckpointScores, metric: str, *, seed: int = DEFAULT_SEED) -> PairedResult:
@@ -120,7 +125,7 @@ def eval_report(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, set
     names = list(scores)
     chosen_pairs = default_pairs(names) if pairs is None else list(pairs)
     return {
-        "eval_set": {"name": evalset.name, "sha256": evalset_sha256(evalset), "n": len(evalset.examples)},
+        "eval_set": evalset_block(evalset),
         "settings": dict(settings),
         "checkpoints": [summarize(evalset, scores[n], metrics, group_by=group_by, seed=seed).as_dict()
                         for n in names],

@@ -44,18 +44,23 @@ def _job() -> EvalJobState:
 
 def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationSettings) -> None:
     settings = get_settings()
-    evalset = choose_eval_set_or_upload("cmp.eval", run.path)
-    if evalset is None:
+    whole = choose_eval_set_or_upload("cmp.eval", run.path)
+    if whole is None:
         return
-    for old in migrate_legacy(run.path, settings.data_dir, lambda: [evalset]):
-        if old.eval_set == evalset.name:
+    for old in migrate_legacy(run.path, settings.data_dir, lambda: [whole]):
+        if old.eval_set == whole.name:
             st.caption(markdown_safe(old.message))
-    c1, c2 = st.columns([3, 1])
+    c1, c2, c3 = st.columns([3, 1, 1])
     metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
                              key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
-    batch = int(c2.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
+    limit = int(c2.number_input("First N examples", 0, len(whole.examples), 0, key="cmp.eval.limit",
+                                help="0 = the whole set. A subset is a result of its own (like the CLI's "
+                                     "--limit N); answers already generated for other subsets are reused."))
+    batch = int(c3.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
+    evalset = whole.first(limit) if limit else whole
     paths = [c.path for c in infos]
-    job = (str(run.path), evalset.name, str(evalset.path), tuple(str(p) for p in paths), gen.key(), batch)
+    job = (str(run.path), evalset.name, str(evalset.path), evalset.content_hash, evalset.subset,
+           tuple(str(p) for p in paths), gen.key(), batch)
     running = _job().is_running(job)
     b1, b2 = st.columns(2)
     b1.button("Run eval set", type="primary", disabled=running, on_click=lambda: _job().start(job),
@@ -90,6 +95,7 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     if not any(s.n for s in scores.values()):
         st.info("No saved scores for these checkpoints and settings yet: press **Run eval set**.")
         return
+    identity_caption(evalset, scores)
     summary = summary_frame(scores, metrics)
     st.plotly_chart(accuracy_figure(summary, metrics), key="cmp.eval.chart")
     st.dataframe(summary_display(summary, metrics), hide_index=True, key="cmp.eval.summary")
@@ -112,6 +118,14 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     st.download_button("Download summary CSV (CIs, per group, provenance)", summary_csv_bytes(data),
                        f"eval-summary-{safe_name(run.name)}-{safe_name(evalset.name)}.csv", "text/csv",
                        key="cmp.dl.eval.summary", on_click="ignore")
+
+
+def identity_caption(evalset: EvalSet, scores: dict) -> None:
+    """Which result this is: the eval file's sha256, the subset and each checkpoint's result key
+    (the ``identity.key`` of ``python -m dashboard eval --json`` for the same evaluation)."""
+    keys = " · ".join(f"{name} {s.identity.key[:12]}" for name, s in scores.items())
+    st.caption(markdown_safe(f"Eval file sha256 {evalset.content_hash[:12]} · subset {evalset.subset} "
+                             f"(n = {len(evalset.examples)}) · result keys: {keys}"))
 
 
 def example_detail(evalset: EvalSet, scores: dict, ids: list[str]) -> None:

@@ -44,6 +44,11 @@ def _percent(text: str) -> float:
     return float(text[:-1])
 
 
+def _identity_caption(at: AppTest) -> str:
+    """The page's result-identity caption as plain text (markdown escapes removed)."""
+    return next(c.value for c in at.caption if c.value.startswith("Eval file sha256")).replace("\\", "")
+
+
 def _steps(run: Path) -> list[str]:
     return [p.name for p in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))]
 
@@ -99,6 +104,12 @@ def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path,
     assert list(ci["checkpoint"]) == chosen
     assert main(["eval", "--run", str(own_demo_root), "--checkpoints", ",".join(chosen), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
+    # One identity: the CLI's defaults are the page's, so it finds the page's results and generates nothing.
+    assert report["work"]["generated"] == 0, report["work"]
+    caption = _identity_caption(at)
+    assert f"sha256 {report['eval_set']['sha256'][:12]} · subset all" in caption
+    for ck in report["checkpoints"]:
+        assert f"{ck['checkpoint']} {ck['identity']['key'][:12]}" in caption
     for (_, row), ck in zip(ci.iterrows(), report["checkpoints"], strict=True):
         em = ck["metrics"]["exact_match"]
         assert row["n"] == ck["n"] and row["exact_match"] == pytest.approx(em["value"])
@@ -118,6 +129,37 @@ def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path,
     assert page_em["p-value"] == pytest.approx(cli_em["p_value"])
     assert any("Regressions" in h.value for h in at.subheader)
     assert any(" broke, " in c.value and " fixed from " in c.value for c in at.caption)
+
+
+def test_cli_subset_results_are_reused_by_the_page(own_demo_root: Path, app_env: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """``eval --limit 5`` first; the page's *First N examples* = 5 is the same result (same keys, nothing
+    generated), and the whole set on the page only generates the rows the CLI did not."""
+    from dashboard.cli import main
+
+    at = _page()
+    chosen = at.multiselect(key="cmp.checkpoints").value
+    assert main(["eval", "--run", str(own_demo_root), "--checkpoints", ",".join(chosen), "--limit", "5",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["work"]["generated"] == 5 * len(chosen)
+    at.radio(key="cmp.mode").set_value("Eval set").run()
+    at.number_input(key="cmp.eval.limit").set_value(5).run()
+    assert not at.exception, at.exception
+    caption = _identity_caption(at)
+    assert "subset first-5 (n = 5)" in caption
+    for ck in report["checkpoints"]:
+        assert f"{ck['checkpoint']} {ck['identity']['key'][:12]}" in caption
+    ci = _table(at, "exact_match ci95 low")
+    assert list(ci["n"]) == [5] * len(chosen)
+    at.button(key="cmp.eval.run").click().run()
+    assert any("Generated 0 answers" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.number_input(key="cmp.eval.limit").set_value(0).run()
+    at.button(key="cmp.eval.run").click().run()
+    assert not at.exception, at.exception
+    total = len((own_demo_root / "eval" / "demo.jsonl").read_text().splitlines())
+    expected = f"Generated {(total - 5) * len(chosen)} answers (reused {5 * len(chosen)} saved)"
+    assert any(expected in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_single_example_mode_with_gallery_and_cache(own_demo_root: Path) -> None:
