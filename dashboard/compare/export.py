@@ -12,6 +12,7 @@ import io
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from dashboard.compare.results import CheckpointScores, checkpoint_step
 from dashboard.compare.runner import SingleOutput
 from dashboard.evalset import EvalSet
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+"""2: the eval-set export carries the page's view (pair, regression pair and metric, example filter),
+the eval file's sha256 and subset apart, and each checkpoint's result key."""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -64,19 +67,67 @@ def single_export(outputs: Sequence[SingleOutput], *, reference: str, prompt: st
     }
 
 
+@dataclass(frozen=True)
+class EvalView:
+    """What the Comparison page shows, so its export carries exactly that (not a fixed default).
+
+    ``pair``: the *Paired comparison* A and B; ``regression``: the *Regressions* earlier, later
+    and metric; ``example_metric`` / ``example_filter``: the per-example table's score and filter.
+    ``None`` means the section is not on the page (fewer than two scored checkpoints).
+    """
+
+    group_by: str | None = "task"
+    pair: tuple[str, str] | None = None
+    regression: tuple[str, str, str] | None = None
+    example_metric: str | None = None
+    example_filter: str = "All examples"
+
+    def as_dict(self, shown: int, total: int) -> dict[str, Any]:
+        return {"group_by": self.group_by, "pair": list(self.pair) if self.pair else None,
+                "regression": (dict(zip(("earlier", "later", "metric"), self.regression, strict=True))
+                               if self.regression else None),
+                "example_metric": self.example_metric, "example_filter": self.example_filter,
+                "examples_shown": shown, "examples_total": total}
+
+
+def _default_view(scores: Mapping[str, CheckpointScores], metrics: Sequence[str], group_by: str | None) -> EvalView:
+    """Without a page (tests, scripts): first against last scored checkpoint on the first metric, all examples."""
+    names = [n for n, s in scores.items() if s.n]
+    pair = (names[0], names[-1]) if len(names) >= 2 else None
+    return EvalView(group_by=group_by, pair=pair,
+                    regression=(pair[0], pair[1], metrics[0]) if pair and metrics else None,
+                    example_metric=metrics[0] if metrics else None)
+
+
+def _shown_ids(evalset: EvalSet, scores: Mapping[str, CheckpointScores], view: EvalView) -> list[str]:
+    from dashboard.compare.tables import example_frame, filter_examples
+
+    if view.example_metric is None:
+        return [ex.id for ex in evalset.examples]
+    frame = filter_examples(example_frame(evalset, scores, view.example_metric, with_thumbnails=False),
+                            view.example_filter)
+    return [str(i) for i in frame["id"]] if not frame.empty else []
+
+
 def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, metrics: Sequence[str],
                 settings: Mapping[str, Any], reference: str | None = None,
                 checkpoints: Mapping[str, Mapping[str, Any]] | None = None, run: str | None = None,
-                group_by: str | None = "task") -> dict[str, Any]:
-    """An eval-set comparison: per-checkpoint means with 95 % CIs, the per-task table, paired
-    tests, provenance (run, checkpoints, steps, settings, eval-set hash) and per-example rows."""
-    from dashboard.compare.report import eval_report, group_table, summarize
+                group_by: str | None = "task", view: EvalView | None = None) -> dict[str, Any]:
+    """An eval-set comparison as the page shows it (``view``): per-checkpoint means with 95 % CIs,
+    the per-group table, all paired tests and the page's pair, the page's regression list,
+    provenance (run, checkpoints with result keys, settings, eval file sha256, subset) and the
+    per-example rows the page's filter shows."""
+    from dashboard.compare.regressions import find_regressions
+    from dashboard.compare.report import eval_report, group_table, paired, summarize
 
+    view = view or _default_view(scores, metrics, group_by)
+    group_by = view.group_by
     report = eval_report(evalset, scores, settings=settings, metrics=metrics, group_by=group_by)
     summaries = [summarize(evalset, s, metrics, group_by=group_by) for s in scores.values()]
     by_ckpt = {name: {str(r["id"]): r for r in s.rows} for name, s in scores.items()}
+    shown = set(_shown_ids(evalset, scores, view))
     examples = []
-    for ex in evalset.examples:
+    for ex in (e for e in evalset.examples if e.id in shown):
         ref_out = by_ckpt.get(reference or "", {}).get(ex.id, {}).get("output")
         outs = {}
         for name, rows in by_ckpt.items():
@@ -107,9 +158,15 @@ def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, met
                        "checkpoints": [{"name": n, "step": s.step, "result_key": s.identity.key}
                                        for n, s in scores.items()],
                        "settings": dict(settings), "group_by": group_by},
+        "view": view.as_dict(len(examples), len(evalset.examples)),
         "by_group": group_table(summaries, metrics),
         "paired": report["paired"],
-        "regressions": _first_to_last_regressions(evalset, scores, metrics),
+        "shown_pair": ([paired(scores[view.pair[0]], scores[view.pair[1]], m).as_dict() for m in metrics]
+                       if view.pair else None),
+        "regressions": ({**find_regressions(evalset, scores[view.regression[0]], scores[view.regression[1]],
+                                            view.regression[2]).as_dict(),
+                         "earlier": view.regression[0], "later": view.regression[1], "metric": view.regression[2]}
+                        if view.regression else None),
         "examples": examples,
     }
 
@@ -119,7 +176,8 @@ def summary_csv_bytes(data: Mapping[str, Any]) -> bytes:
     with value, 95 % CI and n, and the provenance repeated on every row so a copied file keeps it."""
     prov = data["provenance"]
     common = {"run": prov["run"], "eval_set": data["eval_set"]["name"], "eval_set_sha256": prov["eval_set_sha256"],
-              "subset": prov["subset"], "settings": json.dumps(prov["settings"], sort_keys=True)}
+              "subset": prov["subset"], "group_by": prov["group_by"],
+              "settings": json.dumps(prov["settings"], sort_keys=True)}
     keys = {c["name"]: c["result_key"] for c in prov["checkpoints"]}
     rows: list[dict[str, Any]] = []
     for item in data["summary"]:
@@ -136,16 +194,6 @@ def summary_csv_bytes(data: Mapping[str, Any]) -> bytes:
                          "ci95_high": item[f"{m} ci95 high"], "n": item["n"], **common,
                          "result_key": keys.get(item["checkpoint"])})
     return _rows_csv(rows)
-
-
-def _first_to_last_regressions(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
-                               metrics: Sequence[str]) -> dict[str, Any] | None:
-    from dashboard.compare.regressions import find_regressions
-
-    names = [n for n, s in scores.items() if s.n]
-    if len(names) < 2 or not metrics:
-        return None
-    return find_regressions(evalset, scores[names[0]], scores[names[-1]], metrics[0]).as_dict()
 
 
 def to_json_bytes(data: Mapping[str, Any]) -> bytes:
@@ -192,5 +240,5 @@ def to_csv_bytes(data: Mapping[str, Any]) -> bytes:
                              "diff_vs_reference": out.get("diff_text", ""), "error": out.get("error", ""),
                              "latency_s": out.get("latency_s"), "eval_set": data["eval_set"]["name"],
                              "eval_set_sha256": data["eval_set"]["sha256"], "subset": data["eval_set"]["subset"],
-                             "settings": settings})
+                             "filter": data["view"]["example_filter"], "settings": settings})
     return _rows_csv(rows)

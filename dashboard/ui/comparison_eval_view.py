@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.compare.diff import diff_html, escape_text, plain_html
 from dashboard.compare.eval_job import EvalJobState, report_lines
-from dashboard.compare.export import checkpoint_metadata, eval_export, summary_csv_bytes
+from dashboard.compare.export import EvalView, checkpoint_metadata, eval_export, summary_csv_bytes
 from dashboard.compare.results import migrate_legacy, safe_name
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
 from dashboard.compare.sweep import default_backend
@@ -109,11 +109,12 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
                  column_config={"image": st.column_config.ImageColumn("image", width="small")})
     example_detail(evalset, scores, list(frame["id"]) if not frame.empty else [])
     group_by = uncertainty_section(evalset, scores, metrics)
-    paired_section(scores, metrics)
-    regression_section(evalset, scores, metrics)
+    pair = paired_section(scores, metrics)
+    regression = regression_section(evalset, scores, metrics)
+    view = EvalView(group_by=group_by, pair=pair, regression=regression, example_metric=table_metric,
+                    example_filter=mode)
     data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,
-                       checkpoints={c.name: checkpoint_metadata(c) for c in infos}, run=str(run.path),
-                       group_by=group_by)
+                       checkpoints={c.name: checkpoint_metadata(c) for c in infos}, run=str(run.path), view=view)
     export_buttons(data, f"eval-{safe_name(run.name)}-{safe_name(evalset.name)}", "eval")
     st.download_button("Download summary CSV (CIs, per group, provenance)", summary_csv_bytes(data),
                        f"eval-summary-{safe_name(run.name)}-{safe_name(evalset.name)}.csv", "text/csv",

@@ -54,18 +54,20 @@ def uncertainty_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores]
     return group_by
 
 
-def paired_section(scores: Mapping[str, CheckpointScores], metrics: Sequence[str]) -> None:
-    """Is B really better than A on the same examples? McNemar / paired bootstrap, in words."""
+def paired_section(scores: Mapping[str, CheckpointScores], metrics: Sequence[str]) -> tuple[str, str] | None:
+    """Is B really better than A on the same examples? McNemar / paired bootstrap, in words.
+
+    Returns the pair shown (for the export), None when there is none."""
     names = [n for n, s in scores.items() if s.n]
     if len(names) < 2:
-        return
+        return None
     st.subheader("Paired comparison")
     c1, c2 = st.columns(2)
     a = c1.selectbox("Checkpoint A", names, index=0, key="cmp.eval.pair_a")
     b = c2.selectbox("Checkpoint B", names, index=len(names) - 1, key="cmp.eval.pair_b")
     if a == b:
         st.info("Pick two different checkpoints.")
-        return
+        return None
     rows = []
     for m in metrics:
         r = paired(scores[a], scores[b], m)
@@ -75,6 +77,7 @@ def paired_section(scores: Mapping[str, CheckpointScores], metrics: Sequence[str
                  column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
     first = rows[0]
     st.markdown(f"**{escape_text(str(first['metric']))}: {escape_text(str(first['verdict']))}**")
+    return a, b
 
 
 def _change_card(change: Change, earlier: str, later: str) -> None:
@@ -90,11 +93,14 @@ def _change_card(change: Change, earlier: str, later: str) -> None:
             st.html(f"{escape_text(later)} ({change.later_score:.2f}): " + diff_html(ex.answer, change.later_output))
 
 
-def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores], metrics: Sequence[str]) -> None:
-    """Examples right at an earlier checkpoint and wrong at a later one (and the reverse)."""
+def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
+                       metrics: Sequence[str]) -> tuple[str, str, str] | None:
+    """Examples right at an earlier checkpoint and wrong at a later one (and the reverse).
+
+    Returns (earlier, later, metric) as shown (for the export), None when there is none."""
     names = [n for n, s in scores.items() if s.n]
     if len(names) < 2:
-        return
+        return None
     st.subheader("Regressions")
     c1, c2, c3 = st.columns(3)
     earlier = c1.selectbox("Earlier", names, index=0, key="cmp.eval.reg_earlier")
@@ -102,7 +108,7 @@ def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
     metric = c3.selectbox("Metric", metrics, key="cmp.eval.reg_metric", format_func=lambda m: _label(m))
     if earlier == later:
         st.info("Pick two different checkpoints.")
-        return
+        return None
     found = find_regressions(evalset, scores[earlier], scores[later], metric)
     result = paired(scores[earlier], scores[later], metric)
     st.caption(f"{len(found.broke)} broke, {len(found.fixed)} fixed from {earlier} to {later} "
@@ -116,3 +122,4 @@ def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
                 _change_card(change, earlier, later)
             if len(changes) > MAX_SHOWN:
                 st.caption(f"… and {len(changes) - MAX_SHOWN} more (all are in the JSON export).")
+    return earlier, later, metric

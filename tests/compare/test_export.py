@@ -105,3 +105,26 @@ def test_default_checkpoints() -> None:
                                                                                               "checkpoint-50"]
     assert merge_selection(names, ["checkpoint-40"], ["checkpoint-10", "checkpoint-50"]) == [
         "checkpoint-10", "checkpoint-40", "checkpoint-50"]
+
+
+def test_eval_export_carries_the_pages_view_not_a_fixed_default(tmp_path: Path) -> None:
+    """Before: the export always listed regressions first → last on the first metric, whatever the page showed."""
+    from dashboard.compare.export import EvalView
+
+    es, scores = _eval(tmp_path)
+    view = EvalView(group_by=None, pair=("checkpoint-20", "checkpoint-10"),
+                    regression=("checkpoint-20", "checkpoint-10", "token_f1"), example_metric="exact_match",
+                    example_filter=FILTER_OUTPUTS_DIFFER)
+    data = eval_export(es, scores, metrics=["exact_match", "token_f1"], settings={}, view=view)
+    assert [e["id"] for e in data["examples"]] == ["1"]  # the filtered rows the page's table shows
+    assert data["view"] == {"group_by": None, "pair": ["checkpoint-20", "checkpoint-10"],
+                            "regression": {"earlier": "checkpoint-20", "later": "checkpoint-10", "metric": "token_f1"},
+                            "example_metric": "exact_match", "example_filter": FILTER_OUTPUTS_DIFFER,
+                            "examples_shown": 1, "examples_total": 3}
+    assert [(p["a"], p["b"], p["metric"]) for p in data["shown_pair"]] == [
+        ("checkpoint-20", "checkpoint-10", "exact_match"), ("checkpoint-20", "checkpoint-10", "token_f1")]
+    reg = data["regressions"]
+    assert (reg["earlier"], reg["later"], reg["metric"]) == ("checkpoint-20", "checkpoint-10", "token_f1")
+    assert [c["id"] for c in reg["broke"]] == ["1"]  # right at 20, wrong at 10
+    rows = list(csv.DictReader(io.StringIO(to_csv_bytes(data).decode())))
+    assert {r["id"] for r in rows} == {"1"} and {r["filter"] for r in rows} == {FILTER_OUTPUTS_DIFFER}

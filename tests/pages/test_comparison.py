@@ -53,7 +53,17 @@ def _steps(run: Path) -> list[str]:
     return [p.name for p in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))]
 
 
-def test_eval_set_mode_last_beats_first(own_demo_root: Path) -> None:
+def test_eval_set_mode_last_beats_first(own_demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.compare import export
+    from dashboard.ui import comparison_eval_view
+
+    exported: list[dict] = []
+
+    def capture(*args: object, **kwargs: object) -> dict:
+        exported.append(export.eval_export(*args, **kwargs))  # type: ignore[arg-type]
+        return exported[-1]
+
+    monkeypatch.setattr(comparison_eval_view, "eval_export", capture)
     at = _page()
     names = _steps(own_demo_root)
     chosen = at.multiselect(key="cmp.checkpoints").value
@@ -88,6 +98,22 @@ def test_eval_set_mode_last_beats_first(own_demo_root: Path) -> None:
     outputs = rows[[c for c in rows.columns if c.endswith(" output")]]
     assert len(rows) > 0 and all(len(set(r)) > 1 for r in outputs.itertuples(index=False))
     assert len(at.download_button) == 3  # JSON, CSV, summary CSV
+    # Exports = screen: the pair, regression pair and metric, example filter and subset on the page.
+    at.selectbox(key="cmp.eval.pair_a").set_value(chosen[-2])
+    at.selectbox(key="cmp.eval.reg_earlier").set_value(chosen[-1])
+    at.selectbox(key="cmp.eval.reg_later").set_value(chosen[0])
+    at.selectbox(key="cmp.eval.reg_metric").set_value("token_f1")
+    at.radio(key="cmp.eval.filter").set_value("Correctness differs").run()
+    assert not at.exception, at.exception
+    data = exported[-1]
+    shown = _table(at, "prompt")
+    assert [e["id"] for e in data["examples"]] == list(shown["id"])
+    assert data["view"]["examples_shown"] == len(shown) and data["view"]["example_filter"] == "Correctness differs"
+    assert data["view"]["pair"] == [chosen[-2], chosen[-1]]
+    assert {(p["a"], p["b"]) for p in data["shown_pair"]} == {(chosen[-2], chosen[-1])}
+    assert (data["regressions"]["earlier"], data["regressions"]["later"], data["regressions"]["metric"]) == \
+        (chosen[-1], chosen[0], "token_f1")
+    assert data["eval_set"]["subset"] == "all" and data["provenance"]["subset"] == "all"
 
 
 def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path,
