@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from dashboard.compare.report import eval_report
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
+from dashboard.formatting import fmt_fraction
 from dashboard.generation import DEFAULT_GENERATION
 from dashboard.metrics import default_metrics
 from dashboard.runs.files import write_atomic
@@ -129,14 +130,16 @@ def text_summary(report: dict[str, Any]) -> str:
     lines = [f"eval set {es['name']} (subset {es['subset']}, n = {es['n']}, file sha256 {es['sha256'][:12]})"]
     for ck in report["checkpoints"]:
         em = ck["metrics"].get("exact_match", {})
-        lines.append(f"  {ck['checkpoint']:>20}  exact match {em.get('value', float('nan')):.3f} "
-                     f"[{em['ci95'][0]:.3f}, {em['ci95'][1]:.3f}]  n = {ck['n']}")
-    from dashboard.compare.stats import verdict
+        lines.append(f"  {ck['checkpoint']:>20}  exact match {fmt_fraction(em.get('value'))} "
+                     f"[{fmt_fraction(em['ci95'][0])}, {fmt_fraction(em['ci95'][1])}]  n = {ck['n']}")
+    from dashboard.compare.stats import detectable_sentence, verdict
 
     for p in report["paired"]:
         if p["metric"] == "exact_match":
+            holm = f", Holm over {p['family_size']} pairs" if p["family_size"] > 1 else ""
             lines.append(f"  {p['a']} vs {p['b']}: only A {p['a_only']}, only B {p['b_only']} → "
-                         + verdict(p["a"], p["b"], p["a_only"], p["b_only"], p["p_value"]))
+                         + verdict(p["a"], p["b"], p["a_only"], p["b_only"], p["p_holm"]) + holm)
+            lines.append("    " + detectable_sentence(p["n"], p["min_detectable_difference"]))
     return "\n".join(lines)
 
 

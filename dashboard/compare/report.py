@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.stats import DEFAULT_SEED, Estimate, PairedResult, bootstrap_ci, compare_paired
+from dashboard.compare.stats import (
+    DEFAULT_SEED,
+    Estimate,
+    PairedResult,
+    bootstrap_ci,
+    compare_paired,
+    holm,
+    proportion_ci,
+)
 from dashboard.evalset import EvalExample, EvalSet
 
 BINARY_METRICS = frozenset({"exact_match", "contains", "first_word_match"})
@@ -75,9 +83,24 @@ def _metric_values(rows: Iterable[Mapping[str, Any]], metric: str) -> list[float
     return [float(r["scores"][metric]) for r in rows if metric in (r.get("scores") or {})]
 
 
+def image_clusters(rows: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """Which image each row asked about (rows sharing one are correlated); None when rows don't say."""
+    images = [r.get("cluster", r.get("image")) for r in rows]
+    return None if any(i is None for i in images) else [str(i) for i in images]
+
+
 def estimate(rows: Sequence[Mapping[str, Any]], metric: str, *, seed: int = DEFAULT_SEED) -> Estimate:
-    """A metric's mean over ``rows`` with its 95 % interval: the one estimator of page, CLI, export, Timeline."""
-    return bootstrap_ci(_metric_values(rows, metric), seed=seed)
+    """A metric's mean over ``rows`` with its 95 % interval: the one estimator of page, CLI, export, Timeline.
+
+    Right/wrong metrics get the exact Clopper–Pearson interval, others (token F1) the bootstrap;
+    both clustered by image when examples share one (:mod:`dashboard.compare.stats`).
+    """
+    scored = [r for r in rows if metric in (r.get("scores") or {})]
+    values = _metric_values(scored, metric)
+    clusters = image_clusters(scored)
+    if metric in BINARY_METRICS:
+        return proportion_ci(values, clusters)
+    return bootstrap_ci(values, seed=seed, clusters=clusters)
 
 
 def summarize(evalset: EvalSet, scores: CheckpointScores, metrics: Sequence[str], *, group_by: str | None = "task",
@@ -107,7 +130,21 @@ def paired(a: CheckpointScores, b: CheckpointScores, metric: str, *, seed: int =
     return compare_paired(a.checkpoint, b.checkpoint, metric,
                           [float(a_rows[i]["scores"][metric]) for i in common],
                           [float(b_rows[i]["scores"][metric]) for i in common],
-                          binary=metric in BINARY_METRICS, seed=seed)
+                          binary=metric in BINARY_METRICS, seed=seed,
+                          clusters=image_clusters([a_rows[i] for i in common]))
+
+
+def paired_family(scores: Mapping[str, CheckpointScores], pairs: Sequence[tuple[str, str]], metrics: Sequence[str],
+                  *, seed: int = DEFAULT_SEED) -> list[dict[str, Any]]:
+    """Every pair's test per metric, with Holm-adjusted p-values within each metric's family of pairs
+    (``p_holm``; equal to ``p_value`` when only one pair is compared)."""
+    out: list[dict[str, Any]] = []
+    for m in metrics:
+        results = [paired(scores[a], scores[b], m, seed=seed) for a, b in pairs]
+        for result, adjusted in zip(results, holm([r.p_value for r in results]), strict=True):
+            out.append({**result.as_dict(), "p_holm": adjusted, "family_size": len(results)})
+    order = {(a, b): i for i, (a, b) in enumerate(pairs)}
+    return sorted(out, key=lambda f: order[(f["a"], f["b"])])
 
 
 def default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -129,7 +166,7 @@ def eval_report(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, set
         "settings": dict(settings),
         "checkpoints": [summarize(evalset, scores[n], metrics, group_by=group_by, seed=seed).as_dict()
                         for n in names],
-        "paired": [paired(scores[a], scores[b], m, seed=seed).as_dict() for a, b in chosen_pairs for m in metrics],
+        "paired": paired_family(scores, chosen_pairs, metrics, seed=seed),
     }
 
 

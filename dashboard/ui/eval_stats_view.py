@@ -14,10 +14,20 @@ import streamlit as st
 
 from dashboard.compare.diff import diff_html, escape_text
 from dashboard.compare.regressions import Change, find_regressions
-from dashboard.compare.report import categorical_columns, group_table, paired, summarize, summary_table
+from dashboard.compare.report import (
+    categorical_columns,
+    default_pairs,
+    group_table,
+    paired,
+    paired_family,
+    summarize,
+    summary_table,
+)
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.stats import format_p
+from dashboard.compare.stats import detectable_sentence, format_p, verdict
+from dashboard.compare.tables import format_ci_rows
 from dashboard.evalset import EvalSet
+from dashboard.formatting import fmt_fraction
 from dashboard.metrics import registered
 
 MAX_SHOWN = 20
@@ -28,34 +38,49 @@ def _label(metric: str) -> str:
     return known.label if known is not None else metric
 
 
-def _percent_columns(metrics: Sequence[str]) -> dict[str, object]:
+def _text_columns(metrics: Sequence[str]) -> dict[str, object]:
     config: dict[str, object] = {}
     for m in metrics:
         label = _label(m)
-        config[m] = st.column_config.NumberColumn(label, format="percent")
-        config[f"{m} ci95 low"] = st.column_config.NumberColumn(f"{label} 95% CI low", format="percent")
-        config[f"{m} ci95 high"] = st.column_config.NumberColumn(f"{label} 95% CI high", format="percent")
+        config[m] = st.column_config.TextColumn(label)
+        config[f"{m} ci95 low"] = st.column_config.TextColumn(f"{label} 95% CI low")
+        config[f"{m} ci95 high"] = st.column_config.TextColumn(f"{label} 95% CI high")
     return config
 
 
+INTERVALS_NOTE = ("Intervals: exact Clopper–Pearson for right/wrong metrics (exact match, contains) — honest at "
+                  "0 % and 100 %; percentile bootstrap over examples for token F1 (2,000 resamples, seed 0). "
+                  "When examples share an image, both are widened for the correlation (clustered by image).")
+
+
 def uncertainty_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores], metrics: Sequence[str]) -> str | None:
-    """Values with 95 % bootstrap CIs and n, per checkpoint and per category; returns the group column."""
+    """Values with 95 % CIs and n, per checkpoint and per category; returns the group column.
+
+    The per-group table is shown only when there are at least two groups (one group would repeat
+    the overall table)."""
     st.subheader("Scores with 95% confidence intervals")
     columns = categorical_columns(evalset)
     group_by = st.selectbox("Break down by", columns, key="cmp.eval.group_by",
                             help="The eval set's task column, or another categorical column.") if columns else None
     summaries = [summarize(evalset, s, metrics, group_by=group_by) for s in scores.values()]
-    st.dataframe(pd.DataFrame(summary_table(summaries, metrics)), hide_index=True, key="cmp.eval.ci_table",
-                 column_config=_percent_columns(metrics))
-    st.caption("Intervals: percentile bootstrap over examples (2,000 resamples, seed 0).")
-    if group_by:
-        st.dataframe(pd.DataFrame(group_table(summaries, metrics)), hide_index=True, key="cmp.eval.group_table",
-                     column_config=_percent_columns(metrics))
+    st.dataframe(format_ci_rows(summary_table(summaries, metrics), metrics), hide_index=True,
+                 key="cmp.eval.ci_table", column_config=_text_columns(metrics))
+    clustered = sorted({e.clusters for s in summaries for e in s.metrics.values() if e.clusters is not None})
+    note = INTERVALS_NOTE + (f" Here examples share images ({clustered[0]} images)." if clustered else "")
+    st.caption(note)
+    groups = {g for s in summaries for g in s.by_group}
+    if group_by and len(groups) > 1:
+        st.dataframe(format_ci_rows(group_table(summaries, metrics), metrics), hide_index=True,
+                     key="cmp.eval.group_table", column_config=_text_columns(metrics))
+    elif group_by:
+        st.caption(f"Every scored example has the same {group_by}: no per-{group_by} table.")
     return group_by
 
 
 def paired_section(scores: Mapping[str, CheckpointScores], metrics: Sequence[str]) -> tuple[str, str] | None:
-    """Is B really better than A on the same examples? McNemar / paired bootstrap, in words.
+    """Is B really better than A on the same examples? McNemar / paired bootstrap, in words, with the
+    minimum detectable difference for this n and, when more than two checkpoints are compared,
+    Holm-adjusted p-values over the pairs tested (the CLI's pairs plus the one chosen here).
 
     Returns the pair shown (for the export), None when there is none."""
     names = [n for n, s in scores.items() if s.n]
@@ -68,15 +93,32 @@ def paired_section(scores: Mapping[str, CheckpointScores], metrics: Sequence[str
     if a == b:
         st.info("Pick two different checkpoints.")
         return None
+    pairs = default_pairs(names)
+    if (a, b) not in pairs:
+        pairs.append((a, b))
+    family = paired_family(scores, pairs, metrics)
     rows = []
     for m in metrics:
         r = paired(scores[a], scores[b], m)
-        rows.append({"metric": _label(m), "n (both scored)": r.n, "only A better": r.a_only,
-                     "only B better": r.b_only, "test": r.test, "p-value": r.p_value, "verdict": r.verdict})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp.eval.paired_table",
-                 column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
+        tested = next(f for f in family if (f["a"], f["b"], f["metric"]) == (a, b, m))
+        row = {"metric": _label(m), "n (both scored)": r.n, "only A better": r.a_only,
+               "only B better": r.b_only, "test": r.test, "p-value": format_p(r.p_value)}
+        if tested["family_size"] > 1:  # several pairs tested: the verdict uses the adjusted p
+            row[f"p (Holm, {tested['family_size']} pairs)"] = format_p(tested["p_holm"])
+        row.update({"min. detectable difference": fmt_fraction(r.min_detectable),
+                    "verdict": verdict(a, b, r.mean_a, r.mean_b, tested["p_holm"])})
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp.eval.paired_table")
     first = rows[0]
+    r0 = paired(scores[a], scores[b], metrics[0])  # the first metric's n and detectable difference
     st.markdown(f"**{escape_text(str(first['metric']))}: {escape_text(str(first['verdict']))}**")
+    st.caption(detectable_sentence(r0.n, r0.min_detectable))
+    if len(pairs) > 1:
+        with st.expander(f"All {len(pairs)} pairs tested (Holm-adjusted within each metric)"):
+            st.dataframe(pd.DataFrame([{"A": f["a"], "B": f["b"], "metric": _label(f["metric"]), "n": f["n"],
+                                        "only A better": f["a_only"], "only B better": f["b_only"],
+                                        "p-value": format_p(f["p_value"]), "p (Holm)": format_p(f["p_holm"])}
+                                       for f in family]), hide_index=True, key="cmp.eval.family_table")
     return a, b
 
 

@@ -15,7 +15,7 @@ from dashboard.compare.report import (
     summarize,
 )
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.stats import mcnemar_exact
+from dashboard.compare.stats import holm, mcnemar_exact
 from dashboard.evalset import EvalExample, EvalSet
 
 TASKS = ["colour", "shape"] * 10
@@ -75,10 +75,19 @@ def test_eval_report_schema() -> None:
     first = report["checkpoints"][0]
     assert set(first) == {"checkpoint", "step", "n", "identity", "metrics", "by_task"}
     assert first["identity"]["key"] == scores["checkpoint-1"].identity.key
-    assert set(first["metrics"]["exact_match"]) == {"value", "ci95"}
-    assert set(first["by_task"]["colour"]["exact_match"]) == {"value", "ci95", "n"}
+    assert set(first["metrics"]["exact_match"]) == {"value", "ci95", "method", "se"}
+    assert first["metrics"]["exact_match"]["method"] == "clopper_pearson"
+    assert first["metrics"]["token_f1"]["method"] == "bootstrap"
+    assert set(first["by_task"]["colour"]["exact_match"]) == {"value", "ci95", "method", "se", "n"}
+    last = report["checkpoints"][-1]["metrics"]["exact_match"]  # 20 of 20 right: not certainty
+    assert last["value"] == 1.0 and last["ci95"][1] == 1.0 and last["ci95"][0] < 0.9
     pairs = {(p["a"], p["b"], p["metric"]): p for p in report["paired"]}
     assert len(pairs) == 6  # (1,2), (2,3), (1,3) × two metrics
+    for metric in ("exact_match", "token_f1"):  # Holm within each metric's family of three pairs
+        family = [p for p in report["paired"] if p["metric"] == metric]
+        assert [p["p_holm"] for p in family] == pytest.approx(holm([p["p_value"] for p in family]))
+        assert all(p["family_size"] == 3 and p["p_holm"] >= p["p_value"] for p in family)
+        assert all(0 < p["min_detectable_difference"] < 1 for p in family)
     assert pairs[("checkpoint-1", "checkpoint-3", "exact_match")]["b_only"] == 19
     assert pairs[("checkpoint-1", "checkpoint-3", "exact_match")]["p_value"] < 0.001
     assert default_pairs(["a", "b"]) == [("a", "b")]
@@ -122,3 +131,16 @@ def test_eval_export_carries_cis_groups_paired_and_provenance() -> None:
     assert float(overall["ci95_low"]) <= float(overall["value"]) <= float(overall["ci95_high"])
     assert overall["eval_set_sha256"] == FILE_SHA and overall["run"] == "/runs/toy" and overall["subset"] == "all"
     assert overall["result_key"] == keys[0]
+
+
+def test_examples_sharing_an_image_get_clustered_intervals() -> None:
+    """Saved rows name their image; three questions per image carry less than three examples' evidence."""
+    from dashboard.compare.report import estimate
+
+    rows = [{"id": f"{i}-{q}", "image": f"{i}.png", "scores": {"exact_match": float(i % 3 == 0)}}
+            for i in range(30) for q in range(3)]
+    clustered = estimate(rows, "exact_match")
+    naive = estimate([{k: v for k, v in r.items() if k != "image"} for r in rows], "exact_match")
+    assert clustered.clusters == 30 and naive.clusters is None and clustered.value == naive.value
+    assert clustered.ci95[1] - clustered.ci95[0] > 1.5 * (naive.ci95[1] - naive.ci95[0])
+    assert clustered.se > 1.5 * naive.se

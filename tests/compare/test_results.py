@@ -82,7 +82,9 @@ def test_load_saved_scores_table(tmp_path: Path) -> None:
                                 "result_key", "metric", "value", "ci95_low", "ci95_high", "n"]
     em = df[df.metric == "exact_match"]
     assert list(em.step) == [10, 20] and list(em.value) == [0.5, 1.0]
-    assert list(em.ci95_low) == [0.0, 1.0] and list(em.ci95_high) == [1.0, 1.0]  # n = 2: {0, ½, 1} resamples
+    # n = 2, exact (Clopper–Pearson) intervals: wide, and 2 of 2 right is not certainty
+    assert em.ci95_low.iloc[0] < 0.5 < em.ci95_high.iloc[0] and em.ci95_high.iloc[1] == 1.0
+    assert em.ci95_low.iloc[1] < 0.2 and list(em.n) == [2, 2]
     assert set(df.metric) == {"exact_match", "contains", "token_f1"}
     assert str(df["step"].dtype) == "Int64"
     assert load_saved_scores(tmp_path / "nothing").empty

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.compare.results import load_saved_scores
+from dashboard.compare.stats import format_p
 from dashboard.formatting import fmt_fraction
 from dashboard.metrics import get_metric
 
@@ -137,22 +138,36 @@ def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path,
     for ck in report["checkpoints"]:
         assert f"{ck['checkpoint']} {ck['identity']['key'][:12]}" in caption
     for (_, row), ck in zip(ci.iterrows(), report["checkpoints"], strict=True):
-        em = ck["metrics"]["exact_match"]
-        assert row["n"] == ck["n"] and row["exact_match"] == pytest.approx(em["value"])
-        assert [row["exact_match ci95 low"], row["exact_match ci95 high"]] == pytest.approx(em["ci95"])
-    by_task = _table(at, "group")
+        em = ck["metrics"]["exact_match"]  # one format for every number of the CI table: the CLI's, formatted
+        assert row["n"] == ck["n"] and row["exact_match"] == fmt_fraction(em["value"])
+        assert [row["exact_match ci95 low"], row["exact_match ci95 high"]] == [fmt_fraction(x) for x in em["ci95"]]
+        assert all(_percent(row[c]) == round(_percent(row[c]), 1) for c in ("exact_match", "exact_match ci95 low"))
     last = report["checkpoints"][-1]["by_task"]
-    got = by_task[by_task["checkpoint"] == chosen[-1]].set_index("group")
-    assert set(got.index) == set(last)
-    for task, values in last.items():
-        assert got.loc[task, "exact_match"] == pytest.approx(values["exact_match"]["value"])
-        assert got.loc[task, "n"] == values["exact_match"]["n"]
+    if len(last) == 1:  # the demo asks one task: a per-task table would repeat the overall one
+        assert not any("group" in d.value.columns for d in at.dataframe)
+        assert any("no per-task table" in c.value for c in at.caption)
+    else:
+        by_task = _table(at, "group")
+        got = by_task[by_task["checkpoint"] == chosen[-1]].set_index("group")
+        assert set(got.index) == set(last)
+        for task, values in last.items():
+            assert got.loc[task, "exact_match"] == fmt_fraction(values["exact_match"]["value"])
+            assert got.loc[task, "n"] == values["exact_match"]["n"]
     paired_rows = _table(at, "verdict")
     page_em = paired_rows[paired_rows["metric"] == "Exact match"].iloc[0]
     (cli_em,) = [p for p in report["paired"] if p["metric"] == "exact_match"
                  and (p["a"], p["b"]) == (chosen[0], chosen[-1])]
     assert (page_em["only A better"], page_em["only B better"]) == (cli_em["a_only"], cli_em["b_only"])
-    assert page_em["p-value"] == pytest.approx(cli_em["p_value"])
+    assert page_em["p-value"] == format_p(cli_em["p_value"])
+    assert page_em["min. detectable difference"] == fmt_fraction(cli_em["min_detectable_difference"])
+    if len(chosen) > 2:  # several pairs: Holm-adjusted, the CLI's family
+        holm_column = next(c for c in paired_rows.columns if c.startswith("p (Holm"))
+        assert page_em[holm_column] == format_p(cli_em["p_holm"])
+    assert any(c.value.startswith(f"With {cli_em['n']} examples, differences under ") for c in at.caption)
+    # Error bars on the accuracy chart: the CI table's intervals.
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = next(t for t in chart["data"] if t.get("name") == get_metric("exact_match").label)
+    assert bars["error_y"]["visible"] and bars["error_y"]["symmetric"] is False
     assert any("Regressions" in h.value for h in at.subheader)
     assert any(" broke, " in c.value and " fixed from " in c.value for c in at.caption)
 
@@ -178,6 +193,10 @@ def test_cli_subset_results_are_reused_by_the_page(own_demo_root: Path, app_env:
         assert f"{ck['checkpoint']} {ck['identity']['key'][:12]}" in caption
     ci = _table(at, "exact_match ci95 low")
     assert list(ci["n"]) == [5] * len(chosen)
+    at.number_input(key="cmp.eval.limit").set_value(1).run()  # one example: one task, no per-task table
+    assert not any("group" in d.value.columns for d in at.dataframe)
+    assert any("no per-task table" in c.value for c in at.caption)
+    at.number_input(key="cmp.eval.limit").set_value(5).run()
     at.button(key="cmp.eval.run").click().run()
     assert any("Generated 0 answers" in c.value for c in at.caption), [c.value for c in at.caption]
     at.number_input(key="cmp.eval.limit").set_value(0).run()
