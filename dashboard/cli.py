@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def user_path(text: str) -> Path:
@@ -89,7 +90,8 @@ def cmd_pointing(args: argparse.Namespace) -> int:
         print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
         return 2
     try:
-        examples = load_eval_set(sets[0], roots=[run]).examples
+        evalset = load_eval_set(sets[0], roots=[run])
+        examples = evalset.examples
     except EvalSetError as exc:
         print(f"error: eval set unusable: {exc}", file=sys.stderr)
         return 2
@@ -111,20 +113,33 @@ def cmd_pointing(args: argparse.Namespace) -> int:
         pool, infos, examples, max_examples=args.examples,
         errors=(CheckpointLoadError, UnsupportedFamily, LayoutError, CaptureError),
         progress=None if args.json else lambda i, n, name: print(f"scored {name} ({i}/{n})", file=sys.stderr))
-    keys = ("checkpoint", "step", "n", "pointing", "chance", "mass_in_box")
-    rows = [{k: s.summary().get(k) for k in keys} | ({"error": s.error} if s.error else {}) for s in scored]
+    rows = [pointing_row(s) for s in scored]
     if args.json:
-        print(json.dumps({"run": str(run), "eval_set": str(sets[0]), "checkpoints": rows}, indent=1))
+        print(json.dumps({"run": str(run), "eval_set": {"path": str(sets[0]), "name": evalset.name,
+                                                        "sha256": evalset.content_hash},
+                          "examples_asked": args.examples, "checkpoints": rows}, indent=1))
     else:
         print(f"run {run} · eval set {sets[0].name} · up to {args.examples or 'all'} examples per checkpoint")
-        print(f"{'checkpoint':<18} {'step':>6} {'n':>4} {'pointing':>9} {'chance':>7} {'mass in box':>12}")
+        print(f"{'checkpoint':<18} {'step':>6} {'n':>4} {'pointing':>9} {'95% CI':>15} {'chance':>7} "
+              f"{'mass in box':>12}")
         for row in rows:
             if "error" in row or not row["n"]:
                 print(f"{row['checkpoint']:<18} {row['step']!s:>6} {row['n']!s:>4}  {row.get('error', 'no examples')}")
                 continue
+            lo, hi = row["pointing_ci95"]
             print(f"{row['checkpoint']:<18} {row['step']!s:>6} {row['n']:>4} {row['pointing']:>9.3f} "
-                  f"{row['chance']:>7.3f} {row['mass_in_box']:>12.3f}")
+                  f"{f'[{lo:.3f}, {hi:.3f}]':>15} {row['chance']:>7.3f} {row['mass_in_box']:>12.3f}")
     return 1 if any(s.error for s in scored) else 0
+
+
+def pointing_row(scored: Any) -> dict[str, Any]:
+    """One checkpoint of ``pointing --json``: the page's summary numbers, the exact 95 % interval of the
+    hit rate and every example's hit, peak patch and mass in the box."""
+    summary = scored.summary()
+    row = {k: summary.get(k) for k in ("checkpoint", "step", "n", "pointing", "chance", "mass_in_box")}
+    row["pointing_ci95"] = [summary.get("pointing_ci95_low"), summary.get("pointing_ci95_high")]
+    row["examples"] = scored.report.examples() if scored.report is not None else []
+    return row | ({"error": scored.error} if scored.error else {})
 
 
 def build_parser() -> argparse.ArgumentParser:
