@@ -117,11 +117,17 @@ def test_eval_set_mode_last_beats_first(own_demo_root: Path, monkeypatch: pytest
     assert data["eval_set"]["subset"] == "all" and data["provenance"]["subset"] == "all"
 
 
-def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path,
-                                         capsys: pytest.CaptureFixture) -> None:
-    """CIs, per-task rows and the paired test on the page equal `python -m dashboard eval`'s."""
+def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path, capsys: pytest.CaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """CIs, per-task rows and the paired test on the page equal `python -m dashboard eval`'s; page, CLI,
+    export and Timeline name the same result identity."""
     from dashboard.cli import main
+    from dashboard.compare import export
+    from dashboard.ui import comparison_eval_view
 
+    exported: list[dict] = []
+    monkeypatch.setattr(comparison_eval_view, "eval_export",
+                        lambda *a, **k: exported.append(export.eval_export(*a, **k)) or exported[-1])
     at = _page()
     at.radio(key="cmp.mode").set_value("Eval set").run()
     at.button(key="cmp.eval.run").click().run()
@@ -137,6 +143,17 @@ def test_eval_page_shows_the_cli_numbers(own_demo_root: Path, app_env: Path,
     assert f"sha256 {report['eval_set']['sha256'][:12]} · subset all" in caption
     for ck in report["checkpoints"]:
         assert f"{ck['checkpoint']} {ck['identity']['key'][:12]}" in caption
+    cli_keys = {ck["checkpoint"]: ck["identity"]["key"] for ck in report["checkpoints"]}
+    assert {c["name"]: c["result_key"] for c in exported[-1]["provenance"]["checkpoints"]} == cli_keys
+    assert exported[-1]["eval_set"]["sha256"] == report["eval_set"]["sha256"]
+    timeline = load_saved_scores(own_demo_root, app_env)
+    assert dict(zip(timeline["checkpoint"], timeline["result_key"], strict=True)) == cli_keys
+    em_line = timeline[timeline["metric"] == "exact_match"].set_index("checkpoint")
+    for ck in report["checkpoints"]:  # the Timeline's point and band are the CLI's value and interval
+        em = ck["metrics"]["exact_match"]
+        assert em_line.loc[ck["checkpoint"], "value"] == pytest.approx(em["value"])
+        assert [em_line.loc[ck["checkpoint"], "ci95_low"], em_line.loc[ck["checkpoint"], "ci95_high"]] == \
+            pytest.approx(em["ci95"])
     for (_, row), ck in zip(ci.iterrows(), report["checkpoints"], strict=True):
         em = ck["metrics"]["exact_match"]  # one format for every number of the CI table: the CLI's, formatted
         assert row["n"] == ck["n"] and row["exact_match"] == fmt_fraction(em["value"])
