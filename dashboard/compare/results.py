@@ -35,7 +35,6 @@ from dashboard.compare.identity import (
     FULL_SUBSET,
     SCORER_VERSION,
     ResultIdentity,
-    checkpoint_signature,
     storage_key,
 )
 from dashboard.metrics import aggregate_scores, score
@@ -51,7 +50,6 @@ RESULTS_DIRNAME = "eval_results"
 SCHEMA_VERSION = 1
 SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "eval_set_sha256", "subset", "settings_key", "result_key",
                  "metric", "value", "ci95_low", "ci95_high", "n"]
-__all__ = ["checkpoint_signature"]  # re-exported: the identity module owns it
 _STEP = re.compile(r"checkpoint-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+", re.ASCII)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from dashboard.compare.identity import FULL_SUBSET, subset_size
-from dashboard.compare.results import SCORE_COLUMNS, load_saved_scores, migrate_legacy
+from dashboard.compare.results import SCORE_COLUMNS, iter_saved, load_saved_scores, migrate_legacy
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,13 @@ def saved_scores(run_dir: Path, data_dir: Path | None = None) -> tuple[pd.DataFr
         logger.warning("saved eval-set scores of %s unreadable", run_dir, exc_info=True)
         return pd.DataFrame(columns=SCORE_COLUMNS), f"could not read saved eval-set scores: {exc}"
     table = table[table["step"].notna()] if "step" in table else table
-    return table, "\n\n".join(item.message for item in left) or None
+    messages = [item.message for item in left]
+    unkeyed = sorted({f"{s.eval_set} · {s.checkpoint}" for s in iter_saved(Path(run_dir), data_dir)
+                      if not s.eval_set_hash})
+    if unkeyed:  # e.g. `eval --limit N` before result identities: its file hash was lost (`-nohash` folders)
+        messages.append(f"{len(unkeyed)} saved result(s) carry no eval-file hash and are not drawn (not comparable "
+                        f"with any result): {', '.join(unkeyed[:5])}{' …' if len(unkeyed) > 5 else ''}")
+    return table, "\n\n".join(messages) or None
 
 
 def _settings_text(settings_keys: pd.Series) -> pd.Series:

@@ -68,3 +68,15 @@ def test_one_settings_one_file_version_keeps_the_short_label(tmp_path: Path) -> 
     _save(run_dir, "checkpoint-100", 1, 4, total=4)
     scores, _ = saved_scores(run_dir)
     assert "demo · exact_match" in score_series_names(scores) == default_score_labels(scores)
+
+
+def test_a_result_without_the_eval_files_hash_is_named_not_drawn(tmp_path: Path) -> None:
+    """``eval --limit 40`` before identities saved under ``demo-nohash``: never mixed into a line, never silent."""
+    run_dir = write_run(tmp_path / "r", n_steps=200, save_every=100, eval_every=100)
+    _save(run_dir, "checkpoint-100", 2, 4, total=4)
+    save_scores(run_dir, CheckpointScores(checkpoint="checkpoint-100", step=100, eval_set="demo", settings={},
+                                          settings_key=LONG, checkpoint_signature="s", total=1,
+                                          rows=[{"id": "e0", "output": "red", "scores": score("red", "red")}]))
+    scores, problem = saved_scores(run_dir)
+    assert set(scores["eval_set_sha256"]) == {SHA} and set(scores["n"]) == {4}
+    assert problem is not None and "no eval-file hash" in problem and "demo · checkpoint-100" in problem
