@@ -12,6 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+
+def user_path(text: str) -> Path:
+    """A path as the user typed it: ``~`` expanded, relative to the current directory (made absolute
+    here, once, so no later step can re-root it under a runs root)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text).expanduser().absolute()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -74,16 +83,17 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     from dashboard.models.pool import CheckpointLoadError, ModelPool
     from dashboard.runs.checkpoints import discover_checkpoints
 
-    run = Path(args.run)
+    run = Path(args.run)  # absolute: parsed by user_path
     if not run.is_dir():
         print(f"error: run directory not found: {run}", file=sys.stderr)
         return 2
-    sets = [Path(args.eval)] if args.eval else find_eval_sets(run)
+    sets = [args.eval] if args.eval else find_eval_sets(run)
     if not sets:
         print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
         return 2
     try:
-        examples = load_eval_set(sets[0], roots=[run]).examples
+        evalset = load_eval_set(sets[0], roots=[run])
+        examples = evalset.examples
     except EvalSetError as exc:
         print(f"error: eval set unusable: {exc}", file=sys.stderr)
         return 2
@@ -107,29 +117,45 @@ def cmd_pointing(args: argparse.Namespace) -> int:
         pool, infos, examples, max_examples=args.examples,
         errors=(CheckpointLoadError, UnsupportedFamily, LayoutError, CaptureError),
         progress=None if args.json else lambda i, n, name: print(f"scored {name} ({i}/{n})", file=sys.stderr))
-    keys = ("checkpoint", "step", "n", "pointing", "chance", "mass_in_box")
-    rows = [{k: s.summary().get(k) for k in keys} | ({"error": s.error} if s.error else {}) for s in scored]
+    rows = [pointing_row(s) for s in scored]
     if args.json:
-        print(json.dumps({"run": str(run), "eval_set": str(sets[0]), "checkpoints": rows}, indent=1))
+        print(json.dumps({"run": str(run), "eval_set": {"path": str(sets[0]), "name": evalset.name,
+                                                        "sha256": evalset.content_hash},
+                          "examples_asked": args.examples, "checkpoints": rows}, indent=1))
     else:
         print(f"run {run} · eval set {sets[0].name} · up to {args.examples or 'all'} examples per checkpoint")
-        print(f"{'checkpoint':<18} {'step':>6} {'n':>4} {'pointing':>9} {'chance':>7} {'mass in box':>12}")
+        print(f"{'checkpoint':<18} {'step':>6} {'n':>4} {'pointing':>9} {'95% CI':>15} {'chance':>7} "
+              f"{'mass in box':>12}")
         for row in rows:
             if "error" in row or not row["n"]:
                 print(f"{row['checkpoint']:<18} {row['step']!s:>6} {row['n']!s:>4}  {row.get('error', 'no examples')}")
                 continue
+            lo, hi = row["pointing_ci95"]
             print(f"{row['checkpoint']:<18} {row['step']!s:>6} {row['n']:>4} {row['pointing']:>9.3f} "
-                  f"{row['chance']:>7.3f} {row['mass_in_box']:>12.3f}")
+                  f"{f'[{lo:.3f}, {hi:.3f}]':>15} {row['chance']:>7.3f} {row['mass_in_box']:>12.3f}")
     return 1 if any(s.error for s in scored) else 0
 
 
+def pointing_row(scored: Any) -> dict[str, Any]:
+    """One checkpoint of ``pointing --json``: the page's summary numbers, the exact 95 % interval of the
+    hit rate and every example's hit, peak patch and mass in the box."""
+    summary = scored.summary()
+    row = {k: summary.get(k) for k in ("checkpoint", "step", "n", "pointing", "chance", "mass_in_box")}
+    row["pointing_ci95"] = [summary.get("pointing_ci95_low"), summary.get("pointing_ci95_high")]
+    row["examples"] = scored.report.examples() if scored.report is not None else []
+    return row | ({"error": scored.error} if scored.error else {})
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from dashboard.generation import DEFAULT_GENERATION
+
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="VLM checkpoint lab tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="build the demo run (a tiny LLaVA trained on a synthetic task)",
                           description=cmd_demo.__doc__)
-    demo.add_argument("--out", required=True, help="output run directory (new, empty, or a previous demo run)")
+    demo.add_argument("--out", required=True, type=user_path,
+                      help="output run directory (new, empty, or a previous demo run)")
     demo.add_argument("--seed", type=int, default=0, help="seed for data, model init and training (default 0)")
     demo.add_argument("--preset", choices=["full", "test"], default="full",
                       help="'full': the real demo (default); 'test': a fast small run for the test-suite")
@@ -140,23 +166,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a run's checkpoints on an eval set (CIs, per task, paired tests)",
                         description=(cmd_eval.__doc__ or "")
                         + " Progress on stderr; exit 0 done, 2 bad input, 1 failure.")
-    ev.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders)")
+    ev.add_argument("--run", required=True, type=user_path,
+                    help="run directory (checkpoint-N/ folders), absolute or relative to the current directory")
     ev.add_argument("--checkpoints", help="comma-separated names or steps (default: every loadable checkpoint)")
-    ev.add_argument("--eval", help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
-    ev.add_argument("--limit", type=int, help="only the first N examples")
+    ev.add_argument("--eval", type=user_path, help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
+    ev.add_argument("--limit", type=int, help="only the first N examples (a result of its own, subset first-N)")
     ev.add_argument("--json", action="store_true", help="print the JSON report on stdout")
-    ev.add_argument("--out", help="also write the JSON report to this file")
+    ev.add_argument("--out", type=user_path, help="also write the JSON report to this file")
     ev.add_argument("--batch-size", type=int, default=8, help="examples per generate batch (default 8)")
-    ev.add_argument("--max-new-tokens", type=int, default=16, help="greedy decoding budget (default 16)")
+    ev.add_argument("--max-new-tokens", type=int, default=DEFAULT_GENERATION.max_new_tokens,
+                    help=f"greedy decoding budget (default {DEFAULT_GENERATION.max_new_tokens}, the pages' default)")
     ev.add_argument("--group-by", default="task", help="categorical column for the breakdown (default task)")
     ev.set_defaults(func=cmd_eval)
 
     pointing = sub.add_parser("pointing", help="pointing score per checkpoint (attention peak inside the asked object)",
                               description=cmd_pointing.__doc__)
-    pointing.add_argument("--run", required=True, help="run directory with checkpoints and an eval set in eval/")
+    pointing.add_argument("--run", required=True, type=user_path,
+                          help="run directory with checkpoints and an eval set in eval/ (relative to the current "
+                               "directory or absolute)")
     pointing.add_argument("--checkpoints", default="", help="comma-separated checkpoint names or steps (default: all)")
     pointing.add_argument("--examples", type=int, default=None, help="examples per checkpoint (default: all)")
-    pointing.add_argument("--eval", default="", help="eval set file (default: the run's eval/ set)")
+    pointing.add_argument("--eval", type=user_path, default=None, help="eval set file (default: the run's eval/ set)")
     pointing.add_argument("--json", action="store_true", help="print JSON: {\"checkpoints\": [...]} in step order")
     pointing.set_defaults(func=cmd_pointing)
     return parser

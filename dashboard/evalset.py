@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,21 @@ class EvalSet:
     examples: list[EvalExample]
     problems: list[str] = field(default_factory=list)
     content_hash: str = ""
-    """SHA-256 of the file's bytes: saved results are keyed by it, not by the (reusable) name."""
+    """SHA-256 of the file's bytes as on disk (a BOM included): saved results are keyed by it, not by
+    the (reusable) name, and exports report it as ``sha256`` — ``sha256sum FILE`` prints the same."""
+    subset: str = "all"
+    """Which rows of the file these are: ``all`` or ``first-N`` (see :mod:`dashboard.compare.identity`)."""
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def first(self, n: int) -> EvalSet:
+        """The first ``n`` usable rows, same file hash, subset ``first-n`` (the whole set when n ≥ its size)."""
+        if n < 1:
+            raise ValueError("a subset needs at least one row")
+        if n >= len(self.examples):
+            return self
+        return replace(self, examples=self.examples[:n], subset=f"first-{n}")
 
     def by_id(self) -> dict[str, EvalExample]:
         return {ex.id: ex for ex in self.examples}
@@ -138,6 +149,7 @@ def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | Seque
         raise EvalSetError(f"{name}: unsupported format {fmt!r} (use jsonl or csv)")
     if not roots:
         raise EvalSetError(f"{name}: no folder is allowed for images (configure a runs root)")
+    content_hash = hashlib.sha256(data).hexdigest()  # of the bytes on disk, before the BOM is dropped
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     rows = _jsonl_rows(data) if fmt == "jsonl" else _csv_rows(data)
@@ -162,7 +174,7 @@ def parse_eval_set(data: bytes, *, name: str, path: Path, base_dir: Path | Seque
     if not examples and not problems:
         problems.append("the file has no rows")
     return EvalSet(name=name, path=path, examples=examples, problems=problems,
-                   content_hash=hashlib.sha256(data).hexdigest())
+                   content_hash=content_hash)
 
 
 def _jsonl_rows(data: bytes) -> Iterator[tuple[int, dict | _RowProblem]]:

@@ -77,6 +77,11 @@ class GenerationSettings:
         return kwargs
 
 
+DEFAULT_GENERATION = GenerationSettings()
+"""The one generation default of every page and of ``python -m dashboard eval``: equal defaults give
+equal result identities, so the page and the CLI reuse each other's saved answers."""
+
+
 @dataclass
 class GenerationResult:
     """Output text (the continuation after any prefill) and where the time went.

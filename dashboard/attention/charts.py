@@ -51,7 +51,8 @@ def lens_figure(lens: pd.DataFrame, column_labels: list[str], title: str) -> go.
 def pointing_figure(frame: pd.DataFrame) -> go.Figure:
     """Pointing score (and chance) per checkpoint step."""
     fig = go.Figure()
-    fig.add_scatter(x=frame["step"], y=frame["pointing"], mode="lines+markers", name="pointing score")
+    fig.add_scatter(x=frame["step"], y=frame["pointing"], mode="lines+markers", name="pointing score",
+                    error_y=_interval(frame))
     fig.add_scatter(x=frame["step"], y=frame["chance"], mode="lines", name="chance (random peak)",
                     line={"dash": "dot"})
     if "accuracy" in frame:
@@ -103,14 +104,25 @@ def spatial_lens_figure(image: Any, lens: Any, view: Any, title: str = "") -> go
     return fig
 
 
+def _interval(frame: pd.DataFrame) -> dict[str, object] | None:
+    """Error bars from the exact 95 % interval of the hit rate (``summarise``'s ``pointing_ci95_*``)."""
+    if "pointing_ci95_low" not in frame:
+        return None
+    from dashboard.compare.tables import error_bars
+
+    return error_bars(list(frame["pointing"]), list(frame["pointing_ci95_low"]), list(frame["pointing_ci95_high"]))
+
+
 def pointing_split_figure(frame: pd.DataFrame) -> go.Figure:
-    """Pointing per checkpoint step, separately for right and wrong answers (plus chance)."""
+    """Pointing per checkpoint step, separately for right and wrong answers (plus chance), each point
+    labelled with its n and drawn with its exact 95 % interval (n = 1 or 3 is a wide bar, not a fact)."""
     fig = go.Figure()
     for label, dash in (("right", "solid"), ("wrong", "dash")):
         part = frame[frame["answer"] == label].sort_values("step")
-        fig.add_scatter(x=part["step"], y=part["pointing"], mode="lines+markers", name=f"answer {label}",
-                        line={"dash": dash}, customdata=part["n"],
-                        hovertemplate="step %{x}: %{y:.2f} (n=%{customdata})")
+        fig.add_scatter(x=part["step"], y=part["pointing"], mode="lines+markers+text", name=f"answer {label}",
+                        line={"dash": dash}, customdata=part["n"], error_y=_interval(part),
+                        text=[f"n={n}" for n in part["n"]], textposition="top right",
+                        hovertemplate="step %{x}: %{y:.1%} (n=%{customdata}, 95% CI in the error bar)")
     chance = frame.groupby("step")["chance"].mean()
     fig.add_scatter(x=chance.index, y=chance.to_numpy(), mode="lines", name="chance", line={"dash": "dot"})
     fig.update_layout(height=300, xaxis_title="step", yaxis_title="pointing", yaxis_range=[0, 1.0001],

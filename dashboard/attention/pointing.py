@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dashboard.attention.adapters import GridView
+from dashboard.compare.stats import proportion_ci
 from dashboard.metrics import first_word_match
 
 
@@ -59,6 +60,17 @@ class PointingReport:
     def to_dict(self) -> dict:
         return {"summary": self.summary(), "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
 
+    def examples(self) -> list[dict[str, object]]:
+        return per_example(self.rows)
+
+
+def per_example(rows: Sequence[PointingRow]) -> list[dict[str, object]]:
+    """One entry per scored example — hit, peak patch (row, column), attention mass in the box —
+    so an analyst sees *which* examples a checkpoint misses (CLI ``--json`` and the page's export)."""
+    return [{"id": r.id, "hit": r.hit, "peak_patch": list(r.peak), "mass_in_box": r.mass_in_box,
+             "chance": r.chance, "first_token": r.output, "answer": r.answer,
+             "answer_correct": _verdict(r)} for r in rows]
+
 
 def _verdict(row: PointingRow) -> bool:
     return row.correct if row.answer_correct is None else row.answer_correct
@@ -69,11 +81,14 @@ def summarise(checkpoint: str, rows: Sequence[PointingRow], skipped: int = 0) ->
     if not rows:
         return {"checkpoint": checkpoint, "n": 0, "skipped": skipped}
     per_layer = np.array([r.per_layer_hit for r in rows], dtype=float).mean(0)
+    lo, hi = proportion_ci([float(r.hit) for r in rows]).ci95  # exact interval: honest with n = 3
     verdicts = [r.answer_correct for r in rows if r.answer_correct is not None]
     return {
         "checkpoint": checkpoint,
         "n": len(rows),
         "pointing": float(np.mean([r.hit for r in rows])),
+        "pointing_ci95_low": lo,
+        "pointing_ci95_high": hi,
         "chance": float(np.mean([r.chance for r in rows])),
         "mass_in_box": float(np.mean([r.mass_in_box for r in rows])),
         "accuracy": float(np.mean([r.correct for r in rows])),  # registry first_word_match: one token

@@ -85,5 +85,5 @@ def pointing_per_checkpoint(pool: Any, checkpoints: Sequence[CheckpointInfo], ex
             errors[item.path] = item.exception if isinstance(item.exception, Exception) else RuntimeError(item.error)
             continue
         rows[item.path] = {**item.report.summary(), "step": item.step, "name": item.name,
-                           "split": item.report.split_by_correctness()}
+                           "split": item.report.split_by_correctness(), "examples": item.report.examples()}
     return rows, errors

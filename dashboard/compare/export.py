@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from dashboard.csv_export import csv_safe as csv_safe  # re-exported: the one fo
 from dashboard.csv_export import rows_csv_bytes
 from dashboard.evalset import EvalSet
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+"""2: the eval-set export carries the page's view (pair, regression pair and metric, example filter),
+the eval file's sha256 and subset apart, and each checkpoint's result key."""
 
 
 def checkpoint_metadata(info: Any) -> dict[str, Any]:
@@ -63,19 +66,67 @@ def single_export(outputs: Sequence[SingleOutput], *, reference: str, prompt: st
     }
 
 
+@dataclass(frozen=True)
+class EvalView:
+    """What the Comparison page shows, so its export carries exactly that (not a fixed default).
+
+    ``pair``: the *Paired comparison* A and B; ``regression``: the *Regressions* earlier, later
+    and metric; ``example_metric`` / ``example_filter``: the per-example table's score and filter.
+    ``None`` means the section is not on the page (fewer than two scored checkpoints).
+    """
+
+    group_by: str | None = "task"
+    pair: tuple[str, str] | None = None
+    regression: tuple[str, str, str] | None = None
+    example_metric: str | None = None
+    example_filter: str = "All examples"
+
+    def as_dict(self, shown: int, total: int) -> dict[str, Any]:
+        return {"group_by": self.group_by, "pair": list(self.pair) if self.pair else None,
+                "regression": (dict(zip(("earlier", "later", "metric"), self.regression, strict=True))
+                               if self.regression else None),
+                "example_metric": self.example_metric, "example_filter": self.example_filter,
+                "examples_shown": shown, "examples_total": total}
+
+
+def _default_view(scores: Mapping[str, CheckpointScores], metrics: Sequence[str], group_by: str | None) -> EvalView:
+    """Without a page (tests, scripts): first against last scored checkpoint on the first metric, all examples."""
+    names = [n for n, s in scores.items() if s.n]
+    pair = (names[0], names[-1]) if len(names) >= 2 else None
+    return EvalView(group_by=group_by, pair=pair,
+                    regression=(pair[0], pair[1], metrics[0]) if pair and metrics else None,
+                    example_metric=metrics[0] if metrics else None)
+
+
+def _shown_ids(evalset: EvalSet, scores: Mapping[str, CheckpointScores], view: EvalView) -> list[str]:
+    from dashboard.compare.tables import example_frame, filter_examples
+
+    if view.example_metric is None:
+        return [ex.id for ex in evalset.examples]
+    frame = filter_examples(example_frame(evalset, scores, view.example_metric, with_thumbnails=False),
+                            view.example_filter)
+    return [str(i) for i in frame["id"]] if not frame.empty else []
+
+
 def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, metrics: Sequence[str],
                 settings: Mapping[str, Any], reference: str | None = None,
                 checkpoints: Mapping[str, Mapping[str, Any]] | None = None, run: str | None = None,
-                group_by: str | None = "task") -> dict[str, Any]:
-    """An eval-set comparison: per-checkpoint means with 95 % CIs, the per-task table, paired
-    tests, provenance (run, checkpoints, steps, settings, eval-set hash) and per-example rows."""
-    from dashboard.compare.report import eval_report, group_table, summarize
+                group_by: str | None = "task", view: EvalView | None = None) -> dict[str, Any]:
+    """An eval-set comparison as the page shows it (``view``): per-checkpoint means with 95 % CIs,
+    the per-group table, all paired tests and the page's pair, the page's regression list,
+    provenance (run, checkpoints with result keys, settings, eval file sha256, subset) and the
+    per-example rows the page's filter shows."""
+    from dashboard.compare.regressions import find_regressions
+    from dashboard.compare.report import eval_report, group_table, paired, summarize
 
+    view = view or _default_view(scores, metrics, group_by)
+    group_by = view.group_by
     report = eval_report(evalset, scores, settings=settings, metrics=metrics, group_by=group_by)
     summaries = [summarize(evalset, s, metrics, group_by=group_by) for s in scores.values()]
     by_ckpt = {name: {str(r["id"]): r for r in s.rows} for name, s in scores.items()}
+    shown = set(_shown_ids(evalset, scores, view))
     examples = []
-    for ex in evalset.examples:
+    for ex in (e for e in evalset.examples if e.id in shown):
         ref_out = by_ckpt.get(reference or "", {}).get(ex.id, {}).get("output")
         outs = {}
         for name, rows in by_ckpt.items():
@@ -93,8 +144,7 @@ def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, met
                          "task": ex.task, "outputs": outs})
     return {
         "kind": "eval_set", "version": EXPORT_VERSION, "exported_at": time.time(),
-        "eval_set": {"name": evalset.name, "path": str(evalset.path), "n": len(evalset.examples),
-                     "problems": list(evalset.problems)},
+        "eval_set": {**report["eval_set"], "path": str(evalset.path), "problems": list(evalset.problems)},
         "settings": dict(settings), "metrics": list(metrics), "reference_checkpoint": reference,
         "checkpoints": [dict((checkpoints or {}).get(name) or {"name": name, "step": s.step}) for name, s in
                         scores.items()],
@@ -103,11 +153,19 @@ def eval_export(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, met
                      **{f"{m}_ci95": ck["metrics"][m]["ci95"] for m in metrics}}
                     for (name, s), ck in zip(scores.items(), report["checkpoints"], strict=True)],
         "provenance": {"run": run, "eval_set_sha256": report["eval_set"]["sha256"],
-                       "checkpoints": [{"name": n, "step": s.step} for n, s in scores.items()],
+                       "subset": report["eval_set"]["subset"],
+                       "checkpoints": [{"name": n, "step": s.step, "result_key": s.identity.key}
+                                       for n, s in scores.items()],
                        "settings": dict(settings), "group_by": group_by},
+        "view": view.as_dict(len(examples), len(evalset.examples)),
         "by_group": group_table(summaries, metrics),
         "paired": report["paired"],
-        "regressions": _first_to_last_regressions(evalset, scores, metrics),
+        "shown_pair": ([paired(scores[view.pair[0]], scores[view.pair[1]], m).as_dict() for m in metrics]
+                       if view.pair else None),
+        "regressions": ({**find_regressions(evalset, scores[view.regression[0]], scores[view.regression[1]],
+                                            view.regression[2]).as_dict(),
+                         "earlier": view.regression[0], "later": view.regression[1], "metric": view.regression[2]}
+                        if view.regression else None),
         "examples": examples,
     }
 
@@ -117,30 +175,24 @@ def summary_csv_bytes(data: Mapping[str, Any]) -> bytes:
     with value, 95 % CI and n, and the provenance repeated on every row so a copied file keeps it."""
     prov = data["provenance"]
     common = {"run": prov["run"], "eval_set": data["eval_set"]["name"], "eval_set_sha256": prov["eval_set_sha256"],
+              "subset": prov["subset"], "group_by": prov["group_by"],
               "settings": json.dumps(prov["settings"], sort_keys=True)}
+    keys = {c["name"]: c["result_key"] for c in prov["checkpoints"]}
     rows: list[dict[str, Any]] = []
     for item in data["summary"]:
         for m in data["metrics"]:
             lo, hi = item[f"{m}_ci95"]
             rows.append({"checkpoint": item["checkpoint"], "step": item["step"], "group": "(all)", "metric": m,
-                         "value": item[m], "ci95_low": lo, "ci95_high": hi, "n": item["n"], **common})
+                         "value": item[m], "ci95_low": lo, "ci95_high": hi, "n": item["n"], **common,
+                         "result_key": keys.get(item["checkpoint"])})
     steps = {c["name"]: c["step"] for c in prov["checkpoints"]}
     for item in data["by_group"]:
         for m in data["metrics"]:
             rows.append({"checkpoint": item["checkpoint"], "step": steps.get(item["checkpoint"]),
                          "group": item["group"], "metric": m, "value": item[m], "ci95_low": item[f"{m} ci95 low"],
-                         "ci95_high": item[f"{m} ci95 high"], "n": item["n"], **common})
+                         "ci95_high": item[f"{m} ci95 high"], "n": item["n"], **common,
+                         "result_key": keys.get(item["checkpoint"])})
     return _rows_csv(rows)
-
-
-def _first_to_last_regressions(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
-                               metrics: Sequence[str]) -> dict[str, Any] | None:
-    from dashboard.compare.regressions import find_regressions
-
-    names = [n for n, s in scores.items() if s.n]
-    if len(names) < 2 or not metrics:
-        return None
-    return find_regressions(evalset, scores[names[0]], scores[names[-1]], metrics[0]).as_dict()
 
 
 def to_json_bytes(data: Mapping[str, Any]) -> bytes:
@@ -173,5 +225,6 @@ def to_csv_bytes(data: Mapping[str, Any]) -> bytes:
                              **{m: out["scores"].get(m) for m in metrics},
                              "diff_vs_reference": out.get("diff_text", ""), "error": out.get("error", ""),
                              "latency_s": out.get("latency_s"), "eval_set": data["eval_set"]["name"],
-                             "settings": settings})
+                             "eval_set_sha256": data["eval_set"]["sha256"], "subset": data["eval_set"]["subset"],
+                             "filter": data["view"]["example_filter"], "settings": settings})
     return _rows_csv(rows)

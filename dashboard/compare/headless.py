@@ -18,7 +18,8 @@ from typing import Any, TextIO
 from dashboard.compare.report import eval_report
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
-from dashboard.generation import GenerationSettings
+from dashboard.formatting import fmt_fraction
+from dashboard.generation import DEFAULT_GENERATION
 from dashboard.metrics import default_metrics
 from dashboard.runs.files import write_atomic
 
@@ -34,7 +35,7 @@ class EvalRequest:
     eval_file: Path | None = None
     limit: int | None = None
     batch_size: int = 8
-    max_new_tokens: int = 16
+    max_new_tokens: int = DEFAULT_GENERATION.max_new_tokens
     group_by: str = "task"
 
 
@@ -75,7 +76,7 @@ def resolve_eval_set(run_dir: Path, eval_file: Path | None, limit: int | None) -
     if limit is not None:
         if limit < 1:
             raise BadInput("--limit must be ≥ 1")
-        evalset = EvalSet(evalset.name, evalset.path, evalset.examples[:limit], evalset.problems)
+        evalset = evalset.first(limit)  # same file hash, subset first-N: its own result identity
     return evalset
 
 
@@ -95,7 +96,7 @@ def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, 
         raise BadInput(f"run directory not found: {run_dir}")
     checkpoints = resolve_checkpoints(run_dir, request.checkpoints)
     evalset = resolve_eval_set(run_dir, request.eval_file, request.limit)
-    gen = GenerationSettings(max_new_tokens=request.max_new_tokens)
+    gen = dataclasses.replace(DEFAULT_GENERATION, max_new_tokens=request.max_new_tokens)
     try:
         gen.validate()
     except ValueError as exc:
@@ -118,35 +119,38 @@ def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, 
     report = eval_report(evalset, scores, settings=settings_dict(gen), metrics=list(default_metrics()),
                          group_by=request.group_by)
     report["settings"]["backend"] = backend.name
+    report["work"] = {"generated": outcome.computed, "reused": outcome.reused}
     return report
 
 
 def text_summary(report: dict[str, Any]) -> str:
     """A few human lines for when ``--json`` is not given."""
-    lines = [f"eval set {report['eval_set']['name']} (n = {report['eval_set']['n']}, "
-             f"sha256 {report['eval_set']['sha256'][:12]})"]
+    es = report["eval_set"]
+    lines = [f"eval set {es['name']} (subset {es['subset']}, n = {es['n']}, file sha256 {es['sha256'][:12]})"]
     for ck in report["checkpoints"]:
         em = ck["metrics"].get("exact_match", {})
-        lines.append(f"  {ck['checkpoint']:>20}  exact match {em.get('value', float('nan')):.3f} "
-                     f"[{em['ci95'][0]:.3f}, {em['ci95'][1]:.3f}]  n = {ck['n']}")
-    from dashboard.compare.stats import verdict
+        lines.append(f"  {ck['checkpoint']:>20}  exact match {fmt_fraction(em.get('value'))} "
+                     f"[{fmt_fraction(em['ci95'][0])}, {fmt_fraction(em['ci95'][1])}]  n = {ck['n']}")
+    from dashboard.compare.stats import detectable_sentence, verdict
 
     for p in report["paired"]:
         if p["metric"] == "exact_match":
+            holm = f", Holm over {p['family_size']} pairs" if p["family_size"] > 1 else ""
             lines.append(f"  {p['a']} vs {p['b']}: only A {p['a_only']}, only B {p['b_only']} → "
-                         + verdict(p["a"], p["b"], p["a_only"], p["b_only"], p["p_value"]))
+                         + verdict(p["a"], p["b"], p["a_only"], p["b_only"], p["p_holm"]) + holm)
+            lines.append("    " + detectable_sentence(p["n"], p["min_detectable_difference"]))
     return "\n".join(lines)
 
 
 def request_from_args(args: Any) -> EvalRequest:
     names = [n.strip() for n in args.checkpoints.split(",") if n.strip()] if args.checkpoints else None
-    return dataclasses.replace(EvalRequest(run=Path(args.run)), checkpoints=names,
-                               eval_file=Path(args.eval) if args.eval else None, limit=args.limit,
+    return dataclasses.replace(EvalRequest(run=Path(args.run).absolute()), checkpoints=names,
+                               eval_file=Path(args.eval).absolute() if args.eval else None, limit=args.limit,
                                batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                group_by=args.group_by)
 
 
-def write_outputs(report: dict[str, Any], *, as_json: bool, out: str | None) -> None:
+def write_outputs(report: dict[str, Any], *, as_json: bool, out: str | Path | None) -> None:
     """Print the report; with ``out`` also write it there, atomically and never through a symlink
     (the results writer, :func:`dashboard.runs.files.write_atomic`, inside ``out``'s folder)."""
     text = json.dumps(report, ensure_ascii=False, indent=2)

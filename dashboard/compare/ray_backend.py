@@ -15,8 +15,10 @@ Imported only when ``VLMLAB_RAY_ADDRESS`` is set (see :func:`dashboard.compare.b
   and continues with the examples not yet returned, at most ``max_retries`` times; an error
   raised by the work itself (bad checkpoint) is not retried — it would fail the same way.
 - Workers need the checkpoints and the eval-set images at the same paths as the dashboard
-  (a shared filesystem) and this repository importable (``runtime_env`` ships the package
-  when connecting to a remote cluster).
+  (a shared filesystem); a worker that sees other checkpoint content than the result's identity
+  names (:func:`~dashboard.compare.identity.checkpoint_signature`, e.g. a node whose copy is stale)
+  refuses to score it, so its rows never land under that identity; and this repository importable
+  (``runtime_env`` ships the package when connecting to a remote cluster).
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ class CheckpointWorker:
     """Ray actor body: one checkpoint's model, kept loaded across batches."""
 
     def __init__(self, checkpoint: str, examples: dict[str, EvalExample], settings: GenerationSettings,
-                 batch_size: int, max_image_pixels: int, load_options: LoadOptions):
+                 batch_size: int, max_image_pixels: int, load_options: LoadOptions,
+                 expected_signature: str | None = None):
         self.checkpoint = checkpoint
+        self.expected_signature = expected_signature
         self.load_options = load_options
         self.examples = examples  # resolved once from the object store
         self.settings = settings
@@ -61,8 +65,13 @@ class CheckpointWorker:
         """Load the checkpoint (on this actor's GPU when Ray gave it one); returns seconds."""
         import ray
 
+        from dashboard.compare.identity import checkpoint_signature
         from dashboard.models.loading import load_checkpoint, resolve_device
 
+        seen = checkpoint_signature(self.checkpoint)
+        if self.expected_signature is not None and seen != self.expected_signature:
+            raise RuntimeError(f"{Path(self.checkpoint).name}: this worker sees other checkpoint content "
+                               f"({seen}) than the result's identity ({self.expected_signature})")
         t0 = time.perf_counter()
         device = resolve_device("cuda" if ray.get_gpu_ids() else "cpu")
         self._loaded = load_checkpoint(self.checkpoint, device, options=self.load_options)
@@ -166,8 +175,10 @@ class RayBackend:
                                                           max_task_retries=0)
 
         def start(lane: _Lane) -> None:
+            identity = lane.job.identity
             lane.actor = worker_cls.remote(str(lane.job.checkpoint), examples_ref, settings, batch_size,
-                                           max_image_pixels, self.load_options)
+                                           max_image_pixels, self.load_options,
+                                           identity.checkpoint_signature if identity is not None else None)
             on_status(lane.job.name, "starting worker" if not lane.retries else f"retry {lane.retries}")
             if self.on_actor_started is not None:
                 self.on_actor_started(lane.job.name, lane.actor)

@@ -9,15 +9,21 @@ Comparison page draws its tables from the same objects, so the numbers cannot dr
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.stats import DEFAULT_SEED, Estimate, PairedResult, bootstrap_ci, compare_paired
+from dashboard.compare.stats import (
+    DEFAULT_SEED,
+    Estimate,
+    PairedResult,
+    bootstrap_ci,
+    compare_paired,
+    holm,
+    proportion_ci,
+)
 from dashboard.evalset import EvalExample, EvalSet
 
 BINARY_METRICS = frozenset({"exact_match", "contains", "first_word_match"})
@@ -27,10 +33,10 @@ MAX_GROUPS = 50
 """A column with more distinct values than this (or than half the rows) is an id, not a category."""
 
 
-def evalset_sha256(evalset: EvalSet) -> str:
-    """Content hash of the examples (id, image name, prompt, answer, task) — stable across copies."""
-    rows = [[ex.id, ex.image_path.name, ex.prompt, ex.answer, ex.task] for ex in evalset.examples]
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+def evalset_block(evalset: EvalSet) -> dict[str, Any]:
+    """The eval set as every report and export names it: the file's sha256 and the subset, apart."""
+    return {"name": evalset.name, "file": evalset.path.name, "sha256": evalset.content_hash,
+            "subset": evalset.subset, "n": len(evalset.examples)}
 
 
 def group_value(example: EvalExample, column: str) -> str:
@@ -62,10 +68,12 @@ class CheckpointSummary:
     complete: bool
     metrics: dict[str, Estimate]
     by_group: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
+    """:meth:`ResultIdentity.as_dict` of the scored result (with its ``key``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The headless report's ``checkpoints`` entry."""
-        return {"checkpoint": self.checkpoint, "step": self.step, "n": self.n,
+        return {"checkpoint": self.checkpoint, "step": self.step, "n": self.n, "identity": self.identity,
                 "metrics": {m: e.as_dict() for m, e in self.metrics.items()},
                 "by_task": {g: {m: e.as_dict(with_n=True) for m, e in per.items()}
                             for g, per in self.by_group.items()}}
@@ -75,11 +83,31 @@ def _metric_values(rows: Iterable[Mapping[str, Any]], metric: str) -> list[float
     return [float(r["scores"][metric]) for r in rows if metric in (r.get("scores") or {})]
 
 
+def image_clusters(rows: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """Which image each row asked about (rows sharing one are correlated); None when rows don't say."""
+    images = [r.get("cluster", r.get("image")) for r in rows]
+    return None if any(i is None for i in images) else [str(i) for i in images]
+
+
+def estimate(rows: Sequence[Mapping[str, Any]], metric: str, *, seed: int = DEFAULT_SEED) -> Estimate:
+    """A metric's mean over ``rows`` with its 95 % interval: the one estimator of page, CLI, export, Timeline.
+
+    Right/wrong metrics get the exact Clopper–Pearson interval, others (token F1) the bootstrap;
+    both clustered by image when examples share one (:mod:`dashboard.compare.stats`).
+    """
+    scored = [r for r in rows if metric in (r.get("scores") or {})]
+    values = _metric_values(scored, metric)
+    clusters = image_clusters(scored)
+    if metric in BINARY_METRICS:
+        return proportion_ci(values, clusters)
+    return bootstrap_ci(values, seed=seed, clusters=clusters)
+
+
 def summarize(evalset: EvalSet, scores: CheckpointScores, metrics: Sequence[str], *, group_by: str | None = "task",
               seed: int = DEFAULT_SEED) -> CheckpointSummary:
     """Means with 95 % bootstrap CIs over the scored examples, overall and per ``group_by`` value."""
     rows = scores.rows
-    overall = {m: bootstrap_ci(_metric_values(rows, m), seed=seed) for m in metrics}
+    overall = {m: estimate(rows, m, seed=seed) for m in metrics}
     by_group: dict[str, dict[str, Estimate]] = {}
     if group_by:
         examples = evalset.by_id()
@@ -88,10 +116,10 @@ def summarize(evalset: EvalSet, scores: CheckpointScores, metrics: Sequence[str]
             ex = examples.get(str(row["id"]))
             if ex is not None:
                 grouped.setdefault(group_value(ex, group_by), []).append(row)
-        by_group = {g: {m: bootstrap_ci(_metric_values(grouped[g], m), seed=seed) for m in metrics}
+        by_group = {g: {m: estimate(grouped[g], m, seed=seed) for m in metrics}
                     for g in sorted(grouped)}
     return CheckpointSummary(scores.checkpoint, scores.step, scores.n, scores.total, scores.complete, overall,
-                             by_group)
+                             by_group, scores.identity.as_dict())
 
 
 def paired(a: CheckpointScores, b: CheckpointScores, metric: str, *, seed: int = DEFAULT_SEED) -> PairedResult:
@@ -102,7 +130,21 @@ def paired(a: CheckpointScores, b: CheckpointScores, metric: str, *, seed: int =
     return compare_paired(a.checkpoint, b.checkpoint, metric,
                           [float(a_rows[i]["scores"][metric]) for i in common],
                           [float(b_rows[i]["scores"][metric]) for i in common],
-                          binary=metric in BINARY_METRICS, seed=seed)
+                          binary=metric in BINARY_METRICS, seed=seed,
+                          clusters=image_clusters([a_rows[i] for i in common]))
+
+
+def paired_family(scores: Mapping[str, CheckpointScores], pairs: Sequence[tuple[str, str]], metrics: Sequence[str],
+                  *, seed: int = DEFAULT_SEED) -> list[dict[str, Any]]:
+    """Every pair's test per metric, with Holm-adjusted p-values within each metric's family of pairs
+    (``p_holm``; equal to ``p_value`` when only one pair is compared)."""
+    out: list[dict[str, Any]] = []
+    for m in metrics:
+        results = [paired(scores[a], scores[b], m, seed=seed) for a, b in pairs]
+        for result, adjusted in zip(results, holm([r.p_value for r in results]), strict=True):
+            out.append({**result.as_dict(), "p_holm": adjusted, "family_size": len(results)})
+    order = {(a, b): i for i, (a, b) in enumerate(pairs)}
+    return sorted(out, key=lambda f: order[(f["a"], f["b"])])
 
 
 def default_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
@@ -120,11 +162,11 @@ def eval_report(evalset: EvalSet, scores: Mapping[str, CheckpointScores], *, set
     names = list(scores)
     chosen_pairs = default_pairs(names) if pairs is None else list(pairs)
     return {
-        "eval_set": {"name": evalset.name, "sha256": evalset_sha256(evalset), "n": len(evalset.examples)},
+        "eval_set": evalset_block(evalset),
         "settings": dict(settings),
         "checkpoints": [summarize(evalset, scores[n], metrics, group_by=group_by, seed=seed).as_dict()
                         for n in names],
-        "paired": [paired(scores[a], scores[b], m, seed=seed).as_dict() for a, b in chosen_pairs for m in metrics],
+        "paired": paired_family(scores, chosen_pairs, metrics, seed=seed),
     }
 
 

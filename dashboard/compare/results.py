@@ -1,10 +1,12 @@
-"""Saved eval-set scores: one JSON file per (eval set content, checkpoint, generation settings).
+"""Saved eval-set scores: one JSON file per result identity (:mod:`dashboard.compare.identity`).
 
-Files live at ``<run>/eval_results/<eval_set>-<content hash>/<checkpoint>-<settings hash>.json``
-so the Timeline page can plot them and a later visit does not recompute. The key is the eval
-set's *content* hash, not its name: uploading a one-row ``demo.jsonl`` must not replace the
-run's complete 200-row results, and a partial result (a stopped run) never replaces a complete
-one. When the run folder is read-only, or its ``eval_results`` is a symlink, they go to
+Files live at ``<run>/eval_results/<eval_set>-<file sha256[:12]>[-first-N]/<checkpoint>-<k>.json``
+(``k``: settings and scorer version, :func:`~dashboard.compare.identity.storage_key`) so the
+Timeline page can plot them and a later visit does not recompute; the checkpoint's content
+signature is inside the file. The key is the eval set's *content* hash, not its name: uploading
+a one-row ``demo.jsonl`` must not replace the run's complete 200-row results, a subset
+(``--limit 40``) never shares a file with the whole set, and a partial result (a stopped run)
+never replaces a complete one. When the run folder is read-only, or its ``eval_results`` is a symlink, they go to
 ``<data_dir>/eval_results/<run-name>-<hash>/`` instead. Every write goes through
 :func:`dashboard.runs.files.write_atomic` (temp file + ``os.replace``, no symlink followed).
 
@@ -17,11 +19,9 @@ saved before content keys, not comparable.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from dashboard.compare.identity import (
+    FULL_SUBSET,
+    SCORER_VERSION,
+    ResultIdentity,
+    storage_key,
+)
 from dashboard.metrics import aggregate_scores, score
 from dashboard.runs.checkpoints import checkpoint_step as _folder_step
 from dashboard.runs.files import RunFileError, excerpt, read_json, write_atomic
@@ -42,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 RESULTS_DIRNAME = "eval_results"
 SCHEMA_VERSION = 1
-SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "metric", "value", "ci95_low", "ci95_high"]
+SCORE_COLUMNS = ["step", "checkpoint", "eval_set", "eval_set_sha256", "subset", "settings_key", "result_key",
+                 "metric", "value", "ci95_low", "ci95_high", "n"]
 _STEP = re.compile(r"checkpoint-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+", re.ASCII)
 
@@ -66,7 +73,16 @@ class CheckpointScores:
     """Number of examples in the eval set; ``complete`` when every one has a row."""
     saved_at: float = 0.0
     eval_set_hash: str = ""
-    """SHA-256 of the eval file's bytes (``EvalSet.content_hash``): part of the key."""
+    """SHA-256 of the eval file's bytes (``EvalSet.content_hash``): part of the identity."""
+    subset: str = FULL_SUBSET
+    """``all`` or ``first-N``: part of the identity (files before subsets existed were whole sets)."""
+    scorer_version: int = SCORER_VERSION
+
+    @property
+    def identity(self) -> ResultIdentity:
+        return ResultIdentity(checkpoint=self.checkpoint, checkpoint_signature=self.checkpoint_signature,
+                              eval_set_sha256=self.eval_set_hash, subset=self.subset,
+                              settings_key=self.settings_key, scorer_version=self.scorer_version)
 
     @property
     def n(self) -> int:
@@ -85,7 +101,8 @@ class CheckpointScores:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(n=self.n, complete=self.complete, metrics=self.metrics, schema=SCHEMA_VERSION)
+        data.update(n=self.n, complete=self.complete, metrics=self.metrics, schema=SCHEMA_VERSION,
+                    result_key=self.identity.key)
         return data
 
     @classmethod
@@ -97,7 +114,9 @@ class CheckpointScores:
                    checkpoint_signature=str(data.get("checkpoint_signature", "")),
                    rows=[r for r in data["rows"] if isinstance(r, dict) and "id" in r],
                    total=int(data.get("total") or data.get("n") or 0), saved_at=float(data.get("saved_at") or 0),
-                   eval_set_hash=str(data.get("eval_set_hash") or ""))
+                   eval_set_hash=str(data.get("eval_set_hash") or ""),
+                   subset=str(data.get("subset") or FULL_SUBSET),
+                   scorer_version=int(data.get("scorer_version") or SCORER_VERSION))
 
     def rescored(self, answers: dict[str, str]) -> CheckpointScores:
         """Scores recomputed from the saved outputs (the reference answers may have been edited)."""
@@ -111,32 +130,26 @@ def checkpoint_step(name: str) -> int | None:
     return _folder_step(Path(str(name).replace("\\", "/")).name)
 
 
-def checkpoint_signature(path: str | Path) -> str:
-    """Cheap change detector for a checkpoint folder: newest mtime and total size of its files."""
-    path = Path(path)
-    newest, total = 0, 0
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(path):
-            if entry.is_file():
-                st = entry.stat()
-                newest, total = max(newest, st.st_mtime_ns), total + st.st_size
-    return f"{newest}-{total}"
-
-
 def safe_name(name: str) -> str:
     """A file-system-safe form of an eval-set or checkpoint name."""
     cleaned = _UNSAFE.sub("_", name).strip("._")
     return cleaned[:80] or "unnamed"
 
 
-def _short_hash(text: str, n: int) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
+def result_relpath(eval_set: str, eval_set_hash: str, checkpoint: str, settings_key: str,
+                   subset: str = FULL_SUBSET, scorer_version: int = SCORER_VERSION) -> Path:
+    """Where one result lives below a results folder: every part of its identity but the
+    checkpoint's content (recorded inside the file) is in the path.
 
-
-def result_relpath(eval_set: str, eval_set_hash: str, checkpoint: str, settings_key: str) -> Path:
-    """Where one result lives below a results folder: every part of the key is in the path."""
-    return (Path(f"{safe_name(eval_set)}-{(eval_set_hash or 'nohash')[:12]}")
-            / f"{safe_name(checkpoint)}-{_short_hash(settings_key, 8)}.json")
+    Every result the app makes carries its eval file's sha256; a hand-built one without it goes
+    to a ``-nohash`` folder that no lookup by identity and no Timeline line ever reads.
+    """
+    folder = f"{safe_name(eval_set)}-{(eval_set_hash or 'nohash')[:12]}"
+    if subset != FULL_SUBSET:
+        folder += f"-{safe_name(subset)}"
+    ident = ResultIdentity(checkpoint=checkpoint, checkpoint_signature="", eval_set_sha256=eval_set_hash,
+                           subset=subset, settings_key=settings_key, scorer_version=scorer_version)
+    return Path(folder) / f"{safe_name(checkpoint)}-{storage_key(ident)}.json"
 
 
 def fallback_dir(run_dir: Path, data_dir: Path) -> Path:
@@ -173,7 +186,8 @@ def save_scores(run_dir: Path, scores: CheckpointScores, data_dir: Path | None =
     """
     scores.saved_at = time.time()
     payload = scores.to_json()
-    rel = result_relpath(scores.eval_set, scores.eval_set_hash, scores.checkpoint, scores.settings_key)
+    rel = result_relpath(scores.eval_set, scores.eval_set_hash, scores.checkpoint, scores.settings_key,
+                         scores.subset, scores.scorer_version)
     errors: list[str] = []
     for folder, base in _bases(run_dir, data_dir):
         target = folder / rel
@@ -263,7 +277,7 @@ def _move_legacy(run_dir: Path, data_dir: Path | None, path: Path, old: Checkpoi
     old.eval_set_hash = evalset.content_hash
     old.total = len(evalset.examples)
     current = load_scores(run_dir, old.eval_set, old.checkpoint, data_dir, eval_set_hash=evalset.content_hash,
-                          settings_key=old.settings_key)
+                          settings_key=old.settings_key, subset=FULL_SUBSET)
     if current is None or current.n < old.n:
         logger.info("old-layout result %s moved to %s", path, save_scores(run_dir, old, data_dir))
     try:
@@ -281,11 +295,13 @@ def _bases(run_dir: Path, data_dir: Path | None) -> list[tuple[Path, Path]]:
 
 
 def load_scores(run_dir: Path, eval_set: str, checkpoint: str, data_dir: Path | None = None, *,
-                eval_set_hash: str | None = None, settings_key: str | None = None) -> CheckpointScores | None:
+                eval_set_hash: str | None = None, settings_key: str | None = None,
+                subset: str | None = None) -> CheckpointScores | None:
     """The best readable saved result for (eval set, checkpoint), or None.
 
-    With ``eval_set_hash``/``settings_key`` only results of that content and those settings
-    count; a complete result is preferred over a partial one, then the newest.
+    With ``eval_set_hash``/``settings_key``/``subset`` only results of that content, those
+    settings and that subset count; a complete result is preferred over a partial one, then the
+    newest. Results of another scorer version never count.
     """
     best: CheckpointScores | None = None
     for folder, base in _bases(run_dir, data_dir):
@@ -299,13 +315,39 @@ def load_scores(run_dir: Path, eval_set: str, checkpoint: str, data_dir: Path | 
                 continue
             if settings_key is not None and found.settings_key != settings_key:
                 continue
+            if (subset is not None and found.subset != subset) or found.scorer_version != SCORER_VERSION:
+                continue
             best = _prefer(best, found)
     return best
 
 
+def rows_of_other_subsets(run_dir: Path, eval_set: str, identity: ResultIdentity,
+                          data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Saved rows (by id) of results that differ from ``identity`` only in the subset.
+
+    The same checkpoint content, eval file, settings and scorer give the same answer to a row
+    whichever subset it was scored in, so ``eval --limit 80`` and the page's whole-set run
+    share their generated rows; the results themselves stay apart (one file per subset).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for folder, base in _bases(run_dir, data_dir):
+        if not folder.is_dir():
+            continue
+        pattern = f"{safe_name(eval_set)}-{identity.eval_set_sha256[:12]}*/{safe_name(identity.checkpoint)}-*.json"
+        for path in sorted(folder.glob(pattern)):
+            found = _read(path, base)
+            if found is None or found.eval_set != eval_set or found.subset == identity.subset:
+                continue
+            if found.identity.with_subset(identity.subset) != identity:
+                continue
+            for row in found.rows:
+                rows.setdefault(str(row["id"]), row)
+    return rows
+
+
 def iter_saved(run_dir: Path, data_dir: Path | None = None) -> Iterable[CheckpointScores]:
     """Every readable saved result of the run, the best copy per (eval set content, checkpoint, settings)."""
-    best: dict[tuple[str, str, str, str], CheckpointScores] = {}
+    best: dict[tuple[str, ...], CheckpointScores] = {}
     for folder, base in _bases(run_dir, data_dir):
         if not folder.is_dir():
             continue
@@ -313,7 +355,8 @@ def iter_saved(run_dir: Path, data_dir: Path | None = None) -> Iterable[Checkpoi
             scores = _read(path, base)
             if scores is None:
                 continue
-            key = (scores.eval_set, scores.eval_set_hash, scores.checkpoint, scores.settings_key)
+            key = (scores.eval_set, scores.eval_set_hash, scores.subset, scores.checkpoint, scores.settings_key,
+                   str(scores.scorer_version))
             chosen = _prefer(best.get(key), scores)
             if chosen is not None:
                 best[key] = chosen
@@ -323,24 +366,31 @@ def iter_saved(run_dir: Path, data_dir: Path | None = None) -> Iterable[Checkpoi
 def load_saved_scores(run_dir: Path, data_dir: Path | None = None) -> pd.DataFrame:
     """Long table of saved, complete eval results for the Timeline page.
 
-    Columns: ``step`` (nullable Int64), ``checkpoint``, ``eval_set``, ``metric``, ``value`` and
-    its 95 % bootstrap interval ``ci95_low`` / ``ci95_high`` (the Comparison page's numbers);
-    partial results (stopped runs) are left out so a curve never mixes subsets.
+    One row per (result, metric): ``step`` (nullable Int64), ``checkpoint``, ``eval_set`` and
+    the rest of the result's identity (``eval_set_sha256``, ``subset``, ``settings_key``,
+    ``result_key``), ``metric``, ``value``, its 95 % interval ``ci95_low`` / ``ci95_high`` (the
+    Comparison page's, :func:`dashboard.compare.report.estimate`) and ``n``. Partial results
+    (stopped runs) and results saved without the eval file's hash (before identities) are left
+    out, so a curve never mixes subsets.
     """
-    from dashboard.compare.stats import bootstrap_ci
+    from dashboard.compare.report import estimate
 
     records = []
     for s in iter_saved(run_dir, data_dir):
-        if not s.complete:
+        if not s.complete or not s.eval_set_hash:
             continue
+        key = s.identity.key
         for metric, value in s.metrics.items():
-            lo, hi = bootstrap_ci([float(r["scores"][metric]) for r in s.rows
-                                   if metric in (r.get("scores") or {})]).ci95
+            est = estimate(s.rows, metric)
             records.append({"step": s.step if s.step is not None else checkpoint_step(s.checkpoint),
-                            "checkpoint": s.checkpoint, "eval_set": s.eval_set, "metric": metric, "value": value,
-                            "ci95_low": lo, "ci95_high": hi})
+                            "checkpoint": s.checkpoint, "eval_set": s.eval_set, "eval_set_sha256": s.eval_set_hash,
+                            "subset": s.subset, "settings_key": s.settings_key, "result_key": key,
+                            "metric": metric, "value": value, "ci95_low": est.ci95[0], "ci95_high": est.ci95[1],
+                            "n": s.n})
     frame = pd.DataFrame.from_records(records, columns=SCORE_COLUMNS)
     frame["step"] = frame["step"].astype("Int64")
+    frame["n"] = frame["n"].astype("Int64")
     for column in ("value", "ci95_low", "ci95_high"):
         frame[column] = frame[column].astype(float)
-    return frame.sort_values(["eval_set", "metric", "step", "checkpoint"], ignore_index=True)
+    return frame.sort_values(["eval_set", "subset", "settings_key", "metric", "step", "checkpoint"],
+                             ignore_index=True)

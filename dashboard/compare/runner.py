@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dashboard.compare.identity import checkpoint_signature, result_identity
 from dashboard.compare.results import (
     CheckpointScores,
-    checkpoint_signature,
     checkpoint_step,
     load_scores,
     migrate_legacy,
     row_still_valid,
+    rows_of_other_subsets,
     save_scores,
 )
 from dashboard.compare.sweep import LocalBackend, SweepBackend, SweepJob, error_text, queue_status
@@ -168,13 +169,16 @@ def settings_dict(settings: GenerationSettings) -> dict[str, Any]:
 
 
 def prepare_scores(run_dir: Path, checkpoints: Sequence[str | Path], evalset: EvalSet,
-                   settings: GenerationSettings, data_dir: Path | None = None) -> dict[str, CheckpointScores]:
+                   settings: GenerationSettings, data_dir: Path | None = None,
+                   borrowed: dict[str, int] | None = None) -> dict[str, CheckpointScores]:
     """Saved results that are still valid, rescored against the current answers; fresh ones otherwise.
 
-    A saved file is reused only if it was made with the same generation settings and the
-    checkpoint folder has not changed since; its rows are reused only for examples whose
-    prompt and image are unchanged. Old-layout results of this set are migrated first
-    (:func:`~dashboard.compare.results.migrate_legacy`).
+    A result is looked up by its identity (:func:`~dashboard.compare.identity.result_identity`:
+    checkpoint content, eval file hash, subset, settings, scorer version); rows it lacks are
+    taken from results of the same identity but another subset (``borrowed`` gets how many per
+    checkpoint), so neither the page nor the CLI regenerates an answer the other has saved.
+    Rows are reused only for examples whose prompt and image are unchanged. Old-layout results
+    of this set are migrated first (:func:`~dashboard.compare.results.migrate_legacy`).
     """
     migrate_legacy(run_dir, data_dir, lambda: [evalset])
     answers = {ex.id: ex.answer for ex in evalset.examples}
@@ -182,18 +186,25 @@ def prepare_scores(run_dir: Path, checkpoints: Sequence[str | Path], evalset: Ev
     out: dict[str, CheckpointScores] = {}
     for ckpt in checkpoints:
         path = Path(ckpt)
-        signature = checkpoint_signature(path)
-        saved = load_scores(run_dir, evalset.name, path.name, data_dir, eval_set_hash=evalset.content_hash,
-                            settings_key=settings.key())
-        if saved is not None and saved.settings_key == settings.key() and saved.checkpoint_signature == signature:
-            saved.rows = [r for r in saved.rows if row_still_valid(r, by_id)]
-            out[path.name] = saved.rescored(answers)
-        else:
-            out[path.name] = CheckpointScores(
-                checkpoint=path.name, step=checkpoint_step(path.name), eval_set=evalset.name,
-                settings=settings_dict(settings), settings_key=settings.key(),
-                checkpoint_signature=signature, rows=[], total=len(evalset.examples),
-                eval_set_hash=evalset.content_hash)
+        ident = result_identity(path, evalset, settings)
+        scores = CheckpointScores(
+            checkpoint=path.name, step=checkpoint_step(path.name), eval_set=evalset.name,
+            settings=settings_dict(settings), settings_key=ident.settings_key,
+            checkpoint_signature=ident.checkpoint_signature, rows=[], total=len(evalset.examples),
+            eval_set_hash=ident.eval_set_sha256, subset=ident.subset, scorer_version=ident.scorer_version)
+        saved = load_scores(run_dir, evalset.name, path.name, data_dir, eval_set_hash=ident.eval_set_sha256,
+                            settings_key=ident.settings_key, subset=ident.subset)
+        if saved is not None and saved.identity == ident:
+            scores.rows = [r for r in saved.rows if row_still_valid(r, by_id)]
+            scores.saved_at = saved.saved_at
+        have = scores.row_ids()
+        if ident.eval_set_sha256 and len(have) < len(by_id):
+            extra = [r for i, r in rows_of_other_subsets(run_dir, evalset.name, ident, data_dir).items()
+                     if i in by_id and i not in have and row_still_valid(r, by_id)]
+            scores.rows.extend(extra)
+            if borrowed is not None and extra:
+                borrowed[path.name] = len(extra)
+        out[path.name] = scores.rescored(answers)
     return out
 
 
@@ -212,10 +223,13 @@ def run_eval(pool: ModelPool | None, run_dir: Path, checkpoints: Sequence[str | 
         if pool is None:
             raise ValueError("run_eval needs a pool or a backend")
         backend = LocalBackend(pool)
-    scores = prepare_scores(run_dir, checkpoints, evalset, settings, data_dir)
+    borrowed: dict[str, int] = {}
+    scores = prepare_scores(run_dir, checkpoints, evalset, settings, data_dir, borrowed)
     report = EvalRun(scores=scores)
-    jobs = [SweepJob(Path(c), tuple(ex for ex in evalset.examples if ex.id not in scores[Path(c).name].row_ids()))
-            for c in checkpoints]
+    for name in borrowed:  # rows taken from another subset's result: this subset's result now has them too
+        report.saved_to[name] = save_scores(run_dir, scores[name], data_dir)
+    jobs = [SweepJob(Path(c), tuple(ex for ex in evalset.examples if ex.id not in scores[Path(c).name].row_ids()),
+                     scores[Path(c).name].identity) for c in checkpoints]
     report.reused = sum(s.n for s in scores.values())
     total = sum(len(j.examples) for j in jobs)
     progress = {"done": 0}

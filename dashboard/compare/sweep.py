@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dashboard.compare.identity import ResultIdentity
 from dashboard.evalset import EvalExample
 from dashboard.metrics import score
 
@@ -45,6 +46,9 @@ class SweepJob:
 
     checkpoint: Path
     examples: tuple[EvalExample, ...]
+    identity: ResultIdentity | None = None
+    """The result these rows belong to (:mod:`dashboard.compare.identity`); a remote worker checks the
+    checkpoint content it sees against it."""
 
     @property
     def name(self) -> str:

@@ -291,7 +291,7 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
             rows = rows[(rows["step"] >= options.step_range[0]) & (rows["step"] <= options.step_range[1])]
         x = _score_x(rows, run, primary_metrics, options.x_axis)
         if {"ci95_low", "ci95_high"} <= set(rows.columns) and len(rows):
-            # 95 % bootstrap band behind the saved scores (same intervals as the Comparison page).
+            # 95 % band behind the saved scores (the Comparison page's intervals, compare.report.estimate).
             xs = list(x)
             high, low = rows["ci95_high"].to_numpy(dtype=float), rows["ci95_low"].to_numpy(dtype=float)
             fig.add_trace(go.Scatter(
@@ -300,14 +300,15 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
                 name=f"{run.name} · {label} 95% CI", hoverinfo="skip", showlegend=False,
             ), row=row, col=1)
         values = rows["value"].to_numpy(dtype=float)
-        metric = label.partition(" · ")[2] or label
+        metric = label.rpartition(" · ")[2] or label  # labels end with the metric (timeline.scores)
         spec = _hover_format(metric, values)
         fig.add_trace(go.Scatter(
             x=x, y=values, mode="lines+markers", name=f"{label} (saved score)",
             line={"color": COLOURS[0], "dash": "dash"}, marker={"size": 9, "symbol": "circle"},
-            customdata=[[plotly_text(c)] for c in rows["checkpoint"]],
+            customdata=[[plotly_text(c), str(n)] for c, n in zip(rows["checkpoint"], rows["n"], strict=True)]
+            if "n" in rows else [[plotly_text(c)] for c in rows["checkpoint"]],
             hovertemplate="<b>%{customdata[0]}</b><br>" + plotly_text(label) + f" = %{{y:{spec}}}"
-                          "<extra>saved score</extra>",
+                          + (" (n = %{customdata[1]})" if "n" in rows else "") + "<extra>saved score</extra>",
         ), row=row, col=1)
         stats.points[f"score · {label}"] = len(rows)
         values_by_row[row] = [values]

@@ -7,6 +7,7 @@ loops over checkpoints are :mod:`dashboard.attention.sweep`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,14 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
                   width="stretch")
 
 
+def pointing_caption(frame: pd.DataFrame, asked: int, eval_set: str) -> str:
+    """What was really scored: n per checkpoint (the set may have fewer examples with a box than asked)."""
+    scored = sorted({int(v) for v in frame["n"]})
+    n_text = str(scored[0]) if len(scored) == 1 else f"{scored[0]}–{scored[-1]}"
+    return (f"Scored on n = {n_text} examples of {eval_set} per checkpoint (the first ones with an object box; "
+            f"up to {int(asked)} asked). Error bars: exact 95 % interval of the hit rate.")
+
+
 def render_pointing(run_dir: Path | None) -> None:
     st.subheader("Pointing score", divider="gray")
     st.caption("Does the attention peak of the first answer token (mean over all layers and heads) fall inside the "
@@ -132,7 +141,13 @@ def render_pointing(run_dir: Path | None) -> None:
         st.plotly_chart(pointing_figure(frame), key="attn.point_fig")
         columns = ["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "exact_match",
                    "distinct_peaks", "best_layer", "best_layer_pointing", "skipped"]
-        st.caption(f"Scored on the first {int(n)} examples of {eval_set.name} per checkpoint "
-                   "(n = examples with a box).")
+        st.caption(pointing_caption(frame, n, eval_set.name))
         st.dataframe(display_table(frame[columns], {c: "fraction" for c in POINTING_FRACTIONS}), hide_index=True)
+        per_example = {"eval_set": {"name": eval_set.name, "sha256": eval_set.content_hash}, "examples_asked": n,
+                       "checkpoints": [{k: r.get(k) for k in ("name", "step", "n", "pointing", "pointing_ci95_low",
+                                                              "pointing_ci95_high", "chance", "mass_in_box",
+                                                              "examples")} for r in frame.to_dict("records")]}
+        st.download_button("Pointing per example (JSON)", json.dumps(per_example, indent=1, default=str),
+                           file_name=f"pointing-{eval_set.name}.json", mime="application/json",
+                           key="attn.point_dl", on_click="ignore")
         tools.pointing_split(sorted(rows, key=lambda row: row["step"] or 0))

@@ -6,7 +6,7 @@ per chunk by ``dashboard.compare.runner`` so a stopped job continues where it st
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import streamlit as st
 
@@ -14,7 +14,7 @@ from dashboard.admission import Job
 from dashboard.compare.backends import default_backend
 from dashboard.compare.diff import diff_html, escape_text, plain_html
 from dashboard.compare.eval_job import EvalJobState, report_lines
-from dashboard.compare.export import checkpoint_metadata, eval_export, summary_csv_bytes
+from dashboard.compare.export import EvalView, checkpoint_metadata, eval_export, summary_csv_bytes
 from dashboard.compare.results import migrate_legacy, safe_name
 from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
 from dashboard.compare.tables import (
@@ -48,26 +48,26 @@ def _job() -> EvalJobState:
 
 def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationSettings) -> None:
     settings = get_settings()
-    chosen = choose_eval_set_or_upload("cmp.eval", run.path)
-    if chosen is None:
+    whole = choose_eval_set_or_upload("cmp.eval", run.path)
+    if whole is None:
         return
-    for old in migrate_legacy(run.path, settings.data_dir, lambda: [chosen]):
-        if old.eval_set == chosen.name:
+    for old in migrate_legacy(run.path, settings.data_dir, lambda: [whole]):
+        if old.eval_set == whole.name:
             st.caption(markdown_safe(old.message))
     paths = [c.path for c in infos]
-    evalset = first_examples(chosen, len(paths))
-    shared = evalset.path in run_eval_sets(run.path)
+    shared = whole.path in run_eval_sets(run.path)
     home, data_dir = results_location(run.path, settings.data_dir, current_visitor(), shared)
     if public_mode():
         st.caption("Scores of the run's own eval set are shared: every visitor of this demo sees them (here and on "
                    "the Timeline). Scores of a set you upload are kept for you alone." if shared else
                    "Scores of this uploaded set are kept for you alone: no other visitor sees them.")
-    c1, c2 = st.columns([3, 1])
+    c1, c2, c3 = st.columns([3, 1, 1])
     metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
                              key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
-    batch = int(c2.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
-    job = (str(run.path), evalset.name, str(evalset.path), tuple(str(p) for p in paths), gen.key(), batch,
-           len(evalset.examples))
+    evalset = first_examples(whole, len(paths), c2)
+    batch = int(c3.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
+    job = (str(run.path), evalset.name, str(evalset.path), evalset.content_hash, evalset.subset,
+           tuple(str(p) for p in paths), gen.key(), batch)
     running = _job().is_running(job)
     b1, b2 = st.columns(2)
     b1.button("Run eval set", type="primary", disabled=running, on_click=lambda: _job().start(job),
@@ -101,6 +101,7 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     if not any(s.n for s in scores.values()):
         st.info("No saved scores for these checkpoints and settings yet: press **Run eval set**.")
         return
+    identity_caption(evalset, scores)
     summary = summary_frame(scores, metrics)
     st.plotly_chart(accuracy_figure(summary, metrics), key="cmp.eval.chart")
     st.dataframe(summary_display(summary, metrics), hide_index=True, key="cmp.eval.summary")
@@ -114,11 +115,12 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
                  column_config={"image": st.column_config.ImageColumn("image", width="small")})
     example_detail(evalset, scores, list(frame["id"]) if not frame.empty else [])
     group_by = uncertainty_section(evalset, scores, metrics)
-    paired_section(scores, metrics)
-    regression_section(evalset, scores, metrics)
+    pair = paired_section(scores, metrics)
+    regression = regression_section(evalset, scores, metrics)
+    view = EvalView(group_by=group_by, pair=pair, regression=regression, example_metric=table_metric,
+                    example_filter=mode)
     data = eval_export(evalset, scores, metrics=metrics, settings=settings_dict(gen), reference=infos[-1].name,
-                       checkpoints={c.name: checkpoint_metadata(c) for c in infos}, run=str(run.path),
-                       group_by=group_by)
+                       checkpoints={c.name: checkpoint_metadata(c) for c in infos}, run=str(run.path), view=view)
     data = scrub_paths(data, settings.runs_roots)
     export_buttons(data, f"eval-{safe_name(run.name)}-{safe_name(evalset.name)}", "eval")
     st.download_button("Download summary CSV (CIs, per group, provenance)", summary_csv_bytes(data),
@@ -126,22 +128,27 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
                        key="cmp.dl.eval.summary", on_click="ignore")
 
 
-def first_examples(evalset: EvalSet, n_checkpoints: int) -> EvalSet:
+def first_examples(evalset: EvalSet, n_checkpoints: int, column: Any) -> EvalSet:
     """The first N examples of the set, N from a control that only offers what one job may run.
 
-    Locally the default is the whole set; in public mode it is the largest count the
-    examples × checkpoints cap allows, so Run works as offered. Scores are saved per example, so a
-    larger N later only scores the rest.
+    Locally the default is the whole set; in public mode it is the largest count the examples × checkpoints
+    cap allows, so Run works as offered. A subset is a result of its own (``EvalSet.first``, like the CLI's
+    ``--limit N``); answers already generated for other subsets are reused.
     """
     total = len(evalset.examples)
     cap = max_examples(n_checkpoints, total)
-    key = f"cmp.eval.n.{cap}"
-    n = int(st.number_input("Examples (the first N of the set)", 1, cap, cap, key=key,
-                            help=None if cap == total else
-                            f"This public demo runs at most {cap} examples × {n_checkpoints} checkpoint(s) per job."))
-    if n >= total:
-        return evalset
-    return dataclasses.replace(evalset, examples=evalset.examples[:n])
+    help_text = ("A subset is a result of its own, like the CLI's --limit N." if cap == total else
+                 f"This public demo runs at most {cap} examples × {n_checkpoints} checkpoint(s) per job.")
+    n = int(column.number_input("First N examples", 1, cap, cap, key=f"cmp.eval.n.{cap}", help=help_text))
+    return evalset.first(n)
+
+
+def identity_caption(evalset: EvalSet, scores: dict) -> None:
+    """Which result this is: the eval file's sha256, the subset and each checkpoint's result key
+    (the ``identity.key`` of ``python -m dashboard eval --json`` for the same evaluation)."""
+    keys = " · ".join(f"{name} {s.identity.key[:12]}" for name, s in scores.items())
+    st.caption(markdown_safe(f"Eval file sha256 {evalset.content_hash[:12]} · subset {evalset.subset} "
+                             f"(n = {len(evalset.examples)}) · result keys: {keys}"))
 
 
 def example_detail(evalset: EvalSet, scores: dict, ids: list[str]) -> None:

@@ -17,7 +17,7 @@ from dashboard.paths import PathOutsideRoots
 from dashboard.runs.run import RunData, list_runs, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
 from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, cached_figure
-from dashboard.timeline.scores import saved_scores, score_series_names
+from dashboard.timeline.scores import default_score_labels, saved_scores, score_series_names
 from dashboard.timeline.selection import OPEN_TARGETS, checkpoint_from_selection
 from dashboard.timeline.series import (
     X_LABELS,
@@ -86,8 +86,10 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         if problem:
             st.warning(markdown_safe(problem))
         labels = score_series_names(scores)
-        score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels, default=labels,
-                                      key=f"{k}.scores", help="Complete results saved per checkpoint.")
+        score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels,
+                                      default=default_score_labels(scores), key=f"{k}.scores",
+                                      help="Complete results saved per checkpoint, one line per eval set, subset "
+                                           "and settings; subsets (first N examples) are drawn only when chosen.")
         steps = metrics["step"] if not metrics.empty else pd.Series([0])
         lo, hi = int(steps.min()), int(steps.max())
         step_range = None

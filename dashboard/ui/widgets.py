@@ -9,19 +9,20 @@ from typing import Any
 import streamlit as st
 
 from dashboard.formatting import markdown_safe
-from dashboard.generation import GenerationOOMError, GenerationSettings
+from dashboard.generation import DEFAULT_GENERATION, GenerationOOMError, GenerationSettings
 from dashboard.models.pool import CheckpointLoadError
 from dashboard.paths import PathOutsideRoots, resolve_within
 from dashboard.ui import state
 from dashboard.ui.resources import get_pool, get_run, get_settings
 
-_SHARED = GenerationSettings()
+_SHARED = DEFAULT_GENERATION
 DEFAULT_MAX_NEW_TOKENS = _SHARED.max_new_tokens
 SETTING_DEFAULTS: Mapping[str, object] = {
     "max_new_tokens": _SHARED.max_new_tokens, "num_beams": _SHARED.num_beams, "seed": _SHARED.seed,
     "decoding": "Sampling" if _SHARED.do_sample else "Greedy", "temperature": _SHARED.temperature,
     "top_p": _SHARED.top_p}
-"""The one generation default of every page (from :class:`GenerationSettings`); a page may override
+"""The one generation default of every page (:data:`dashboard.generation.DEFAULT_GENERATION`, which the
+CLI uses too); a page may override
 single values through ``generation_settings_form(defaults=...)``."""
 
 

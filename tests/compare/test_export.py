@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from dashboard.compare.export import csv_safe, eval_export, single_export, to_csv_bytes, to_json_bytes
@@ -105,3 +106,39 @@ def test_default_checkpoints() -> None:
                                                                                               "checkpoint-50"]
     assert merge_selection(names, ["checkpoint-40"], ["checkpoint-10", "checkpoint-50"]) == [
         "checkpoint-10", "checkpoint-40", "checkpoint-50"]
+
+
+def test_eval_export_carries_the_pages_view_not_a_fixed_default(tmp_path: Path) -> None:
+    """Before: the export always listed regressions first → last on the first metric, whatever the page showed."""
+    from dashboard.compare.export import EvalView
+
+    es, scores = _eval(tmp_path)
+    view = EvalView(group_by=None, pair=("checkpoint-20", "checkpoint-10"),
+                    regression=("checkpoint-20", "checkpoint-10", "token_f1"), example_metric="exact_match",
+                    example_filter=FILTER_OUTPUTS_DIFFER)
+    data = eval_export(es, scores, metrics=["exact_match", "token_f1"], settings={}, view=view)
+    assert [e["id"] for e in data["examples"]] == ["1"]  # the filtered rows the page's table shows
+    assert data["view"] == {"group_by": None, "pair": ["checkpoint-20", "checkpoint-10"],
+                            "regression": {"earlier": "checkpoint-20", "later": "checkpoint-10", "metric": "token_f1"},
+                            "example_metric": "exact_match", "example_filter": FILTER_OUTPUTS_DIFFER,
+                            "examples_shown": 1, "examples_total": 3}
+    assert [(p["a"], p["b"], p["metric"]) for p in data["shown_pair"]] == [
+        ("checkpoint-20", "checkpoint-10", "exact_match"), ("checkpoint-20", "checkpoint-10", "token_f1")]
+    reg = data["regressions"]
+    assert (reg["earlier"], reg["later"], reg["metric"]) == ("checkpoint-20", "checkpoint-10", "token_f1")
+    assert [c["id"] for c in reg["broke"]] == ["1"]  # right at 20, wrong at 10
+    rows = list(csv.DictReader(io.StringIO(to_csv_bytes(data).decode())))
+    assert {r["id"] for r in rows} == {"1"} and {r["filter"] for r in rows} == {FILTER_OUTPUTS_DIFFER}
+
+
+def test_accuracy_chart_has_the_intervals_as_error_bars(tmp_path: Path) -> None:
+    from dashboard.compare.report import estimate
+
+    _, scores = _eval(tmp_path)
+    summary = summary_frame(scores, ["exact_match"])
+    bars = accuracy_figure(summary, ["exact_match"]).data[0]
+    for (name, s), value, up, down in zip(scores.items(), bars.y, bars.error_y.array, bars.error_y.arrayminus,
+                                          strict=True):
+        lo, hi = estimate(s.rows, "exact_match").ci95
+        assert (value + up, value - down) == pytest.approx((hi, lo)), name
+    assert bars.error_y.array[1] == 0.0 and bars.error_y.arrayminus[1] > 0.3  # 3 of 3: up to 100 %, far down

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -24,18 +25,30 @@ def test_eval_cli_reports_cis_by_task_and_paired(demo_run_dir: Path, tmp_path: P
     report = json.loads(captured.out)
     assert json.loads(out.read_text()) == report
     assert "eval (local)" in captured.err  # progress on stderr, not in the JSON
-    assert report["eval_set"]["n"] == 16 and len(report["eval_set"]["sha256"]) == 64
+    file_sha = hashlib.sha256((demo_run_dir / "eval" / "demo.jsonl").read_bytes()).hexdigest()
+    assert report["eval_set"]["n"] == 16 and report["eval_set"]["sha256"] == file_sha  # the file's own sha256
+    assert report["eval_set"]["subset"] == "first-16" and report["work"]["generated"] == 32
     assert [c["checkpoint"] for c in report["checkpoints"]] == [ckpts[0], ckpts[-1]]
     for ck in report["checkpoints"]:
         em = ck["metrics"]["exact_match"]
         assert em["ci95"][0] <= em["value"] <= em["ci95"][1] and ck["n"] == 16
         assert set(ck["by_task"]) <= {"colour", "shape", "position", "describe"} and ck["by_task"]
         assert sum(t["exact_match"]["n"] for t in ck["by_task"].values()) == 16
-        saved = load_scores(demo_run_dir, "demo", ck["checkpoint"], tmp_path / "data")  # the page's files
-        assert saved is not None and saved.n == 16
+        saved = load_scores(demo_run_dir, "demo", ck["checkpoint"], tmp_path / "data", subset="first-16")
+        assert saved is not None and saved.n == 16 and saved.identity.key == ck["identity"]["key"]
+        assert saved.eval_set_hash == file_sha and ck["identity"]["subset"] == "first-16"
         assert saved.metrics["exact_match"] == pytest.approx(em["value"])
     (pair,) = [p for p in report["paired"] if p["metric"] == "exact_match"]
-    assert set(pair) == {"a", "b", "metric", "a_only", "b_only", "p_value"} and 0 <= pair["p_value"] <= 1
+    assert {"a", "b", "metric", "a_only", "b_only", "p_value"} <= set(pair) and 0 <= pair["p_value"] <= 1
+    folders = {p.parent.name for p in (demo_run_dir / "eval_results").glob("*/*.json")}
+    assert f"demo-{file_sha[:12]}-first-16" in folders and not any("nohash" in f for f in folders)
+    # A smaller subset is another result (own key, own folder) but generates nothing new.
+    assert main(["eval", "--run", str(demo_run_dir), "--checkpoints", f"{ckpts[0]},{ckpts[-1]}", "--limit", "8",
+                 "--json"]) == 0
+    smaller = json.loads(capsys.readouterr().out)
+    assert smaller["work"] == {"generated": 0, "reused": 16}
+    assert {c["identity"]["key"] for c in smaller["checkpoints"]}.isdisjoint(
+        {c["identity"]["key"] for c in report["checkpoints"]})
 
 
 @pytest.mark.parametrize("args", [

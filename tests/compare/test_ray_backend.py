@@ -59,7 +59,7 @@ def _copy_run(demo_run_dir: Path, tmp_path: Path, name: str) -> Path:
 
 def _evalset(run: Path, n: int = N_EXAMPLES) -> EvalSet:
     full = load_eval_set(run / "eval" / "demo.jsonl")
-    return EvalSet(full.name, full.path, full.examples[:n], full.problems)
+    return full.first(n)
 
 
 def _comparable(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

@@ -11,22 +11,22 @@ from dashboard.compare.report import (
     categorical_columns,
     default_pairs,
     eval_report,
-    evalset_sha256,
     paired,
     summarize,
 )
 from dashboard.compare.results import CheckpointScores
-from dashboard.compare.stats import mcnemar_exact
+from dashboard.compare.stats import holm, mcnemar_exact
 from dashboard.evalset import EvalExample, EvalSet
 
 TASKS = ["colour", "shape"] * 10
+FILE_SHA = "6c" * 32
 
 
 def _evalset() -> EvalSet:
     examples = [EvalExample(id=str(i), image_path=Path(f"/imgs/{i}.png"), prompt=f"q{i}", answer="red",
                             task=TASKS[i], extra={"split": "a" if i < 5 else "b", "uid": f"u{i}"})
                 for i in range(20)]
-    return EvalSet(name="toy", path=Path("/toy.jsonl"), examples=examples)
+    return EvalSet(name="toy", path=Path("/toy.jsonl"), examples=examples, content_hash=FILE_SHA)
 
 
 def _scores(name: str, right: set[int], n: int = 20) -> CheckpointScores:
@@ -34,7 +34,7 @@ def _scores(name: str, right: set[int], n: int = 20) -> CheckpointScores:
              "scores": {"exact_match": float(i in right), "token_f1": 1.0 if i in right else 0.25}}
             for i in range(n)]
     return CheckpointScores(checkpoint=name, step=int(name.split("-")[1]), eval_set="toy", settings={},
-                            settings_key="k", checkpoint_signature="s", rows=rows, total=20)
+                            settings_key="k", checkpoint_signature="s", rows=rows, total=20, eval_set_hash=FILE_SHA)
 
 
 def test_summarize_overall_and_by_task() -> None:
@@ -71,22 +71,26 @@ def test_eval_report_schema() -> None:
               "checkpoint-3": _scores("checkpoint-3", set(range(20)))}
     report = eval_report(ev, scores, settings={"max_new_tokens": 4}, metrics=["exact_match", "token_f1"])
     assert set(report) == {"eval_set", "settings", "checkpoints", "paired"}
-    assert report["eval_set"] == {"name": "toy", "sha256": evalset_sha256(ev), "n": 20}
+    assert report["eval_set"] == {"name": "toy", "file": "toy.jsonl", "sha256": FILE_SHA, "subset": "all", "n": 20}
     first = report["checkpoints"][0]
-    assert set(first) == {"checkpoint", "step", "n", "metrics", "by_task"}
-    assert set(first["metrics"]["exact_match"]) == {"value", "ci95"}
-    assert set(first["by_task"]["colour"]["exact_match"]) == {"value", "ci95", "n"}
+    assert set(first) == {"checkpoint", "step", "n", "identity", "metrics", "by_task"}
+    assert first["identity"]["key"] == scores["checkpoint-1"].identity.key
+    assert set(first["metrics"]["exact_match"]) == {"value", "ci95", "method", "se"}
+    assert first["metrics"]["exact_match"]["method"] == "clopper_pearson"
+    assert first["metrics"]["token_f1"]["method"] == "bootstrap"
+    assert set(first["by_task"]["colour"]["exact_match"]) == {"value", "ci95", "method", "se", "n"}
+    last = report["checkpoints"][-1]["metrics"]["exact_match"]  # 20 of 20 right: not certainty
+    assert last["value"] == 1.0 and last["ci95"][1] == 1.0 and last["ci95"][0] < 0.9
     pairs = {(p["a"], p["b"], p["metric"]): p for p in report["paired"]}
     assert len(pairs) == 6  # (1,2), (2,3), (1,3) × two metrics
+    for metric in ("exact_match", "token_f1"):  # Holm within each metric's family of three pairs
+        family = [p for p in report["paired"] if p["metric"] == metric]
+        assert [p["p_holm"] for p in family] == pytest.approx(holm([p["p_value"] for p in family]))
+        assert all(p["family_size"] == 3 and p["p_holm"] >= p["p_value"] for p in family)
+        assert all(0 < p["min_detectable_difference"] < 1 for p in family)
     assert pairs[("checkpoint-1", "checkpoint-3", "exact_match")]["b_only"] == 19
     assert pairs[("checkpoint-1", "checkpoint-3", "exact_match")]["p_value"] < 0.001
     assert default_pairs(["a", "b"]) == [("a", "b")]
-
-
-def test_evalset_hash_changes_with_an_answer() -> None:
-    ev = _evalset()
-    edited = EvalSet(ev.name, ev.path, [*ev.examples[:-1], EvalExample("19", Path("/imgs/19.png"), "q19", "blue")])
-    assert evalset_sha256(ev) != evalset_sha256(edited) and evalset_sha256(ev) == evalset_sha256(_evalset())
 
 
 def test_find_regressions_right_to_wrong_and_back() -> None:
@@ -112,9 +116,10 @@ def test_eval_export_carries_cis_groups_paired_and_provenance() -> None:
     scores = {"checkpoint-1": _scores("checkpoint-1", {0, 1}), "checkpoint-2": _scores("checkpoint-2", set(range(15)))}
     data = eval_export(ev, scores, metrics=["exact_match"], settings={"max_new_tokens": 4}, run="/runs/toy")
     assert data["summary"][0]["exact_match_ci95"][0] <= 0.1 <= data["summary"][0]["exact_match_ci95"][1]
-    assert data["provenance"] == {"run": "/runs/toy", "eval_set_sha256": evalset_sha256(ev),
-                                  "checkpoints": [{"name": "checkpoint-1", "step": 1},
-                                                  {"name": "checkpoint-2", "step": 2}],
+    keys = [s.identity.key for s in scores.values()]
+    assert data["provenance"] == {"run": "/runs/toy", "eval_set_sha256": FILE_SHA, "subset": "all",
+                                  "checkpoints": [{"name": "checkpoint-1", "step": 1, "result_key": keys[0]},
+                                                  {"name": "checkpoint-2", "step": 2, "result_key": keys[1]}],
                                   "settings": {"max_new_tokens": 4}, "group_by": "task"}
     assert {r["group"] for r in data["by_group"]} == {"colour", "shape"}
     assert data["paired"][0]["b_only"] == 13
@@ -124,4 +129,18 @@ def test_eval_export_carries_cis_groups_paired_and_provenance() -> None:
     overall = rows[0]
     assert (overall["checkpoint"], overall["group"], overall["metric"]) == ("checkpoint-1", "(all)", "exact_match")
     assert float(overall["ci95_low"]) <= float(overall["value"]) <= float(overall["ci95_high"])
-    assert overall["eval_set_sha256"] == evalset_sha256(ev) and overall["run"] == "/runs/toy"
+    assert overall["eval_set_sha256"] == FILE_SHA and overall["run"] == "/runs/toy" and overall["subset"] == "all"
+    assert overall["result_key"] == keys[0]
+
+
+def test_examples_sharing_an_image_get_clustered_intervals() -> None:
+    """Saved rows name their image; three questions per image carry less than three examples' evidence."""
+    from dashboard.compare.report import estimate
+
+    rows = [{"id": f"{i}-{q}", "image": f"{i}.png", "scores": {"exact_match": float(i % 3 == 0)}}
+            for i in range(30) for q in range(3)]
+    clustered = estimate(rows, "exact_match")
+    naive = estimate([{k: v for k, v in r.items() if k != "image"} for r in rows], "exact_match")
+    assert clustered.clusters == 30 and naive.clusters is None and clustered.value == naive.value
+    assert clustered.ci95[1] - clustered.ci95[0] > 1.5 * (naive.ci95[1] - naive.ci95[0])
+    assert clustered.se > 1.5 * naive.se

@@ -25,7 +25,7 @@ def _scores(ckpt: str, outputs: dict[str, str], total: int | None = None, eval_s
     rows = [{"id": i, "output": o, "scores": score(o, "red")} for i, o in outputs.items()]
     return CheckpointScores(checkpoint=ckpt, step=checkpoint_step(ckpt), eval_set=eval_set,
                             settings={"max_new_tokens": 8}, settings_key="k", checkpoint_signature="s",
-                            rows=rows, total=len(outputs) if total is None else total)
+                            rows=rows, total=len(outputs) if total is None else total, eval_set_hash="ab" * 32)
 
 
 def test_checkpoint_step_and_safe_name() -> None:
@@ -39,7 +39,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     path = save_scores(run, _scores("checkpoint-10", {"a": "red", "b": "blue"}))
-    assert path == run / "eval_results" / result_relpath("demo", "", "checkpoint-10", "k")
+    assert path == run / "eval_results" / result_relpath("demo", "ab" * 32, "checkpoint-10", "k")
     data = json.loads(path.read_text())
     assert data["checkpoint"] == "checkpoint-10" and data["step"] == 10 and data["n"] == 2
     assert data["metrics"] == {"exact_match": 0.5, "contains": 0.5, "token_f1": 0.5}
@@ -76,12 +76,15 @@ def test_load_saved_scores_table(tmp_path: Path) -> None:
     save_scores(run, _scores("checkpoint-20", {"a": "red", "b": "red"}))
     save_scores(run, _scores("checkpoint-10", {"a": "red", "b": "blue"}))
     save_scores(run, _scores("checkpoint-30", {"a": "red"}, total=2))  # stopped half-way: excluded
-    (run / "eval_results" / result_relpath("demo", "", "checkpoint-40", "k")).write_text("{corrupt")
+    (run / "eval_results" / result_relpath("demo", "ab" * 32, "checkpoint-40", "k")).write_text("{corrupt")
     df = load_saved_scores(run)
-    assert list(df.columns) == ["step", "checkpoint", "eval_set", "metric", "value", "ci95_low", "ci95_high"]
+    assert list(df.columns) == ["step", "checkpoint", "eval_set", "eval_set_sha256", "subset", "settings_key",
+                                "result_key", "metric", "value", "ci95_low", "ci95_high", "n"]
     em = df[df.metric == "exact_match"]
     assert list(em.step) == [10, 20] and list(em.value) == [0.5, 1.0]
-    assert list(em.ci95_low) == [0.0, 1.0] and list(em.ci95_high) == [1.0, 1.0]  # n = 2: {0, ½, 1} resamples
+    # n = 2, exact (Clopper–Pearson) intervals: wide, and 2 of 2 right is not certainty
+    assert em.ci95_low.iloc[0] < 0.5 < em.ci95_high.iloc[0] and em.ci95_high.iloc[1] == 1.0
+    assert em.ci95_low.iloc[1] < 0.2 and list(em.n) == [2, 2]
     assert set(df.metric) == {"exact_match", "contains", "token_f1"}
     assert str(df["step"].dtype) == "Int64"
     assert load_saved_scores(tmp_path / "nothing").empty

@@ -77,6 +77,11 @@ def test_attention_page_end_to_end(app_env: Path, demo_run_dir: Path) -> None:
     split = next(d.value for d in at.dataframe if "answer" in d.value.columns)
     assert set(split["answer"]) <= {"right", "wrong"}
     assert split.groupby("step")["n"].sum().eq(4).all()
+    assert any(c.value.startswith("Scored on n = 4 examples") for c in at.caption)  # the real n (issue 36)
+    split_chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                       if "answer right" in c.proto.spec or "answer wrong" in c.proto.spec)
+    parts = [t for t in split_chart["data"] if str(t.get("name", "")).startswith("answer ")]
+    assert parts and all(t["error_y"]["visible"] and all(str(x).startswith("n=") for x in t["text"]) for t in parts)
     # the new views: heads grid (one image per head), spatial logit lens figure
     assert any("top-1 token per patch" in str(c.proto.spec) for c in at.get("plotly_chart"))
     json.dumps(run.to_json(0, None, "mean"))
