@@ -137,10 +137,15 @@ def first_examples(evalset: EvalSet, n_checkpoints: int, column: Any) -> EvalSet
     """
     total = len(evalset.examples)
     cap = max_examples(n_checkpoints, total)
-    help_text = ("A subset is a result of its own, like the CLI's --limit N." if cap == total else
-                 f"This public demo runs at most {cap} examples × {n_checkpoints} checkpoint(s) per job.")
-    n = int(column.number_input("First N examples", 1, cap, cap, key=f"cmp.eval.n.{cap}", help=help_text))
-    return evalset.first(n)
+    if cap == total:
+        n = int(column.number_input("First N examples", 0, total, 0, key="cmp.eval.limit",
+                                    help="0 = the whole set. A subset is a result of its own (like the CLI's "
+                                         "--limit N); answers already generated for other subsets are reused."))
+    else:  # the key follows the cap, so a changed checkpoint count resets the control to what runs
+        n = int(column.number_input("First N examples", 1, cap, cap, key=f"cmp.eval.limit.{cap}",
+                                    help=f"This public demo runs at most {cap} examples × {n_checkpoints} "
+                                         "checkpoint(s) per job."))
+    return evalset.first(n) if n else evalset
 
 
 def identity_caption(evalset: EvalSet, scores: dict) -> None:

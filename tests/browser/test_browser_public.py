@@ -229,7 +229,7 @@ def _upload_set(page, path: Path) -> None:
 
 
 def _set_examples(page, count: int) -> None:
-    box = page.get_by_label("Examples (the first N of the set)", exact=True)
+    box = page.get_by_label("First N examples", exact=True)
     box.fill(str(count))
     box.press("Enter")
     settle(page)
@@ -251,7 +251,7 @@ def test_a_visitor_completes_an_eval_comparison_and_uploaded_scores_stay_theirs(
     own_set = run / "eval" / "demo.jsonl"
     with fresh_page(browser) as a, fresh_page(browser) as b:
         _eval_mode(a, public_own_run)
-        count = a.get_by_label("Examples (the first N of the set)", exact=True)
+        count = a.get_by_label("First N examples", exact=True)
         offered = int(count.input_value())
         # at most 64 ÷ (2 or more checkpoints chosen), never the whole set (AppTest checks the exact relation)
         assert 1 <= offered <= 32
