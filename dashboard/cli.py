@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a run's checkpoints on an eval set (CIs, per task, paired tests)",
                         description=(cmd_eval.__doc__ or "")
                         + " Progress on stderr; exit 0 done, 2 bad input, 1 failure.")
-    ev.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders)")
+    ev.add_argument("--run", required=True,
+                    help="run directory (checkpoint-N/ folders), or a run name under the runs root (projA/run1)")
     ev.add_argument("--checkpoints", help="comma-separated names or steps (default: every loadable checkpoint)")
     ev.add_argument("--eval", help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
     ev.add_argument("--limit", type=int, help="only the first N examples")
@@ -149,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pointing = sub.add_parser("pointing", help="pointing score per checkpoint (attention peak inside the asked object)",
                               description=cmd_pointing.__doc__)
-    pointing.add_argument("--run", required=True, help="run directory with checkpoints and an eval set in eval/")
+    pointing.add_argument("--run", required=True, help="run directory with checkpoints and an eval set in eval/, "
+                                                       "or a run name under the runs root (projA/run1)")
     pointing.add_argument("--checkpoints", default="", help="comma-separated checkpoint names or steps (default: all)")
     pointing.add_argument("--examples", type=int, default=None, help="examples per checkpoint (default: all)")
     pointing.add_argument("--eval", default="", help="eval set file (default: the run's eval/ set)")
@@ -161,11 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from dashboard.config import ConfigError, load_settings
     from dashboard.logs import configure_logging
+    from dashboard.runs.discovery import resolve_run_arg
 
     args = build_parser().parse_args(argv)
     try:
-        configure_logging(load_settings().log_level)
+        settings = load_settings()
+        configure_logging(settings.log_level)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "run", None):  # a folder path, or a run's name as the sidebar lists it (projA/run1)
+        args.run = str(resolve_run_arg(args.run, settings.runs_roots))
     return args.func(args)

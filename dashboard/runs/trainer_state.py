@@ -11,9 +11,9 @@ from __future__ import annotations
 import gc
 import json
 import math
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
