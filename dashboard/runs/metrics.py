@@ -133,6 +133,12 @@ def source_choices(metrics: pd.DataFrame, series: pd.DataFrame | None = None) ->
     return {m: [s for s in SOURCES if s in found] for m, found in by_metric.items() if len(found) > 1}
 
 
+def source_counts(metrics: pd.DataFrame, metric: str) -> dict[str, int]:
+    """How many points each source logged for ``metric``."""
+    rows = metrics[metrics["metric"] == metric]
+    return {str(k): int(v) for k, v in rows.groupby("source", observed=True).size().items()}
+
+
 def _tb_alias(series: pd.DataFrame | None, metrics: set[str]) -> dict[str, str]:
     """TensorBoard metric -> the trainer_state/trainer_log metric it duplicates (its group)."""
     if series is None or series.empty:

@@ -29,6 +29,7 @@ from dashboard.runs.discovery import RunListing, list_runs, looks_like_run, run_
 from dashboard.runs.files import excerpt
 from dashboard.runs.hparams import build_configuration, empty_configuration
 from dashboard.runs.attempts import Restart
+from dashboard.runs.best import BestResolution, resolve_best
 from dashboard.runs.metrics import (
     concat_metrics,
     empty_metrics,
@@ -37,6 +38,7 @@ from dashboard.runs.metrics import (
     state_series,
     surviving,
 )
+from dashboard.runs.results import RESULT_METRICS, empty_results, read_results
 from dashboard.runs.tensorboard import EventFileData, assemble, find_event_files, folder_of, stream_folder
 from dashboard.runs.trainer_log import LOG_FILE, TrainerLog, read_trainer_log
 from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary, read_trainer_state
@@ -73,6 +75,8 @@ class RunData:
     """Summaries present but not plotted (folder, tag, kind, count): images, histograms, audio, …"""
     restarts: list[Restart] = field(default_factory=list)
     """Resumptions found in the append-only logs (TensorBoard folders, trainer_log.jsonl)."""
+    results: pd.DataFrame = field(default_factory=empty_results)
+    """End-of-run results (metric, value, source): result files and the final summary entry."""
 
     @cached_property
     def surviving_metrics(self) -> pd.DataFrame:
@@ -132,16 +136,15 @@ class RunData:
             reason = "; ".join(reasons[:3]) + ("…" if len(reasons) > 3 else "")
         return f"Run {self.name} has no loadable checkpoint: {reason}"
 
+    @cached_property
+    def best(self) -> BestResolution:
+        """The trainer's best checkpoint mapped onto this run's folders (see :mod:`dashboard.runs.best`)."""
+        return resolve_best(self.state, [(c.name, c.step) for c in self.checkpoints], self.path)
+
     @property
     def best_checkpoint(self) -> CheckpointInfo | None:
-        """The local checkpoint ``best_model_checkpoint`` names (mapped by folder name)."""
-        if self.state is None:
-            return None
-        if self.state.best_checkpoint_name:
-            found = self.checkpoint(self.state.best_checkpoint_name)
-            if found:
-                return found
-        return self.checkpoint(self.state.best_global_step) if self.state.best_global_step is not None else None
+        """The checkpoint :attr:`best` resolves to (Home, sidebar, Timeline and CLI all use this)."""
+        return self.checkpoint(self.best.name) if self.best.name else None
 
 
 # ---------------------------------------------------------------- memoised file parsers
@@ -256,6 +259,10 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
     problems.extend(log.problems)
     frames = [_attach_wall_time(state_metrics, tb_metrics), _attach_wall_time(log.metrics, tb_metrics), tb_metrics]
     metrics = concat_metrics(frames)
+    if len(metrics) and not RESULT_METRICS.isdisjoint(metrics["metric"].cat.categories):
+        # the end-of-run summary is a result (see RunData.results), not one-point curves
+        metrics = metrics[~metrics["metric"].isin(RESULT_METRICS).to_numpy()].reset_index(drop=True)
+        metrics["metric"] = metrics["metric"].cat.remove_unused_categories()
     series = pd.concat([state_series(state_metrics), state_series(log.metrics, "trainer_log"), tb.series],
                        ignore_index=True)
     summary = parsed.summary if parsed else None
@@ -270,7 +277,8 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
                             f"{excerpt(summary.best_checkpoint_name)} in this run{fallback}")
     if not checkpoints and metrics.empty and parsed is None:
         problems.append("no checkpoints, no trainer_state.json and no TensorBoard events found here")
-    return RunData(path=path, name=run_name(path, roots), checkpoints=checkpoints, metrics=metrics, state=summary,
+    results = read_results(path, root_paths, parsed.final_summary if parsed else None, problems)
+    return RunData(path=path, name=run_name(path, roots), results=results, checkpoints=checkpoints, metrics=metrics, state=summary,
                    problems=problems, state_file=state_file, series=series, hparam_metrics=tb.hparam_metrics,
                    config=config, texts=tb.texts, other_summaries=tb.others, restarts=[*log.restarts, *tb.restarts])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.formatting import markdown_safe
-from dashboard.paths import PathOutsideRoots, is_within, resolve_within
+from dashboard.paths import PathOutsideRoots, is_within
 from dashboard.runs.discovery import RunListing
 from dashboard.ui import state
 from dashboard.ui.resources import get_pool, get_run, get_settings
@@ -116,7 +116,7 @@ def _render_checkpoint_picker(run_path: str) -> None:
         st.warning(markdown_safe(run.why_not_loadable() or f"Run {run.name} has no loadable checkpoint."))
         state.put(state.CHECKPOINT_PATH, None)
         return
-    best = best_checkpoint_path(run)
+    best = str(run.best_checkpoint.path) if run.best_checkpoint else None
     steps = {str(c.path): c.step for c in run.checkpoints}
 
     def label(p: str) -> str:
@@ -129,21 +129,6 @@ def _render_checkpoint_picker(run_path: str) -> None:
     # Drop compare selections that no longer belong to this run (e.g. after switching runs).
     kept = [p for p in state.get(state.COMPARE_CHECKPOINTS, []) if p in loadable]
     state.put(state.COMPARE_CHECKPOINTS, kept)
-
-
-def best_checkpoint_path(run) -> str | None:
-    """The run's best checkpoint as a local path: ``best_model_checkpoint`` is often an absolute
-    path from the training machine, so it is matched by folder name."""
-    if run.state is None or not run.state.best_model_checkpoint:
-        return None
-    name = Path(str(run.state.best_model_checkpoint)).name
-    for c in run.checkpoints:
-        if c.name == name:
-            try:
-                return str(resolve_within(c.path, get_settings().runs_roots))
-            except PathOutsideRoots:
-                return None
-    return None
 
 
 def _render_pool() -> None:

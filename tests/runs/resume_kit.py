@@ -89,3 +89,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def build_resumed_run(out: Path) -> Path:
+    """Train to step 14 in one process, then resume from checkpoint-8 to step 20 in a second one.
+
+    No ``TENSORBOARD_LOGGING_DIR``: each process logs into its own ``runs/<date>_<host>/``, the
+    Trainer's default. Steps 9–14 are in both attempts' TensorBoard files and twice in
+    ``trainer_log.jsonl``; ``trainer_state.json`` has them once (restored from checkpoint-8).
+    """
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "TENSORBOARD_LOGGING_DIR"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    root = Path(__file__).resolve().parents[2]
+    for extra in (["--max-steps", "14"], ["--max-steps", "20", "--resume", "checkpoint-8"]):
+        subprocess.run([sys.executable, "-m", "tests.runs.resume_kit", str(out), *extra], check=True, cwd=root,
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.1)  # the default log folder is named to the second: never share one
+    return out
