@@ -119,6 +119,28 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     return 1 if any(s.error for s in scored) else 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List the runs under the runs root (any depth): name, modified, checkpoints, best checkpoint."""
+    from dashboard.config import load_settings
+    from dashboard.runs.discovery import discover_runs
+    from dashboard.runs.overview import runs_table
+
+    roots = [Path(args.root)] if args.root else list(load_settings().runs_roots)
+    found = [(root, discover_runs(root)) for root in roots]
+    for _, discovery in found:
+        for problem in discovery.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    table = runs_table([r for _, d in found for r in d.runs], roots)
+    if args.json:
+        print(table.to_json(orient="records", date_format="iso", indent=1))
+        return 0
+    if table.empty:
+        print(f"no runs under {', '.join(str(r) for r in roots)}")
+        return 0
+    print(table.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="VLM checkpoint lab tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     pointing.add_argument("--eval", default="", help="eval set file (default: the run's eval/ set)")
     pointing.add_argument("--json", action="store_true", help="print JSON: {\"checkpoints\": [...]} in step order")
     pointing.set_defaults(func=cmd_pointing)
+
+    runs = sub.add_parser("runs", help="list the runs under the runs root (nested at any depth) with their best "
+                                       "checkpoint", description=cmd_runs.__doc__)
+    runs.add_argument("--root", default="", help="runs root (default: VLMLAB_RUNS_ROOT / the configured roots)")
+    runs.add_argument("--json", action="store_true", help="print the table as JSON records")
+    runs.set_defaults(func=cmd_runs)
     return parser
 
 

@@ -26,8 +26,14 @@ from dashboard.runs.metrics import empty_metrics, make_metrics
 
 NON_METRIC_KEYS = frozenset({"step", "epoch"})
 SUMMARY_MARKERS = frozenset({"train_runtime", "total_flos"})
-"""Keys only the Trainer's end-of-training summary entry has (with ``train_loss``, throughput, …):
-that entry is a result of the whole run, not one more point of each curve."""
+SUMMARY_KEYS = SUMMARY_MARKERS | {"train_loss", "train_samples_per_second", "train_steps_per_second", "step", "epoch"}
+"""The Trainer's end-of-training summary entry has only these keys (and one of the markers): it is a
+result of the whole run, not one more point of each curve. Any other key makes it an ordinary entry."""
+
+
+def is_summary_entry(keys) -> bool:
+    keys = set(keys)
+    return not SUMMARY_MARKERS.isdisjoint(keys) and keys <= SUMMARY_KEYS
 MAX_LISTED = 5
 CONFIG_FIELDS = ("max_steps", "num_train_epochs", "train_batch_size", "logging_steps", "eval_steps", "save_steps",
                  "is_hyper_param_search", "trial_name")
@@ -146,7 +152,7 @@ def parse_log_history(log_history: list, source: str = "trainer_state") -> tuple
     no_step = 0
     nonfinite: dict[str, list[int]] = defaultdict(list)
     for keys, g in group_ids.items():
-        if keys is None or not SUMMARY_MARKERS.isdisjoint(keys):
+        if keys is None or is_summary_entry(keys):
             continue
         idx = np.flatnonzero(gid == g) if len(group_ids) > 1 else np.arange(len(gid))
         entries = log_history if len(idx) == len(log_history) else [log_history[i] for i in idx.tolist()]
@@ -258,7 +264,7 @@ def final_summary(log_history: object) -> dict[str, float]:
     if not isinstance(log_history, list):
         return {}
     for entry in reversed(log_history):
-        if type(entry) is dict and not SUMMARY_MARKERS.isdisjoint(entry):
+        if type(entry) is dict and is_summary_entry(entry):
             return {str(k): float(v) for k, v in entry.items() if isinstance(v, (int, float))
                     and not isinstance(v, bool) and math.isfinite(v)}
     return {}

@@ -98,3 +98,16 @@ def test_two_sources_of_one_metric_are_named_and_switchable(tmp_path: Path) -> N
     assert set(picked.loc[picked["metric"] == "eval_loss", "source"]) == {"trainer_state"}
     both = preferred_source(run.surviving_metrics, run.series, {"loss": "all"})
     assert set(both.loc[both["metric"] == "loss", "source"]) == {"trainer_state", "tensorboard"}
+
+
+def test_cli_runs_lists_nested_runs_with_the_same_best(tmp_path: Path, capsys) -> None:
+    from dashboard.cli import main
+
+    root = tmp_path / "root"
+    a = write_run(root / "projA" / "a", n_steps=300, save_every=100, best_step=200)
+    _rewrite(a, best_model_checkpoint="C:\\x\\checkpoint-200")
+    write_run(root / "b", n_steps=200, save_every=100)
+    assert main(["runs", "--root", str(root), "--json"]) == 0
+    rows = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"projA/a", "b"}
+    assert rows["projA/a"]["best checkpoint"] == load_run(a, [root]).best_checkpoint.name == "checkpoint-200"
