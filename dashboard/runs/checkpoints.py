@@ -180,7 +180,7 @@ def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = N
     problems: list[str] = []
     # A run root that is also a model folder holds the checkpoints: count only its own files.
     size, mtime = _folder_size_and_mtime(path, problems, recursive=checkpoint_step(path.name) is not None
-                                         or not checkpoint_dirs(path))
+                                         or not summary(path).checkpoints)
     weight_format, missing = _weight_format(path, problems, roots)
     is_adapter = (path / "adapter_config.json").is_file()
     model_type: str | None = None
@@ -239,15 +239,16 @@ def listed_checkpoint_dirs(run_dir: Path, keep_steps: Sequence[int] = (),
                            cap: int = MAX_LISTED_CHECKPOINTS) -> CheckpointSelection:
     """At most ``cap`` checkpoint folders: all when there are few, else an evenly spaced subset
     that always holds the first, the last and every step in ``keep_steps`` that exists."""
-    every = checkpoint_dirs(run_dir)
+    run_dir = Path(run_dir)
+    every = summary(run_dir).checkpoints  # (step, name): paths are made for the listed ones only
     if len(every) <= cap:
-        return CheckpointSelection(every, len(every))
-    by_step = {step: i for i, (step, _) in enumerate(every)}
-    kept = {by_step[s] for s in keep_steps if s in by_step}
+        return CheckpointSelection([(step, run_dir / name) for step, name in every], len(every))
+    wanted = set(keep_steps)
+    kept = {i for i, (step, _) in enumerate(every) if step in wanted} if wanted else set()
     last = len(every) - 1
     spaced = {round(k * last / (cap - len(kept) - 1)) for k in range(cap - len(kept))} if cap > len(kept) + 1 \
         else {0, last}
-    return CheckpointSelection([every[i] for i in sorted(spaced | kept)], len(every))
+    return CheckpointSelection([(every[i][0], run_dir / every[i][1]) for i in sorted(spaced | kept)], len(every))
 
 
 def _root_model_step(run_dir: Path, roots: Sequence[Path]) -> int | None:
@@ -267,7 +268,7 @@ def root_is_checkpoint(run_dir: Path) -> bool:
     """
     if not is_model_folder(run_dir):
         return False
-    return not checkpoint_dirs(run_dir) or has_own_weights(run_dir)
+    return not summary(run_dir).checkpoints or has_own_weights(run_dir)
 
 
 def _outside(info: CheckpointInfo, roots: Sequence[Path]) -> CheckpointInfo | None:
