@@ -74,7 +74,7 @@ def render_sidebar() -> None:
         for problem in found.problems:
             st.caption(f"⚠ {markdown_safe(problem)}")
         if not runs:
-            st.info(f"No runs under `{markdown_safe(root)}` yet.")
+            st.info(f"No runs under `{root}` yet.")
             state.put(state.RUN_PATH, None)
             state.put(state.CHECKPOINT_PATH, None)
             return
