@@ -119,7 +119,7 @@ def checkpoint_scores(run: RunData, saved: pd.DataFrame | None = None) -> pd.Dat
 
 
 def _render_overview(run: RunData) -> None:
-    st.subheader(f"Run {markdown_safe(run.name)}")
+    st.subheader(f"Run `{run.name}`")
     st.caption(markdown_safe(run.path))
     if run.lfs_pointers:
         st.error(markdown_safe(f"{run.name} is a Git LFS pointer run: its files were cloned without their content. "
