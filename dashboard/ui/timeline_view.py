@@ -128,7 +128,7 @@ def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
         available = options[metric]
         counts = source_counts(run.surviving_metrics, metric)
         choice = st.radio(
-            f"Source of {metric}", [*available, "all"], horizontal=True, key=f"{k}.source.{metric}",
+            f"Source of {markdown_safe(metric)}", [*available, "all"], horizontal=True, key=f"{k}.source.{metric}",
             format_func=lambda s, c=counts: "overlay all" if s == "all" else
             f"{SOURCE_FILES.get(s, s)} ({c.get(s, 0):,} points)",
             help="Several files log this metric; by default the chart draws one of them "

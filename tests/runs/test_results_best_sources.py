@@ -111,3 +111,23 @@ def test_cli_runs_lists_nested_runs_with_the_same_best(tmp_path: Path, capsys) -
     rows = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == {"projA/a", "b"}
     assert rows["projA/a"]["best checkpoint"] == load_run(a, [root]).best_checkpoint.name == "checkpoint-200"
+
+
+def test_runs_table_is_rebuilt_only_when_a_run_changes(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from dashboard.runs import overview
+
+    root = tmp_path / "root"
+    a = write_run(root / "a", n_steps=200, save_every=100, best_step=100)
+    write_run(root / "b", n_steps=200, save_every=100)
+    then = time.time() - 3600
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (then, then))
+    first = runs_table(list_runs(root), [root])
+    calls = overview.runs_table.calls
+    assert runs_table(list_runs(root), [root]) is first and overview.runs_table.calls == calls
+    _rewrite(a, best_model_checkpoint="/elsewhere/checkpoint-200", best_global_step=200)
+    table = runs_table(list_runs(root), [root]).set_index("run")
+    assert overview.runs_table.calls == calls + 1 and table.loc["a", "best checkpoint"] == "checkpoint-200"
