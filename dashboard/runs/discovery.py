@@ -114,6 +114,18 @@ def discover_runs(root: Path, max_depth: int = MAX_RUN_DEPTH,
     return RunDiscovery(runs, problems)
 
 
+def discover_within(root: Path, roots: Sequence[Path]) -> RunDiscovery:
+    """:func:`discover_runs` for a root that must itself lie inside ``roots`` (else nothing).
+
+    Every run found is then inside too, without resolving each one: the walk never follows a
+    symlinked folder, so it cannot leave the root (loads still resolve their path, see
+    ``dashboard.paths``).
+    """
+    if not is_within(root, roots):
+        return RunDiscovery([], [f"{root} is outside the runs root(s)"])
+    return discover_runs(root)
+
+
 def list_runs(root: Path) -> list[RunListing]:
     """The runs of :func:`discover_runs`, without its problems."""
     return discover_runs(root).runs
@@ -166,5 +178,5 @@ def resolve_run_arg(value: str, roots: Sequence[Path]) -> Path:
     return found if found is not None else given
 
 
-__all__ = ["MAX_RUN_DEPTH", "RunDiscovery", "RunListing", "discover_runs", "find_run", "list_runs",
+__all__ = ["MAX_RUN_DEPTH", "RunDiscovery", "RunListing", "discover_runs", "discover_within", "find_run", "list_runs",
            "looks_like_run", "resolve_run_arg", "run_name", "valid_run_name"]

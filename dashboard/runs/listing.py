@@ -26,7 +26,9 @@ MAX_STEP = 2**63 - 1
 EVENT_FILE_MARKER = "tfevents"
 RACY_SECONDS = 2.0
 MAX_ENTRIES_KEPT = 2_000
-"""Plain file names kept per directory (beyond that only the flags below are known)."""
+"""Plain file names kept per directory, beyond those discovery looks for (:data:`ALWAYS_KEPT`)."""
+ALWAYS_KEPT = (".json", ".jsonl", ".bin")
+"""Endings of the files that make a folder a run or a model folder: kept however many files there are."""
 
 
 def checkpoint_step(name: str) -> int | None:
@@ -88,7 +90,7 @@ def _scan(path: Path) -> DirSummary:
                         elif not name.startswith(".") and not entry.is_symlink():
                             subdirs.append(name)
                     elif entry.is_file():
-                        if len(files) < MAX_ENTRIES_KEPT:
+                        if len(files) < MAX_ENTRIES_KEPT or name.endswith(ALWAYS_KEPT):
                             files.add(name)
                         if EVENT_FILE_MARKER in name:
                             events.append(name)

@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboard.formatting import fmt_bytes, fmt_number, markdown_safe
 from dashboard.metrics import format_metric
-from dashboard.paths import PathOutsideRoots, is_within
-from dashboard.runs.discovery import discover_runs
+from dashboard.paths import PathOutsideRoots
+from dashboard.runs.discovery import discover_within
 from dashboard.runs.overview import runs_table
 from dashboard.runs.run import RunData
 from dashboard.timeline.scores import saved_scores
@@ -186,7 +186,7 @@ def _render_runs_table(run: RunData) -> None:
     """Every run under the root: sortable (click a header), filterable, a row click opens it."""
     settings = get_settings()
     root = Path(state.get(state.RUNS_ROOT) or settings.default_runs_root)
-    listings = [r for r in discover_runs(root).runs if is_within(r.path, settings.runs_roots)]
+    listings = discover_within(root, settings.runs_roots).runs
     if len(listings) < 2:
         return
     st.subheader(f"All runs ({len(listings)})")

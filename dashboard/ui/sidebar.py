@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.formatting import markdown_safe
-from dashboard.paths import PathOutsideRoots, is_within
+from dashboard.paths import PathOutsideRoots
 from dashboard.runs.discovery import RunListing
 from dashboard.ui import state
 from dashboard.ui.resources import get_pool, get_run, get_settings
@@ -51,7 +51,7 @@ def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt
 
 def render_sidebar() -> None:
     """Draw the shared selection controls; never raises for bad runs (shows the problem)."""
-    from dashboard.runs.discovery import discover_runs
+    from dashboard.runs.discovery import discover_within
 
     settings = get_settings()
     with st.sidebar:
@@ -68,9 +68,9 @@ def render_sidebar() -> None:
             state.put(state.RUN_PATH, None)
             state.put(state.CHECKPOINT_PATH, None)
             return
-        # A run folder that is a symlink out of the roots is not offered at all.
-        found = discover_runs(root_path)
-        runs = [r for r in found.runs if is_within(r.path, settings.runs_roots)]
+        # A run folder that is a symlink out of the roots is not offered at all (never walked into).
+        found = discover_within(root_path, settings.runs_roots)
+        runs = found.runs
         for problem in found.problems:
             st.caption(f"⚠ {markdown_safe(problem)}")
         if not runs:
