@@ -83,7 +83,7 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     from dashboard.models.pool import CheckpointLoadError, ModelPool
     from dashboard.runs.checkpoints import discover_checkpoints
 
-    run = Path(args.run)  # absolute: parsed by user_path
+    run = Path(args.run)  # absolute: resolved in main()
     if not run.is_dir():
         print(f"error: run directory not found: {run}", file=sys.stderr)
         return 2
@@ -146,6 +146,28 @@ def pointing_row(scored: Any) -> dict[str, Any]:
     return row | ({"error": scored.error} if scored.error else {})
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List the runs under the runs root (any depth): name, modified, checkpoints, best checkpoint."""
+    from dashboard.config import load_settings
+    from dashboard.runs.discovery import discover_runs
+    from dashboard.runs.overview import runs_table
+
+    roots = [Path(args.root)] if args.root else list(load_settings().runs_roots)
+    found = [(root, discover_runs(root)) for root in roots]
+    for _, discovery in found:
+        for problem in discovery.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    table = runs_table([r for _, d in found for r in d.runs], roots)
+    if args.json:
+        print(table.to_json(orient="records", date_format="iso", indent=1))
+        return 0
+    if table.empty:
+        print(f"no runs under {', '.join(str(r) for r in roots)}")
+        return 0
+    print(table.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashboard.generation import DEFAULT_GENERATION
 
@@ -166,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a run's checkpoints on an eval set (CIs, per task, paired tests)",
                         description=(cmd_eval.__doc__ or "")
                         + " Progress on stderr; exit 0 done, 2 bad input, 1 failure.")
-    ev.add_argument("--run", required=True, type=user_path,
-                    help="run directory (checkpoint-N/ folders), absolute or relative to the current directory")
+    ev.add_argument("--run", required=True,
+                    help="run directory (checkpoint-N/ folders), absolute or relative to the current directory, "
+                         "or a run name under the runs root (projA/run1)")
     ev.add_argument("--checkpoints", help="comma-separated names or steps (default: every loadable checkpoint)")
     ev.add_argument("--eval", type=user_path, help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
     ev.add_argument("--limit", type=int, help="only the first N examples (a result of its own, subset first-N)")
@@ -181,25 +204,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     pointing = sub.add_parser("pointing", help="pointing score per checkpoint (attention peak inside the asked object)",
                               description=cmd_pointing.__doc__)
-    pointing.add_argument("--run", required=True, type=user_path,
-                          help="run directory with checkpoints and an eval set in eval/ (relative to the current "
-                               "directory or absolute)")
+    pointing.add_argument("--run", required=True,
+                          help="run directory with checkpoints and an eval set in eval/ (absolute or relative to the "
+                               "current directory), or a run name under the runs root (projA/run1)")
     pointing.add_argument("--checkpoints", default="", help="comma-separated checkpoint names or steps (default: all)")
     pointing.add_argument("--examples", type=int, default=None, help="examples per checkpoint (default: all)")
     pointing.add_argument("--eval", type=user_path, default=None, help="eval set file (default: the run's eval/ set)")
     pointing.add_argument("--json", action="store_true", help="print JSON: {\"checkpoints\": [...]} in step order")
     pointing.set_defaults(func=cmd_pointing)
+
+    runs = sub.add_parser("runs", help="list the runs under the runs root (nested at any depth) with their best "
+                                       "checkpoint", description=cmd_runs.__doc__)
+    runs.add_argument("--root", default="", help="runs root (default: VLMLAB_RUNS_ROOT / the configured roots)")
+    runs.add_argument("--json", action="store_true", help="print the table as JSON records")
+    runs.set_defaults(func=cmd_runs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from dashboard.config import ConfigError, load_settings
     from dashboard.logs import configure_logging
+    from dashboard.runs.discovery import resolve_run_arg
 
     args = build_parser().parse_args(argv)
     try:
-        configure_logging(load_settings().log_level)
+        settings = load_settings()
+        configure_logging(settings.log_level)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "run", None):  # a folder path, or a run's name as the sidebar lists it (projA/run1)
+        # made absolute here, once, like every user_path: nothing later re-roots it under a runs root
+        args.run = str(resolve_run_arg(args.run, settings.runs_roots).absolute())
     return args.func(args)

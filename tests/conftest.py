@@ -105,3 +105,25 @@ def readme_clone(demo_runs_root: Path, tmp_path: Path, monkeypatch: pytest.Monke
         monkeypatch.delenv(key)
     monkeypatch.chdir(clone)
     return clone
+
+
+@pytest.fixture(scope="session")
+def resumed_run_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs root holding ``proj/resumed``: a tiny GPT-2 trained by ``Trainer`` to step 14, then
+    resumed from checkpoint-8 to step 20 by a second process (see ``tests/runs/resume_kit.py``).
+    Built once and kept in pytest's cache, keyed by the kit's source."""
+    from tests.runs.resume_kit import build_resumed_run
+
+    kit = REPO_ROOT / "tests" / "runs" / "resume_kit.py"
+    cached = Path(request.config.cache.mkdir(f"resumed-run-{hashlib.sha256(kit.read_bytes()).hexdigest()[:16]}"))
+    if not (cached / "run" / "eval_results.json").is_file():
+        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix="staging-"))
+        build_resumed_run(staging / "run")
+        shutil.rmtree(cached, ignore_errors=True)
+        try:
+            os.replace(staging, cached)
+        except OSError:  # another session finished first; use its copy
+            shutil.rmtree(staging, ignore_errors=True)
+    root = tmp_path_factory.mktemp("resumed-root")
+    shutil.copytree(cached / "run", root / "proj" / "resumed")
+    return root

@@ -7,19 +7,23 @@ multi-GB checkpoints can be listed in milliseconds.
 
 from __future__ import annotations
 
+__all__ = ["CHECKPOINT_RE", "MAX_STEP", "CheckpointInfo", "CheckpointSelection", "checkpoint_dirs",
+           "checkpoint_step", "discover_checkpoints", "inspect_checkpoint", "is_model_folder",
+           "listed_checkpoint_dirs", "root_is_checkpoint"]
+
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dashboard.runs.files import RunFileError, confine, read_json
+from dashboard.runs.listing import CHECKPOINT_RE, MAX_STEP, checkpoint_step, summary
 from dashboard.runs.load_plan import ADAPTER_WEIGHTS, MODEL_WEIGHTS, WeightFormat, plan_checkpoint
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-([0-9]{1,19})$")
-"""ASCII digits only (``\\d`` also matches ``٣٤٥``), at most 19 of them: the step must fit an int64."""
-MAX_STEP = 2**63 - 1
+MAX_LISTED_CHECKPOINTS = 500
+"""Checkpoints inspected and listed per run; beyond it an evenly spaced subset (first, last and
+best always in) is shown with a message, so a run with 100,000 folders stays cheap to open."""
 OWN_WEIGHTS = tuple(n for w in (MODEL_WEIGHTS, ADAPTER_WEIGHTS) for n in (w.single, w.index, w.pickle_single,
                                                                           w.pickle_index))
 """The weight names the loader reads (:mod:`dashboard.runs.load_plan`): one rule for listing and loading."""
@@ -55,18 +59,10 @@ class CheckpointInfo:
         return self.plan_loadable
 
 
-def checkpoint_step(name: str) -> int | None:
-    """``checkpoint-1200`` -> 1200; anything else -> None."""
-    match = CHECKPOINT_RE.fullmatch(name)
-    if not match:
-        return None
-    step = int(match.group(1))
-    return step if step <= MAX_STEP else None
-
-
 def is_model_folder(path: Path) -> bool:
     """A folder that holds a model (config or weights) directly, e.g. a final ``save_model`` output."""
-    return any((path / marker).is_file() for marker in MODEL_MARKERS)
+    found = summary(path)  # cached by the folder's mtime (dashboard.runs.listing)
+    return any(found.has_file(marker) for marker in MODEL_MARKERS)
 
 
 def has_own_weights(path: Path) -> bool:
@@ -133,7 +129,7 @@ def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = N
     problems: list[str] = []
     # A run root that is also a model folder holds the checkpoints: count only its own files.
     size, mtime = _folder_size_and_mtime(path, problems, recursive=checkpoint_step(path.name) is not None
-                                         or not checkpoint_dirs(path))
+                                         or not summary(path).checkpoints)
     plan = plan_checkpoint(path, roots)
     problems.extend(plan.problems)
     if plan.base is not None:
@@ -149,18 +145,48 @@ def inspect_checkpoint(path: Path, name: str | None = None, step: int | None = N
 
 
 def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    """``checkpoint-<step>`` sub-folders as (step, path), sorted numerically (100 < 1000)."""
-    found: list[tuple[int, Path]] = []
-    try:
-        with os.scandir(run_dir) as it:
-            for entry in it:
-                step = checkpoint_step(entry.name)
-                if step is not None and entry.is_dir():
-                    found.append((step, Path(entry.path)))
-    except OSError:
-        return []
-    found.sort(key=lambda item: (item[0], item[1].name))
-    return found
+    """``checkpoint-<step>`` sub-folders as (step, path), sorted numerically (100 < 1000).
+
+    All of them (memoised per directory change, see :mod:`dashboard.runs.listing`); what a page
+    lists is :func:`listed_checkpoint_dirs`.
+    """
+    run_dir = Path(run_dir)
+    return [(step, run_dir / name) for step, name in summary(run_dir).checkpoints]
+
+
+@dataclass(frozen=True)
+class CheckpointSelection:
+    """The checkpoint folders a run lists, and how many it has in all."""
+
+    dirs: list[tuple[int, Path]]
+    total: int
+
+    @property
+    def capped(self) -> bool:
+        return len(self.dirs) < self.total
+
+    @property
+    def message(self) -> str | None:
+        if not self.capped:
+            return None
+        return (f"{self.total:,} checkpoint folders; listing {len(self.dirs):,} of them (evenly spaced by step, "
+                f"first, last and best included) to keep the run fast to open")
+
+
+def listed_checkpoint_dirs(run_dir: Path, keep_steps: Sequence[int] = (),
+                           cap: int = MAX_LISTED_CHECKPOINTS) -> CheckpointSelection:
+    """At most ``cap`` checkpoint folders: all when there are few, else an evenly spaced subset
+    that always holds the first, the last and every step in ``keep_steps`` that exists."""
+    run_dir = Path(run_dir)
+    every = summary(run_dir).checkpoints  # (step, name): paths are made for the listed ones only
+    if len(every) <= cap:
+        return CheckpointSelection([(step, run_dir / name) for step, name in every], len(every))
+    wanted = set(keep_steps)
+    kept = {i for i, (step, _) in enumerate(every) if step in wanted} if wanted else set()
+    last = len(every) - 1
+    spaced = {round(k * last / (cap - len(kept) - 1)) for k in range(cap - len(kept))} if cap > len(kept) + 1 \
+        else {0, last}
+    return CheckpointSelection([(every[i][0], run_dir / every[i][1]) for i in sorted(spaced | kept)], len(every))
 
 
 def _root_model_step(run_dir: Path, roots: Sequence[Path]) -> int | None:
@@ -180,7 +206,7 @@ def root_is_checkpoint(run_dir: Path) -> bool:
     """
     if not is_model_folder(run_dir):
         return False
-    return not checkpoint_dirs(run_dir) or has_own_weights(run_dir)
+    return not summary(run_dir).checkpoints or has_own_weights(run_dir)
 
 
 def _outside(info: CheckpointInfo, roots: Sequence[Path]) -> CheckpointInfo | None:
@@ -195,19 +221,22 @@ def _outside(info: CheckpointInfo, roots: Sequence[Path]) -> CheckpointInfo | No
                               problems=("links outside the runs root; not read",))
 
 
-def discover_checkpoints(run_dir: Path, roots: Sequence[Path] | None = None) -> list[CheckpointInfo]:
+def discover_checkpoints(run_dir: Path, roots: Sequence[Path] | None = None,
+                         selection: CheckpointSelection | None = None) -> list[CheckpointInfo]:
     """All checkpoints of a run, in numeric step order.
 
     A run directory that is itself a model folder (a ``save_model`` output, with or without
     ``checkpoint-*`` folders beside it, see :func:`root_is_checkpoint`) counts as one more
     checkpoint, named after the folder, with the step from its ``trainer_state.json`` if any; it
     sorts after checkpoints of equal step. A ``checkpoint-N`` that links outside ``roots``
-    (default: the run folder) is listed as unloadable and never read.
+    (default: the run folder) is listed as unloadable and never read. Only the folders of
+    ``selection`` (default: :func:`listed_checkpoint_dirs`) are inspected.
     """
     run_dir = Path(run_dir)
     roots = list(roots) if roots else [run_dir]
     found: list[CheckpointInfo] = []
-    for step, path in checkpoint_dirs(run_dir):
+    selection = selection or listed_checkpoint_dirs(run_dir)
+    for step, path in selection.dirs:
         stub = CheckpointInfo(name=path.name, path=path, step=step, size_bytes=0,
                               modified=datetime.fromtimestamp(0, tz=timezone.utc), weight_format="none",
                               is_adapter=False, model_type=None)

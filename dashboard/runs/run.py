@@ -8,11 +8,9 @@ Only a path outside the configured roots or a missing run directory raises; ever
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +20,31 @@ from dashboard.caching import file_memo
 from dashboard.paths import is_within, resolve_within
 from dashboard.runs.checkpoints import (
     CheckpointInfo,
-    checkpoint_dirs,
-    checkpoint_step,
+    CheckpointSelection,
     discover_checkpoints,
-    is_model_folder,
+    listed_checkpoint_dirs,
 )
 from dashboard.runs.column_cache import cached_scan
+from dashboard.runs.discovery import RunListing, list_runs, looks_like_run, run_name
 from dashboard.runs.files import excerpt
 from dashboard.runs.hparams import build_configuration, empty_configuration
-from dashboard.runs.metrics import concat_metrics, empty_metrics, empty_series, preferred_source, state_series
-from dashboard.runs.tensorboard import EventFileData, assemble, find_event_files, folder_of
+from dashboard.runs.attempts import Restart
+from dashboard.runs.best import BestResolution, resolve_best
+from dashboard.runs.metrics import (
+    concat_metrics,
+    empty_metrics,
+    empty_series,
+    preferred_source,
+    state_series,
+    surviving,
+)
+from dashboard.runs.results import RESULT_METRICS, empty_results, read_results
+from dashboard.runs.tensorboard import EventFileData, assemble, find_event_files, folder_of, stream_folder
+from dashboard.runs.trainer_log import LOG_FILE, TrainerLog, read_trainer_log
 from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary, read_trainer_state
 
 __all__ = ["RunData", "RunListing", "RunNotFoundError", "TrainerStateSummary", "list_runs", "load_run",
-           "run_signature"]
+           "looks_like_run", "run_signature"]
 
 STATE_FILE = "trainer_state.json"
 
@@ -64,15 +73,33 @@ class RunData:
     """Text summaries (folder, tag, step, wall_time, text), e.g. sample generations per eval step."""
     other_summaries: pd.DataFrame | None = None
     """Summaries present but not plotted (folder, tag, kind, count): images, histograms, audio, …"""
+    restarts: list[Restart] = field(default_factory=list)
+    """Resumptions found in the append-only logs (TensorBoard folders, trainer_log.jsonl)."""
+    results: pd.DataFrame = field(default_factory=empty_results)
+    """End-of-run results (metric, value, source): result files and the final summary entry."""
+
+    @cached_property
+    def surviving_metrics(self) -> pd.DataFrame:
+        """Every source's rows of the run that survived its restarts (later attempts win)."""
+        return surviving(self.metrics)
 
     @cached_property
     def preferred_metrics(self) -> pd.DataFrame:
-        """The metrics with one source per metric (see ``preferred_source``), computed once per load.
+        """The surviving metrics with one source per metric (see ``preferred_source``), computed once per load.
 
         A ``RunData`` is immutable once loaded and is replaced when the run's files change, so
         this lives (and is dropped) with it; every Timeline rerun needs it several times.
         """
-        return preferred_source(self.metrics, self.series)
+        return preferred_source(self.surviving_metrics, self.series)
+
+    def resumed_from(self, restart: Restart) -> int | None:
+        """The step a restart resumed from: the last checkpoint before its first logged step."""
+        before = [c.step for c in self.checkpoints if c.step is not None and c.step < restart.first_step]
+        return max(before) if before else None
+
+    def restart_notices(self) -> list[str]:
+        """One line per restart, e.g. ``… resumed from step 500 at …; steps 510–700 logged twice, …``."""
+        return [r.notice(self.resumed_from(r)) for r in self.restarts]
 
     def checkpoint(self, name_or_step: str | int | Path) -> CheckpointInfo | None:
         """Look a checkpoint up by folder name, path, or step (``checkpoint-N`` folders win ties)."""
@@ -109,24 +136,15 @@ class RunData:
             reason = "; ".join(reasons[:3]) + ("…" if len(reasons) > 3 else "")
         return f"Run {self.name} has no loadable checkpoint: {reason}"
 
+    @cached_property
+    def best(self) -> BestResolution:
+        """The trainer's best checkpoint mapped onto this run's folders (see :mod:`dashboard.runs.best`)."""
+        return resolve_best(self.state, [(c.name, c.step) for c in self.checkpoints], self.path)
+
     @property
     def best_checkpoint(self) -> CheckpointInfo | None:
-        """The local checkpoint ``best_model_checkpoint`` names (mapped by folder name)."""
-        if self.state is None:
-            return None
-        if self.state.best_checkpoint_name:
-            found = self.checkpoint(self.state.best_checkpoint_name)
-            if found:
-                return found
-        return self.checkpoint(self.state.best_global_step) if self.state.best_global_step is not None else None
-
-
-@dataclass(frozen=True)
-class RunListing:
-    name: str
-    path: Path
-    n_checkpoints: int
-    modified: datetime
+        """The checkpoint :attr:`best` resolves to (Home, sidebar, Timeline and CLI all use this)."""
+        return self.checkpoint(self.best.name) if self.best.name else None
 
 
 # ---------------------------------------------------------------- memoised file parsers
@@ -159,19 +177,20 @@ def _stat_mtime(path: Path) -> float:
         return -1.0
 
 
-def state_file_candidates(run_dir: Path) -> list[Path]:
+def state_file_candidates(run_dir: Path, selection: CheckpointSelection | None = None) -> list[Path]:
     """``trainer_state.json`` files, newest first: root and highest checkpoint's ordered by mtime,
-    then the other checkpoints' (fallbacks when the newer ones are broken)."""
+    then the other listed checkpoints' (fallbacks when the newer ones are broken)."""
     root = run_dir / STATE_FILE
-    in_ckpts = [p / STATE_FILE for _, p in reversed(checkpoint_dirs(run_dir)) if (p / STATE_FILE).is_file()]
+    dirs = (selection or listed_checkpoint_dirs(run_dir)).dirs
+    in_ckpts = [p / STATE_FILE for _, p in reversed(dirs) if (p / STATE_FILE).is_file()]
     head = [p for p in (root, *in_ckpts[:1]) if p.is_file()]
     head.sort(key=_stat_mtime, reverse=True)
     return head + in_ckpts[1:]
 
 
-def _load_state(run_dir: Path, problems: list[str],
-                roots: tuple[Path, ...]) -> tuple[ParsedState | None, Path | None]:
-    for i, candidate in enumerate(state_file_candidates(run_dir)):
+def _load_state(run_dir: Path, problems: list[str], roots: tuple[Path, ...],
+                selection: CheckpointSelection) -> tuple[ParsedState | None, Path | None]:
+    for i, candidate in enumerate(state_file_candidates(run_dir, selection)):
         parsed = parse_state_file(candidate, roots)
         rel = candidate.relative_to(run_dir)
         broken = not parsed.readable
@@ -188,7 +207,9 @@ def _load_state(run_dir: Path, problems: list[str],
 
 
 def _attach_wall_time(state_metrics: pd.DataFrame, tb_metrics: pd.DataFrame) -> pd.DataFrame:
-    """trainer_state has no timestamps: borrow TensorBoard's wall time at the same step."""
+    """trainer_state has no timestamps: borrow TensorBoard's wall time at the same step (of the
+    surviving attempt: a restarted step's time is when the run that survived logged it)."""
+    tb_metrics = surviving(tb_metrics)
     if state_metrics.empty or tb_metrics.empty:
         return state_metrics
     by_step = tb_metrics.groupby("step", sort=True)["wall_time"].min()
@@ -202,6 +223,14 @@ def _attach_wall_time(state_metrics: pd.DataFrame, tb_metrics: pd.DataFrame) -> 
     return out
 
 
+parse_log_file = file_memo("trainer_log", maxsize=16)(read_trainer_log)
+
+
+def _load_trainer_log(run_dir: Path, roots: tuple[Path, ...]) -> TrainerLog:
+    path = run_dir / LOG_FILE
+    return parse_log_file(path, roots) if path.is_file() else TrainerLog(empty_metrics())
+
+
 def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
     """Load a run for display. Raises only ``PathOutsideRoots`` and :class:`RunNotFoundError`."""
     path = resolve_within(run_dir, roots)
@@ -210,19 +239,32 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
     problems: list[str] = []
     checkpoints = []
     root_paths = tuple(Path(r).expanduser().resolve() for r in roots)
-    for c in discover_checkpoints(path, root_paths):
+    selection = listed_checkpoint_dirs(path)
+    parsed, state_file = _load_state(path, problems, root_paths, selection)
+    best_step = parsed.summary.best_global_step if parsed else None
+    if selection.capped and best_step is not None:
+        selection = listed_checkpoint_dirs(path, keep_steps=[best_step])
+    if selection.message:
+        problems.append(selection.message)
+    for c in discover_checkpoints(path, root_paths, selection):
         problems.extend(f"{c.name}: {p}" for p in c.problems)
         if not is_within(c.path, roots):  # a checkpoint-N symlink pointing outside the runs root(s)
             continue
         checkpoints.append(c)
-    parsed, state_file = _load_state(path, problems, root_paths)
     state_metrics = parsed.metrics if parsed else empty_metrics()
-    tb = assemble([(folder_of(f, path), f.name, parse_event_file(f)) for f in find_event_files(path)])
+    tb = assemble([(stream_folder(folder_of(f, path)), f.name, parse_event_file(f)) for f in find_event_files(path)])
     problems.extend(tb.problems)
     tb_metrics = tb.metrics
-    frames = [_attach_wall_time(state_metrics, tb_metrics), tb_metrics]
+    log = _load_trainer_log(path, root_paths)
+    problems.extend(log.problems)
+    frames = [_attach_wall_time(state_metrics, tb_metrics), _attach_wall_time(log.metrics, tb_metrics), tb_metrics]
     metrics = concat_metrics(frames)
-    series = pd.concat([state_series(state_metrics), tb.series], ignore_index=True)
+    if len(metrics) and not RESULT_METRICS.isdisjoint(metrics["metric"].cat.categories):
+        # the end-of-run summary is a result (see RunData.results), not one-point curves
+        metrics = metrics[~metrics["metric"].isin(RESULT_METRICS).to_numpy()].reset_index(drop=True)
+        metrics["metric"] = metrics["metric"].cat.remove_unused_categories()
+    series = pd.concat([state_series(state_metrics), state_series(log.metrics, "trainer_log"), tb.series],
+                       ignore_index=True)
     summary = parsed.summary if parsed else None
     config = build_configuration(path, summary.config if summary else None, tb.hparams, tb.texts, problems)
     if summary and summary.best_checkpoint_name:
@@ -235,49 +277,17 @@ def load_run(run_dir: Path, roots: Sequence[Path]) -> RunData:
                             f"{excerpt(summary.best_checkpoint_name)} in this run{fallback}")
     if not checkpoints and metrics.empty and parsed is None:
         problems.append("no checkpoints, no trainer_state.json and no TensorBoard events found here")
-    return RunData(path=path, name=path.name, checkpoints=checkpoints, metrics=metrics, state=summary,
+    results = read_results(path, root_paths, parsed.final_summary if parsed else None, problems)
+    return RunData(path=path, name=run_name(path, roots), results=results, checkpoints=checkpoints, metrics=metrics, state=summary,
                    problems=problems, state_file=state_file, series=series, hparam_metrics=tb.hparam_metrics,
-                   config=config, texts=tb.texts, other_summaries=tb.others)
+                   config=config, texts=tb.texts, other_summaries=tb.others, restarts=[*log.restarts, *tb.restarts])
 
 
-# ---------------------------------------------------------------- listing and change detection
-def looks_like_run(path: Path) -> bool:
-    """A folder with checkpoints, a trainer_state.json, event files, or model files of its own."""
-    if checkpoint_dirs(path) or (path / STATE_FILE).is_file() or is_model_folder(path):
-        return True
-    return bool(find_event_files(path, max_depth=2))
-
-
-def list_runs(root: Path) -> list[RunListing]:
-    """Run directories directly under ``root``, by name; just ``root`` when it is itself a run."""
-    root = Path(root)
-    listings: list[RunListing] = []
-    candidates: list[Path] = []
-    if root.is_dir() and (checkpoint_dirs(root) or (root / STATE_FILE).is_file()):
-        candidates.append(root)  # the root is itself a run: its sub-folders are parts of it
-    else:
-        try:
-            with os.scandir(root) as it:
-                subdirs = sorted(Path(e.path) for e in it if e.is_dir() and not e.name.startswith("."))
-        except OSError:
-            subdirs = []
-        candidates += [d for d in subdirs if checkpoint_step(d.name) is None]
-    for candidate in candidates:
-        try:
-            if not looks_like_run(candidate):
-                continue
-            n = len(checkpoint_dirs(candidate)) or (1 if is_model_folder(candidate) else 0)
-            modified = max([_stat_mtime(candidate), *(_stat_mtime(p) for _, p in checkpoint_dirs(candidate)[-1:]),
-                            _stat_mtime(candidate / STATE_FILE)])
-        except OSError:
-            continue
-        listings.append(RunListing(name=candidate.name, path=candidate, n_checkpoints=n,
-                                   modified=datetime.fromtimestamp(max(modified, 0), tz=timezone.utc)))
-    return listings
-
-
+# ---------------------------------------------------------------- change detection
 def run_signature(run_dir: Path) -> tuple:
-    """Cheap change detector: names/mtimes/sizes of checkpoints, state files and event files."""
+    """Cheap change detector: names/mtimes/sizes of the run folder, the listed checkpoints, state
+    files and event files (bounded: a run with 100,000 checkpoints stats the listed ones only,
+    and the run folder's own mtime changes when a checkpoint folder is added or removed)."""
     run_dir = Path(run_dir)
     parts: list[tuple] = []
 
@@ -288,8 +298,10 @@ def run_signature(run_dir: Path) -> tuple:
         except (OSError, ValueError):
             pass
 
+    add(run_dir)
     add(run_dir / STATE_FILE)
-    for _, ckpt in checkpoint_dirs(run_dir):
+    add(run_dir / LOG_FILE)
+    for _, ckpt in listed_checkpoint_dirs(run_dir).dirs:
         add(ckpt)
         add(ckpt / STATE_FILE)
     for event_file in find_event_files(run_dir):

@@ -17,7 +17,7 @@ Tag names follow the HF ``TensorBoardCallback`` convention: ``train/loss`` -> ``
 
 from __future__ import annotations
 
-import os
+import re
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,11 +26,12 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from dashboard.runs.attempts import Restart, describe, file_attempts, row_restarts, superseded
 from dashboard.runs.event_fastpath import decode_simple_scalars
 from dashboard.runs.files import RunFileError, open_checked
+from dashboard.runs.listing import summary
 from dashboard.runs.metrics import concat_metrics, empty_metrics, empty_series, make_metrics
 
-EVENT_FILE_MARKER = "tfevents"
 MAX_DEPTH = 4
 EPOCH_TAGS = ("train/epoch", "epoch")
 MAX_RECORD_BYTES = 256 * 2**20
@@ -48,26 +49,18 @@ HPARAM_METRIC_COLUMNS = ("folder", "tag", "step", "wall_time", "value")
 def find_event_files(run_dir: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
     """``events.out.tfevents.*`` files anywhere below the run (HF puts them in ``runs/<date>/``).
 
-    Checkpoint folders are skipped; depth is bounded so a huge tree stays cheap to scan.
+    Checkpoint folders and symlinked folders are skipped; depth is bounded, and each folder's
+    listing is memoised per change (:mod:`dashboard.runs.listing`), so a rerun costs a ``stat``
+    per folder even next to 100,000 checkpoint folders.
     """
     found: list[Path] = []
     stack = [(Path(run_dir), 0)]
     while stack:
         current, depth = stack.pop()
-        try:
-            with os.scandir(current) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if depth < max_depth and not entry.name.startswith(("checkpoint-", ".")):
-                        stack.append((Path(entry.path), depth + 1))
-                elif EVENT_FILE_MARKER in entry.name and entry.is_file():
-                    found.append(Path(entry.path))
-            except OSError:
-                continue
+        here = summary(current)
+        found.extend(current / name for name in here.event_files)
+        if depth < max_depth:
+            stack.extend((current / name, depth + 1) for name in here.subdirs if not name.startswith("checkpoint-"))
     return sorted(found)
 
 
@@ -263,6 +256,7 @@ class TensorBoardData:
     texts: pd.DataFrame
     others: pd.DataFrame  # folder, tag, kind, count
     problems: list[str]
+    restarts: list[Restart] = field(default_factory=list)
 
 
 def folder_of(path: Path, run_dir: Path) -> str:
@@ -272,6 +266,21 @@ def folder_of(path: Path, run_dir: Path) -> str:
     except ValueError:
         rel = Path(path).parent
     return PurePosixPath(*rel.parts).as_posix() if rel.parts else "."
+
+
+HF_LOGDIR_RE = re.compile(r"^runs/[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_[^/]+$")
+"""``runs/Dec06_12-00-00_host``: the Trainer's default ``logging_dir``, a new one per process."""
+HF_LOGS = "runs"
+
+
+def stream_folder(folder: str) -> str:
+    """The log stream an event folder belongs to.
+
+    Every ``Trainer`` process logs into a fresh ``runs/<date>_<host>/`` unless
+    ``TENSORBOARD_LOGGING_DIR`` is set, so a resumed run's attempts land in sibling folders:
+    they are one run's one log (``runs``), split into attempts, not separate series.
+    """
+    return HF_LOGS if HF_LOGDIR_RE.match(folder) else folder
 
 
 def sub_run_suffix(folder: str, tag: str) -> str | None:
@@ -323,15 +332,64 @@ def _epochs_for(steps: np.ndarray, tags: np.ndarray, values: np.ndarray) -> tupl
     return epochs, is_epoch
 
 
+def _first_last_wall(d: EventFileData) -> tuple[float, float]:
+    walls = d.walls[np.isfinite(d.walls)] if len(d.walls) else d.walls
+    return (float(walls.min()), float(walls.max())) if len(walls) else (np.inf, -np.inf)
+
+
+def folder_attempts(files: list[tuple[str, str, EventFileData]]
+                    ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], list[Restart]]:
+    """Per file (index into ``files``): each row's attempt and whether a later attempt replaced it.
+
+    The files of one folder are one log stream, taken in creation order (first wall time, then
+    name: the name starts with the creation time); see :mod:`dashboard.runs.attempts`.
+    """
+    by_folder: dict[str, list[int]] = {}
+    for i, (folder, _, d) in enumerate(files):
+        if len(d.steps):
+            by_folder.setdefault(folder, []).append(i)
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    restarts: list[Restart] = []
+    for folder, indices in by_folder.items():
+        indices.sort(key=lambda i: (_first_last_wall(files[i][2])[0], files[i][1]))
+        spans = [_first_last_wall(files[i][2]) for i in indices]
+        per_file = file_attempts([a for a, _ in spans], [b for _, b in spans],
+                                 [int(files[i][2].steps[0]) for i in indices],
+                                 [int(files[i][2].steps.max()) for i in indices])
+        parts: list[np.ndarray] = []
+        base, top, previous = 0, -1, None
+        for i, file_attempt in zip(indices, per_file, strict=True):
+            d = files[i][2]
+            if previous is not None and file_attempt != previous:
+                base = top + 1
+            previous = file_attempt
+            codes, _ = pd.factorize(d.tags)
+            rows = base + row_restarts(d.steps, codes)
+            top = max(top, int(rows.max()))
+            parts.append(rows)
+        steps = np.concatenate([files[i][2].steps for i in indices])
+        walls = np.concatenate([files[i][2].walls for i in indices])
+        attempts = np.concatenate(parts)
+        replaced = superseded(steps, attempts)
+        offset = 0
+        for i, rows in zip(indices, parts, strict=True):
+            out[i] = (rows, replaced[offset:offset + len(rows)])
+            offset += len(rows)
+        stream = "TensorBoard " + ("(run folder)" if folder == "." else folder)
+        restarts.extend(describe(stream, steps, walls, attempts))
+    return out, restarts
+
+
 def assemble(files: list[tuple[str, str, EventFileData]]) -> TensorBoardData:
     """Name every series and build the tables from ``(folder, file name, data)`` triples."""
     problems = [p for _, _, d in files for p in d.problems]
+    attempts, restarts = folder_attempts(files)
     hparams = {folder: d.hparams for folder, _, d in files if d.hparams is not None}
     hparam_folders = set(hparams)
     # Epoch rows and non-finite values are taken out per file first.
-    kept: list[tuple[str, EventFileData, np.ndarray, np.ndarray]] = []
+    kept: list[tuple[str, EventFileData, np.ndarray, np.ndarray, int]] = []
     pairs: set[tuple[str, str]] = set()
-    for folder, file_name, d in files:
+    for index, (folder, file_name, d) in enumerate(files):
         if not len(d.tags):
             continue
         epochs, is_epoch = _epochs_for(d.steps, d.tags, d.values)
@@ -343,12 +401,12 @@ def assemble(files: list[tuple[str, str, EventFileData]]) -> TensorBoardData:
             problems.append(f"{file_name}: '{tag}' has {int(tag_bad.sum())} NaN/inf value(s) "
                             f"(step {', '.join(map(str, bad_steps))}); not plotted")
         keep &= np.isfinite(d.values)
-        kept.append((folder, d, keep, epochs))
+        kept.append((folder, d, keep, epochs, index))
         if folder not in hparam_folders:
             pairs.update((folder, str(t)) for t in pd.unique(d.tags[keep]))
     names = name_series(sorted(pairs))
     metric_frames, hparam_frames = [], []
-    for folder, d, keep, epochs in kept:
+    for folder, d, keep, epochs, index in kept:
         if folder in hparam_folders:  # add_hparams results: one small table, never curves
             hparam_frames.append(pd.DataFrame({"folder": folder, "tag": d.tags[keep].astype(str),
                                                "step": d.steps[keep], "wall_time": d.walls[keep],
@@ -356,8 +414,10 @@ def assemble(files: list[tuple[str, str, EventFileData]]) -> TensorBoardData:
             continue
         tag_codes, uniq = pd.factorize(d.tags[keep])  # map each distinct tag once, not per point
         series_names = [names[(folder, str(t))][0] for t in uniq]
+        rows, replaced = attempts[index]
         metric_frames.append(make_metrics(d.steps[keep], epochs[keep], d.walls[keep], tag_codes, d.values[keep],
-                                          source="tensorboard", names=series_names))
+                                          source="tensorboard", names=series_names, attempts=rows[keep],
+                                          superseded=replaced[keep]))
     metrics = _sorted(concat_metrics(metric_frames))
     hparam_metrics = (pd.concat(hparam_frames, ignore_index=True) if hparam_frames
                       else pd.DataFrame([], columns=list(HPARAM_METRIC_COLUMNS)))
@@ -370,7 +430,7 @@ def assemble(files: list[tuple[str, str, EventFileData]]) -> TensorBoardData:
                           columns=["folder", "tag", "kind", "count"])
     others = others.groupby(["folder", "tag", "kind"], as_index=False)["count"].sum() if len(others) else others
     return TensorBoardData(metrics=metrics, series=series, hparam_metrics=hparam_metrics,
-                           hparams=hparams, texts=texts, others=others, problems=problems)
+                           hparams=hparams, texts=texts, others=others, problems=problems, restarts=restarts)
 
 
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:
@@ -393,6 +453,18 @@ def read_event_dir(run_dir: Path, paths: list[Path] | None = None) -> TensorBoar
     return assemble([(folder_of(p, run_dir), p.name, scan_event_file(p, [run_dir])) for p in paths])
 
 
-__all__ = ["EventFileData", "TensorBoardData", "assemble", "find_event_files", "folder_of", "iter_records",
-           "metric_name", "name_series", "read_event_dir", "read_event_file", "scan_event_file", "sub_run_suffix",
-           "empty_metrics"]
+__all__ = [
+    "EventFileData",
+    "TensorBoardData",
+    "assemble",
+    "empty_metrics",
+    "find_event_files",
+    "folder_of",
+    "iter_records",
+    "metric_name",
+    "name_series",
+    "read_event_dir",
+    "read_event_file",
+    "scan_event_file",
+    "sub_run_suffix",
+]

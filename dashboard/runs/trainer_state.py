@@ -11,9 +11,9 @@ from __future__ import annotations
 import gc
 import json
 import math
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,15 @@ from dashboard.runs.files import JsonFileError, RunFileError, parse_json, read_b
 from dashboard.runs.metrics import empty_metrics, make_metrics
 
 NON_METRIC_KEYS = frozenset({"step", "epoch"})
+SUMMARY_MARKERS = frozenset({"train_runtime", "total_flos"})
+SUMMARY_KEYS = SUMMARY_MARKERS | {"train_loss", "train_samples_per_second", "train_steps_per_second", "step", "epoch"}
+"""The Trainer's end-of-training summary entry has only these keys (and one of the markers): it is a
+result of the whole run, not one more point of each curve. Any other key makes it an ordinary entry."""
+
+
+def is_summary_entry(keys) -> bool:
+    keys = set(keys)
+    return not SUMMARY_MARKERS.isdisjoint(keys) and keys <= SUMMARY_KEYS
 MAX_LISTED = 5
 CONFIG_FIELDS = ("max_steps", "num_train_epochs", "train_batch_size", "logging_steps", "eval_steps", "save_steps",
                  "is_hyper_param_search", "trial_name")
@@ -61,6 +70,8 @@ class ParsedState:
     problems: list[str]
     readable: bool = True
     """False when the file could not be read or parsed at all (the run falls back to another copy)."""
+    final_summary: dict[str, float] = field(default_factory=dict)
+    """The end-of-training summary entry's numbers (``train_runtime``, ``train_loss``, ``total_flos``, …)."""
 
     @classmethod
     def unreadable(cls, problem: str) -> ParsedState:
@@ -141,7 +152,7 @@ def parse_log_history(log_history: list, source: str = "trainer_state") -> tuple
     no_step = 0
     nonfinite: dict[str, list[int]] = defaultdict(list)
     for keys, g in group_ids.items():
-        if keys is None:
+        if keys is None or is_summary_entry(keys):
             continue
         idx = np.flatnonzero(gid == g) if len(group_ids) > 1 else np.arange(len(gid))
         entries = log_history if len(idx) == len(log_history) else [log_history[i] for i in idx.tolist()]
@@ -245,4 +256,26 @@ def _read_trainer_state(path: Path, roots: Sequence[Path] | None = None) -> Pars
         problems.append("trainer_state.json: no 'log_history'; no metrics")
         return ParsedState(empty_metrics(), summary, problems)
     table, more = parse_log_history(state["log_history"])
-    return ParsedState(table, summary, problems + more)
+    return ParsedState(table, summary, problems + more, final_summary=final_summary(state["log_history"]))
+
+
+def final_summary(log_history: object) -> dict[str, float]:
+    """The last end-of-training summary entry's finite numbers (``step``/``epoch`` included)."""
+    if not isinstance(log_history, list):
+        return {}
+    for entry in reversed(log_history):
+        if type(entry) is dict and is_summary_entry(entry):
+            return {str(k): float(v) for k, v in entry.items() if isinstance(v, (int, float))
+                    and not isinstance(v, bool) and math.isfinite(v)}
+    return {}
+
+
+def read_state_summary(path: Path, roots: Sequence[Path] | None = None) -> TrainerStateSummary | None:
+    """Only the run-level fields of a ``trainer_state.json`` (no metrics table): the runs table's
+    per-run best checkpoint. None when the file cannot be read."""
+    try:
+        with _gc_paused():
+            state = parse_json(read_bytes(path, roots or [path.parent], "trainer_state"), path.name)
+    except (RunFileError, OSError):
+        return None
+    return _summary(state, []) if isinstance(state, dict) else None

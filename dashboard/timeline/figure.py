@@ -24,6 +24,7 @@ from dashboard.caching import Memo
 from dashboard.formatting import fmt_bytes, plotly_format, plotly_text
 from dashboard.metrics import display_kind, format_metric
 from dashboard.runs.hparams import distinguishing_labels
+from dashboard.runs.metrics import SOURCE_FILES
 from dashboard.runs.run import RunData, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS, minmax_indices
 from dashboard.timeline.scores import score_series
@@ -31,6 +32,8 @@ from dashboard.timeline.series import (
     X_LABELS,
     BestCheckpoint,
     Series,
+    attempt_metrics,
+    attempt_series,
     chart_rows,
     checkpoint_table,
     epoch_at_steps,
@@ -60,6 +63,20 @@ class ChartOptions:
     show_checkpoints: bool = True
     smooth_sparse: bool = False
     """Also smooth eval series and series with fewer than ``SPARSE_POINTS`` points."""
+    split_attempts: bool = False
+    """Draw each training attempt of a resumed run as its own trace (default: the surviving run)."""
+    sources: tuple[tuple[str, str], ...] = ()
+    """Per-metric source choice, ``(("loss", "tensorboard"),)``; ``"all"`` overlays every source."""
+
+    @property
+    def source_map(self) -> dict[str, str]:
+        """The single source picked per metric (``all`` means: the preferred one, others overlaid)."""
+        return {m: s for m, s in self.sources if s != "all"}
+
+    @property
+    def overlaid_sources(self) -> set[str]:
+        """Metrics whose every source is drawn."""
+        return {m for m, s in self.sources if s == "all"}
 
 
 @dataclass
@@ -251,6 +268,21 @@ def _format_axis(fig: go.Figure, row: int, metric: str, values: np.ndarray, log:
     fig.update_yaxes(row=row, col=1, **update)
 
 
+def _other_sources(run: RunData, drawn: Series, options: ChartOptions) -> list[Series]:
+    """With a metric's sources overlaid: its surviving series from every other source, labelled by file."""
+    metric = drawn.metric
+    if metric not in options.overlaid_sources:
+        return []
+    table = run.surviving_metrics
+    rows = table[table["metric"] == metric]
+    out = []
+    for source in [str(s) for s in rows["source"].unique() if str(s) != drawn.source]:
+        one = metric_series(rows[rows["source"] == source], metric, options.x_axis)  # type: ignore[arg-type]
+        out.append(Series(metric=f"{metric} · {SOURCE_FILES.get(source, source)}", step=one.step, x=one.x, y=one.y,
+                          source=source, split=one.split))
+    return out
+
+
 def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | None = None,
                  scores: pd.DataFrame | None = None,
                  best: BestCheckpoint | None = None) -> tuple[go.Figure, FigureStats]:
@@ -263,7 +295,8 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
     n_rows = max(len(titles), 1)
     fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / n_rows),
                         subplot_titles=[plotly_text(t) for t in titles] or None)
-    primary_metrics = plot_metrics(run)
+    primary_metrics = plot_metrics(run, options.source_map)
+    all_attempts = attempt_metrics(run, options.source_map) if options.split_attempts and run.restarts else None
     series_by_metric: dict[str, Series] = {}
     values_by_row: dict[int, list[np.ndarray]] = {}
     runs = [run, *overlays]
@@ -277,11 +310,18 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
                 series = metric_series(table, metric, options.x_axis)  # type: ignore[arg-type]
                 if one is run:
                     series_by_metric[metric] = series
-                if len(series.y):
+                drawn = [series]
+                if one is run and all_attempts is not None:
+                    drawn = attempt_series(all_attempts, metric, options.x_axis)  # type: ignore[arg-type]
+                drawn += _other_sources(one, series, options) if one is run else []
+                for k, shown in enumerate(drawn):
+                    if not len(shown.y):
+                        continue
                     # One legend entry per run and metric: the run's name only matters when runs are overlaid.
-                    label = f"{name} · {series.metric}" if overlays else series.metric
-                    _add_curve(fig, series, row, colour, name, options, stats, show_legend=True, label=label)
-                    values_by_row.setdefault(row, []).append(series.y[_in_range(series, options.step_range)])
+                    label = f"{name} · {shown.metric}" if overlays else shown.metric
+                    tint = colour if k == 0 else COLOURS[(j * len(runs) + run_index + 3 * k) % len(COLOURS)]
+                    _add_curve(fig, shown, row, tint, name, options, stats, show_legend=True, label=label)
+                    values_by_row.setdefault(row, []).append(shown.y[_in_range(shown, options.step_range)])
     if options.show_checkpoints:
         _add_checkpoints(fig, run, primary_metrics, options, series_by_metric, best, stats, chart)
     for offset, label in enumerate(score_labels):
@@ -339,7 +379,8 @@ def _figure_key(run: RunData, signature: tuple, options: ChartOptions, overlays:
                                           best.checkpoint.name if best.checkpoint else None)
     return (str(run.path), signature,
             (tuple(options.metrics), options.x_axis, options.log_y, options.smoothing, options.max_points,
-             options.step_range, tuple(options.score_labels), options.show_checkpoints, options.smooth_sparse),
+             options.step_range, tuple(options.score_labels), options.show_checkpoints, options.smooth_sparse,
+             options.split_attempts, options.sources),
             tuple((str(o.path), run_signature(o.path)) for o in overlays), scores_key, best_key)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from dashboard.metrics import best_mode, format_metric
 from dashboard.runs.checkpoints import CheckpointInfo
+from dashboard.runs.metrics import preferred_source
 from dashboard.runs.run import RunData
 
 XAxis = Literal["step", "epoch", "wall_time"]
@@ -67,9 +68,32 @@ class BestCheckpoint:
         return text
 
 
-def plot_metrics(run: RunData) -> pd.DataFrame:
-    """The run's metrics with one source per metric (trainer_state preferred)."""
-    return run.preferred_metrics
+def plot_metrics(run: RunData, sources: dict[str, str] | None = None) -> pd.DataFrame:
+    """The surviving run's metrics with one source per metric (trainer_state preferred, or as
+    ``sources`` picks per metric; see :func:`dashboard.runs.metrics.preferred_source`)."""
+    if not sources:
+        return run.preferred_metrics
+    return preferred_source(run.surviving_metrics, run.series, sources)
+
+
+def attempt_metrics(run: RunData, sources: dict[str, str] | None = None) -> pd.DataFrame:
+    """Like :func:`plot_metrics` but with every attempt's rows, the replaced ones included."""
+    return preferred_source(run.metrics, run.series, sources)
+
+
+def attempt_series(metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") -> list[Series]:
+    """One :class:`Series` per training attempt that logged ``metric`` (named ``loss · attempt 2``
+    when there are several), each exactly as that attempt logged it."""
+    rows = metrics[metrics["metric"] == metric]
+    attempts = sorted({int(a) for a in rows["attempt"].unique()}) if len(rows) else []
+    if len(attempts) < 2:
+        return [metric_series(metrics, metric, x_axis)]
+    out = []
+    for attempt in attempts:
+        one = metric_series(rows[rows["attempt"].to_numpy() == attempt], metric, x_axis)
+        out.append(Series(metric=f"{metric} · attempt {attempt + 1}", step=one.step, x=one.x, y=one.y,
+                          source=one.source, split=one.split))
+    return out
 
 
 def group_of(series_table: pd.DataFrame | None) -> dict[str, str]:

@@ -12,9 +12,13 @@ from dashboard.formatting import fmt_bytes, fmt_number, markdown_safe
 from dashboard.metrics import format_metric
 from dashboard.paths import PathOutsideRoots
 from dashboard.public import shown_path
+from dashboard.runs.discovery import discover_within
+from dashboard.runs.overview import runs_table
+from dashboard.runs.run import RunData
+from dashboard.timeline.scores import saved_scores
+from dashboard.timeline.series import checkpoint_table, metric_groups, plot_metrics
 from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
-from dashboard.ui.sidebar import best_checkpoint_path
 from dashboard.ui.summaries_panel import render_configuration
 
 if TYPE_CHECKING:
@@ -100,30 +104,48 @@ def _render_built(run_path: Path) -> None:
 
 def _last_value(metrics: pd.DataFrame, name: str) -> float | None:
     rows = metrics[metrics["metric"] == name]
-    return None if rows.empty else float(rows.sort_values("step")["value"].iloc[-1])
+    return None if rows.empty else float(rows.sort_values("step", kind="stable")["value"].iloc[-1])
 
 
-def _render_overview(run) -> None:
+def checkpoint_scores(run: RunData, saved: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per checkpoint: the eval metrics logged at its step (the surviving run's, as the Timeline's
+    markers show them) and the eval-set scores saved by Comparison, one column each."""
+    evals = metric_groups(plot_metrics(run))["eval"]
+    table = checkpoint_table(run, evals)[["checkpoint", *evals]] if run.checkpoints else pd.DataFrame()
+    if saved is not None and not saved.empty and len(table):
+        saved = saved.assign(column=saved["eval_set"].astype(str) + " · " + saved["metric"].astype(str) + " (saved)")
+        wide = saved.pivot_table(index="checkpoint", columns="column", values="value", aggfunc="last")
+        table = table.merge(wide, how="left", left_on="checkpoint", right_index=True)
+    return table
+
+
+def _render_overview(run: RunData) -> None:
     st.subheader(f"Run `{run.name}`")
     st.caption(markdown_safe(shown_path(run.path, get_settings().runs_roots)))
     if run.lfs_pointers:
         st.error(markdown_safe(f"{run.name} is a Git LFS pointer run: its files were cloned without their content. "
                        "Run `git lfs pull` in it."))
+    for notice in run.restart_notices():
+        st.info(markdown_safe(f"Resumed training — {notice}. The Timeline can draw each attempt."))
     for problem in run.problems:
         st.warning(markdown_safe(problem))
-    best = best_checkpoint_path(run)
+    best_info = run.best_checkpoint
     cols = st.columns(4)
     cols[0].metric("Checkpoints", len(run.checkpoints))
     cols[1].metric("Global step", run.state.global_step if run.state and run.state.global_step else "—")
-    best_info = next((c for c in run.checkpoints if str(c.path) == best), None)
     best_label = "—" if best_info is None else (f"step {best_info.step}" if best_info.step is not None
                                                  else best_info.name)
     best_metric = run.state.best_metric if run.state else None
     cols[2].metric("Best checkpoint", best_label,
-                   help=f"{best_info.name if best_info else 'none'}: best_metric = {fmt_number(best_metric)} "
-                        "(from trainer_state.json)")
-    cols[3].metric("Last eval accuracy", format_metric("eval_accuracy", _last_value(run.metrics, "eval_accuracy")))
+                   help=markdown_safe(f"{best_info.name if best_info else 'none'}: best_metric = "
+                                      f"{fmt_number(best_metric)} (from trainer_state.json; {run.best.reason})"))
+    cols[3].metric("Last eval accuracy",
+                   format_metric("eval_accuracy", _last_value(run.preferred_metrics, "eval_accuracy")))
+    st.caption(markdown_safe(f"Best checkpoint: {best_info.name if best_info else 'none'} — {run.best.reason}."))
     if run.checkpoints:
+        saved, _ = saved_scores(run.path, get_settings().data_dir)
+        scores = checkpoint_scores(run, saved)
+        best_name = best_info.name if best_info else None
         table = pd.DataFrame([{
             "checkpoint": c.name,
             "step": c.step,
@@ -132,10 +154,57 @@ def _render_overview(run) -> None:
             "weights": c.weight_format,
             "adapter": c.is_adapter,
             "model type": c.model_type or "?",
-            "best": str(c.path) == best,
+            "best": c.name == best_name,
             "problems": "; ".join(c.problems),
         } for c in run.checkpoints])
+        if len(scores.columns) > 1:
+            table = table.merge(scores, how="left", on="checkpoint")
         st.dataframe(table, hide_index=True, width="stretch")
+        if len(scores.columns) > 1:
+            st.caption("Score columns: eval metrics logged at each checkpoint's step, and eval-set scores saved "
+                       "by Comparison (… (saved)).")
     else:
         st.info("No checkpoint folders in this run yet.")
+    _render_results(run)
     render_configuration(run)
+    _render_runs_table(run)
+
+
+def _render_results(run: RunData) -> None:
+    """End-of-run numbers (result files, the final summary entry), with the file each came from."""
+    if run.results.empty:
+        return
+    st.subheader("Results")
+    st.dataframe(run.results, hide_index=True, width="stretch",
+                 column_config={"value": st.column_config.NumberColumn(format="%.6g")})
+
+
+K_RUN_FILTER = "home.runs_filter"
+K_RUNS_TABLE = "home.runs_table"
+
+
+def _render_runs_table(run: RunData) -> None:
+    """Every run under the root: sortable (click a header), filterable, a row click opens it."""
+    settings = get_settings()
+    root = Path(state.get(state.RUNS_ROOT) or settings.default_runs_root)
+    listings = discover_within(root, settings.runs_roots).runs
+    if len(listings) < 2:
+        return
+    st.subheader(f"All runs ({len(listings)})")
+    needle = st.text_input("Filter runs by name", key=K_RUN_FILTER, placeholder="e.g. lr3e-4 or projA/")
+    table = runs_table(listings, settings.runs_roots)
+    if needle:
+        table = table[table["run"].str.contains(needle, case=False, regex=False)].reset_index(drop=True)
+    event = st.dataframe(table, hide_index=True, width="stretch", key=K_RUNS_TABLE, on_select="rerun",
+                         selection_mode="single-row",
+                         column_config={"run": st.column_config.TextColumn(width="large"),
+                                        "best metric": st.column_config.NumberColumn(format="%.6g")})
+    st.caption("Newest first; click a column header to sort, a row to open that run.")
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        name = str(table["run"].iat[rows[0]])
+        picked = next((r for r in listings if r.name == name), None)
+        if picked is not None and picked.path.resolve() != run.path.resolve():
+            state.put(state.RUN_PATH, str(picked.path.resolve()))
+            state.put(state.CHECKPOINT_PATH, None)
+            st.rerun()

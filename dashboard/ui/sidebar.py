@@ -12,8 +12,9 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.formatting import markdown_safe
-from dashboard.paths import PathOutsideRoots, is_within, resolve_within
+from dashboard.paths import PathOutsideRoots
 from dashboard.public import shown_path
+from dashboard.runs.discovery import RunListing
 from dashboard.ui import state
 from dashboard.ui.resources import get_pool, get_run, get_settings
 
@@ -22,13 +23,14 @@ _W_RUN = "_w_sidebar_run"
 _W_CKPT = "_w_sidebar_checkpoint"
 
 
-def _sync_widget(widget_key: str, plain_key: str, options: list[str]) -> None:
-    """Make the widget show the plain key's value (set by another page), or a valid default."""
+def _sync_widget(widget_key: str, plain_key: str, options: list[str], default: str | None = None) -> None:
+    """Make the widget show the plain key's value (set by another page), or a valid default
+    (``default`` when given, else the last option)."""
     wanted = state.get(plain_key)
     if wanted in options:
         st.session_state[widget_key] = wanted
     elif st.session_state.get(widget_key) not in options:
-        st.session_state[widget_key] = options[-1] if options else None
+        st.session_state[widget_key] = (default if default in options else options[-1]) if options else None
     now = st.session_state.get(widget_key)
     if wanted and wanted != now and not Path(wanted).exists():
         # e.g. the checkpoint folder was deleted while the page was open: say so, never switch silently.
@@ -41,15 +43,16 @@ def _copy_to_plain(widget_key: str, plain_key: str) -> None:
     state.put(plain_key, st.session_state.get(widget_key))
 
 
-def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt=None, help_text: str | None = None):
-    _sync_widget(widget_key, plain_key, options)
+def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt=None, help_text: str | None = None,
+            default: str | None = None):
+    _sync_widget(widget_key, plain_key, options, default)
     return st.selectbox(label, options, key=widget_key, format_func=fmt or (lambda p: Path(p).name),
                         on_change=_copy_to_plain, args=(widget_key, plain_key), help=help_text)
 
 
 def render_sidebar() -> None:
     """Draw the shared selection controls; never raises for bad runs (shows the problem)."""
-    from dashboard.runs.run import list_runs
+    from dashboard.runs.discovery import discover_within
 
     settings = get_settings()
     with st.sidebar:
@@ -66,19 +69,40 @@ def render_sidebar() -> None:
             state.put(state.RUN_PATH, None)
             state.put(state.CHECKPOINT_PATH, None)
             return
-        # A run folder that is a symlink out of the roots is not offered at all.
-        runs = [r for r in list_runs(root_path) if is_within(r.path, settings.runs_roots)]
+        # A run folder that is a symlink out of the roots is not offered at all (never walked into).
+        found = discover_within(root_path, settings.runs_roots)
+        runs = found.runs
+        for problem in found.problems:
+            st.caption(f"⚠ {markdown_safe(problem)}")
         if not runs:
             st.info(f"No runs under `{shown_path(root, ())}` yet.")
             state.put(state.RUN_PATH, None)
             state.put(state.CHECKPOINT_PATH, None)
             return
-        run_paths = [str(r.path) for r in runs]
-        counts = {str(r.path): r.n_checkpoints for r in runs}
-        run_path = _select("Run", run_paths, _W_RUN, state.RUN_PATH,
-                           fmt=lambda p: f"{Path(p).name} · {counts.get(p, 0)} ckpt")
+        run_path = _render_run_picker(runs)
         _render_checkpoint_picker(run_path)
         _render_pool()
+
+
+def run_label(run: RunListing) -> str:
+    """``projA/run1 · 12 ckpt``: the run's full relative name and its checkpoint count."""
+    return f"{run.name} · {run.n_checkpoints} ckpt"
+
+
+def _render_run_picker(runs: list[RunListing]) -> str:
+    """Runs in name order; the default is the most recently modified; the full name is always shown
+    under the picker (a narrow sidebar cuts long names such as ``sweep/lr3e-4_seed2_9f3c``)."""
+    by_path = {str(r.path): r for r in runs}
+    newest = max(runs, key=lambda r: r.modified)
+    run_path = _select("Run", list(by_path), _W_RUN, state.RUN_PATH, fmt=lambda p: run_label(by_path[p]),
+                       default=str(newest.path),
+                       help_text=f"{len(runs)} run(s) under the runs root, by name; Home lists them as a "
+                                 "sortable table. The default is the most recently modified run.")
+    chosen = by_path.get(run_path)
+    if chosen is not None:
+        st.caption(markdown_safe(f"{chosen.name} · {chosen.n_checkpoints} checkpoint(s) · modified "
+                                 f"{chosen.modified:%Y-%m-%d %H:%M} UTC"))
+    return run_path
 
 
 def _render_checkpoint_picker(run_path: str) -> None:
@@ -93,7 +117,7 @@ def _render_checkpoint_picker(run_path: str) -> None:
         st.warning(markdown_safe(run.why_not_loadable() or f"Run {run.name} has no loadable checkpoint."))
         state.put(state.CHECKPOINT_PATH, None)
         return
-    best = best_checkpoint_path(run)
+    best = str(run.best_checkpoint.path) if run.best_checkpoint else None
     steps = {str(c.path): c.step for c in run.checkpoints}
 
     def label(p: str) -> str:
@@ -106,21 +130,6 @@ def _render_checkpoint_picker(run_path: str) -> None:
     # Drop compare selections that no longer belong to this run (e.g. after switching runs).
     kept = [p for p in state.get(state.COMPARE_CHECKPOINTS, []) if p in loadable]
     state.put(state.COMPARE_CHECKPOINTS, kept)
-
-
-def best_checkpoint_path(run) -> str | None:
-    """The run's best checkpoint as a local path: ``best_model_checkpoint`` is often an absolute
-    path from the training machine, so it is matched by folder name."""
-    if run.state is None or not run.state.best_model_checkpoint:
-        return None
-    name = Path(str(run.state.best_model_checkpoint)).name
-    for c in run.checkpoints:
-        if c.name == name:
-            try:
-                return str(resolve_within(c.path, get_settings().runs_roots))
-            except PathOutsideRoots:
-                return None
-    return None
 
 
 def _render_pool() -> None:

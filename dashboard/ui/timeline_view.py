@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard.formatting import fmt_bytes, markdown_safe
 from dashboard.paths import PathOutsideRoots
+from dashboard.runs.metrics import SOURCE_FILES, source_choices, source_counts
 from dashboard.runs.run import RunData, list_runs, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS
 from dashboard.timeline.figure import SPARSE_POINTS, ChartOptions, cached_figure
@@ -36,6 +37,11 @@ K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the ch
 K_CHART = "tl.chart"
 K_SIGNATURE = "tl.signature"  # the run's file signature the whole page was last drawn from
 K_LIVE, K_INTERVAL = "tl.live", "tl.interval"
+
+def plain_caption(text: str) -> str:
+    """Run-derived text for a Markdown-rendering widget, shown as plain text."""
+    return markdown_safe(text)
+
 
 def _load(path: str | Path) -> RunData | None:
     try:
@@ -79,9 +85,9 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         mode = b2.radio("Mode", ["min", "max"], horizontal=True, key=f"{k}.best_mode.{best_metric}",
                         index=0 if default_mode(best_metric or "loss") == "min" else 1)
         root = Path(state.get(state.RUNS_ROOT) or run.path.parent)
-        others = [str(r.path) for r in list_runs(root) if r.path.resolve() != run.path.resolve()]
-        overlays = st.multiselect("Overlay runs (same metrics, colour per run)", others, key=f"{k}.overlays",
-                                  format_func=lambda p: Path(p).name)
+        listed = {str(r.path): r.name for r in list_runs(root) if r.path.resolve() != run.path.resolve()}
+        overlays = st.multiselect("Overlay runs (same metrics, colour per run)", list(listed), key=f"{k}.overlays",
+                                  format_func=lambda p: listed.get(p, Path(p).name))
         scores, problem = saved_scores(run.path, get_settings().data_dir)
         if problem:
             st.warning(markdown_safe(problem))
@@ -102,9 +108,42 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         l1, l2 = st.columns(2)
         live = l1.toggle("Live: auto-refresh", key=K_LIVE, help="Re-read changed files only, chart only.")
         interval = l2.number_input("Every (s)", 2, 600, 10, key=K_INTERVAL)
+    sources = _source_pickers(run, chosen, k)
+    split_attempts = False
+    if run.restarts:
+        split_attempts = st.toggle("Draw each training attempt as its own trace", key=f"{k}.attempts",
+                                   help="Off: the run that survived its restarts (where an attempt re-logged "
+                                        "steps, the later attempt's values). On: every attempt exactly as it "
+                                        "logged, the replaced steps included.")
     chart = ChartOptions(metrics=chosen, x_axis=x_axis, log_y=log_y, smoothing=smoothing, max_points=int(max_points),
-                         step_range=step_range, score_labels=score_labels, smooth_sparse=smooth_sparse)
+                         step_range=step_range, score_labels=score_labels, smooth_sparse=smooth_sparse,
+                         split_attempts=split_attempts, sources=tuple(sorted(sources.items())))
     return chart, best_metric, mode, overlays, live, float(interval)
+
+
+def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
+    """For each chosen metric logged by several sources: say which is drawn and let the user pick
+    another or overlay them all."""
+    options = source_choices(run.surviving_metrics, run.series)
+    picked: dict[str, str] = {}
+    for metric in [m for m in chosen if m in options]:
+        available = options[metric]
+        counts = source_counts(run.surviving_metrics, metric)
+        choice = st.radio(
+            f"Source of {markdown_safe(metric)}", [*available, "all"], horizontal=True, key=f"{k}.source.{metric}",
+            format_func=lambda s, c=counts: "overlay all" if s == "all" else
+            f"{SOURCE_FILES.get(s, s)} ({c.get(s, 0):,} points)",
+            help="Several files log this metric; by default the chart draws one of them "
+                 "(trainer_state.json, else trainer_log.jsonl, else TensorBoard).")
+        picked[metric] = choice
+        if choice == "all":
+            st.caption(plain_caption(f"{metric}: every source drawn, labelled by file."))
+        else:
+            others = ", ".join(f"{SOURCE_FILES.get(s, s)} ({counts.get(s, 0):,} points)" for s in available
+                               if s != choice)
+            st.caption(plain_caption(f"{metric} is drawn from {SOURCE_FILES.get(choice, choice)} "
+                                     f"({counts.get(choice, 0):,} points); also logged by {others}."))
+    return picked
 
 
 def _controls_and_chart(run_path: str, live: bool, interval: float) -> None:
@@ -130,10 +169,12 @@ def _chart(run: RunData, signature: tuple, chart: ChartOptions, best_metric: str
     best = best_checkpoint(run, best_metric, mode) if best_metric else None  # type: ignore[arg-type]
     if best is not None:
         st.markdown(f"**Best checkpoint:** {markdown_safe(best.explanation)}")
-        if run.state and run.state.best_checkpoint_name and best.checkpoint \
-                and run.state.best_checkpoint_name != best.checkpoint.name:
-            st.caption(f"The trainer's own best_model_checkpoint is {markdown_safe(run.state.best_checkpoint_name)} "
-                       f"(its metric_for_best_model may differ).")
+        trainers = run.best_checkpoint
+        if trainers is not None and best.checkpoint and trainers.name != best.checkpoint.name:
+            st.caption(plain_caption(f"The trainer's own best checkpoint is {trainers.name} ({run.best.reason}; "
+                                     "its metric_for_best_model may differ)."))
+        elif trainers is None and run.state is not None:
+            st.caption(plain_caption(f"The trainer's own best checkpoint: {run.best.reason}."))
     if not chart.metrics and not chart.score_labels:
         st.info("Pick at least one metric to plot.")
     else:
@@ -188,6 +229,8 @@ def render_timeline() -> None:
     if run.problems:
         with st.expander(f"{len(run.problems)} problem(s) reading this run", expanded=False):
             st.text("\n".join(f"• {p}" for p in run.problems))
+    for notice in run.restart_notices():
+        st.info(plain_caption(f"Resumed training — {notice}."))
     if run.metrics.empty:
         st.warning("No metrics found in this run (no readable trainer_state.json log_history, no TensorBoard "
                    "scalars). Checkpoints are listed in the sidebar.")

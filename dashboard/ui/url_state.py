@@ -1,22 +1,23 @@
-"""The view in the URL (``st.query_params``): ``?run=<run folder>&ckpt=<checkpoint folder>`` plus
+"""The view in the URL (``st.query_params``): ``?run=<run name>&ckpt=<checkpoint folder>`` plus
 page-specific choices, so a reload keeps the view and a copied link opens it in a fresh browser.
 
 Read once per browser session, on arrival (a reload is a new session); written on every run after
-the sidebar and each bound widget are drawn. Values are folder *names*, looked up among what the
-sidebar offers, so a URL can never point outside the runs roots; an unknown value gets a clear
-message and the normal default instead.
+the sidebar and each bound widget are drawn. Values are *names* — a run's path relative to the
+runs root (``projA/run1``), a checkpoint's folder name — looked up among what the sidebar offers,
+so a URL can never point outside the runs roots; an unknown value gets a clear message and the
+normal default instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from dashboard.paths import PathOutsideRoots, is_within
-from dashboard.runs.run import RunNotFoundError, looks_like_run
+from dashboard.paths import PathOutsideRoots
+from dashboard.runs.discovery import find_run, run_name
+from dashboard.runs.run import RunNotFoundError
 from dashboard.ui import state
 from dashboard.ui.resources import get_run, get_settings
 
@@ -33,18 +34,6 @@ def folder_name(value: str | None) -> str | None:
             or "\x00" in value:
         return None
     return value
-
-
-def find_run(name: str | None, roots: Sequence[Path]) -> Path | None:
-    """The run folder called ``name`` directly under one of ``roots`` (first match), inside the roots."""
-    plain = folder_name(name)
-    if plain is None:
-        return None
-    for root in roots:
-        candidate = Path(root) / plain
-        if candidate.is_dir() and is_within(candidate, roots) and looks_like_run(candidate):
-            return candidate.resolve()
-    return None
 
 
 def read_selection() -> None:
@@ -82,7 +71,7 @@ def read_selection() -> None:
 def write_selection() -> None:
     """The sidebar's current run and checkpoint → the URL (names only)."""
     run, ckpt = state.selected_run(), state.selected_checkpoint()
-    _set(RUN, run.name if run else None)
+    _set(RUN, run_name(run, get_settings().runs_roots) if run else None)
     _set(CKPT, ckpt.name if ckpt and run and ckpt.parent == run else None)
 
 

@@ -44,7 +44,8 @@ def test_metrics_equal_the_log_exactly_and_splits_by_name(tmp_path: Path) -> Non
     assert set(m.loc[m["metric"] == "loss", "split"]) == {"train"}
     loss_rows = m[m["metric"] == "loss"]
     assert loss_rows["epoch"].tolist() == [e["epoch"] for e in entries if "loss" in e]
-    assert list(m.columns) == ["step", "epoch", "wall_time", "metric", "value", "split", "source"]
+    assert list(m.columns) == ["step", "epoch", "wall_time", "metric", "value", "split", "source", "attempt",
+                              "superseded"]
     assert m["step"].dtype == np.int64
 
 
