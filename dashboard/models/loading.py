@@ -3,6 +3,9 @@
 The folder is inspected *before* ``from_pretrained`` so that the common failures (no weights,
 truncated safetensors, pickle-only weights, custom code, adapter without its base) surface as a
 :class:`CheckpointLoadError` with a message a user can act on, instead of a deep traceback.
+What a load reads is the folder's :class:`~dashboard.runs.load_plan.LoadPlan` (the same one the
+listing shows), and transformers loads from a staging folder of checked bytes
+(:mod:`dashboard.models.staging`), never from the run folder itself.
 """
 
 from __future__ import annotations
@@ -178,9 +181,6 @@ def _fail(plan: LoadPlan, options: LoadOptions) -> None:
     base_name = plan.base.path.name if plan.base is not None else ""
     problems = [*plan.problems, *(f"base model {base_name}: {p}" for p in base_problems)]
     if problems:
-        first = problems[0]
-        if "outside the runs root" in first and (first.startswith("links outside") or "shard" in first):
-            raise CheckpointLoadError(f"{folder.name}: {first}")
         more = f"; and {len(problems) - 3} more problem(s)" if len(problems) > 3 else ""
         raise CheckpointLoadError(f"{folder.name}: {'; '.join(problems[:3])}{more}")
     if plan.missing_files:
