@@ -119,6 +119,34 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     return 1 if any(s.error for s in scored) else 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Relative weight change per module (vision layers, projector, decoder attention/MLP, …) between checkpoints."""
+    import json
+
+    from dashboard.analysis.drift import DriftError, drift_over_checkpoints, drift_report
+    from dashboard.compare.headless import BadInput, resolve_checkpoints
+
+    run = Path(args.run).resolve()
+    if not run.is_dir():
+        print(f"error: run directory not found: {args.run}", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in args.checkpoints.split(",") if n.strip()] if args.checkpoints else None
+    try:
+        results = drift_over_checkpoints(resolve_checkpoints(run, names), [run], args.against)
+    except (BadInput, DriftError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(drift_report(run, results, args.against), indent=1))
+        return 0
+    print(f"run {run} · relative weight change ‖θ_B − θ_A‖ / ‖θ_A‖ against the {args.against} checkpoint")
+    for result in results:
+        top = ", ".join(f"{m.module} {m.relative_change:.3g}" for m in result.ranked()[:5]
+                        if m.relative_change is not None)
+        print(f"{result.checkpoint} vs {result.against} ({result.weights} weights): {top}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="VLM checkpoint lab tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -155,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     pointing.add_argument("--eval", default="", help="eval set file (default: the run's eval/ set)")
     pointing.add_argument("--json", action="store_true", help="print JSON: {\"checkpoints\": [...]} in step order")
     pointing.set_defaults(func=cmd_pointing)
+
+    drift = sub.add_parser("drift", help="relative weight change per module between checkpoints",
+                           description=cmd_drift.__doc__)
+    drift.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders)")
+    drift.add_argument("--checkpoints", default="", help="comma-separated names or steps (default: all, in step order)")
+    drift.add_argument("--against", choices=["previous", "first"], default="previous",
+                       help="compare each checkpoint with the previous one (default) or with the first")
+    drift.add_argument("--json", action="store_true",
+                       help='print JSON: {"checkpoints": [{"checkpoint", "step", "modules": [...]}]}')
+    drift.set_defaults(func=cmd_drift)
     return parser
 
 
