@@ -144,19 +144,35 @@ def divergence(a: LoadedModel, b: LoadedModel, example: EvalExample, image: Imag
 
 
 def find_divergence(a: LoadedModel, b: LoadedModel, examples: Sequence[EvalExample], roots: Sequence[Path],
-                    settings: GenerationSettings, example_id: str | None = None) -> Divergence:
-    """The named example, or the first example of the eval set where A and B answer differently."""
+                    settings: GenerationSettings, example_id: str | None = None, scan_batch: int = 8) -> Divergence:
+    """The named example, or the first example of the eval set where A and B answer differently.
+
+    The scan generates ``scan_batch`` examples at a time with the eval's own batched generation;
+    a candidate is confirmed one at a time (batch 1), whose token ids the patching uses.
+    """
+    from dashboard.generation import generate_batch
+
     if example_id is not None:
         chosen = [e for e in examples if e.id == example_id]
         if not chosen:
             raise PatchError(f"no example {example_id!r} in the eval set")
-        examples = chosen
-    for example in examples:
-        found = divergence(a, b, example, example_image(example, roots), settings)
-        if found is not None:
-            return found
-    if example_id is not None:
-        raise PatchError(f"{a.path.name} and {b.path.name} give the same answer to {example_id!r}: nothing to explain")
+        found = divergence(a, b, chosen[0], example_image(chosen[0], roots), settings)
+        if found is None:
+            raise PatchError(f"{a.path.name} and {b.path.name} give the same answer to {example_id!r}: "
+                             "nothing to explain")
+        return found
+    step = max(1, scan_batch)
+    for start in range(0, len(examples), step):
+        chunk = list(examples[start:start + step])
+        images = [example_image(e, roots) for e in chunk]
+        prompts = [e.prompt for e in chunk]
+        texts_a = generate_batch(a, images, prompts, settings, batch_size=step)
+        texts_b = generate_batch(b, images, prompts, settings, batch_size=step)
+        for example, image, ra, rb in zip(chunk, images, texts_a, texts_b, strict=True):
+            if ra.text != rb.text:
+                found = divergence(a, b, example, image, settings)
+                if found is not None:
+                    return found
     raise PatchError(f"{a.path.name} and {b.path.name} give the same answer on all {len(examples)} examples")
 
 
