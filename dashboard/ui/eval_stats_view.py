@@ -19,6 +19,7 @@ from dashboard.compare.results import CheckpointScores
 from dashboard.compare.stats import format_p
 from dashboard.evalset import EvalSet
 from dashboard.metrics import registered
+from dashboard.ui.patching_view import why_button
 
 MAX_SHOWN = 20
 
@@ -88,6 +89,7 @@ def _change_card(change: Change, earlier: str, later: str) -> None:
             st.html(f"{escape_text(earlier)} ({change.earlier_score:.2f}): "
                     + diff_html(ex.answer, change.earlier_output))
             st.html(f"{escape_text(later)} ({change.later_score:.2f}): " + diff_html(ex.answer, change.later_output))
+            why_button(earlier, later, ex)
 
 
 def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores], metrics: Sequence[str]) -> None:
