@@ -140,3 +140,32 @@ def test_tensors_only_in_one_checkpoint_are_listed(tiny_llava_dir: Path, tmp_pat
     tensors["extra.weight"] = torch.ones(3)
     save_file(tensors, str(b / "model.safetensors"), metadata={"format": "pt"})
     assert compare_checkpoints(a, b, [run]).unmatched == ["extra.weight"]
+
+
+def test_adapter_checkpoints_compare_the_adapters_own_tensors(tiny_llava_dir: Path, tmp_path: Path) -> None:
+    """Two PEFT LoRA checkpoints (real ``save_pretrained``) on one base: only the adapter is compared."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    run = tmp_path / "run"
+    base = shutil.copytree(tiny_llava_dir, run / "base")
+    model = AutoModelForImageTextToText.from_pretrained(base)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(run / "checkpoint-1")
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "language_model.layers.1.self_attn.v_proj.lora_B" in name:
+                param.mul_(3.0)
+    peft_model.save_pretrained(run / "checkpoint-2")
+    for step in (1, 2):  # point the adapters at the local base, as a training run inside the runs root would
+        config_path = run / f"checkpoint-{step}" / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = str(base)
+        config_path.write_text(json.dumps(config))
+    result = compare_checkpoints(run / "checkpoint-1", run / "checkpoint-2", [run])
+    assert result.weights == "adapter"
+    ranked = result.ranked()
+    assert ranked[0].module == "decoder.layers.1.attention" and ranked[0].relative_change > 0
+    assert all(m.relative_change == 0.0 for m in ranked[1:])
+    adapter_numel = sum(t.numel() for t in load_file(str(run / "checkpoint-2" / "adapter_model.safetensors")).values())
+    assert sum(m.parameters for m in result.modules) == adapter_numel  # the base weights are not read
