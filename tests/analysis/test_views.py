@@ -115,3 +115,31 @@ def test_timeline_what_moved_equals_the_cli(app_env: Path, demo_run_dir: Path,
             value = {m["module"]: m["relative_change"] for m in checkpoint["modules"]}[module]
             assert z[i, j] == pytest.approx(value, rel=1e-9)
     assert any("Largest change" in c.value for c in at.caption)
+
+
+def test_comparison_regression_has_a_why_button(app_env: Path, demo_run_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Comparison page's regression cards carry the button, and a click draws the explanation."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
+    run = root / "demo"
+    first, last = _checkpoints(run)[0].name, _checkpoints(run)[-1].name
+    at = AppTest.from_file(str(REPO_ROOT / "Home.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/2_Comparison.py").run()
+    at.multiselect(key="cmp.checkpoints").set_value([first, last]).run()
+    at.radio(key="cmp.mode").set_value("Eval set").run()
+    at.button(key="cmp.eval.run").click().run()
+    assert not at.exception, at.exception
+    why = [b for b in at.button if b.label == "Why?"]
+    assert why, "no regression card with a Why? button"
+    charts_before = len(at.get("plotly_chart"))
+    why[0].click().run()
+    assert not at.exception, at.exception
+    drawn = len(at.get("plotly_chart")) - charts_before
+    explained = any("first different token" in h.value for h in at.html)
+    declined = any(i.value.startswith("No explanation:") for i in at.info)  # answers agree at batch 1
+    assert (drawn == 2 and explained) or declined
