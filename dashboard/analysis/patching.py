@@ -210,10 +210,17 @@ class _Replace:
 
     def _mix(self, base: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         mask = self.mask
-        if mask.dim() == 2 and (base.dim() < 2 or base.shape[1] != mask.shape[1]):
+        rows = int(mask.shape[0])
+        if mask.dim() == 2 and (base.dim() < 2 or base.shape[0] != rows or base.shape[1] != mask.shape[1]):
             mask = mask.any(1)  # a tensor without the sequence axis: whole rows
+        if base.shape[0] != rows:  # rows flattened into the first axis (Qwen2-VL's vision tokens): per row, k items
+            if source.shape[0] * rows != base.shape[0]:
+                raise PatchError(f"cannot line up {self.module}'s output {tuple(base.shape)} with {rows} rows")
+            mask = mask.any(1) if mask.dim() == 2 else mask
+            mask = mask.repeat_interleave(source.shape[0])
+            source = source.repeat(rows, *([1] * (source.dim() - 1)))
         shape = list(mask.shape) + [1] * (base.dim() - mask.dim())
-        return torch.where(mask.reshape(shape).to(base.device), source.to(base.dtype), base)
+        return torch.where(mask.reshape(shape).to(base.device), source.to(base.device, base.dtype), base)
 
     def tap(self, output: Any) -> Any:
         return _zip_map(output, self.source, self._mix)
@@ -242,11 +249,13 @@ def _forward_kwargs(model: Any) -> dict[str, Any]:
     return {"use_cache": False} | ({"logits_to_keep": 1} if "logits_to_keep" in params else {})
 
 
-def _teacher_forced(loaded: LoadedModel, found: Divergence) -> dict[str, Any]:
-    inputs = dict(build_inputs(loaded, found.image, found.example.prompt))
+def _teacher_forced(loaded: LoadedModel, found: Divergence, rows: int = 1) -> dict[str, Any]:
+    """``rows`` copies of the prompt plus the shared answer tokens, laid out by the family's own processor."""
+    inputs = dict(build_inputs(loaded, [found.image] * rows, [found.example.prompt] * rows))
     if found.shared:
-        extra = torch.tensor([found.shared], dtype=inputs["input_ids"].dtype, device=inputs["input_ids"].device)
-        inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+        ids = inputs["input_ids"]
+        extra = torch.tensor([found.shared] * rows, dtype=ids.dtype, device=ids.device)
+        inputs["input_ids"] = torch.cat([ids, extra], dim=1)
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
     return inputs
 
@@ -295,8 +304,7 @@ def patch_divergence(a: LoadedModel, b: LoadedModel, found: Divergence, directio
                         mask[r] |= position_masks[positions] if _is_sequence(module) else True
             if mask.any():
                 taps.append(_Replace(module, recorded[module], mask if _is_sequence(module) else mask.any(1)))
-        batch = {k: (v.expand(len(chunk), *v.shape[1:]) if isinstance(v, torch.Tensor) else v)
-                 for k, v in inputs.items()}
+        batch = _teacher_forced(base, found, len(chunk))
         with capturing(base_parts, [], base.lock, outputs=taps), torch.inference_mode():
             diffs += _logit_diff(base.model(**batch, **kwargs).logits, target, other).tolist()
     base_ld = diffs[0]
