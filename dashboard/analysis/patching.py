@@ -250,14 +250,25 @@ def _forward_kwargs(model: Any) -> dict[str, Any]:
 
 
 def _teacher_forced(loaded: LoadedModel, found: Divergence, rows: int = 1) -> dict[str, Any]:
-    """``rows`` copies of the prompt plus the shared answer tokens, laid out by the family's own processor."""
-    inputs = dict(build_inputs(loaded, [found.image] * rows, [found.example.prompt] * rows))
+    """The prompt plus the shared answer tokens, repeated ``rows`` times along the first axis.
+
+    Repeating every tensor along its first axis suits both layouts: a per-example batch axis
+    (``[1, …]`` → ``[rows, …]``) and patches of all images flattened into one (Qwen2-VL's
+    ``pixel_values``: ``[patches, dim]`` → ``[rows × patches, dim]``, with ``image_grid_thw`` per row).
+    """
+    inputs = dict(build_inputs(loaded, found.image, found.example.prompt))
+    inputs.pop("labels", None)  # PaliGemma's processor adds training labels; no loss here
     if found.shared:
         ids = inputs["input_ids"]
-        extra = torch.tensor([found.shared] * rows, dtype=ids.dtype, device=ids.device)
+        extra = torch.tensor([found.shared], dtype=ids.dtype, device=ids.device)
         inputs["input_ids"] = torch.cat([ids, extra], dim=1)
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-    return inputs
+        if "token_type_ids" in inputs:  # PaliGemma / Gemma 3: answered tokens are causal suffix (type 1)
+            inputs["token_type_ids"] = torch.cat([inputs["token_type_ids"], torch.ones_like(extra)], dim=1)
+    if rows == 1:
+        return inputs
+    return {k: (v.repeat(rows, *([1] * (v.dim() - 1))) if isinstance(v, torch.Tensor) and v.dim() else v)
+            for k, v in inputs.items()}
 
 
 def _logit_diff(logits: torch.Tensor, target: int, other: int) -> torch.Tensor:
