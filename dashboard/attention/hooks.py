@@ -37,12 +37,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+if TYPE_CHECKING:
+    from dashboard.attention.adapters import Components
 
 CAPTURE_IMPLEMENTATION = "vlmlab_capture"
 
@@ -74,7 +77,7 @@ class ModelParts:
     final_norm: nn.Module
     lm_head: nn.Module
     image_token_id: int
-    declared: Any = None  # the adapter's Components, for the parts resolved on demand (output_modules)
+    declared: Components | None = None  # the adapter's declaration: parts resolved on demand (output_modules)
 
     @classmethod
     def of(cls, model: PreTrainedModel) -> ModelParts:
@@ -123,7 +126,7 @@ def output_modules(parts: ModelParts) -> dict[str, nn.Module]:
         from dashboard.attention.adapters import LayoutError
 
         try:
-            return declared.resolve(root, path, parts.family)  # type: ignore[no-any-return]
+            return declared.resolve(root, path, parts.family)  # type: ignore[no-any-return]  # attrgetter: Any
         except LayoutError as exc:
             raise CaptureError(str(exc)) from exc
 
