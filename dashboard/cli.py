@@ -168,6 +168,89 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Relative weight change per module (vision layers, projector, decoder attention/MLP, …) between checkpoints."""
+    import json
+
+    from dashboard.analysis.drift import DriftError, drift_over_checkpoints, drift_report
+    from dashboard.compare.headless import BadInput, resolve_checkpoints
+
+    run = Path(args.run).resolve()
+    if not run.is_dir():
+        print(f"error: run directory not found: {args.run}", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in args.checkpoints.split(",") if n.strip()] if args.checkpoints else None
+    try:
+        results = drift_over_checkpoints(resolve_checkpoints(run, names), [run], args.against)
+    except (BadInput, DriftError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(drift_report(run, results, args.against), indent=1))
+        return 0
+    print(f"run {run} · relative weight change ‖θ_B − θ_A‖ / ‖θ_A‖ against the {args.against} checkpoint")
+    for result in results:
+        top = ", ".join(f"{m.module} {m.relative_change:.3g}" for m in result.ranked()[:5]
+                        if m.relative_change is not None)
+        print(f"{result.checkpoint} vs {result.against} ({result.weights} weights): {top}")
+    return 0
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    """Activation patching between two checkpoints: which component and layer carry B's different answer."""
+    import dataclasses
+    import json
+
+    from dashboard.analysis.patching import PatchError, patch_checkpoints
+    from dashboard.compare.headless import BadInput, resolve_checkpoints, resolve_eval_set
+    from dashboard.config import load_settings
+    from dashboard.generation import GenerationInputError
+    from dashboard.models.pool import CheckpointLoadError, ModelPool
+
+    run = Path(args.run).resolve()
+    if not run.is_dir():
+        print(f"error: run directory not found: {args.run}", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in args.checkpoints.split(",") if n.strip()]
+    if len(names) != 2:
+        print("error: --checkpoints takes exactly two checkpoints, A,B", file=sys.stderr)
+        return 2
+    try:
+        found = resolve_checkpoints(run, names)
+        by_name = {p.name: p for p in found}
+        pair = [by_name.get(n) or by_name.get(f"checkpoint-{n}") for n in names]
+        if any(p is None for p in pair) or len(found) != 2:
+            raise BadInput("--checkpoints must name two different checkpoints")
+        eval_file = Path(args.eval).resolve() if args.eval else None
+        evalset = resolve_eval_set(run, eval_file, None)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(load_settings(), runs_roots=(run,))
+    pool = ModelPool.from_settings(settings)
+    roots = [run] + ([eval_file.parent] if eval_file else [])
+    try:
+        with pool.acquire(pair[0]) as a, pool.acquire(pair[1]) as b:  # type: ignore[arg-type]
+            report = patch_checkpoints(a, b, evalset.examples, roots, example_id=args.example or None,
+                                       direction=args.direction)
+    except (PatchError, GenerationInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CheckpointLoadError as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+        return 0
+    print(f"example {report.example}: {report.a['checkpoint']} answers {report.a['answer']!r}, "
+          f"{report.b['checkpoint']} answers {report.b['answer']!r} (first different token: "
+          f"{report.a['token']!r} vs {report.b['token']!r}); direction {report.direction}, {report.seconds:.1f} s")
+    for row in report.components:
+        print(f"  {row['component']:<16} restored {row['restored']:+.3f}  introduced {row['introduced']:+.3f}")
+    print("  layers by largest restoration: " + ", ".join(str(i) for i in report.layer_ranking()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashboard.generation import DEFAULT_GENERATION
 
@@ -218,6 +301,28 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--root", default="", help="runs root (default: VLMLAB_RUNS_ROOT / the configured roots)")
     runs.add_argument("--json", action="store_true", help="print the table as JSON records")
     runs.set_defaults(func=cmd_runs)
+
+    drift = sub.add_parser("drift", help="relative weight change per module between checkpoints",
+                           description=cmd_drift.__doc__)
+    drift.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders)")
+    drift.add_argument("--checkpoints", default="", help="comma-separated names or steps (default: all, in step order)")
+    drift.add_argument("--against", choices=["previous", "first"], default="previous",
+                       help="compare each checkpoint with the previous one (default) or with the first")
+    drift.add_argument("--json", action="store_true",
+                       help='print JSON: {"checkpoints": [{"checkpoint", "step", "modules": [...]}]}')
+    drift.set_defaults(func=cmd_drift)
+
+    patch = sub.add_parser("patch", help="activation patching between two checkpoints on one example",
+                           description=cmd_patch.__doc__)
+    patch.add_argument("--run", required=True, help="run directory (checkpoint-N/ folders, eval set in eval/)")
+    patch.add_argument("--checkpoints", required=True, help="two checkpoints A,B (names or steps)")
+    patch.add_argument("--example", default="", help="eval example id (default: the first where A and B differ)")
+    patch.add_argument("--eval", type=user_path, default=None, help="eval set file (default: the run's eval/ set)")
+    patch.add_argument("--direction", choices=["a-to-b", "b-to-a"], default="a-to-b",
+                       help="a-to-b (default): run A with B's activations, 1 = B's answer; b-to-a: the reverse")
+    patch.add_argument("--json", action="store_true",
+                       help='print JSON: {"example", "a", "b", "components": [...], "layers": [...]}')
+    patch.set_defaults(func=cmd_patch)
     return parser
 
 

@@ -22,6 +22,11 @@ Three sites:
   prompts, so it is meant for one forward pass, not a generation.
 - ``"layer_output"``: the hidden states leaving each decoder layer, ``[batch, seq, hidden]``
   (forward hooks on the declared layers).
+
+Beside the sites, an :class:`OutputTap` sees a whole module's output (vision tower, projector,
+token embeddings, language model, LM head, each layer's attention and MLP — see
+:func:`output_modules`) and may *replace* it: activation patching between checkpoints records
+with one tap and replaces with another (:mod:`dashboard.analysis.patching`).
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+if TYPE_CHECKING:
+    from dashboard.attention.adapters import Components
 
 CAPTURE_IMPLEMENTATION = "vlmlab_capture"
 
@@ -69,6 +77,7 @@ class ModelParts:
     final_norm: nn.Module
     lm_head: nn.Module
     image_token_id: int
+    declared: Components | None = None  # the adapter's declaration: parts resolved on demand (output_modules)
 
     @classmethod
     def of(cls, model: PreTrainedModel) -> ModelParts:
@@ -86,9 +95,54 @@ class ModelParts:
             layers = tuple(part(text_model, parts.layers))
             return cls(model, family, text_model, layers, tuple(part(layer, parts.attention) for layer in layers),
                        part(text_model, parts.final_norm), part(model, parts.lm_head),
-                       int(part(model.config, parts.image_token_id)))
+                       int(part(model.config, parts.image_token_id)), parts)
         except (UnsupportedFamily, LayoutError) as exc:
             raise CaptureError(str(exc)) from exc
+
+
+class OutputTap(Protocol):
+    """Sees the whole output of one module (named as in :func:`output_modules`) on every forward pass.
+
+    ``tap`` returns ``None`` to leave the output as it is (recording) or the value the model
+    continues with instead (patching).
+    """
+
+    module: str
+
+    def tap(self, output: Any) -> Any: ...
+
+
+def output_modules(parts: ModelParts) -> dict[str, nn.Module]:
+    """The modules an :class:`OutputTap` can name, in forward order, from the adapter's declared parts.
+
+    ``vision_tower``, ``projector``, ``embeddings``, ``layers.{i}.attention``, ``layers.{i}.mlp``,
+    ``language_model`` (the decoder stack and its final norm) and ``lm_head``.
+    """
+    declared = parts.declared
+    if declared is None:
+        raise CaptureError(f"{parts.family}: no declared parts to tap")
+
+    def part(root: Any, path: str) -> nn.Module:
+        from dashboard.attention.adapters import LayoutError
+
+        try:
+            return declared.resolve(root, path, parts.family)  # type: ignore[no-any-return]  # attrgetter: Any
+        except LayoutError as exc:
+            raise CaptureError(str(exc)) from exc
+
+    modules = {"vision_tower": part(parts.model, declared.vision_tower),
+               "projector": part(parts.model, declared.projector),
+               "embeddings": part(parts.text_model, declared.embed_tokens)}
+    for i, (layer, attention) in enumerate(zip(parts.layers, parts.attention, strict=True)):
+        modules[f"layers.{i}.attention"] = attention
+        modules[f"layers.{i}.mlp"] = part(layer, declared.mlp)
+    return modules | {"language_model": parts.text_model, "lm_head": parts.lm_head}
+
+
+def _output_hook(tap: OutputTap) -> Callable[..., Any]:
+    def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+        return tap.tap(output)
+    return hook
 
 
 @dataclass(frozen=True)
@@ -208,8 +262,8 @@ def _layer_hook(session: _Session, layer: int) -> Callable[..., None]:
 
 @contextmanager
 def capturing(parts: ModelParts, reductions: Sequence[Reduction],
-              lock: threading.RLock | None = None) -> Iterator[None]:
-    """Feed every reduction from its site while the block runs (under ``lock``, gradients off).
+              lock: threading.RLock | None = None, outputs: Sequence[OutputTap] = ()) -> Iterator[None]:
+    """Feed every reduction from its site, and every output tap, while the block runs (under ``lock``, gradients off).
 
     Taps are installed only for sites some reduction reads; all are gone when the block exits.
     Pass the pooled model's ``lock`` so nobody else runs the model while it is tapped.
@@ -228,5 +282,12 @@ def capturing(parts: ModelParts, reductions: Sequence[Reduction],
         if readers["layer_output"]:
             for i, layer in enumerate(parts.layers):
                 stack.callback(layer.register_forward_hook(_layer_hook(session, i)).remove)
+        if outputs:
+            modules = output_modules(parts)
+            unknown_modules = [t.module for t in outputs if t.module not in modules]
+            if unknown_modules:
+                raise CaptureError(f"no module {unknown_modules[0]!r} to tap; modules are {', '.join(modules)}")
+            for tap in outputs:
+                stack.callback(modules[tap.module].register_forward_hook(_output_hook(tap)).remove)
         stack.enter_context(torch.no_grad())
         yield

@@ -29,6 +29,7 @@ from dashboard.compare.tables import format_ci_rows
 from dashboard.evalset import EvalSet
 from dashboard.formatting import fmt_fraction
 from dashboard.metrics import registered
+from dashboard.ui.patching_view import why_button
 
 MAX_SHOWN = 20
 
@@ -133,6 +134,7 @@ def _change_card(change: Change, earlier: str, later: str) -> None:
             st.html(f"{escape_text(earlier)} ({change.earlier_score:.2f}): "
                     + diff_html(ex.answer, change.earlier_output))
             st.html(f"{escape_text(later)} ({change.later_score:.2f}): " + diff_html(ex.answer, change.later_output))
+            why_button(earlier, later, ex)
 
 
 def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores],

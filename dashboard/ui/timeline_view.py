@@ -30,6 +30,7 @@ from dashboard.timeline.series import (
     plot_metrics,
 )
 from dashboard.ui import state, url_state
+from dashboard.ui.drift_view import render_drift
 from dashboard.ui.resources import get_run, get_settings
 from dashboard.ui.summaries_panel import render_text_panel
 
@@ -240,4 +241,5 @@ def render_timeline() -> None:
     fragment = st.fragment(run_every=interval if live else None)(_controls_and_chart)
     fragment(str(run.path), live, interval)
     render_text_panel(run)
+    render_drift(run)
 

@@ -200,6 +200,10 @@ class Components:
     final_norm: str = "norm"  # relative to text_model
     lm_head: str = "lm_head"  # relative to the top-level model
     image_token_id: str = "image_token_id"  # attribute of the model's config
+    mlp: str = "mlp"  # relative to each decoder layer
+    embed_tokens: str = "embed_tokens"  # relative to text_model
+    vision_tower: str = "model.vision_tower"  # relative to the top-level model; its output feeds the projector
+    projector: str = "model.multi_modal_projector"  # relative to the top-level model; maps vision to text width
 
     def resolve(self, root: Any, path: str, family: str) -> Any:
         try:

@@ -39,7 +39,8 @@ def _rows_cols(processor: Any, inputs: Mapping[str, Any], image: Any) -> tuple[i
 class Idefics3Adapter:
     family = "Idefics3 / SmolVLM"
     model_types: tuple[str, ...] = ("idefics3", "smolvlm")
-    components = Components(text_model="model.text_model")
+    components = Components(text_model="model.text_model", vision_tower="model.vision_model",
+                            projector="model.connector")
     token_order = "tile by tile (each tile row-major), then the global view"
 
     def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,

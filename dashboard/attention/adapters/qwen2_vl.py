@@ -27,7 +27,8 @@ from dashboard.attention.adapters.base import (
 class Qwen2VLAdapter:
     family = "Qwen2-VL / Qwen2.5-VL"
     model_types: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl")
-    components = Components()
+    # The merger (Qwen2-VL's projector) lives inside ``visual``: the vision tower's output is already projected.
+    components = Components(vision_tower="model.visual", projector="model.visual.merger")
     token_order = "row-major over the merged 2×2 patch grid"
 
     def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,

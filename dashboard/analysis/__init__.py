@@ -1,0 +1,2 @@
+"""Checkpoint-to-checkpoint analyses: which part of the model moved (:mod:`.drift`) and which part
+changed the answer (:mod:`.patching`)."""
