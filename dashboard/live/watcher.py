@@ -196,6 +196,32 @@ class Watcher:
         self._set(state="waiting", checkpoint=None, waiting_for=tuple(waiting))
         return active
 
+    def score_path(self, path: Path) -> dict[str, Any] | None:
+        """Score one checkpoint now, without waiting for it to settle (its writer says it is complete,
+        e.g. ``Trainer``'s ``on_save``); None if it already had a complete result or scoring was stopped."""
+        from dashboard.runs.checkpoints import checkpoint_step, inspect_checkpoint
+
+        path = Path(path)
+        info = inspect_checkpoint(path, path.name, checkpoint_step(path.name))
+        if has_complete_result(self.ctx, path):
+            return None
+        lines: list[dict[str, Any]] = []
+        emit, self._on_result = self._on_result, lines.append
+        try:
+            self._score(info, checkpoint_signature(path))
+        finally:
+            self._on_result = emit
+        for line in lines:
+            emit(line)
+        return lines[0] if lines else None
+
+    def release(self, path: Path) -> None:
+        """Drop ``path``'s model from the local pool (a training process needs its memory back)."""
+        if self._pool is not None:
+            self._pool.evict(path)
+        elif self._backend is not None and hasattr(self._backend, "pool"):
+            self._backend.pool.evict(path)
+
     # ------------------------------------------------------------------ scoring one checkpoint
     def _score(self, info: CheckpointInfo, signature: str) -> None:
         from dashboard.compare.headless import context_backend, score_and_report
