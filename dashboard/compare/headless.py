@@ -92,8 +92,12 @@ class EvalContext:
     group_by: str | None = "task"
 
 
-def eval_context(request: EvalRequest) -> EvalContext:
-    """Validate the request's run, eval set and generation settings; raises :class:`BadInput`."""
+def eval_context(request: EvalRequest, base: Any = None) -> EvalContext:
+    """Validate the request's run, eval set and generation settings; raises :class:`BadInput`.
+
+    ``base``: the caller's :class:`~dashboard.config.Settings` (the app's, secrets included); default
+    the environment's.
+    """
     from dashboard.config import load_settings
 
     run_dir = Path(request.run).resolve()
@@ -106,7 +110,7 @@ def eval_context(request: EvalRequest) -> EvalContext:
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
     # The run named on the command line is what this command may read: its folder is the runs root.
-    settings = dataclasses.replace(load_settings(), runs_roots=(run_dir,))
+    settings = dataclasses.replace(base or load_settings(), runs_roots=(run_dir,))
     return EvalContext(run_dir, evalset, gen, settings, request.batch_size, request.group_by)
 
 

@@ -108,6 +108,8 @@ class WatchConfig:
     poll_s: float = 2.0
     until_idle_s: float | None = None
     """Return after this long without a new checkpoint scored or seen (None: until stopped)."""
+    settings: Any = None
+    """Base :class:`~dashboard.config.Settings` (the app passes its own); default the environment's."""
 
 
 @dataclass
@@ -127,7 +129,7 @@ class Watcher:
         from dashboard.compare.headless import eval_context
 
         self.config = config
-        self.ctx: EvalContext = eval_context(config.request)  # BadInput before anything starts
+        self.ctx: EvalContext = eval_context(config.request, config.settings)  # BadInput before anything starts
         self.stop_event = stop or threading.Event()
         self._on_result = on_result or (lambda line: None)
         self._pool_factory = pool_factory

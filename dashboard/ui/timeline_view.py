@@ -29,6 +29,7 @@ from dashboard.timeline.series import (
     plot_metrics,
 )
 from dashboard.ui import state, url_state
+from dashboard.ui.live_scoring_view import render_live_scoring, select_new_series
 from dashboard.ui.resources import get_run, get_settings
 from dashboard.ui.summaries_panel import render_text_panel
 
@@ -86,6 +87,7 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         if problem:
             st.warning(markdown_safe(problem))
         labels = score_series_names(scores)
+        select_new_series(f"{k}.scores", labels)  # a live score line shows up by itself
         score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels, default=labels,
                                       key=f"{k}.scores", help="Complete results saved per checkpoint.")
         steps = metrics["step"] if not metrics.empty else pd.Series([0])
@@ -183,6 +185,7 @@ def render_timeline() -> None:
     st.session_state[K_SIGNATURE] = signature
     st.caption(f"{markdown_safe(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
                + (f" · from {markdown_safe(run.state_file.relative_to(run.path))}" if run.state_file else ""))
+    render_live_scoring(run.path)
     if run.problems:
         with st.expander(f"{len(run.problems)} problem(s) reading this run", expanded=False):
             st.text("\n".join(f"• {p}" for p in run.problems))
