@@ -142,6 +142,13 @@ def finished_build(out_dir: Path) -> BuildStatus | None:
     return status if status is not None and status.state == "done" else None
 
 
+def build_running(out_dir: Path) -> bool:
+    """True while this process is building the demo run into ``out_dir``."""
+    with _JOBS_LOCK:
+        job = _JOBS.get(Path(out_dir).expanduser().resolve())
+    return job is not None and job.status.state == "running"
+
+
 def demo_build_job(out_dir: Path, builder: Builder | None = None) -> DemoBuildJob:
     """The one build job of this process for ``out_dir`` (every session gets the same object)."""
     key = Path(out_dir).expanduser().resolve()

@@ -89,6 +89,8 @@ def _render_no_run() -> None:
 @st.fragment(run_every=1.0)
 def _watch_build(job: DemoBuildJob) -> None:
     """Poll the process-wide build: every session sees the same progress; at the end show the run."""
+    from dashboard.ui.live_scoring_view import follow_demo_build
+
     status = job.status
     if status.state == "running":
         st.progress(status.fraction, text=f"Building the demo run (one build for everyone on this server) — "
@@ -96,7 +98,7 @@ def _watch_build(job: DemoBuildJob) -> None:
         n_checkpoints = sum(1 for p in job.out_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file())
         st.caption("Checkpoints appear in the sidebar and on the Timeline as they are saved, and are scored "
                    f"live on the demo's eval set ({n_checkpoints} saved so far).")
-        _score_demo_live(job.out_dir)
+        follow_demo_build(job.out_dir)
         if st.session_state.get(K_SEEN) != n_checkpoints:  # a new checkpoint: redraw sidebar and overview
             st.session_state[K_SEEN] = n_checkpoints
             st.rerun(scope="app")
@@ -106,14 +108,6 @@ def _watch_build(job: DemoBuildJob) -> None:
         state.put(state.RUN_PATH, str(job.out_dir))
         state.put(state.CHECKPOINT_PATH, None)
     st.rerun(scope="app")
-
-
-def _score_demo_live(run_path: Path) -> None:
-    """The demo is the first live run: its checkpoints are scored as the build saves them."""
-    from dashboard.ui.live_scoring_view import live_registry, start_live_scoring
-
-    if (run_path / "eval").is_dir() and not live_registry().is_on(run_path):
-        start_live_scoring(run_path)
 
 
 def _render_built(run_path: Path) -> None:

@@ -47,6 +47,15 @@ def start_live_scoring(run_path: Path) -> str | None:
     return None
 
 
+def follow_demo_build(run_path: Path) -> None:
+    """The demo is the first live run: while this server builds it, its watcher runs (started once per
+    server, from whichever page is open; switching it off keeps it off)."""
+    from dashboard.demo.jobs import build_running
+
+    if build_running(run_path) and (Path(run_path) / "eval").is_dir() and live_registry().job(run_path) is None:
+        start_live_scoring(Path(run_path))
+
+
 def _key(run_path: Path) -> str:
     return f"live.{zlib.crc32(str(Path(run_path).resolve()).encode()):08x}"
 
@@ -54,9 +63,13 @@ def _key(run_path: Path) -> str:
 def render_live_scoring(run_path: str | Path) -> None:
     """The switch and, while it is on, the watcher's status line (refreshed every 2 s)."""
     run_path = Path(run_path)
+    follow_demo_build(run_path)
     registry = live_registry()
     key = _key(run_path)
     st.session_state[key] = registry.is_on(run_path)  # the server's state, whoever switched it
+    if st.session_state[key] and not st.session_state.get(f"{key}.seen"):
+        st.session_state[f"{key}.seen"] = True  # switched on elsewhere (another session, the demo build):
+        st.session_state[TIMELINE_LIVE_KEY] = True  # follow it here too, once; the user may turn refresh off
 
     def changed() -> None:
         if st.session_state[key]:
