@@ -58,3 +58,41 @@ def test_watch_bad_input_exits_2(args: list[str], tiny_checkpoints: list[Path], 
     assert main(full) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_watch_scores_through_ray_when_the_address_is_set(tiny_llava_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep backend selection is eval's own: ``VLMLAB_RAY_ADDRESS`` set → the Ray backend does the work."""
+    import dashboard.compare.ray_backend as ray_backend
+    from dashboard.compare.headless import EvalRequest
+    from dashboard.compare.sweep import SweepOutcome, result_row
+    from dashboard.demo.task import generate_examples, write_eval_set
+    from dashboard.live.watcher import WatchConfig, Watcher
+
+    made: list[str] = []
+
+    class FakeRay:
+        name = "ray"
+
+        def __init__(self, address: str, **kwargs: object) -> None:
+            made.append(address)
+
+        def run(self, jobs, settings, *, batch_size, max_image_pixels, on_rows, on_status, should_stop):
+            for job in jobs:
+                on_rows(job.name, [result_row(ex, None, None) for ex in job.examples])
+            return SweepOutcome()
+
+    monkeypatch.setattr(ray_backend, "RayBackend", FakeRay)
+    monkeypatch.setenv("VLMLAB_RAY_ADDRESS", "ray://head:10001")
+    monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_llava_dir, run / "checkpoint-1")
+    write_eval_set(list(generate_examples(3, seed=1)), run / "eval", name="mini")
+    lines: list[dict] = []
+    watcher = Watcher(WatchConfig(EvalRequest(run=run)), on_result=lines.append)
+    watcher.poll()  # first sight
+    watcher.poll()  # unchanged: complete, scored
+    assert made == ["ray://head:10001"]
+    assert [(line["checkpoint"], line["n"]) for line in lines] == [("checkpoint-1", 3)]
+    watcher.poll()
+    assert len(lines) == 1  # saved under eval's key: never scored twice
