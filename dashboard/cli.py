@@ -251,6 +251,49 @@ def cmd_patch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Score every checkpoint of a run that has no result yet, then each new one as it is saved."""
+    import json
+    import signal
+    import threading
+
+    from dashboard.compare.headless import BadInput, EvalRequest
+    from dashboard.live.watcher import WatchConfig, Watcher
+
+    request = EvalRequest(run=Path(args.run), eval_file=Path(args.eval) if args.eval else None, limit=args.limit,
+                          batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    stop = threading.Event()
+
+    def emit(line: dict) -> None:
+        if args.json:
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        elif "error" in line:
+            print(f"{line['checkpoint']}: failed: {line['error']}", flush=True)
+        else:
+            em = line["metrics"].get("exact_match", {})
+            extra = (f"  pointing {line['pointing']['pointing']:.3f}"
+                     if line.get("pointing", {}).get("pointing") is not None else "")
+            print(f"{line['checkpoint']} (step {line['step']}): exact match {em.get('value', float('nan')):.3f} "
+                  f"[{em['ci95'][0]:.3f}, {em['ci95'][1]:.3f}]  n = {line['n']}{extra}", flush=True)
+
+    try:
+        watcher = Watcher(WatchConfig(request, pointing=args.pointing, poll_s=args.poll, until_idle_s=args.until_idle),
+                          on_result=emit, stop=stop)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for signum in (signal.SIGINT, signal.SIGTERM):  # finish the current batch's save, then exit 0
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"watching {watcher.ctx.run_dir} (eval set {watcher.ctx.evalset.name}, n = "
+          f"{len(watcher.ctx.evalset.examples)}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        status = watcher.run()
+    except Exception as exc:  # the watcher itself failed (not one checkpoint): say what, exit 1
+        print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 1 if status.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashboard.generation import DEFAULT_GENERATION
 
@@ -323,6 +366,26 @@ def build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--json", action="store_true",
                        help='print JSON: {"example", "a", "b", "components": [...], "layers": [...]}')
     patch.set_defaults(func=cmd_patch)
+
+    watch = sub.add_parser("watch", help="score checkpoints as they are saved (same results as eval and the app)",
+                           description=(cmd_watch.__doc__ or "") + " Exit 0 when idle or stopped, 2 bad input, "
+                           "1 if a checkpoint could not be scored.")
+    watch.add_argument("--run", required=True,
+                       help="run directory (checkpoint-N/ folders), or a run name under the runs root; watched for new "
+                            "checkpoints")
+    watch.add_argument("--eval", type=user_path, help="eval set JSONL/CSV (default: the first file in <run>/eval/)")
+    watch.add_argument("--limit", type=int, help="only the first N examples")
+    watch.add_argument("--pointing", action="store_true", help="also the pointing score (attention in the box)")
+    watch.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
+                       help="exit after this many seconds without a new checkpoint (default: run until stopped)")
+    watch.add_argument("--json", action="store_true", help="one JSON object per scored checkpoint on stdout")
+    watch.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+                       help="seconds between looks at the run folder (default 2)")
+    watch.add_argument("--batch-size", type=int, default=8, help="examples per generate batch (default 8)")
+    watch.add_argument("--max-new-tokens", type=int, default=DEFAULT_GENERATION.max_new_tokens,
+                       help=f"greedy decoding budget (default {DEFAULT_GENERATION.max_new_tokens}, as eval and the "
+                            "pages: the same results)")
+    watch.set_defaults(func=cmd_watch)
     return parser
 
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install the runtime, build the demo run if there is none, and open the dashboard.
+# Install the runtime and open the dashboard at once. When the runs root has no demo run (or an
+# unfinished one: it resumes), the first page view starts training it in the background
+# (VLMLAB_DEMO_AUTOBUILD=1); its checkpoints appear, and are scored, as they are saved.
 # Usage: bash scripts/launch.sh [streamlit args]   (runs root: $VLMLAB_RUNS_ROOT, default ./runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,9 +10,5 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-RUNS_ROOT="${VLMLAB_RUNS_ROOT:-runs}"
-RUNS_ROOT="${RUNS_ROOT%%:*}"
-if [ ! -d "$RUNS_ROOT/demo" ]; then
-  .venv/bin/python -m dashboard demo --out "$RUNS_ROOT/demo"
-fi
+export VLMLAB_DEMO_AUTOBUILD="${VLMLAB_DEMO_AUTOBUILD:-1}"
 exec .venv/bin/streamlit run Home.py "$@"

@@ -10,16 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from dashboard.compare.report import eval_report
-from dashboard.compare.runner import prepare_scores, run_eval, settings_dict
+from dashboard.compare.runner import EvalRun, Progress, prepare_scores, run_eval, settings_dict
+from dashboard.compare.sweep import SweepBackend
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
 from dashboard.formatting import fmt_fraction
-from dashboard.generation import DEFAULT_GENERATION
+from dashboard.generation import DEFAULT_GENERATION, GenerationSettings
 from dashboard.metrics import default_metrics
 from dashboard.runs.files import write_atomic
 
@@ -80,21 +81,29 @@ def resolve_eval_set(run_dir: Path, eval_file: Path | None, limit: int | None) -
     return evalset
 
 
-def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, Any]:
-    """Run the sweep (reusing saved results) and build the report; raises :class:`BadInput`.
+@dataclass
+class EvalContext:
+    """Everything scoring needs besides the checkpoints: shared by ``eval`` and ``watch``."""
 
-    Progress goes to ``progress``, by default the ``sys.stderr`` of the call (not of the import).
+    run_dir: Path
+    evalset: EvalSet
+    gen: GenerationSettings
+    settings: Any  # dashboard.config.Settings, with the run as its runs root
+    batch_size: int = 8
+    group_by: str | None = "task"
+
+
+def eval_context(request: EvalRequest, base: Any = None) -> EvalContext:
+    """Validate the request's run, eval set and generation settings; raises :class:`BadInput`.
+
+    ``base``: the caller's :class:`~dashboard.config.Settings` (the app's, secrets included); default
+    the environment's.
     """
-    from tqdm import tqdm
-
-    from dashboard.compare.backends import default_backend
     from dashboard.config import load_settings
-    from dashboard.models.pool import ModelPool
 
     run_dir = Path(request.run).resolve()
     if not run_dir.is_dir():
         raise BadInput(f"run directory not found: {run_dir}")
-    checkpoints = resolve_checkpoints(run_dir, request.checkpoints)
     evalset = resolve_eval_set(run_dir, request.eval_file, request.limit)
     gen = dataclasses.replace(DEFAULT_GENERATION, max_new_tokens=request.max_new_tokens)
     try:
@@ -102,23 +111,60 @@ def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, 
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
     # The run named on the command line is what this command may read: its folder is the runs root.
-    settings = dataclasses.replace(load_settings(), runs_roots=(run_dir,))
-    backend = default_backend(lambda: ModelPool.from_settings(settings), settings)
+    settings = dataclasses.replace(base or load_settings(), runs_roots=(run_dir,))
+    return EvalContext(run_dir, evalset, gen, settings, request.batch_size, request.group_by)
+
+
+def context_backend(ctx: EvalContext, pool_factory: Callable[[], Any] | None = None) -> SweepBackend:
+    """Ray when ``VLMLAB_RAY_ADDRESS`` is set, else a local pool (``pool_factory``, default: a new one)."""
+    from dashboard.compare.backends import default_backend
+    from dashboard.models.pool import ModelPool
+
+    factory = pool_factory or (lambda: ModelPool.from_settings(ctx.settings))
+    return default_backend(factory, ctx.settings)
+
+
+def score_and_report(ctx: EvalContext, checkpoints: Sequence[Path], backend: SweepBackend, *,
+                     on_progress: Progress | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, Any], EvalRun]:
+    """Score what is not saved yet (the Comparison page's sweep and result files), then the report.
+
+    The one scoring path of ``python -m dashboard eval``, ``watch``, the live switch and the
+    Trainer callback, so every one of them writes and reports the same numbers.
+    """
+    outcome = run_eval(None, ctx.run_dir, checkpoints, ctx.evalset, ctx.gen, data_dir=ctx.settings.data_dir,
+                       batch_size=ctx.batch_size, max_image_pixels=ctx.settings.max_image_pixels,
+                       on_progress=on_progress or (lambda done, total, message: None),
+                       should_stop=should_stop or (lambda: False), backend=backend)
+    scores = prepare_scores(ctx.run_dir, checkpoints, ctx.evalset, ctx.gen, ctx.settings.data_dir)
+    report = eval_report(ctx.evalset, scores, settings=settings_dict(ctx.gen), metrics=list(default_metrics()),
+                         group_by=ctx.group_by)
+    report["settings"]["backend"] = backend.name
+    return report, outcome
+
+
+def evaluate(request: EvalRequest, progress: TextIO | None = None) -> dict[str, Any]:
+    """Run the sweep (reusing saved results) and build the report; raises :class:`BadInput`.
+
+    Progress goes to ``progress``, by default the ``sys.stderr`` of the call (not of the import).
+    """
+    from tqdm import tqdm
+
+    run_dir = Path(request.run).resolve()
+    if not run_dir.is_dir():
+        raise BadInput(f"run directory not found: {run_dir}")
+    checkpoints = resolve_checkpoints(run_dir, request.checkpoints)
+    ctx = eval_context(request)
+    backend = context_backend(ctx)
     with tqdm(total=0, file=progress or sys.stderr, unit="ex", desc=f"eval ({backend.name})") as bar:
         def on_progress(done: int, total: int, message: str) -> None:
             bar.total = total
             bar.update(done - bar.n)
             bar.set_postfix_str(message, refresh=True)
 
-        outcome = run_eval(None, run_dir, checkpoints, evalset, gen, data_dir=settings.data_dir,
-                           batch_size=request.batch_size, max_image_pixels=settings.max_image_pixels,
-                           on_progress=on_progress, backend=backend)
+        report, outcome = score_and_report(ctx, checkpoints, backend, on_progress=on_progress)
     if outcome.errors:
         raise RuntimeError("; ".join(f"{name}: {error}" for name, error in outcome.errors.items()))
-    scores = prepare_scores(run_dir, checkpoints, evalset, gen, settings.data_dir)
-    report = eval_report(evalset, scores, settings=settings_dict(gen), metrics=list(default_metrics()),
-                         group_by=request.group_by)
-    report["settings"]["backend"] = backend.name
     report["work"] = {"generated": outcome.computed, "reused": outcome.reused}
     return report
 

@@ -4,11 +4,16 @@ No model hub is reachable, so the dashboard ships the means to make its own real
 result is an ordinary Trainer output directory (checkpoints, ``trainer_state.json``,
 TensorBoard events) plus ``eval/demo.jsonl`` carrying the ground truth other pages score
 against, and a ``demo_run.json`` marker so a rebuild never deletes anything else.
+
+The build writes into the run folder itself, so the app shows checkpoints as they are saved; the
+marker says ``"complete": false`` until the last one is written (the app then shows the run as
+being built, never as the finished demo). A build that finds its own interrupted build (same
+preset and seed) resumes from the last checkpoint with ``resume_from_checkpoint``; one that cannot
+(no checkpoint yet, another preset or seed) starts again from scratch. Either way it says so.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -18,12 +23,12 @@ from pathlib import Path
 import transformers
 from transformers.utils import logging as hf_logging
 
+from dashboard.demo.marker import MARKER, is_demo_run, is_incomplete_demo, read_marker
+from dashboard.demo.marker import write_marker as _write_marker
 from dashboard.demo.modeling import QUESTION_FIRST_TEMPLATE, TinyLlavaSpec, build_model, build_processor
 from dashboard.demo.task import VOCAB, generate_examples, write_eval_set
 from dashboard.demo.train import TrainConfig, train_demo
 
-MARKER = "demo_run.json"
-MARKER_KIND = "vlmlab-demo-run"
 EVAL_SET_NAME = "demo"
 EVAL_SEED_OFFSET = 7_919  # eval scenes come from a different stream than training scenes
 
@@ -70,19 +75,24 @@ class DemoReport:
     seed: int = 0
     eval_set: Path | None = None
     eval_accuracies: tuple[float, ...] = ()  # exact match at every checkpoint, in step order
+    resumed_from: str | None = None
+    """The interrupted build's checkpoint this build continued from (None: built from scratch)."""
 
 
 class DemoDirError(ValueError):
     """The output directory cannot be used for a demo run (it holds something else)."""
 
 
-def is_demo_run(path: Path) -> bool:
-    """True if ``path`` carries the marker a previous demo build wrote."""
-    try:
-        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("kind") == MARKER_KIND
+def resumable_checkpoint(out_dir: Path, preset: str, seed: int) -> Path | None:
+    """The last checkpoint of an interrupted build of this preset and seed that Trainer can resume from."""
+    marker = read_marker(out_dir)
+    if marker is None or marker.get("complete") is not False or marker.get("preset") != preset \
+            or marker.get("seed") != seed:
+        return None
+    ready = [p for p in out_dir.glob("checkpoint-*") if p.is_dir() and (p / "trainer_state.json").is_file()
+             and (p / "model.safetensors").is_file() and (p / "optimizer.pt").is_file()
+             and p.name.removeprefix("checkpoint-").isdigit()]
+    return max(ready, key=lambda p: int(p.name.removeprefix("checkpoint-")), default=None)
 
 
 def prepare_out_dir(out_dir: Path, force: bool = False) -> None:
@@ -97,12 +107,6 @@ def prepare_out_dir(out_dir: Path, force: bool = False) -> None:
             )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _write_marker(out_dir: Path, payload: dict) -> None:
-    tmp = out_dir / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps({"kind": MARKER_KIND, **payload}, indent=2, default=str), encoding="utf-8")
-    tmp.replace(out_dir / MARKER)
 
 
 def _eval_accuracies(log_history: list[dict]) -> list[float]:
@@ -125,11 +129,25 @@ def build_demo_run(out_dir: Path, preset: str = "full", seed: int = 0, progress:
     report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
 
-    prepare_out_dir(out_dir, force=force)
-    _write_marker(out_dir, {"complete": False, "preset": preset, "seed": seed})
-    report(0.0, "writing the eval set")
+    resume = None if force else resumable_checkpoint(out_dir, preset, seed)
     eval_examples = list(generate_examples(recipe.n_eval, seed=seed + EVAL_SEED_OFFSET))
-    eval_path = write_eval_set(eval_examples, out_dir / "eval", name=EVAL_SET_NAME)
+    eval_path = out_dir / "eval" / f"{EVAL_SET_NAME}.jsonl"
+    if resume is not None and not eval_path.is_file():
+        resume = None  # its eval set is gone: nothing to score the resumed checkpoints against
+    if resume is not None:
+        report(0.0, f"resuming the interrupted build from {resume.name}")
+        for later in out_dir.glob("checkpoint-*"):  # half-written when the build stopped: Trainer saves them again
+            step = later.name.removeprefix("checkpoint-")
+            if step.isdigit() and int(step) > int(resume.name.removeprefix("checkpoint-")):
+                shutil.rmtree(later)
+    else:
+        if is_incomplete_demo(out_dir):
+            report(0.0, "restarting the interrupted build from scratch (no checkpoint of this preset and seed "
+                        "to resume from)")
+        prepare_out_dir(out_dir, force=force)
+        _write_marker(out_dir, {"complete": False, "preset": preset, "seed": seed})
+        report(0.0, "writing the eval set")
+        eval_path = write_eval_set(eval_examples, out_dir / "eval", name=EVAL_SET_NAME)
 
     report(0.03, "building the tiny LLaVA")
     transformers.set_seed(seed)
@@ -141,7 +159,7 @@ def build_demo_run(out_dir: Path, preset: str = "full", seed: int = 0, progress:
     hf_logging.disable_progress_bar()  # "Writing model shards" bars per checkpoint would garble the caller's bar
     try:
         trainer = train_demo(out_dir, processor, model, eval_examples, config, progress=report,
-                             progress_span=(0.05, 1.0))
+                             progress_span=(0.05, 1.0), resume_from=resume)
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
@@ -157,8 +175,10 @@ def build_demo_run(out_dir: Path, preset: str = "full", seed: int = 0, progress:
         seed=seed,
         eval_set=eval_path,
         eval_accuracies=tuple(accuracies),
+        resumed_from=resume.name if resume is not None else None,
     )
     _write_marker(out_dir, {"complete": True, **asdict(result)})
-    report(1.0, f"done: {n_checkpoints} checkpoints, eval accuracy "
+    resumed = f" (resumed from {resume.name})" if resume is not None else ""
+    report(1.0, f"done{resumed}: {n_checkpoints} checkpoints, eval accuracy "
                 f"{result.first_eval_accuracy:.0%} → {result.last_eval_accuracy:.0%}")
     return result

@@ -4,9 +4,16 @@ Streamlit serves all visitors from one process, so two visitors clicking *Build*
 not start two trainings into the same folder (the second used to fail on the first's
 half-renamed files). A :class:`DemoBuildJob` per output folder, created once per process
 (:func:`demo_build_job`), runs the build in a background thread under a lock and keeps its
-progress in a shared :class:`BuildStatus` every session can poll. The build goes into a hidden
-sibling folder (same filesystem) that is renamed into place only when it is complete, so a
-failed or interrupted build leaves no half-written run where the sidebar looks.
+progress in a shared :class:`BuildStatus` every session can poll.
+
+The build writes into the run folder itself, so its checkpoints show up (and are scored live) as
+they are saved: the demo is the first live run. Until the last checkpoint is written the folder's
+``demo_run.json`` says ``"complete": false`` and Home shows it as being built (or, after a crash,
+as interrupted, with a button to resume), never as the finished demo. A build started on an
+interrupted one resumes from its last checkpoint (:func:`dashboard.demo.build.build_demo_run`).
+With ``VLMLAB_DEMO_AUTOBUILD=1`` (``scripts/launch.sh`` sets it) the first page view starts the
+build when the demo is missing or unfinished (:func:`ensure_demo_build`), so the server never
+waits for training.
 """
 
 from __future__ import annotations
@@ -14,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -91,55 +96,34 @@ class DemoBuildJob:
 
     def _run(self) -> None:
         try:
-            report = self._build_then_rename()
+            report = self._build_in_place()
         except Exception as exc:  # shown to every watching session; the process keeps serving
             log.exception("demo build into %s failed", self.out_dir)
             with self._lock:
                 self._status = dataclasses.replace(self._status, state="failed", error=f"{type(exc).__name__}: {exc}")
             return
         with self._lock:
+            resumed = f" (resumed from {report.resumed_from})" if report.resumed_from else ""
             self._status = dataclasses.replace(self._status, state="done", fraction=1.0, report=report,
-                                               message=f"built {report.n_checkpoints} checkpoints")
+                                               message=f"built {report.n_checkpoints} checkpoints{resumed}")
         log.info("demo build into %s finished in %.0f s", self.out_dir, report.seconds)
 
-    def _build_then_rename(self) -> DemoReport:
-        from dashboard.demo.build import DemoDirError, is_demo_run
+    def _build_in_place(self) -> DemoReport:
+        from dashboard.demo.build import DemoDirError
+        from dashboard.demo.marker import is_demo_run
 
         target = self.out_dir
         if target.exists() and not (target.is_dir() and (is_demo_run(target) or not any(target.iterdir()))):
             raise DemoDirError(f"{target} exists and is not a previous demo run; refusing to replace it")
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
-        try:
-            builder = self._builder or _default_builder()
-            report = builder(staging / target.name, preset=self.preset, seed=self.seed, progress=self._progress)
-            _swap_into_place(staging / target.name, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        eval_set = target / report.eval_set.relative_to(report.path) if report.eval_set else None
-        return dataclasses.replace(report, path=target, eval_set=eval_set)
+        builder = self._builder or _default_builder()
+        return builder(target, preset=self.preset, seed=self.seed, progress=self._progress)
 
 
 def _default_builder() -> Builder:
     from dashboard.demo.build import build_demo_run
 
     return build_demo_run
-
-
-def _swap_into_place(built: Path, target: Path) -> None:
-    """Rename ``built`` to ``target``; a previous demo run there is moved aside first, then deleted."""
-    old: Path | None = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-        os.replace(target, old)
-    try:
-        os.replace(built, target)
-    except OSError:
-        if old is not None:
-            os.replace(old, target)  # put the previous run back
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 _JOBS: dict[Path, DemoBuildJob] = {}
@@ -158,6 +142,13 @@ def finished_build(out_dir: Path) -> BuildStatus | None:
     return status if status is not None and status.state == "done" else None
 
 
+def build_running(out_dir: Path) -> bool:
+    """True while this process is building the demo run into ``out_dir``."""
+    with _JOBS_LOCK:
+        job = _JOBS.get(Path(out_dir).expanduser().resolve())
+    return job is not None and job.status.state == "running"
+
+
 def demo_build_job(out_dir: Path, builder: Builder | None = None) -> DemoBuildJob:
     """The one build job of this process for ``out_dir`` (every session gets the same object)."""
     key = Path(out_dir).expanduser().resolve()
@@ -166,3 +157,31 @@ def demo_build_job(out_dir: Path, builder: Builder | None = None) -> DemoBuildJo
         if job is None:
             job = _JOBS[key] = DemoBuildJob(key, builder=builder, preset=os.environ.get(PRESET_ENV, "full"))
         return job
+
+
+AUTOBUILD_ENV = "VLMLAB_DEMO_AUTOBUILD"
+"""``1``: the first page view builds the demo run when it is missing or unfinished (``scripts/launch.sh``)."""
+
+
+def autobuild_enabled() -> bool:
+    return os.environ.get(AUTOBUILD_ENV, "").strip() == "1"
+
+
+def ensure_demo_build(out_dir: Path) -> DemoBuildJob | None:
+    """With autobuild on, start the build of ``out_dir`` if the demo is missing or unfinished.
+
+    Once per process: a build that failed is not restarted on every page view (Home offers a
+    button). Returns the job when one is (or was) started here, else None.
+    """
+    from dashboard.demo.marker import is_incomplete_demo
+
+    if not autobuild_enabled():
+        return None
+    out = Path(out_dir)
+    missing = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    if not (missing or is_incomplete_demo(out)):
+        return None
+    job = demo_build_job(out)
+    if job.status.state == "idle":
+        job.start()
+    return job

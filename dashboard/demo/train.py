@@ -293,20 +293,25 @@ class ProgressReporter(TrainerCallback):
 
 def train_demo(out_dir: Path, processor: LlavaProcessor, model: LlavaForConditionalGeneration,
                eval_examples: Sequence[Example], config: TrainConfig,
-               progress: ProgressFn | None = None, progress_span: tuple[float, float] = (0.0, 1.0)) -> DemoTrainer:
-    """Run the Trainer into ``out_dir`` (checkpoints + root ``trainer_state.json``); returns the trainer."""
+               progress: ProgressFn | None = None, progress_span: tuple[float, float] = (0.0, 1.0),
+               resume_from: Path | None = None) -> DemoTrainer:
+    """Run the Trainer into ``out_dir`` (checkpoints + root ``trainer_state.json``); returns the trainer.
+
+    ``resume_from``: a checkpoint of an interrupted run of the same config (``resume_from_checkpoint``).
+    """
     threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)  # restored below: callers (e.g. the app) keep their setting
     try:
-        return _run_trainer(out_dir, processor, model, eval_examples, config, progress, progress_span)
+        return _run_trainer(out_dir, processor, model, eval_examples, config, progress, progress_span,
+                            resume_from)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _run_trainer(out_dir: Path, processor: LlavaProcessor, model: LlavaForConditionalGeneration,
                  eval_examples: Sequence[Example], config: TrainConfig, progress: ProgressFn | None,
-                 progress_span: tuple[float, float]) -> DemoTrainer:
+                 progress_span: tuple[float, float], resume_from: Path | None = None) -> DemoTrainer:
     args = TrainingArguments(
         output_dir=str(out_dir),
         max_steps=config.max_steps,
@@ -322,7 +327,7 @@ def _run_trainer(out_dir: Path, processor: LlavaProcessor, model: LlavaForCondit
         eval_steps=config.save_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
-        save_only_model=True,
+        save_only_model=False,  # optimizer, scheduler and RNG state too: an interrupted build resumes exactly
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         report_to=["tensorboard"] if config.tensorboard else [],
@@ -351,6 +356,6 @@ def _run_trainer(out_dir: Path, processor: LlavaProcessor, model: LlavaForCondit
     trainer.remove_callback(ProgressCallback)
     if progress is not None:
         trainer.add_callback(ProgressReporter(progress, *progress_span))
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     trainer.save_state()  # root trainer_state.json, as real runs have
     return trainer

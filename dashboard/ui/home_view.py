@@ -36,6 +36,7 @@ def render_home() -> None:
     st.title("VLM checkpoint lab")
     st.caption("Inspect a vision-language model's training run checkpoint by checkpoint: "
                "ask it questions, compare checkpoints, follow the curves and see where it looked.")
+    _autostart_demo_build()
     run_path = state.selected_run()
     if run_path is None:
         _render_no_run()
@@ -53,6 +54,20 @@ def render_home() -> None:
 
 
 K_WATCH = "home.build_watch"
+K_SEEN = "home.build_checkpoints"  # checkpoints of the building demo this session has drawn
+
+
+def _demo_dir() -> Path:
+    return Path(state.get(state.RUNS_ROOT) or get_settings().default_runs_root) / "demo"
+
+
+def _autostart_demo_build() -> None:
+    """``VLMLAB_DEMO_AUTOBUILD=1`` (launch.sh): the first view starts the demo build when it is missing or
+    unfinished, so the server never waits for training (one build per process, see ``demo/jobs.py``)."""
+    from dashboard.demo.jobs import autobuild_enabled, ensure_demo_build
+
+    if autobuild_enabled():
+        ensure_demo_build(_demo_dir())
 
 
 def _render_no_run() -> None:
@@ -69,7 +84,7 @@ def _render_no_run() -> None:
                 "synthetic shapes task (a few minutes on 2 CPU cores).")
     failed = job.status
     if failed.state == "failed":
-        st.error(f"The last demo build failed and left nothing behind: {failed.error}")
+        st.error(f"The last demo build failed: {markdown_safe(failed.error)}")
     if st.button("Build the demo run", type="primary", key="home.build"):
         job.start()  # False when another session's build is already running: then watch that one
         st.session_state[K_WATCH] = True
@@ -79,10 +94,19 @@ def _render_no_run() -> None:
 @st.fragment(run_every=1.0)
 def _watch_build(job: DemoBuildJob) -> None:
     """Poll the process-wide build: every session sees the same progress; at the end show the run."""
+    from dashboard.ui.live_scoring_view import follow_demo_build
+
     status = job.status
     if status.state == "running":
         st.progress(status.fraction, text=f"Building the demo run (one build for everyone on this server) — "
                                           f"{status.message}")
+        n_checkpoints = sum(1 for p in job.out_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file())
+        st.caption("Checkpoints appear in the sidebar and on the Timeline as they are saved, and are scored "
+                   f"live on the demo's eval set ({n_checkpoints} saved so far).")
+        follow_demo_build(job.out_dir)
+        if st.session_state.get(K_SEEN) != n_checkpoints:  # a new checkpoint: redraw sidebar and overview
+            st.session_state[K_SEEN] = n_checkpoints
+            st.rerun(scope="app")
         return
     st.session_state.pop(K_WATCH, None)
     if status.state == "done":
@@ -92,13 +116,33 @@ def _watch_build(job: DemoBuildJob) -> None:
 
 
 def _render_built(run_path: Path) -> None:
-    """Right after this process built the demo run, say so to everyone viewing it."""
-    from dashboard.demo.jobs import finished_build
+    """A demo run being built shows the build's progress; an interrupted one says so and offers to resume;
+    right after this process built it, say so to everyone viewing it."""
+    from dashboard.demo.jobs import demo_build_job, finished_build
+    from dashboard.demo.marker import read_marker
 
+    marker = read_marker(run_path)
+    if marker is not None and marker.get("complete") is not True:
+        job = demo_build_job(run_path)
+        if job.status.state == "running" or st.session_state.get(K_WATCH):
+            _watch_build(job)
+            return
+        n_checkpoints = sum(1 for p in run_path.glob("checkpoint-*") if (p / "trainer_state.json").is_file())
+        st.warning(f"This demo run is unfinished: its build stopped after {n_checkpoints} checkpoint(s) "
+                   "(`\"complete\": false` in demo_run.json), so it is not the finished demo. Building again "
+                   "resumes from its last checkpoint.")
+        if job.status.state == "failed":
+            st.error(f"The build failed: {markdown_safe(job.status.error)}")
+        if st.button("Resume the demo build", type="primary", key="home.resume"):
+            job.start()
+            st.session_state[K_WATCH] = True
+            st.rerun()
+        return
     status = finished_build(run_path)
     if status is not None and status.report is not None:
         report = status.report
-        st.success(f"Built the demo run: {report.n_checkpoints} checkpoints in {report.seconds:.0f} s "
+        resumed = f", resumed from {report.resumed_from}" if report.resumed_from else ""
+        st.success(f"Built the demo run: {report.n_checkpoints} checkpoints in {report.seconds:.0f} s{resumed} "
                    f"(eval accuracy {report.first_eval_accuracy:.0%} → {report.last_eval_accuracy:.0%}).")
 
 

@@ -31,6 +31,7 @@ from dashboard.timeline.series import (
 )
 from dashboard.ui import state, url_state
 from dashboard.ui.drift_view import render_drift
+from dashboard.ui.live_scoring_view import render_live_scoring, select_new_series
 from dashboard.ui.resources import get_run, get_settings
 from dashboard.ui.summaries_panel import render_text_panel
 
@@ -93,6 +94,8 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         if problem:
             st.warning(markdown_safe(problem))
         labels = score_series_names(scores)
+        # a live score line (a whole set) shows up by itself; subsets stay drawn only when chosen
+        select_new_series(f"{k}.scores", default_score_labels(scores))
         score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels,
                                       default=default_score_labels(scores), key=f"{k}.scores",
                                       help="Complete results saved per checkpoint, one line per eval set, subset "
@@ -227,6 +230,7 @@ def render_timeline() -> None:
     st.session_state[K_SIGNATURE] = signature
     st.caption(f"{markdown_safe(run.name)} · {len(run.checkpoints)} checkpoint(s) · {len(run.metrics):,} logged values"
                + (f" · from {markdown_safe(run.state_file.relative_to(run.path))}" if run.state_file else ""))
+    render_live_scoring(run.path)
     if run.problems:
         with st.expander(f"{len(run.problems)} problem(s) reading this run", expanded=False):
             st.text("\n".join(f"• {p}" for p in run.problems))

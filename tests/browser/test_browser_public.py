@@ -63,8 +63,8 @@ def test_two_visitors_build_the_demo_at_once(browser, space_server, artifacts_di
         for page in (a, b):
             page.get_by_text("one build for everyone").first.wait_for(timeout=60_000)
         shot(b, artifacts_dir, "public-build-progress")
-        for page in (a, b):  # the demo appears without a reload
-            page.get_by_text("Open a page").first.wait_for(timeout=600_000)
+        for page in (a, b):  # the demo appears without a reload (while it trains, then finished)
+            page.get_by_text("Built the demo run").first.wait_for(timeout=600_000)
             settle(page)
         for name, page in (("a", a), ("b", b)):
             text = app_text(page)
