@@ -69,7 +69,7 @@ def test_the_eval_set_mode_offers_a_count_that_fits_and_runs(own_demo_root, monk
     chosen = at.multiselect(key="cmp.checkpoints").value
     at.radio(key="cmp.mode").set_value("Eval set").run()
     assert not at.exception, at.exception
-    count = next(n for n in at.number_input if n.label.startswith("Examples"))
+    count = next(n for n in at.number_input if n.label.startswith("First N examples"))
     assert count.value == count.proto.max == LIMITS.max_sweep_generations // len(chosen)
     at.button(key="cmp.eval.run").click().run()
     assert not at.exception, at.exception
