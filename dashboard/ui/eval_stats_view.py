@@ -18,6 +18,7 @@ from dashboard.compare.report import categorical_columns, group_table, paired, s
 from dashboard.compare.results import CheckpointScores
 from dashboard.compare.stats import format_p
 from dashboard.evalset import EvalSet
+from dashboard.formatting import markdown_safe
 from dashboard.metrics import registered
 
 MAX_SHOWN = 20
@@ -105,7 +106,8 @@ def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
         return
     found = find_regressions(evalset, scores[earlier], scores[later], metric)
     result = paired(scores[earlier], scores[later], metric)
-    st.caption(f"{len(found.broke)} broke, {len(found.fixed)} fixed from {earlier} to {later} "
+    st.caption(f"{len(found.broke)} broke, {len(found.fixed)} fixed from {markdown_safe(earlier)} to "
+               f"{markdown_safe(later)} "
                f"({format_p(result.p_value)}). Words in outputs not in the reference are marked, missing ones struck.")
     broke_tab, fixed_tab = st.tabs([f"Broke ({len(found.broke)})", f"Fixed ({len(found.fixed)})"])
     for tab, changes in ((broke_tab, found.broke), (fixed_tab, found.fixed)):

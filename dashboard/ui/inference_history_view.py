@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.formatting import fmt_rate, fmt_seconds
+from dashboard.formatting import fmt_rate, fmt_seconds, markdown_safe
 from dashboard.history import HistoryError, HistoryRecord
 from dashboard.thumbnails import png_data_uri
 from dashboard.ui import state
@@ -47,7 +47,7 @@ def _confirmation() -> None:
     pending = st.session_state.get(K_PENDING)
     notice = st.session_state.pop("inf.hist_notice", None)
     if notice:
-        st.success(notice)
+        st.success(markdown_safe(notice))
     if not pending:
         return
     with st.container(border=True):
@@ -64,7 +64,7 @@ def save_history(records: list[HistoryRecord]) -> None:
     try:
         get_history().add_many(records)
     except HistoryError as exc:
-        st.warning(f"Result shown but not saved to history: {exc}")
+        st.warning(markdown_safe(f"Result shown but not saved to history: {exc}"))
 
 
 def start_rerun(record_id: int) -> None:
@@ -88,14 +88,14 @@ def render_history_mode() -> None:
         history = get_history()
         checkpoints = history.distinct("checkpoint")
     except HistoryError as exc:
-        st.error(str(exc))
+        st.error(markdown_safe(exc))
         return
     c1, c2 = st.columns([2, 2])
     ckpt_filter = c1.selectbox("Checkpoint", ["all", *checkpoints], key="inf.hist_ckpt",
                                format_func=lambda p: p if p == "all" else "/".join(Path(p).parts[-2:]))
     text_filter = c2.text_input("Search prompt / output", key="inf.hist_text")
     records = history.list(checkpoint=None if ckpt_filter == "all" else ckpt_filter, text=text_filter or None)
-    st.caption(f"{len(records)} record(s) shown · {history.count()} stored in {history.path}")
+    st.caption(f"{len(records)} record(s) shown · {history.count()} stored in {markdown_safe(history.path)}")
     if not records:
         _confirmation()
         st.info("No generations recorded yet (or none match the filter).")
