@@ -158,6 +158,14 @@ def finished_build(out_dir: Path) -> BuildStatus | None:
     return status if status is not None and status.state == "done" else None
 
 
+def running_build() -> BuildStatus | None:
+    """The status of a demo build this process is running now (into any folder), if there is one:
+    pages that need a run say it is being built instead of asking the visitor to pick one."""
+    with _JOBS_LOCK:
+        jobs = list(_JOBS.values())
+    return next((job.status for job in jobs if job.status.state == "running"), None)
+
+
 def demo_build_job(out_dir: Path, builder: Builder | None = None) -> DemoBuildJob:
     """The one build job of this process for ``out_dir`` (every session gets the same object)."""
     key = Path(out_dir).expanduser().resolve()

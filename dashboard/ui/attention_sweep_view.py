@@ -32,6 +32,8 @@ from dashboard.ui.widgets import show_model_error
 
 K_ACROSS = "attn.across"  # {"key": (checkpoint, step), "runs": {checkpoint path: AttentionRun}}
 K_POINTING = "attn.pointing"  # {(checkpoint, eval path, n): summary dict}
+ACROSS_DEFAULT = 4  # checkpoints picked by default: first … last, evenly spread
+ACROSS_PER_ROW = 4  # tiles per row: more made ~80 px maps with unreadable colour-bar labels
 POINTING_FRACTIONS = ("pointing", "chance", "mass_in_box", "accuracy", "exact_match", "best_layer_pointing")
 
 
@@ -40,8 +42,22 @@ def loadable_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
     try:
         return list(get_run(run_dir).loadable_checkpoints)
     except (PathOutsideRoots, RunNotFoundError) as exc:
-        st.error(f"Cannot open run: {exc}")
+        st.error(markdown_safe(f"Cannot open run: {exc}"))
         return []
+
+
+def spread_picks(options: list[str], count: int = ACROSS_DEFAULT) -> list[str]:
+    """``count`` options evenly spread from the first to the last (the early ones are what a map is compared to)."""
+    if len(options) <= count:
+        return list(options)
+    last = len(options) - 1
+    return [options[round(i * last / (count - 1))] for i in range(count)]
+
+
+def in_step_order(picked: dict[str, Any], order: list[str]) -> list[tuple[str, Any]]:
+    """``picked`` (path → value, in the order the user picked) in the run's step order."""
+    rank = {path: i for i, path in enumerate(order)}
+    return sorted(picked.items(), key=lambda item: rank.get(item[0], len(rank)))
 
 
 def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any], run_dir: Path | None) -> None:
@@ -51,7 +67,7 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
         return
     infos = loadable_checkpoints(run_dir)
     names = {str(c.path.resolve()): c.name for c in infos}
-    default = [p for p in map(str, state.selected_compare_checkpoints()) if p in names] or list(names)[-4:]
+    default = [p for p in map(str, state.selected_compare_checkpoints()) if p in names] or spread_picks(list(names))
     chosen = st.multiselect("Checkpoints", list(names), default=default, format_func=names.get, key="attn.ckpts")
     forced_text = ("the same prompt" if step == 0 else
                    f"the same prompt plus the first {step} generated token{'s' if step > 1 else ''} of the current "
@@ -77,12 +93,13 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
     if shared and saved["runs"]:
         value_range = shared_range([other.grid(0, opts["layers"], opts["head"], opts["view"])
                                     for other in saved["runs"].values()])
-    cols = st.columns(max(1, len(saved["runs"])))
-    for col, (path, other) in zip(cols, saved["runs"].items(), strict=False):
-        picture = overlay(other, 0, opts, value_range=value_range, min_side=160)
-        col.image(picture, caption=f"{names.get(path, Path(path).name)} → "
-                  f"{markdown_safe(other.tokens[0]) if other.tokens else '—'}",
-                  width="stretch")
+    tiles = in_step_order(saved["runs"], list(names))
+    for start in range(0, len(tiles), ACROSS_PER_ROW):
+        for col, (path, other) in zip(st.columns(ACROSS_PER_ROW), tiles[start:start + ACROSS_PER_ROW], strict=False):
+            picture = overlay(other, 0, opts, value_range=value_range, min_side=256)
+            col.image(picture, caption=f"{markdown_safe(names.get(path, Path(path).name))} → "
+                      f"{markdown_safe(other.tokens[0]) if other.tokens else '—'}",
+                      width="stretch")
 
 
 def render_pointing(run_dir: Path | None) -> None:
@@ -104,7 +121,7 @@ def render_pointing(run_dir: Path | None) -> None:
         try:
             scored, errors = pointing_per_checkpoint(
                 get_pool(), loadable_checkpoints(run_dir), eval_set.examples, n, get_settings().max_image_pixels,
-                on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {name}"),
+                on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {markdown_safe(name)}"),
                 should_stop=session_gone_check())
         except GenerationCancelled:  # the browser session is gone
             return
@@ -119,7 +136,7 @@ def render_pointing(run_dir: Path | None) -> None:
         st.plotly_chart(pointing_figure(frame), key="attn.point_fig")
         columns = ["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "exact_match",
                    "distinct_peaks", "best_layer", "best_layer_pointing", "skipped"]
-        st.caption(f"Scored on the first {int(n)} examples of {eval_set.name} per checkpoint "
+        st.caption(f"Scored on the first {int(n)} examples of {markdown_safe(eval_set.name)} per checkpoint "
                    "(n = examples with a box).")
         st.dataframe(display_table(frame[columns], {c: "fraction" for c in POINTING_FRACTIONS}), hide_index=True)
         tools.pointing_split(sorted(rows, key=lambda row: row["step"] or 0))

@@ -37,7 +37,7 @@ def _confirm_delete(ids: list[int]) -> None:
     try:
         deleted = get_history().delete(ids)
     except HistoryError as exc:
-        st.session_state["inf.hist_notice"] = f"Nothing deleted: {exc}"
+        st.session_state["inf.hist_notice"] = f"Nothing deleted: {markdown_safe(exc)}"
         return
     st.session_state["inf.hist_notice"] = f"Deleted {deleted} record(s)."
 
@@ -47,7 +47,7 @@ def _confirmation() -> None:
     pending = st.session_state.get(K_PENDING)
     notice = st.session_state.pop("inf.hist_notice", None)
     if notice:
-        st.success(markdown_safe(notice))
+        st.success(notice)  # Markdown: run and database text in it is escaped where it is made
     if not pending:
         return
     with st.container(border=True):

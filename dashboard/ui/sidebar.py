@@ -7,6 +7,7 @@ change them programmatically.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -31,17 +32,25 @@ def _sync_widget(widget_key: str, plain_key: str, options: list[str]) -> None:
     now = st.session_state.get(widget_key)
     if wanted and wanted != now and not Path(wanted).exists():
         # e.g. the checkpoint folder was deleted while the page was open: say so, never switch silently.
-        st.warning(f"{Path(wanted).name} is no longer available (deleted or moved)"
-                   + (f"; showing {Path(now).name} instead." if now else "."))
+        st.warning(markdown_safe(f"{Path(wanted).name} is no longer available (deleted or moved)"
+                                 + (f"; showing {Path(now).name} instead." if now else ".")))
     state.put(plain_key, now)
+
+
+def _run_help(current: str | None) -> str:
+    """The full name of the chosen run: a long name is cut in the sidebar's width."""
+    return markdown_safe(f"{Path(current).name} — {current}") if current else "The training run to inspect."
 
 
 def _copy_to_plain(widget_key: str, plain_key: str) -> None:
     state.put(plain_key, st.session_state.get(widget_key))
 
 
-def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt=None, help_text: str | None = None):
+def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt=None,
+            help_text: str | Callable[[str | None], str] | None = None):
     _sync_widget(widget_key, plain_key, options)
+    if callable(help_text):
+        help_text = help_text(st.session_state.get(widget_key))
     return st.selectbox(label, options, key=widget_key, format_func=fmt or (lambda p: Path(p).name),
                         on_change=_copy_to_plain, args=(widget_key, plain_key), help=help_text)
 
@@ -75,7 +84,8 @@ def render_sidebar() -> None:
         run_paths = [str(r.path) for r in runs]
         counts = {str(r.path): r.n_checkpoints for r in runs}
         run_path = _select("Run", run_paths, _W_RUN, state.RUN_PATH,
-                           fmt=lambda p: f"{Path(p).name} · {counts.get(p, 0)} ckpt")
+                           fmt=lambda p: f"{Path(p).name} · {counts.get(p, 0)} ckpt",
+                           help_text=_run_help)
         _render_checkpoint_picker(run_path)
         _render_pool()
 
@@ -95,10 +105,10 @@ def _render_checkpoint_picker(run_path: str) -> None:
     best = best_checkpoint_path(run)
     steps = {str(c.path): c.step for c in run.checkpoints}
 
-    def label(p: str) -> str:
-        step = steps.get(p)
+    def label(p: str) -> str:  # short enough for the sidebar: "(step N)" only when the name does not say it
+        step, name = steps.get(p), Path(p).name
         star = " ★ best" if p == best else ""
-        return f"{Path(p).name}{'' if step is None else f' (step {step})'}{star}"
+        return f"{name}{'' if step is None or name.endswith(f'-{step}') else f' (step {step})'}{star}"
 
     _select("Checkpoint", loadable, _W_CKPT, state.CHECKPOINT_PATH, fmt=label,
             help_text="Shared by Inference and Attention; Comparison starts from it too.")
