@@ -103,6 +103,9 @@ _MD_PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~=:$&\"'")
 # emoji and ``:material/…:`` icons work on the parsed text); a zero-width non-joiner after the colon breaks
 # the pattern without changing what the reader sees.
 _SHORTCODE = re.compile(r":(?=[\w+-][\w+/-]*:)")
+# GFM autolink literals (``http://…``, ``www.…``, ``a@b.c``) are also found in the parsed text, after escapes:
+# a ZWNJ inside the scheme, after ``www`` and after ``@`` keeps a URL in run text from becoming a link.
+_AUTOLINK = re.compile(r"(?i)(?<=https)(?=:)|(?<=http)(?=:)|(?<=mailto)(?=:)|(?<=xmpp)(?=:)|(?<=www)(?=\.)|(?<=@)")
 _ZWNJ = "\u200c"
 
 
@@ -113,12 +116,14 @@ def markdown_safe(text: object) -> str:
     expander, tab and radio/pills option labels, image captions, spinner/progress/toast text.
 
     Every Markdown punctuation character is backslash-escaped (no image, link, HTML, code span, emphasis,
-    math or ``:directive[…]`` can form), ``:shortcode:`` patterns are broken with an invisible ZWNJ, a
+    math or ``:directive[…]`` can form), ``:shortcode:`` patterns and URL/e-mail autolink literals are broken
+    with an invisible ZWNJ (both are matched on the parsed text, after escapes are resolved), a
     line's leading blanks become character references (no indented code block) and newlines become hard
     line breaks. Works per streamed chunk. Do not put the result inside a code span (backslashes show there):
     run text is never wrapped in backticks. Selectbox/multiselect options are plain text and need no escaping.
     """
     plain = _SHORTCODE.sub(":" + _ZWNJ, str(text).replace("\r\n", "\n").replace("\r", "\n"))
+    plain = _AUTOLINK.sub(_ZWNJ, plain)
     escaped = "".join(f"\\{c}" if c in _MD_PUNCTUATION else c for c in plain)
     return "  \n".join(_LEADING_BLANKS.sub(_blank_references, line) for line in escaped.split("\n"))
 
