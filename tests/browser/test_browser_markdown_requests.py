@@ -7,8 +7,8 @@ HTML, code spans and directives (:mod:`tests.hostile.markdown_corpus`). Every pa
 gallery buttons and their tooltips shown, an example picked; then the listener must have received
 nothing and the browser must have requested nothing from any host but the app's.
 
-Fails on today's main: the gallery buttons' labels are the raw eval row ids, so Chromium fetches
-``http://127.0.0.1:<listener>/idimg.png`` as soon as the Inference page shows the gallery.
+Fails on today's main: Home already shows a link to ``http://127.0.0.1:<listener>/bimg.png`` (escapes do not
+stop GFM autolink literals), and the gallery buttons' labels are the raw eval row ids (Markdown images).
 """
 
 from __future__ import annotations
