@@ -27,10 +27,17 @@ from dashboard.ui.history_input import pick_history_item
 from dashboard.ui.image_input import pick_image
 from dashboard.ui.resources import get_pool
 from dashboard.ui.visitor import queue_notice
-from dashboard.ui.widgets import DEFAULT_MAX_NEW_TOKENS, confined, show_model_error, why_no_checkpoint
+from dashboard.ui.widgets import (
+    DEFAULT_MAX_NEW_TOKENS,
+    confined,
+    scroll_into_view,
+    show_model_error,
+    why_no_checkpoint,
+)
 
 K_RUN = "attn.run"  # the captured AttentionRun (plain key: survives reruns)
 K_HISTORY = "attn.history_id"
+K_OUTPUT = "attn-output"  # the container of the captured output (scrolled into view after a capture)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -110,6 +117,7 @@ def render_attention() -> None:
     # A link or reload that showed a capture shows it again (recomputed, or from the shared cache).
     again = url_state.arrival_value("cap", url_state.decode_choice(["1"]), "capture") == "1" \
         and K_RUN not in st.session_state and image is not None and bool(prompt.strip())
+    fresh = False  # a capture made on this run: its output is scrolled into view (it lands below the fold)
     if st.button("Generate and capture", type="primary", key="attn.go") or again:
         if image is None:
             st.error("No image: upload an image, click an eval-set example or pick a history entry first.")
@@ -121,6 +129,7 @@ def render_attention() -> None:
             if run is not None:
                 st.session_state[K_RUN] = run
                 st.session_state.pop(K_ACROSS, None)
+                fresh = True
     captured: AttentionRun | None = st.session_state.get(K_RUN)
     url_state.publish("cap", "1" if captured is not None else None)
     if captured is None:
@@ -128,11 +137,14 @@ def render_attention() -> None:
     if not captured.tokens:
         st.warning("The model generated no tokens.")
         return
-    st.markdown(f"**Output** of {markdown_safe(Path(captured.checkpoint).name)}: {markdown_safe(captured.text)}")
-    hidden = captured.special_steps()
-    if hidden:
-        st.caption(f"{len(hidden)} of {len(captured.tokens)} generated tokens are special tokens, marked "
-                   f"“{SPECIAL_MARK.strip()}” below; the output text leaves them out.")
+    with st.container(key=K_OUTPUT):
+        st.markdown(f"**Output** of {markdown_safe(Path(captured.checkpoint).name)}: {markdown_safe(captured.text)}")
+        hidden = captured.special_steps()
+        if hidden:
+            st.caption(f"{len(hidden)} of {len(captured.tokens)} generated tokens are special tokens, marked "
+                       f"“{SPECIAL_MARK.strip()}” below; the output text leaves them out.")
+    if fresh:
+        scroll_into_view(K_OUTPUT)
     options = list(range(len(captured.tokens)))
     token = url_state.arrival_value("token", url_state.decode_choice(options, int), "token")
     step = st.segmented_control("Generated token", options, default=token or 0, required=True,

@@ -103,9 +103,9 @@ def scroll_into_view(container_key: str) -> None:
     what a click produced must not appear outside the viewport. ``container_key`` is code, never run text."""
     if not container_key.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"not a container key: {container_key!r}")
-    st.html(f"<script>const el = window.parent.document.querySelector('.st-key-{container_key}') "
-            f"|| document.querySelector('.st-key-{container_key}');"
-            "if (el) { el.scrollIntoView({block: 'nearest'}); }</script>", unsafe_allow_javascript=True)
+    # In a function: every such script runs in the page's global scope (a second top-level const would throw).
+    st.html(f"<script>(() => {{ const el = document.querySelector('.st-key-{container_key}');"
+            "if (el) { el.scrollIntoView({block: 'center'}); } })();</script>", unsafe_allow_javascript=True)
 
 
 def show_model_error(exc: Exception, context: str = "Generation failed") -> None:
