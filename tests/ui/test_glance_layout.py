@@ -73,3 +73,14 @@ def test_running_build_is_seen_by_pages(tmp_path: Path, monkeypatch: pytest.Monk
         release.set()
         job.wait(30)
     assert jobs.running_build() is None
+
+
+def test_best_checkpoint_help_names_the_metric(demo_run_dir: Path) -> None:
+    """Home's tooltip said "best_metric = 3.608e-04" without naming the metric (issue 37)."""
+    from dashboard.runs.run import load_run
+    from dashboard.ui.home_view import _best_help
+
+    run = load_run(demo_run_dir, [demo_run_dir.parent])
+    best = next(c for c in run.checkpoints if c.name == Path(str(run.state.best_model_checkpoint)).name)
+    text = _best_help(run, best)
+    assert "eval\\_loss \\(metric\\_for\\_best\\_model\\)" in text and best.name.replace("-", "\\-") in text, text
