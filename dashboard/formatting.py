@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
@@ -98,12 +99,40 @@ def plotly_format(kind: ValueKind) -> str:
 
 
 _MD_PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~=:$&\"'")
+# ``:name:`` in a text node is still replaced after escapes are resolved (Streamlit's ``:streamlit:`` logo,
+# emoji and ``:material/…:`` icons work on the parsed text); a zero-width non-joiner after the colon breaks
+# the pattern without changing what the reader sees.
+_SHORTCODE = re.compile(r":(?=[\w+-][\w+/-]*:)")
+# GFM autolink literals (``http://…``, ``www.…``, ``a@b.c``) are also found in the parsed text, after escapes:
+# a ZWNJ inside the scheme, after ``www`` and after ``@`` keeps a URL in run text from becoming a link.
+_AUTOLINK = re.compile(r"(?i)(?<=https)(?=:)|(?<=http)(?=:)|(?<=mailto)(?=:)|(?<=xmpp)(?=:)|(?<=www)(?=\.)|(?<=@)")
+_ZWNJ = "\u200c"
 
 
 def markdown_safe(text: object) -> str:
-    """Backslash-escape Markdown punctuation so untrusted text (model output, file and metric names,
-    error messages) is shown literally; works per streamed chunk."""
-    return "".join(f"\\{c}" if c in _MD_PUNCTUATION else c for c in str(text)).replace("\n", "  \n")
+    """Run-derived or untrusted text (run, checkpoint, file, eval-row and metric names, model output, error
+    messages) as Markdown that renders as exactly that text: the one escaper for *every* Streamlit argument
+    that renders Markdown — bodies, captions, alerts, headings, widget labels, ``help`` tooltips, button,
+    expander, tab and radio/pills option labels, image captions, spinner/progress/toast text.
+
+    Every Markdown punctuation character is backslash-escaped (no image, link, HTML, code span, emphasis,
+    math or ``:directive[…]`` can form), ``:shortcode:`` patterns and URL/e-mail autolink literals are broken
+    with an invisible ZWNJ (both are matched on the parsed text, after escapes are resolved), a
+    line's leading blanks become character references (no indented code block) and newlines become hard
+    line breaks. Works per streamed chunk. Do not put the result inside a code span (backslashes show there):
+    run text is never wrapped in backticks. Selectbox/multiselect options are plain text and need no escaping.
+    """
+    plain = _SHORTCODE.sub(":" + _ZWNJ, str(text).replace("\r\n", "\n").replace("\r", "\n"))
+    plain = _AUTOLINK.sub(_ZWNJ, plain)
+    escaped = "".join(f"\\{c}" if c in _MD_PUNCTUATION else c for c in plain)
+    return "  \n".join(_LEADING_BLANKS.sub(_blank_references, line) for line in escaped.split("\n"))
+
+
+_LEADING_BLANKS = re.compile(r"^[ \t]+")
+
+
+def _blank_references(match: re.Match[str]) -> str:
+    return "".join("&#9;" if c == "\t" else "&#32;" for c in match.group(0))
 
 
 def plotly_text(text: object) -> str:

@@ -14,6 +14,10 @@ from dashboard.formatting import plotly_format, plotly_text
 SHARE_LABELS = {"image": "image tokens", "prompt_text": "prompt text", "generated": "generated text"}
 
 
+LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"}
+"""A horizontal legend above the plot area: below it, it sat on the x-axis title ("layer", "step")."""
+
+
 def share_head_label(head: object) -> str:
     """What :meth:`AttentionRun.image_share` averaged for this Head choice (``max`` cannot be stacked)."""
     return f"head {head}" if isinstance(head, int) else "mean over heads"
@@ -24,10 +28,10 @@ def share_figure(share: pd.DataFrame, token: str, head: object = "mean") -> go.F
     fig = go.Figure()
     for column in ("image", "prompt_text", "generated"):
         fig.add_bar(x=share["layer"], y=share[column], name=SHARE_LABELS[column])
-    fig.update_layout(barmode="stack", height=300, margin={"t": 40, "b": 30, "l": 40, "r": 10},
-                      title=plotly_text(f"Attention of {token!r} per layer ({share_head_label(head)})"),
-                      xaxis_title="layer",
-                      yaxis_title="share", yaxis_range=[0, 1.0001], legend_orientation="h")
+    fig.update_layout(barmode="stack", height=330, margin={"t": 78, "b": 40, "l": 50, "r": 10},
+                      title={"text": plotly_text(f"Attention of {token!r} per layer ({share_head_label(head)})"),
+                             "y": 0.98, "yanchor": "top"},
+                      xaxis_title="layer", yaxis_title="share", yaxis_range=[0, 1.0001], legend=LEGEND_ABOVE)
     return fig
 
 
@@ -59,16 +63,28 @@ def pointing_figure(frame: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=frame["step"], y=frame["accuracy"], mode="lines+markers",
                         name="answer accuracy (first token)")
     fig.update_traces(hovertemplate=f"step %{{x}}: %{{y:{plotly_format('fraction')}}}")
-    fig.update_layout(height=320, xaxis_title="step", yaxis_range=[0, 1.0001], yaxis_tickformat=".0%",
-                      legend_orientation="h", margin={"t": 30, "b": 30, "l": 40, "r": 10})
+    fig.update_layout(height=340, xaxis_title="step", yaxis_range=[0, 1.0001], yaxis_tickformat=".0%",
+                      legend=LEGEND_ABOVE, margin={"t": 50, "b": 40, "l": 50, "r": 10})
     return fig
 
 
+MIN_LABEL_PX = 10  # readable; a label longer than its cell at this size is shortened (full text in the hover)
+MAX_LABEL_PX = 14
+
+
 def _label_size(boxes: np.ndarray, labels: list[str], plot_px: int = 500) -> int:
-    """A font size at which the longest label fits its cell (a 10×10 grid of "background" needs ≈ 8 px)."""
-    columns = boxes.shape[1] if boxes.ndim == 3 else max(1, round(len(labels) ** 0.5))
+    """A font size at which the longest label fits its cell, never below :data:`MIN_LABEL_PX` (was 6 px)."""
     longest = max((len(t) for t in labels), default=1)
-    return int(min(10, max(6, 1.7 * plot_px / (columns * max(longest, 1)))))
+    return int(min(MAX_LABEL_PX, max(MIN_LABEL_PX, _cell_px(boxes, labels, plot_px) / (0.6 * max(longest, 1)))))
+
+
+def _cell_px(boxes: np.ndarray, labels: list[str], plot_px: int) -> float:
+    columns = boxes.shape[1] if boxes.ndim == 3 else max(1, round(len(labels) ** 0.5))
+    return plot_px / max(columns, 1)
+
+
+def _fit(label: str, chars: int) -> str:
+    return label if len(label) <= chars else label[:max(1, chars - 1)] + "…"
 
 
 def spatial_lens_figure(image: Any, lens: Any, view: Any, title: str = "") -> go.Figure:
@@ -82,7 +98,8 @@ def spatial_lens_figure(image: Any, lens: Any, view: Any, title: str = "") -> go
     boxes = np.asarray(view.boxes, dtype=float)
     cx = ((boxes[..., 0] + boxes[..., 2]) / 2).reshape(-1)
     cy = ((boxes[..., 1] + boxes[..., 3]) / 2).reshape(-1)
-    labels = [t for row in lens.labels() for t in row]
+    labels = [t for row in lens.labels() for t in row]  # HTML-escaped, for the hover
+    raw = [str(t) for row in lens.tokens for t in row]  # shortened before escaping (never cut an entity)
     probs = np.asarray(lens.probs, dtype=float).reshape(-1)
     answer = np.asarray(lens.is_answer, dtype=bool).reshape(-1)
     fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
@@ -93,10 +110,13 @@ def spatial_lens_figure(image: Any, lens: Any, view: Any, title: str = "") -> go
         if hit:
             fig.add_shape(type="rect", x0=x0 + 0.5, y0=y0 + 0.5, x1=x1 - 0.5, y1=y1 - 0.5,
                           line={"color": "#ffe100", "width": 2}, layer="above")
-    text = [f"<b>{t}</b>" if hit else t for t, hit in zip(labels, answer, strict=True)]
-    fig.add_scatter(x=cx, y=cy, mode="text", text=text, textfont={"color": "white", "size": _label_size(boxes, labels)},
-                    customdata=np.stack([probs, answer], axis=-1),
-                    hovertemplate="%{text}<br>p = %{customdata[0]:.2f}<extra></extra>", showlegend=False)
+    size = _label_size(boxes, raw)
+    chars = max(1, int(_cell_px(boxes, raw, 500) / (0.6 * size)))
+    shown = [plotly_text(_fit(t, chars)) for t in raw]
+    text = [f"<b>{t}</b>" if hit else t for t, hit in zip(shown, answer, strict=True)]
+    fig.add_scatter(x=cx, y=cy, mode="text", text=text, textfont={"color": "white", "size": size},
+                    customdata=np.stack([probs, answer, labels], axis=-1),
+                    hovertemplate="%{customdata[2]}<br>p = %{customdata[0]:.2f}<extra></extra>", showlegend=False)
     height = 520
     fig.update_layout(title=title, height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     fig.update_xaxes(visible=False, range=[0, pixels.shape[1]])
@@ -125,8 +145,8 @@ def pointing_split_figure(frame: pd.DataFrame) -> go.Figure:
                         hovertemplate="step %{x}: %{y:.1%} (n=%{customdata}, 95% CI in the error bar)")
     chance = frame.groupby("step")["chance"].mean()
     fig.add_scatter(x=chance.index, y=chance.to_numpy(), mode="lines", name="chance", line={"dash": "dot"})
-    fig.update_layout(height=300, xaxis_title="step", yaxis_title="pointing", yaxis_range=[0, 1.0001],
-                      legend_orientation="h", margin={"t": 30, "b": 30, "l": 40, "r": 10})
+    fig.update_layout(height=320, xaxis_title="step", yaxis_title="pointing", yaxis_range=[0, 1.0001],
+                      legend=LEGEND_ABOVE, margin={"t": 50, "b": 40, "l": 50, "r": 10})
     return fig
 
 

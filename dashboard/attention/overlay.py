@@ -133,7 +133,7 @@ def colorbar(colormap: str, value_range: tuple[float, float], height: int, width
     if colormap not in COLORMAPS:
         raise ValueError(f"unknown colormap {colormap!r}; choose one of {sorted(COLORMAPS)}")
     low, high = value_range
-    scale = max(0.35, min(1.0, height / 400))
+    scale = max(0.5, min(1.0, height / 320))  # ≥ 0.5: labels ~11 px tall, readable when the map is shown small
     thickness = 1
     labels = [_label(high), _label(low)]
     text_w = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for t in labels)

@@ -149,6 +149,14 @@ def build_running(out_dir: Path) -> bool:
     return job is not None and job.status.state == "running"
 
 
+def running_build() -> BuildStatus | None:
+    """The status of a demo build this process is running now (into any folder), if there is one:
+    pages that need a run say it is being built instead of asking the visitor to pick one."""
+    with _JOBS_LOCK:
+        jobs = list(_JOBS.values())
+    return next((job.status for job in jobs if job.status.state == "running"), None)
+
+
 def demo_build_job(out_dir: Path, builder: Builder | None = None) -> DemoBuildJob:
     """The one build job of this process for ``out_dir`` (every session gets the same object)."""
     key = Path(out_dir).expanduser().resolve()

@@ -119,7 +119,7 @@ _CLICKABLE: dict = {"marker": {"size": 6, **_INVISIBLE}, "selected": {"marker": 
 
 
 def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: str, options: ChartOptions,
-               stats: FigureStats, show_legend: bool, label: str) -> None:
+               stats: FigureStats, show_legend: bool, label: str, checkpoints: dict[int, str] | None = None) -> None:
     weight = smoothing_for(series, options)
     smoothed = tb_smooth(series.y, weight) if weight > 0 else None
     mask = _in_range(series, options.step_range)
@@ -127,12 +127,16 @@ def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: 
     raw_idx = minmax_indices(y, options.max_points)
     spec = _hover_format(series.metric, series.y)
     metric, run_label = plotly_text(series.metric), plotly_text(run_name)
+    # A point at a checkpoint's step names the checkpoint in its hover: the curve's point, drawn at the
+    # marker's place, often wins the hover over the marker (issue 37).
+    saved = [[f" · {checkpoints[int(s)]}" if checkpoints and int(s) in checkpoints else ""]
+             for s in series.step[mask][raw_idx]]
     # The logged values are always the hovered trace; a smoothed line is decoration labelled as such.
     fig.add_trace(go.Scatter(
         x=x[raw_idx], y=y[raw_idx], mode=CURVE_MODE, **_CLICKABLE, name=label, legendgroup=run_name,
         showlegend=show_legend, line={"color": colour, "width": 1 if smoothed is not None else 2},
-        opacity=0.35 if smoothed is not None else 1.0,
-        hovertemplate=f"{metric} = %{{y:{spec}}} (logged)<extra>{run_label}</extra>",
+        opacity=0.35 if smoothed is not None else 1.0, customdata=saved,
+        hovertemplate=f"{metric} = %{{y:{spec}}} (logged)%{{customdata[0]}}<extra>{run_label}</extra>",
     ), row=row, col=1)
     stats.points[label] = len(raw_idx)
     stats.source_points[label] = int(mask.sum())
@@ -297,6 +301,7 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
                         subplot_titles=[plotly_text(t) for t in titles] or None)
     primary_metrics = plot_metrics(run, options.source_map)
     all_attempts = attempt_metrics(run, options.source_map) if options.split_attempts and run.restarts else None
+    saved_at = {int(c.step): plotly_text(c.name) for c in run.checkpoints if c.step is not None}
     series_by_metric: dict[str, Series] = {}
     values_by_row: dict[int, list[np.ndarray]] = {}
     runs = [run, *overlays]
@@ -320,7 +325,8 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
                     # One legend entry per run and metric: the run's name only matters when runs are overlaid.
                     label = f"{name} · {shown.metric}" if overlays else shown.metric
                     tint = colour if k == 0 else COLOURS[(j * len(runs) + run_index + 3 * k) % len(COLOURS)]
-                    _add_curve(fig, shown, row, tint, name, options, stats, show_legend=True, label=label)
+                    _add_curve(fig, shown, row, tint, name, options, stats, show_legend=True, label=label,
+                               checkpoints=saved_at if one is run else None)
                     values_by_row.setdefault(row, []).append(shown.y[_in_range(shown, options.step_range)])
     if options.show_checkpoints:
         _add_checkpoints(fig, run, primary_metrics, options, series_by_metric, best, stats, chart)

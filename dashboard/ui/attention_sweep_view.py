@@ -36,6 +36,8 @@ from dashboard.ui.widgets import show_model_error
 
 K_ACROSS = "attn.across"  # {"key": (checkpoint, step), "runs": {checkpoint path: AttentionRun}}
 K_POINTING = "attn.pointing"  # {(checkpoint, eval path, n): summary dict}
+ACROSS_DEFAULT = 4  # checkpoints picked by default: first … last, evenly spread
+ACROSS_PER_ROW = 4  # tiles per row: more made ~80 px maps with unreadable colour-bar labels
 POINTING_FRACTIONS = ("pointing", "chance", "mass_in_box", "accuracy", "exact_match", "best_layer_pointing")
 
 
@@ -44,8 +46,22 @@ def loadable_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
     try:
         return list(get_run(run_dir).loadable_checkpoints)
     except (PathOutsideRoots, RunNotFoundError) as exc:
-        st.error(f"Cannot open run: {exc}")
+        st.error(markdown_safe(f"Cannot open run: {exc}"))
         return []
+
+
+def spread_picks(options: list[str], count: int = ACROSS_DEFAULT) -> list[str]:
+    """``count`` options evenly spread from the first to the last (the early ones are what a map is compared to)."""
+    if len(options) <= count:
+        return list(options)
+    last = len(options) - 1
+    return [options[round(i * last / (count - 1))] for i in range(count)]
+
+
+def in_step_order(picked: dict[str, Any], order: list[str]) -> list[tuple[str, Any]]:
+    """``picked`` (path → value, in the order the user picked) in the run's step order."""
+    rank = {path: i for i, path in enumerate(order)}
+    return sorted(picked.items(), key=lambda item: rank.get(item[0], len(rank)))
 
 
 def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any], run_dir: Path | None) -> None:
@@ -55,7 +71,7 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
         return
     infos = loadable_checkpoints(run_dir)
     names = {str(c.path.resolve()): c.name for c in infos}
-    default = [p for p in map(str, state.selected_compare_checkpoints()) if p in names] or list(names)[-4:]
+    default = [p for p in map(str, state.selected_compare_checkpoints()) if p in names] or spread_picks(list(names))
     chosen = st.multiselect("Checkpoints", list(names), default=default, format_func=names.get, key="attn.ckpts")
     forced_text = ("the same prompt" if step == 0 else
                    f"the same prompt plus the first {step} generated token{'s' if step > 1 else ''} of the current "
@@ -84,12 +100,13 @@ def render_across_checkpoints(run: AttentionRun, step: int, opts: dict[str, Any]
     if shared and saved["runs"]:
         value_range = shared_range([other.grid(0, opts["layers"], opts["head"], opts["view"])
                                     for other in saved["runs"].values()])
-    cols = st.columns(max(1, len(saved["runs"])))
-    for col, (path, other) in zip(cols, saved["runs"].items(), strict=False):
-        picture = overlay(other, 0, opts, value_range=value_range, min_side=160)
-        col.image(picture, caption=f"{names.get(path, Path(path).name)} → "
-                  f"{markdown_safe(other.tokens[0]) if other.tokens else '—'}",
-                  width="stretch")
+    tiles = in_step_order(saved["runs"], list(names))
+    for start in range(0, len(tiles), ACROSS_PER_ROW):
+        for col, (path, other) in zip(st.columns(ACROSS_PER_ROW), tiles[start:start + ACROSS_PER_ROW], strict=False):
+            picture = overlay(other, 0, opts, value_range=value_range, min_side=256)
+            col.image(picture, caption=f"{markdown_safe(names.get(path, Path(path).name))} → "
+                      f"{markdown_safe(other.tokens[0]) if other.tokens else '—'}",
+                      width="stretch")
 
 
 def pointing_caption(frame: pd.DataFrame, asked: int, eval_set: str) -> str:
@@ -123,7 +140,8 @@ def render_pointing(run_dir: Path | None) -> None:
             with admitted(Job("Pointing score", examples=n, checkpoints=len(infos))):
                 scored, errors = pointing_per_checkpoint(
                     get_pool(), infos, eval_set.examples, n, get_settings().max_image_pixels,
-                    on_progress=lambda done, total, name: bar.progress(done / total, text=f"Scored {name}"),
+                    on_progress=lambda done, total, name: bar.progress(done / total,
+                                                                       text=f"Scored {markdown_safe(name)}"),
                     should_stop=session_gone_check())
         except GenerationCancelled:  # the browser session is gone
             return
@@ -141,7 +159,7 @@ def render_pointing(run_dir: Path | None) -> None:
         st.plotly_chart(pointing_figure(frame), key="attn.point_fig")
         columns = ["name", "step", "n", "pointing", "chance", "mass_in_box", "accuracy", "exact_match",
                    "distinct_peaks", "best_layer", "best_layer_pointing", "skipped"]
-        st.caption(pointing_caption(frame, n, eval_set.name))
+        st.caption(pointing_caption(frame, n, markdown_safe(eval_set.name)))
         st.dataframe(display_table(frame[columns], {c: "fraction" for c in POINTING_FRACTIONS}), hide_index=True)
         per_example = {"eval_set": {"name": eval_set.name, "sha256": eval_set.content_hash}, "examples_asked": n,
                        "checkpoints": [{k: r.get(k) for k in ("name", "step", "n", "pointing", "pointing_ci95_low",

@@ -70,7 +70,7 @@ def controls(run: AttentionRun) -> dict[str, Any]:
     views = [v.name for v in run.layout.views]
     view = views[0]
     if len(views) > 1:
-        view = c3.selectbox("Grid", views, key=f"attn.view.{'-'.join(views)}", help=run.layout.note)
+        view = c3.selectbox("Grid", views, key=f"attn.view.{'-'.join(views)}", help=markdown_safe(run.layout.note))
     d1, d2, d3, d4 = st.columns(4)
     alpha = d1.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="attn.alpha")
     smooth = d2.toggle("Smooth upsampling", value=False, key="attn.smooth",
@@ -109,7 +109,8 @@ def show_token(run: AttentionRun, step: int, opts: dict[str, Any]) -> None:
     left, right = st.columns([1, 1])
     picture = overlay(run, step, opts)
     caption = (f"{token_label(step, token)} — {layers_label(opts['layers'])}, {head_label(opts['head'])}, "
-               f"{opts['view']} grid ({run.layout.note}); colour bar: attention weight, this map's own range")
+               f"{opts['view']} grid ({markdown_safe(run.layout.note)}); "
+               "colour bar: attention weight, this map's own range")
     if kind == "attention rollout":
         rolled = tools.rollout_grid(run, step, opts["layers"][-1], opts["view"], ANALYSIS_ERRORS)
         if rolled is not None:

@@ -34,8 +34,9 @@ def map_kind() -> str:
 def rollout_grid(run: AttentionRun, step: int, upto: int, view: str | None, errors: tuple[type[Exception], ...]
                  ) -> np.ndarray | None:
     caught: tuple[type[Exception], ...] = (*errors, ValueError)
-    try:
-        with generation_turn(Path(run.checkpoint), Job("Attention rollout")) as loaded:  # one forward pass
+    try:  # one extra forward pass (~2–3 s on CPU): say so while it runs
+        with st.spinner(f"Rolling attention out through layers 0–{upto} (one forward pass)…"), \
+                generation_turn(Path(run.checkpoint), Job("Attention rollout")) as loaded:
             return run.rollout_grid(loaded, step, upto=upto, view=view)
     except caught as exc:
         show_model_error(exc, "Attention rollout failed")

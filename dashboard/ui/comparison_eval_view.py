@@ -82,21 +82,21 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
                 report = run_eval(None, home, paths, evalset, gen, data_dir=data_dir,
                                   batch_size=batch, max_image_pixels=settings.max_image_pixels, backend=backend,
                                   should_stop=session_gone_check(),
-                                  on_progress=lambda d, t, m: bar.progress(d / max(t, 1),
-                                                                           text=f"{d}/{t} · {backend.name} · {m}"))
+                                  on_progress=lambda d, t, m: bar.progress(
+                                      d / max(t, 1), text=markdown_safe(f"{d}/{t} · {backend.name} · {m}")))
         except VisitorLimitError as exc:
             _job().abandon()
-            st.warning(f"Not run: {exc}")
+            st.warning(markdown_safe(f"Not run: {exc}"))
             return
         _job().finish(report)
         st.rerun()  # redraw with Run enabled / Stop disabled and the fresh scores
     stopped, timing, errors = report_lines(_job().report_for(job))
     if stopped:
-        st.info(stopped)
+        st.info(markdown_safe(stopped))
     if timing:
-        st.caption(timing)
+        st.caption(markdown_safe(timing))
     for error in errors:
-        st.error(error)
+        st.error(markdown_safe(error))
     scores = prepare_scores(home, paths, evalset, gen, data_dir)
     if not any(s.n for s in scores.values()):
         st.info("No saved scores for these checkpoints and settings yet: press **Run eval set**.")

@@ -12,7 +12,7 @@ from dashboard.compare.diff import diff_html, escape_text, plain_html, similarit
 from dashboard.compare.export import checkpoint_metadata, single_export, to_csv_bytes, to_json_bytes
 from dashboard.compare.results import safe_name
 from dashboard.compare.runner import SingleOutput, cache_key, compare_single, settings_dict
-from dashboard.formatting import fmt_rate, fmt_seconds
+from dashboard.formatting import fmt_rate, fmt_seconds, markdown_safe
 from dashboard.generation import GenerationSettings
 from dashboard.public import VisitorLimitError, scrub_paths
 from dashboard.runs.checkpoints import CheckpointInfo
@@ -48,7 +48,7 @@ def render_outputs(outputs: list[SingleOutput], reference: str, show_deleted: bo
                 tag = " · reference" if out.name == reference else ""
                 st.html(f"<strong>{escape_text(out.name)}</strong>{tag}")
                 if not out.ok:
-                    st.error(out.error or "failed")
+                    st.error(markdown_safe(out.error or "failed"))
                     continue
                 body = plain_html(out.text) if out.name == reference else diff_html(ref_text, out.text,
                                                                                      show_deleted=show_deleted)
@@ -95,9 +95,10 @@ def render_single_example(run: RunData, infos: list[CheckpointInfo], gen: Genera
             with admitted(Job.generating("Comparison", gen, checkpoints=len(missing))):
                 outs = compare_single(get_pool(), [c.path for c in missing], picked.image, prompt, gen, cache,
                                       image_digest=picked.digest, should_stop=session_gone_check(),
-                                      on_progress=lambda d, t, m: bar.progress(d / max(t, 1), text=f"{d}/{t} · {m}"))
+                                      on_progress=lambda d, t, m: bar.progress(
+                                          d / max(t, 1), text=markdown_safe(f"{d}/{t} · {m}")))
         except VisitorLimitError as exc:
-            st.warning(f"Not run: {exc}")
+            st.warning(markdown_safe(f"Not run: {exc}"))
             return
         for out in outs:
             failed.pop(keys[out.name], None)
@@ -110,7 +111,7 @@ def render_single_example(run: RunData, infos: list[CheckpointInfo], gen: Genera
     ok_names = [o.name for o in outputs if o.ok]
     if not ok_names:
         for out in outputs:
-            st.error(f"{out.name}: {out.error}")
+            st.error(markdown_safe(f"{out.name}: {out.error}"))
         return
     c1, c2 = st.columns([3, 1])
     reference = c1.selectbox("Reference checkpoint (diffs are against its output)", ok_names,

@@ -19,6 +19,7 @@ from dashboard.compare.selection import (
     limit_note,
     merge_selection,
 )
+from dashboard.formatting import markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.run import RunData, RunNotFoundError
@@ -86,10 +87,11 @@ def render_comparison() -> None:
     try:
         run = get_run(run_dir)
     except (PathOutsideRoots, RunNotFoundError) as exc:
-        st.error(f"Cannot open run: {exc}")
+        st.error(markdown_safe(f"Cannot open run: {exc}"))
         return
     if sum(c.loadable for c in run.checkpoints) < MIN_CHECKPOINTS:
-        st.warning(f"{run.name} has fewer than {MIN_CHECKPOINTS} loadable checkpoints; nothing to compare.")
+        st.warning(markdown_safe(f"{run.name} has fewer than {MIN_CHECKPOINTS} loadable checkpoints; "
+                                 "nothing to compare."))
         return
     infos = choose_checkpoints(run)
     if len(infos) < MIN_CHECKPOINTS:

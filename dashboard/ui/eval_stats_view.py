@@ -27,7 +27,7 @@ from dashboard.compare.results import CheckpointScores
 from dashboard.compare.stats import detectable_sentence, format_p, verdict
 from dashboard.compare.tables import format_ci_rows
 from dashboard.evalset import EvalSet
-from dashboard.formatting import fmt_fraction
+from dashboard.formatting import fmt_fraction, markdown_safe
 from dashboard.metrics import registered
 from dashboard.ui.patching_view import why_button
 
@@ -155,7 +155,8 @@ def regression_section(evalset: EvalSet, scores: Mapping[str, CheckpointScores],
         return None
     found = find_regressions(evalset, scores[earlier], scores[later], metric)
     result = paired(scores[earlier], scores[later], metric)
-    st.caption(f"{len(found.broke)} broke, {len(found.fixed)} fixed from {earlier} to {later} "
+    st.caption(f"{len(found.broke)} broke, {len(found.fixed)} fixed from {markdown_safe(earlier)} to "
+               f"{markdown_safe(later)} "
                f"({format_p(result.p_value)}). Words in outputs not in the reference are marked, missing ones struck.")
     broke_tab, fixed_tab = st.tabs([f"Broke ({len(found.broke)})", f"Fixed ({len(found.fixed)})"])
     for tab, changes in ((broke_tab, found.broke), (fixed_tab, found.fixed)):

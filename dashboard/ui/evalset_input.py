@@ -60,7 +60,7 @@ def run_eval_sets(run_dir: Path | None) -> list[Path]:
 
 def _report(eval_set: EvalSet) -> EvalSet | None:
     if eval_set.problems:
-        with st.expander(f"{len(eval_set.problems)} bad row(s) of {eval_set.name} skipped",
+        with st.expander(f"{len(eval_set.problems)} bad row(s) of {markdown_safe(eval_set.name)} skipped",
                          expanded=not eval_set.examples):
             st.text("\n".join(eval_set.problems[:200]))
     if not eval_set.examples:
@@ -104,5 +104,5 @@ def choose_eval_set_or_upload(key: str, run_dir: Path) -> EvalSet | None:
             return None
         eval_set = _report(parsed)
     if eval_set is not None:
-        st.caption(f"**{len(eval_set.examples)}** usable examples in {eval_set.name}")
+        st.caption(f"**{len(eval_set.examples)}** usable examples in {markdown_safe(eval_set.name)}")
     return eval_set

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.admission import GATE, Job, check_job, client_key
+from dashboard.formatting import markdown_safe
 from dashboard.models.loading import LoadedModel
 from dashboard.models.turns import WaitCallback
 from dashboard.public import LIMITS, proxy_hops, public_mode
@@ -81,7 +82,7 @@ def queue_notice(checkpoint: Path, notice: Any) -> WaitCallback:
     """``on_wait`` that shows the session's place in ``checkpoint``'s queue in ``notice`` (an ``st.empty()``)."""
 
     def on_wait(ahead: int, waited_s: float) -> None:
-        notice.info(f"Queued for **{checkpoint.name}**: {ahead} request(s) ahead of you "
+        notice.info(f"Queued for **{markdown_safe(checkpoint.name)}**: {ahead} request(s) ahead of you "
                     f"(you are number {ahead + 1} in line) · waited {waited_s:.0f} s. "
                     "Requests are served in arrival order, one generation each.", icon=":material/schedule:")
 

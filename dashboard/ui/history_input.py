@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.formatting import markdown_safe
 from dashboard.history import HistoryError, HistoryRecord
 from dashboard.images import ImageError
 from dashboard.ui.image_input import PickedImage, picked_from_bytes
@@ -33,7 +34,7 @@ def history_record(record_id: int) -> HistoryRecord | None:
     try:
         record = get_history().get(int(record_id))
     except HistoryError as exc:
-        st.error(f"History is unavailable: {exc}")
+        st.error(markdown_safe(f"History is unavailable: {exc}"))
         return None
     if record is None:
         st.warning(f"History item #{record_id} was deleted.")
@@ -45,7 +46,7 @@ def pick_history_item(key: str, *, only_with_image: bool = False) -> tuple[Picke
     try:
         records = get_history().list(limit=HISTORY_LIMIT)
     except HistoryError as exc:
-        st.error(f"History is unavailable: {exc}")
+        st.error(markdown_safe(f"History is unavailable: {exc}"))
         return None, ""
     if only_with_image:
         records = [r for r in records if r.image_stored]
@@ -62,8 +63,9 @@ def pick_history_item(key: str, *, only_with_image: bool = False) -> tuple[Picke
         return None, ""
     picked = history_image(record)
     if isinstance(picked, str):
-        st.warning(picked)
+        st.warning(markdown_safe(picked))
         return None, record.prompt
-    st.image(picked.image, caption=f"#{record.id} · {picked.name} · {picked.image.width}×{picked.image.height}",
+    st.image(picked.image, caption=f"#{record.id} · {markdown_safe(picked.name)} · "
+                                          f"{picked.image.width}×{picked.image.height}",
              width=256)
     return picked, record.prompt

@@ -44,7 +44,7 @@ def render_home() -> None:
     try:
         run = get_run(run_path)
     except (PathOutsideRoots, FileNotFoundError, NotADirectoryError) as exc:
-        st.error(f"Cannot open this run: {exc}")
+        st.error(markdown_safe(f"Cannot open this run: {exc}"))
         return
     _render_built(run_path)
     _render_overview(run)
@@ -84,7 +84,7 @@ def _render_no_run() -> None:
                 "synthetic shapes task (a few minutes on 2 CPU cores).")
     failed = job.status
     if failed.state == "failed":
-        st.error(f"The last demo build failed: {markdown_safe(failed.error)}")
+        st.error(markdown_safe(f"The last demo build failed and left nothing behind: {failed.error}"))
     if st.button("Build the demo run", type="primary", key="home.build"):
         job.start()  # False when another session's build is already running: then watch that one
         st.session_state[K_WATCH] = True
@@ -163,8 +163,19 @@ def checkpoint_scores(run: RunData, saved: pd.DataFrame | None = None) -> pd.Dat
     return table
 
 
+def _best_help(run, best_info) -> str:
+    """Which checkpoint, by which metric, with which value: the trainer's own record, named."""
+    best_metric = run.state.best_metric if run.state else None
+    named = [] if run.config.empty else list(run.config[run.config["key"] == "metric_for_best_model"]["value"])
+    metric = (f"{named[-1]} (metric_for_best_model)" if named
+              else "metric_for_best_model (its name is not recorded in this run)")
+    name = best_info.name if best_info else "none"
+    return markdown_safe(f"{name}: {metric} = {fmt_number(best_metric)} "
+                         f"(trainer_state.json's best_metric and best_model_checkpoint; {run.best.reason})")
+
+
 def _render_overview(run: RunData) -> None:
-    st.subheader(f"Run `{run.name}`")
+    st.subheader(f"Run {markdown_safe(run.name)}")
     st.caption(markdown_safe(shown_path(run.path, get_settings().runs_roots)))
     if run.lfs_pointers:
         st.error(markdown_safe(f"{run.name} is a Git LFS pointer run: its files were cloned without their content. "
@@ -178,11 +189,8 @@ def _render_overview(run: RunData) -> None:
     cols[0].metric("Checkpoints", len(run.checkpoints))
     cols[1].metric("Global step", run.state.global_step if run.state and run.state.global_step else "—")
     best_label = "—" if best_info is None else (f"step {best_info.step}" if best_info.step is not None
-                                                 else best_info.name)
-    best_metric = run.state.best_metric if run.state else None
-    cols[2].metric("Best checkpoint", best_label,
-                   help=markdown_safe(f"{best_info.name if best_info else 'none'}: best_metric = "
-                                      f"{fmt_number(best_metric)} (from trainer_state.json; {run.best.reason})"))
+                                                 else markdown_safe(best_info.name))
+    cols[2].metric("Best checkpoint", best_label, help=_best_help(run, best_info))
     cols[3].metric("Last eval accuracy",
                    format_metric("eval_accuracy", _last_value(run.preferred_metrics, "eval_accuracy")))
     st.caption(markdown_safe(f"Best checkpoint: {best_info.name if best_info else 'none'} — {run.best.reason}."))

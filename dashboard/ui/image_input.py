@@ -19,12 +19,13 @@ from dashboard.formatting import markdown_safe
 from dashboard.images import DecodedImages, ImageError, image_digest, image_size, load_image
 from dashboard.public import LIMITS, public_mode
 from dashboard.thumbnails import thumbnail_png
+from dashboard.ui import url_state
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.gate import max_examples
 from dashboard.ui.resources import get_settings
 
 GALLERY_PAGE = 12
-GALLERY_COLUMNS = 6
+GALLERY_COLUMNS = 4  # in the Inference page's left column: 6 cut the ids to "0‥" at 1400 px
 SOURCE_UPLOAD = "Upload"
 SOURCE_EXAMPLE = "Eval-set example"
 
@@ -100,18 +101,24 @@ def _upload(key: str) -> PickedImage | None:
         return None
 
 
-def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
+def _gallery(key: str, sets: list[Path], url_param: str | None = None) -> PickedImage | None:
     eval_set = choose_run_eval_set(f"{key}.evalset", sets)
     if eval_set is None:
         return None
+    chosen_key = f"{key}.example_id"
+    if url_param:  # ?ex=<id>: the example a link or a reload names
+        from_url = url_state.arrival_value(url_param, url_state.decode_choice(list(eval_set.by_id())), "example")
+        if from_url is not None:
+            st.session_state[chosen_key] = from_url
     examples = eval_set.examples
     tasks = sorted({ex.task for ex in examples if ex.task})
     if len(tasks) > 1:
         task = st.selectbox("Task", ["all", *tasks], key=f"{key}.task")
         if task != "all":
             examples = [ex for ex in examples if ex.task == task]
-    chosen_key = f"{key}.example_id"
     chosen = eval_set.by_id().get(st.session_state.get(chosen_key, ""))
+    if url_param:
+        url_state.publish(url_param, chosen.id if chosen is not None else None)
     if chosen is not None:  # collapsed: only the chosen example, so the prompt and Generate stay in view
         return _chosen_example(key, chosen, eval_set.path)
     pages = max(1, -(-len(examples) // GALLERY_PAGE))
@@ -125,9 +132,10 @@ def _gallery(key: str, sets: list[Path]) -> PickedImage | None:
             if isinstance(thumb, bytes):
                 st.image(thumb, width="stretch")
             else:
-                st.caption(f":warning: {markdown_safe(thumb)}")
+                st.caption(f"⚠ {markdown_safe(thumb)}")
             # A callback, so the click's own run already shows the collapsed gallery.
-            st.button(example.id, key=f"{key}.pick.{example.id}", help=example.prompt, width="stretch",
+            st.button(markdown_safe(example.id), key=f"{key}.pick.{example.id}", help=markdown_safe(example.prompt),
+                      width="stretch", wrap=True,
                       on_click=st.session_state.__setitem__, args=(chosen_key, example.id))
     st.caption("Click an example to use its image (and its prompt as a suggestion).")
     return None
@@ -169,16 +177,22 @@ def _chosen_example(key: str, chosen: EvalExample, source: Path | None) -> Picke
     return picked
 
 
-def pick_image(key: str, run_dir: Path | None) -> PickedImage | None:
-    """Upload or eval-set gallery → :class:`PickedImage`; shows its own errors and returns None then."""
+def pick_image(key: str, run_dir: Path | None, url_param: str | None = None) -> PickedImage | None:
+    """Upload or eval-set gallery → :class:`PickedImage`; shows its own errors and returns None then.
+
+    ``url_param``: the chosen example's id is mirrored into that query parameter (and read back on arrival).
+    """
     sets = run_eval_sets(run_dir)
     source = SOURCE_UPLOAD
     if sets:
         source = st.segmented_control("Image source", [SOURCE_EXAMPLE, SOURCE_UPLOAD], default=SOURCE_EXAMPLE,
                                       key=f"{key}.source") or SOURCE_EXAMPLE
-    picked = _gallery(key, sets) if source == SOURCE_EXAMPLE else _upload(key)
+    if url_param and source != SOURCE_EXAMPLE:
+        url_state.publish(url_param, None)
+    picked = _gallery(key, sets, url_param) if source == SOURCE_EXAMPLE else _upload(key)
     if picked is not None:
-        st.image(picked.image, caption=f"{picked.name} · {picked.image.width}×{picked.image.height}", width=256)
+        st.image(picked.image, caption=f"{markdown_safe(picked.name)} · {picked.image.width}×{picked.image.height}",
+                 width=256)
     return picked
 
 

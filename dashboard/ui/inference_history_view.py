@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.csv_export import rows_csv_bytes
-from dashboard.formatting import fmt_rate, fmt_seconds
+from dashboard.formatting import fmt_rate, fmt_seconds, markdown_safe
 from dashboard.history import HistoryError, HistoryRecord
 from dashboard.public import scrub_paths, shown_path
 from dashboard.thumbnails import png_data_uri
@@ -38,7 +38,7 @@ def _confirm_delete(ids: list[int]) -> None:
     try:
         deleted = get_history().delete(ids)
     except HistoryError as exc:
-        st.session_state["inf.hist_notice"] = f"Nothing deleted: {exc}"
+        st.session_state["inf.hist_notice"] = f"Nothing deleted: {markdown_safe(exc)}"
         return
     st.session_state["inf.hist_notice"] = f"Deleted {deleted} record(s)."
 
@@ -48,7 +48,7 @@ def _confirmation() -> None:
     pending = st.session_state.get(K_PENDING)
     notice = st.session_state.pop("inf.hist_notice", None)
     if notice:
-        st.success(notice)
+        st.success(notice)  # Markdown: run and database text in it is escaped where it is made
     if not pending:
         return
     with st.container(border=True):
@@ -65,7 +65,7 @@ def save_history(records: list[HistoryRecord]) -> None:
     try:
         get_history().add_many(records)
     except HistoryError as exc:
-        st.warning(f"Result shown but not saved to history: {exc}")
+        st.warning(markdown_safe(f"Result shown but not saved to history: {exc}"))
 
 
 def start_rerun(record_id: int) -> None:
@@ -89,7 +89,7 @@ def render_history_mode() -> None:
         history = get_history()
         checkpoints = history.distinct("checkpoint")
     except HistoryError as exc:
-        st.error(str(exc))
+        st.error(markdown_safe(exc))
         return
     c1, c2 = st.columns([2, 2])
     ckpt_filter = c1.selectbox("Checkpoint", ["all", *checkpoints], key="inf.hist_ckpt",
@@ -97,7 +97,7 @@ def render_history_mode() -> None:
     text_filter = c2.text_input("Search prompt / output", key="inf.hist_text")
     records = history.list(checkpoint=None if ckpt_filter == "all" else ckpt_filter, text=text_filter or None)
     st.caption(f"{len(records)} record(s) shown · {history.count()} stored in "
-               f"{shown_path(history.path, ())}")
+               f"{markdown_safe(shown_path(history.path, ()))}")
     if not records:
         _confirmation()
         st.info("No generations recorded yet (or none match the filter).")

@@ -40,15 +40,20 @@ K_LAST = "inf.last"
 
 
 def show_stats(stats: dict) -> None:
-    cols = st.columns(6)
-    cols[0].metric("Latency", fmt_seconds(stats["latency_s"]), help="End to end: preprocessing + prefill + decode.")
-    cols[1].metric("Preprocessing", fmt_seconds(stats.get("preprocess_s")),
-                   help="The processor: image resize/normalise, chat template, tokenising.")
-    cols[2].metric("Time to first token", fmt_seconds(stats.get("ttft_s")), help="The prefill, from generate's start.")
-    cols[3].metric("Decode", fmt_rate(stats.get("tokens_per_s")),
-                   help="Tokens after the first ÷ time after the first token (— for a one-token answer).")
-    cols[4].metric("Input tokens", stats["prompt_tokens"])
-    cols[5].metric("Output tokens", stats["output_tokens"])
+    """The timings as metrics in a wrapping row: each takes its value's width, so none is cut off
+    (six fixed columns truncated "415.9 tok/s" to "41…" and the labels at 1400 px)."""
+    with st.container(horizontal=True, wrap=True, gap="medium", key="inf.stats"):
+        for label, value, help_text in [
+            ("Latency", fmt_seconds(stats["latency_s"]), "End to end: preprocessing + prefill + decode."),
+            ("Preprocessing", fmt_seconds(stats.get("preprocess_s")),
+             "The processor: image resize/normalise, chat template, tokenising."),
+            ("Time to first token", fmt_seconds(stats.get("ttft_s")), "The prefill, from generate's start."),
+            ("Decode", fmt_rate(stats.get("tokens_per_s")),
+             "Tokens after the first ÷ time after the first token (— for a one-token answer)."),
+            ("Input tokens", stats["prompt_tokens"], "The templated prompt plus the image tokens."),
+            ("Output tokens", stats["output_tokens"], "Tokens generated."),
+        ]:
+            st.metric(label, value, help=help_text, width="content")
 
 
 def rerun_image() -> PickedImage | None:
@@ -62,7 +67,7 @@ def rerun_image() -> PickedImage | None:
         return None
     picked = history_image(record)
     if isinstance(picked, str):
-        st.warning(picked)
+        st.warning(markdown_safe(picked))
         return None
     return picked
 
@@ -92,7 +97,7 @@ def render_single_mode(checkpoint: Path, run_dir: Path | None) -> None:
                 return
         last = st.session_state.get(K_LAST)
         if last:
-            st.markdown(f"**Answer** ({Path(last['checkpoint']).name}): {markdown_safe(last['prefill'])}"
+            st.markdown(f"**Answer** ({markdown_safe(Path(last['checkpoint']).name)}): {markdown_safe(last['prefill'])}"
                         f"{markdown_safe(last['output'])}")
             show_stats(last["timings"])
 
@@ -101,7 +106,7 @@ def _single_image(run_dir: Path | None) -> PickedImage | None:
     picked = rerun_image()
     if picked is None:
         return pick_image("inf", run_dir)
-    st.image(picked.image, caption=f"Re-running with {picked.name}", width=256)
+    st.image(picked.image, caption=f"Re-running with {markdown_safe(picked.name)}", width=256)
     if st.button("Choose another image", key="inf.clear_rerun"):
         st.session_state.pop(K_RERUN, None)
         st.rerun()
@@ -112,14 +117,14 @@ def run_single(checkpoint: Path, run_dir: Path | None, picked: PickedImage, prom
                settings: GenerationSettings) -> None:
     try:
         with ExitStack() as stack:
-            with st.spinner(f"Waiting for a turn on {checkpoint.name}…"):
+            with st.spinner(f"Waiting for a turn on {markdown_safe(checkpoint.name)}…"):
                 job = Job.generating("Inference", settings)
                 loaded = stack.enter_context(generation_turn(checkpoint, job))  # our turn until the stream ends
             generation = stream(loaded, picked.image, prompt, settings, prefill, should_stop=session_gone_check())
             templated = format_prompt(loaded, prompt.strip(), prefill.strip())
             with st.expander("Prompt as sent to the model (chat template applied)"):
                 st.code(templated, language=None, wrap_lines=True)
-            st.markdown(f"**Answer** ({checkpoint.name}):")
+            st.markdown(f"**Answer** ({markdown_safe(checkpoint.name)}):")
             if prefill.strip():
                 st.markdown(markdown_safe(prefill.strip()))
             st.write_stream(markdown_safe(chunk) for chunk in generation)
@@ -145,7 +150,7 @@ def render_inference() -> None:
     st.title("Inference")
     notice = state.get(state.NOTICE)
     if notice:
-        st.info(notice)
+        st.info(markdown_safe(notice))
         state.put(state.NOTICE, None)
     st.session_state.setdefault(K_MODE, "Single")
     mode = st.segmented_control("Mode", MODES, key=K_MODE) or "Single"
@@ -157,7 +162,7 @@ def render_inference() -> None:
         st.info(why_no_checkpoint())
         return
     get_pool().prefetch(checkpoint)  # loading while the user picks an image and types
-    st.caption(f"Checkpoint: `{shown_path(checkpoint, get_settings().runs_roots)}`")
+    st.caption(f"Checkpoint: {markdown_safe(shown_path(checkpoint, get_settings().runs_roots))}")
     if mode == "Single":
         render_single_mode(checkpoint, state.selected_run())
     else:

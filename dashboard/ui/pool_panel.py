@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from dashboard.formatting import fmt_bytes
+from dashboard.formatting import fmt_bytes, markdown_safe
 from dashboard.models.pool import ModelPool, PoolEntry
 
 
@@ -43,14 +43,14 @@ def render_pool_panel(pool: ModelPool, key: str = "pool") -> None:
             activity = (f"  \nloaded in {entry.load_seconds:.2f} s · used {_ago(entry.last_used)}"
                         + (" · **in use**" if entry.in_use else "")) if shared_controls else ""
             # public mode: when and whether others use a model is their business, not a stranger's
-            st.markdown(f"**{_label(entry)}**  \n{entry.model_type} · {entry.device} · {entry.dtype} · "
-                        f"{fmt_bytes(entry.nbytes)}" + activity)
+            st.markdown(f"**{markdown_safe(_label(entry))}**  \n{markdown_safe(entry.model_type)} · {entry.device} · "
+                        f"{entry.dtype} · {fmt_bytes(entry.nbytes)}" + activity)
             if shared_controls and st.button("Evict", key=f"{key}.evict.{entry.path}", disabled=bool(entry.in_use),
                          help="Free this model's memory (it reloads on next use)"):
                 if pool.evict(entry.path):
-                    st.toast(f"Evicted {_label(entry)}")
+                    st.toast(f"Evicted {markdown_safe(_label(entry))}")
                 else:
-                    st.toast(f"{_label(entry)} is in use; try again when its generation finishes")
+                    st.toast(f"{markdown_safe(_label(entry))} is in use; try again when its generation finishes")
                 st.rerun()
     if shared_controls and len(entries) > 1 and st.button("Evict all", key=f"{key}.clear"):
         pool.clear()

@@ -7,6 +7,7 @@ change them programmatically.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -34,8 +35,8 @@ def _sync_widget(widget_key: str, plain_key: str, options: list[str], default: s
     now = st.session_state.get(widget_key)
     if wanted and wanted != now and not Path(wanted).exists():
         # e.g. the checkpoint folder was deleted while the page was open: say so, never switch silently.
-        st.warning(f"{Path(wanted).name} is no longer available (deleted or moved)"
-                   + (f"; showing {Path(now).name} instead." if now else "."))
+        st.warning(markdown_safe(f"{Path(wanted).name} is no longer available (deleted or moved)"
+                                 + (f"; showing {Path(now).name} instead." if now else ".")))
     state.put(plain_key, now)
 
 
@@ -43,9 +44,11 @@ def _copy_to_plain(widget_key: str, plain_key: str) -> None:
     state.put(plain_key, st.session_state.get(widget_key))
 
 
-def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt=None, help_text: str | None = None,
-            default: str | None = None):
+def _select(label: str, options: list[str], widget_key: str, plain_key: str, fmt=None,
+            help_text: str | Callable[[str | None], str] | None = None, default: str | None = None):
     _sync_widget(widget_key, plain_key, options, default)
+    if callable(help_text):
+        help_text = help_text(st.session_state.get(widget_key))
     return st.selectbox(label, options, key=widget_key, format_func=fmt or (lambda p: Path(p).name),
                         on_change=_copy_to_plain, args=(widget_key, plain_key), help=help_text)
 
@@ -120,10 +123,10 @@ def _render_checkpoint_picker(run_path: str) -> None:
     best = str(run.best_checkpoint.path) if run.best_checkpoint else None
     steps = {str(c.path): c.step for c in run.checkpoints}
 
-    def label(p: str) -> str:
-        step = steps.get(p)
+    def label(p: str) -> str:  # short enough for the sidebar: "(step N)" only when the name does not say it
+        step, name = steps.get(p), Path(p).name
         star = " ★ best" if p == best else ""
-        return f"{Path(p).name}{'' if step is None else f' (step {step})'}{star}"
+        return f"{name}{'' if step is None or name.endswith(f'-{step}') else f' (step {step})'}{star}"
 
     _select("Checkpoint", loadable, _W_CKPT, state.CHECKPOINT_PATH, fmt=label,
             help_text="Shared by Inference and Attention; Comparison starts from it too.")

@@ -11,6 +11,7 @@ import zlib
 import pandas as pd
 import streamlit as st
 
+from dashboard.formatting import markdown_safe
 from dashboard.runs.run import RunData
 from dashboard.timeline.texts import text_at, text_series, text_steps
 
@@ -48,4 +49,4 @@ def render_text_panel(run: RunData) -> None:
         if others is not None and not others.empty:
             listed = ", ".join(f"{t} ({kind}, {n}×)" for t, kind, n in
                                zip(others["tag"], others["kind"], others["count"], strict=True))
-            st.caption(f"Also logged, not plotted: {listed}")
+            st.caption(f"Also logged, not plotted: {markdown_safe(listed)}")

@@ -34,9 +34,11 @@ from dashboard.ui.drift_view import render_drift
 from dashboard.ui.live_scoring_view import render_live_scoring, select_new_series
 from dashboard.ui.resources import get_run, get_settings
 from dashboard.ui.summaries_panel import render_text_panel
+from dashboard.ui.widgets import scroll_into_view
 
 K_SELECTED = "tl.selected_checkpoint"  # plain key: survives reruns where the chart is not clicked
 K_CHART = "tl.chart"
+K_PANEL = "tl-selected"  # the selection panel's container key (scrolled into view after a marker click)
 K_SIGNATURE = "tl.signature"  # the run's file signature the whole page was last drawn from
 K_LIVE, K_INTERVAL = "tl.live", "tl.interval"
 
@@ -69,11 +71,18 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
                             help="Train and eval metrics (eval_* names) from trainer_state.json / TensorBoard.")
     url_state.publish("metrics", ",".join(chosen))
     axes = available_axes(metrics)
+    _from_url("x", f"{k}.x_axis", url_state.decode_choice(axes), "x axis")
+    _from_url("log", f"{k}.log_y", _decode_flag, "log scale")
+    _from_url("smooth", f"{k}.smoothing", _decode_smoothing, "smoothing")
+    st.session_state.setdefault(f"{k}.smoothing", DEFAULT_SMOOTHING)
     x_axis = c2.radio("X axis", axes, format_func=X_LABELS.get, horizontal=True, key=f"{k}.x_axis")
     log_y = c3.toggle("Log scale (y)", key=f"{k}.log_y")
-    smoothing = c3.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key=f"{k}.smoothing",
+    smoothing = c3.slider("Smoothing", 0.0, 0.99, step=0.01, key=f"{k}.smoothing",
                           help="TensorBoard's debiased exponential moving average, for dense train curves; "
                                "the logged values stay behind it and in the hover.")
+    url_state.publish("x", x_axis if x_axis != axes[0] else None)
+    url_state.publish("log", "1" if log_y else None)
+    url_state.publish("smooth", f"{smoothing:g}" if smoothing != DEFAULT_SMOOTHING else None)
     smooth_sparse = c3.toggle("Smooth eval/sparse series too", key=f"{k}.smooth_sparse",
                               help=f"Off: eval series and series with fewer than {SPARSE_POINTS} points are "
                                    "drawn exactly as logged.")
@@ -150,6 +159,29 @@ def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
     return picked
 
 
+DEFAULT_SMOOTHING = 0.6
+
+
+def _decode_flag(raw: str) -> bool:
+    if raw not in ("0", "1"):
+        raise ValueError("expected 0 or 1")
+    return raw == "1"
+
+
+def _decode_smoothing(raw: str) -> float:
+    value = float(raw)  # ValueError for text
+    if not 0.0 <= value <= 0.99:  # also NaN and ±inf
+        raise ValueError("expected 0 … 0.99")
+    return round(value, 2)
+
+
+def _from_url(param: str, widget_key: str, decode, what: str) -> None:
+    """A chart control's value from the URL, once per session (a link or reload shows the same chart)."""
+    value = url_state.arrival_value(param, decode, what)
+    if value is not None:
+        st.session_state[widget_key] = value
+
+
 def _controls_and_chart(run_path: str, live: bool, interval: float) -> None:
     signature = run_signature(Path(run_path).resolve())
     if st.session_state.get(K_SIGNATURE) != signature:
@@ -167,7 +199,6 @@ def _controls_and_chart(run_path: str, live: bool, interval: float) -> None:
 
 def _chart(run: RunData, signature: tuple, chart: ChartOptions, best_metric: str | None, mode: str,
            overlays: list[str]) -> None:
-    panel = st.container()  # the selection panel goes above the chart, next to where the user clicked
     others = [r for r in (_load(p) for p in overlays) if r is not None]
     scores, _ = saved_scores(run.path, get_settings().data_dir)
     best = best_checkpoint(run, best_metric, mode) if best_metric else None  # type: ignore[arg-type]
@@ -179,6 +210,7 @@ def _chart(run: RunData, signature: tuple, chart: ChartOptions, best_metric: str
                                      "its metric_for_best_model may differ)."))
         elif trainers is None and run.state is not None:
             st.caption(plain_caption(f"The trainer's own best checkpoint: {run.best.reason}."))
+    fresh = False  # a marker click just chose a new checkpoint
     if not chart.metrics and not chart.score_labels:
         st.info("Pick at least one metric to plot.")
     else:
@@ -193,9 +225,13 @@ def _chart(run: RunData, signature: tuple, chart: ChartOptions, best_metric: str
                    "Click a checkpoint marker (◆) to select it.")
         picked = checkpoint_from_selection(event, run, chart.x_axis)
         if picked is not None:
+            fresh = state.get(K_SELECTED) != str(picked.path)
             state.put(K_SELECTED, str(picked.path))
-    with panel:
-        _selected_panel(run)
+    # Right below the chart, where the click was (above it, the panel appeared 400 px out of view),
+    # and scrolled into view when a click just chose it.
+    _selected_panel(run)
+    if fresh:
+        scroll_into_view(K_PANEL)
 
 
 def _selected_panel(run: RunData) -> None:
@@ -203,7 +239,7 @@ def _selected_panel(run: RunData) -> None:
     ckpt = run.checkpoint(chosen) if chosen else None
     if ckpt is None:
         return
-    with st.container(border=True):
+    with st.container(border=True, key=K_PANEL):
         saved = ckpt.modified.strftime("%Y-%m-%d %H:%M:%S UTC")
         st.markdown(f"**Selected: {markdown_safe(ckpt.name)}** · step {ckpt.step} · {fmt_bytes(ckpt.size_bytes)} · "
                     f"{ckpt.weight_format}{' (PEFT adapter)' if ckpt.is_adapter else ''} · saved {saved}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard.formatting import markdown_safe
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.discovery import find_run, run_name
 from dashboard.runs.run import RunNotFoundError
@@ -44,11 +45,13 @@ def read_selection() -> None:
     run_name, ckpt_name = st.query_params.get(RUN), st.query_params.get(CKPT)
     if not run_name:
         if ckpt_name:
-            st.warning(f"The link names checkpoint {ckpt_name!r} but no run; showing the default run.")
+            st.warning(f"The link names checkpoint {markdown_safe(repr(ckpt_name))} but no run; "
+                       "showing the default run.")
         return
     run_dir = find_run(run_name, get_settings().runs_roots)
     if run_dir is None:
-        st.warning(f"The link's run {run_name!r} is not a run under the runs root; showing the default run.")
+        st.warning(f"The link's run {markdown_safe(repr(run_name))} is not a run under the runs root; "
+                   "showing the default run.")
         return
     state.put(state.RUN_PATH, str(run_dir))
     state.put(state.CHECKPOINT_PATH, None)
@@ -57,12 +60,13 @@ def read_selection() -> None:
     try:
         run = get_run(run_dir)
     except (PathOutsideRoots, RunNotFoundError) as exc:
-        st.warning(f"Cannot open the link's run {run_name!r}: {exc}")
+        st.warning(f"Cannot open the link's run {markdown_safe(repr(run_name))}: {markdown_safe(exc)}")
         return
     plain = folder_name(ckpt_name)
     ckpt = next((c for c in run.checkpoints if c.name == plain and c.loadable), None)
     if ckpt is None:
-        st.warning(f"The link's checkpoint {ckpt_name!r} is not a loadable checkpoint of {run.name}; "
+        st.warning(f"The link's checkpoint {markdown_safe(repr(ckpt_name))} is not a loadable checkpoint of "
+                   f"{markdown_safe(run.name)}; "
                    "showing the newest instead.")
         return
     state.put(state.CHECKPOINT_PATH, str(ckpt.path))
@@ -100,7 +104,8 @@ def arrival_value(param: str, decode: Callable[[str], Any], what: str) -> Any:
     try:
         return decode(raw)
     except ValueError as exc:
-        st.warning(f"The link's {what} ({param}={raw[:MAX_VALUE]!r}) cannot be used: {exc}. Using the default.")
+        st.warning(f"The link's {what} ({param}={markdown_safe(repr(raw[:MAX_VALUE]))}) cannot be used: "
+                   f"{markdown_safe(exc)}. Using the default.")
         return None
 
 

@@ -92,7 +92,13 @@ def confined(path: str | Path | None, what: str = "Path") -> Path | None:
 
 def why_no_checkpoint() -> str:
     """What a page that needs a checkpoint says when there is none: which run, and why."""
+    from dashboard.demo.jobs import running_build  # no trainer import: only the job registry
+
     run_path = state.selected_run()
+    building = running_build()
+    if run_path is None and building is not None:
+        return (f"The demo run is being built ({building.fraction:.0%}: {markdown_safe(building.message)}); "
+                "this page is ready when it is. Home shows the progress.")
     if run_path is None:
         return "Pick a run and a checkpoint in the sidebar first."
     try:
@@ -102,16 +108,26 @@ def why_no_checkpoint() -> str:
     return markdown_safe(run.why_not_loadable() or f"Pick a checkpoint of run {run.name} in the sidebar.")
 
 
+def scroll_into_view(container_key: str) -> None:
+    """Scroll the container created with ``st.container(key=container_key)`` into view (once, on this run):
+    what a click produced must not appear outside the viewport. ``container_key`` is code, never run text."""
+    if not container_key.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"not a container key: {container_key!r}")
+    # In a function: every such script runs in the page's global scope (a second top-level const would throw).
+    st.html(f"<script>(() => {{ const el = document.querySelector('.st-key-{container_key}');"
+            "if (el) { el.scrollIntoView({block: 'center'}); } })();</script>", unsafe_allow_javascript=True)
+
+
 def show_model_error(exc: Exception, context: str = "Generation failed") -> None:
     """Explain a load/generation failure; after an out-of-memory error free what the pool can."""
     from dashboard.models.turns import QueueTimeoutError
     from dashboard.public import VisitorLimitError
 
     if isinstance(exc, (QueueTimeoutError, VisitorLimitError)):
-        st.warning(f"Not run: {exc}")
+        st.warning(markdown_safe(f"Not run: {exc}"))
     elif isinstance(exc, GenerationOOMError):
         get_pool().recover_after_oom()
-        st.error(f"{exc}. Unused models were evicted; try again.")
+        st.error(markdown_safe(f"{exc}. Unused models were evicted; try again."))
     elif isinstance(exc, CheckpointLoadError):
         st.error(markdown_safe(f"Cannot load checkpoint: {exc}"))
     else:

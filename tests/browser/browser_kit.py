@@ -9,6 +9,7 @@ never a fixed sleep.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -136,11 +137,17 @@ def open_page(page, title: str, timeout: float = 90_000) -> None:
     settle(page, timeout)
 
 
-def choose_select(page, label: str, option: str, scope: str = "body") -> None:
-    """Pick ``option`` (substring) in the Streamlit selectbox whose label is ``label``."""
+def choose_select(page, label: str, option: str | re.Pattern[str], scope: str = "body") -> None:
+    """Pick ``option`` (substring, or a pattern) in the Streamlit selectbox whose label is ``label``."""
     page.locator(scope).get_by_role("combobox", name=label, exact=True).first.click()
     page.locator('[role="option"]').filter(has_text=option).first.click()
     settle(page)
+
+
+def checkpoint_option(name: str) -> re.Pattern[str]:
+    """The sidebar's option for checkpoint ``name`` ("checkpoint-150", "checkpoint-150 ★ best"), never
+    a longer name that starts alike ("checkpoint-1500")."""
+    return re.compile(rf"^{re.escape(name)}(?!\d)")
 
 
 def click_example(page, example_id: str) -> None:

@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 from tests.browser.browser_kit import (
     StreamlitServer,
     app_text,
+    checkpoint_option,
     choose_select,
     exception_texts,
     fresh_page,
@@ -301,7 +302,7 @@ def test_checkpoint_deleted_while_page_is_open(hpage, hostile_server, hostile_ro
     open_page(page, "Inference")
     names = sorted((p.name for p in victim_run.glob("checkpoint-*")), key=lambda n: int(n.rsplit("-", 1)[1]))
     victim, survivor = names[0], names[-1]
-    choose_select(page, "Checkpoint", f"{victim} ", scope='[data-testid="stSidebar"]')
+    choose_select(page, "Checkpoint", checkpoint_option(victim), scope='[data-testid="stSidebar"]')
     click_first_example(page, victim_run)
     shutil.rmtree(victim_run / victim)  # gone while the page still offers it
     page.get_by_label("Prompt", exact=True).press("Control+Enter")
@@ -319,7 +320,7 @@ def test_checkpoint_deleted_while_page_is_open(hpage, hostile_server, hostile_ro
     settle(page)
     choose_run(page, "demo")
     open_page(page, "Inference")
-    choose_select(page, "Checkpoint", f"{survivor} ", scope='[data-testid="stSidebar"]')
+    choose_select(page, "Checkpoint", checkpoint_option(survivor), scope='[data-testid="stSidebar"]')
     click_first_example(page, victim_run)
     generate(page)
     assert "Output tokens" in app_text(page), alerts(page)

@@ -16,6 +16,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from bench.load_test import checkpoint_names
 from tests.browser.browser_kit import (
     app_text,
+    checkpoint_option,
     choose_select,
     click_example,
     exception_texts,
@@ -61,8 +62,8 @@ def test_inference_upload_generate_and_history_survives_refresh(page, server, ar
     first = checkpoint_names(demo_runs_root)[0]  # not the default (last) one
     goto(page, server)
     open_page(page, "Inference")
-    choose_select(page, "Checkpoint", f"{first} ", scope='[data-testid="stSidebar"]')
-    assert sidebar_checkpoint(page).startswith(f"{first} ")
+    choose_select(page, "Checkpoint", checkpoint_option(first), scope='[data-testid="stSidebar"]')
+    assert checkpoint_option(first).match(sidebar_checkpoint(page)), sidebar_checkpoint(page)
     segmented(page, "Upload")
     image = demo_runs_root / "demo" / "eval" / "images" / "00000.png"
     page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', str(image))

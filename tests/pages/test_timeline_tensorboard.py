@@ -89,7 +89,7 @@ def test_text_samples_viewable_per_step_as_plain_text(tb_root: Path) -> None:
     step.set_value(10).run()
     texts = [t.value for t in at.text]
     assert "<b>step 10</b> a red circle" in texts  # shown verbatim as text, not rendered HTML
-    assert any("weights (histogram, 1×)" in c.value for c in at.caption)
+    assert any("weights \\(histogram, 1×\\)" in c.value for c in at.caption)  # tags are run text: escaped
 
 
 def test_home_shows_hparams_as_configuration(tb_root: Path) -> None:

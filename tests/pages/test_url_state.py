@@ -97,6 +97,26 @@ def test_comparison_view_round_trips(app_env: Path, demo_run_dir: Path) -> None:
     assert len(bad.multiselect(key="cmp.checkpoints").value) >= 2  # the default selection
 
 
+def test_timeline_chart_controls_round_trip(app_env: Path) -> None:
+    at = _arrive({})
+    at.switch_page("pages/3_Timeline.py").run()
+    toggle = next(t for t in at.toggle if t.label == "Log scale (y)")
+    toggle.set_value(True).run()
+    next(s for s in at.slider if s.label == "Smoothing").set_value(0.8).run()
+    next(r for r in at.radio if r.label == "X axis").set_value("epoch").run()  # the demo logs epochs
+    url = _url(at)
+    assert url["log"] == "1" and url["smooth"] == "0.8" and url["x"] == "epoch", url
+    fresh = _arrive(url).switch_page("pages/3_Timeline.py").run()
+    assert not fresh.exception and not fresh.warning, [w.value for w in fresh.warning]
+    assert next(t for t in fresh.toggle if t.label == "Log scale (y)").value is True
+    assert next(s for s in fresh.slider if s.label == "Smoothing").value == 0.8
+    assert next(r for r in fresh.radio if r.label == "X axis").value == "epoch"
+    bad = _arrive({**url, "smooth": "inf", "log": "yes"}).switch_page("pages/3_Timeline.py").run()
+    assert not bad.exception, bad.exception
+    warnings = " ".join(w.value for w in bad.warning)
+    assert "smooth=" in warnings and "log=" in warnings, warnings
+
+
 def test_timeline_metrics_round_trip(app_env: Path) -> None:
     at = _arrive({})
     at.switch_page("pages/3_Timeline.py").run()
@@ -126,14 +146,21 @@ def test_attention_head_and_layers_round_trip(app_env: Path, demo_run_dir: Path)
     at = _arrive({})
     run = _capture(at, demo_run_dir)
     at.selectbox(key=f"attn.head.{run.result.n_heads}").set_value(1).run()
+    if len(run.tokens) > 1:
+        at.segmented_control(key=f"attn.token.{id(run)}").set_value(1).run()
     url = _url(at)
-    assert url["head"] == "1" and url["token"] == "0" and url["layers"] == f"0-{run.result.n_layers - 1}"
-    fresh = _arrive({**url, "layers": "1-1"})
-    again = _capture(fresh, demo_run_dir)  # the capture itself is not in the URL: the view choices are
+    assert url["head"] == "1" and url["layers"] == f"0-{run.result.n_layers - 1}"
+    assert url["ex"] and url["cap"] == "1" and url["n"] == "3"
+    # The same link in a new browser: the same example, length and capture, with token and head applied
+    # at once (recomputed or from the shared cache), no clicks.
+    fresh = _arrive({**url, "layers": "1-1"}).switch_page("pages/4_Attention.py").run()
+    assert not fresh.exception, fresh.exception
+    again = fresh.session_state["attn.run"]
+    assert again.tokens == run.tokens and fresh.number_input(key="attn.max_new").value == 3
     assert fresh.selectbox(key=f"attn.head.{again.result.n_heads}").value == 1
     assert fresh.select_slider(key=f"attn.layers.{again.result.n_layers}").value == (1, 1)
-    bad = _arrive({**url, "head": "99", "layers": "5-0"})
-    _capture(bad, demo_run_dir)
+    assert fresh.segmented_control(key=f"attn.token.{id(again)}").value == int(url["token"])
+    bad = _arrive({**url, "head": "99", "layers": "5-0"}).switch_page("pages/4_Attention.py").run()
     warnings = " ".join(w.value for w in bad.warning)
     assert "head=" in warnings and "layers=" in warnings
     assert bad.selectbox(key=f"attn.head.{again.result.n_heads}").value == "mean"

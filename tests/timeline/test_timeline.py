@@ -323,3 +323,15 @@ def test_cached_figure_is_the_built_figure_and_follows_every_input(run) -> None:
     assert logged is not fig and logged.layout.yaxis.type == "log"
     changed, _ = cached_figure(run, (*signature, ("new-file", 1, 1)), options, [], None, None)
     assert changed is not fig and cached_figure.calls == calls + 3  # a changed run is drawn anew
+
+
+def test_a_curve_point_at_a_checkpoint_names_it_in_the_hover(run) -> None:
+    """Hovering where a marker sits often hovers the curve's point: it names the checkpoint too (issue 37)."""
+    fig, _ = build_figure(run, ChartOptions(metrics=["eval_loss"], smoothing=0.0))
+    curve = next(t for t in fig.data if t.name == "eval_loss")
+    by_step = dict(zip(curve.x, (c[0] for c in curve.customdata), strict=True))
+    saved = {c.step: c.name for c in run.checkpoints if c.step in by_step}
+    assert saved, "the synthetic run evaluates at some checkpoint steps"
+    assert all(by_step[step] == f" · {name}" for step, name in saved.items())
+    assert all(text == "" for step, text in by_step.items() if step not in saved)
+    assert "%{customdata[0]}" in curve.hovertemplate

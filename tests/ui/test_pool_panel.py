@@ -27,7 +27,8 @@ def test_panel_lists_models_and_evicts(tiny_checkpoints: list[Path], tmp_path, m
     at = AppTest.from_string(SCRIPT, default_timeout=60).run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "run/checkpoint-1" in text and "run/checkpoint-2" in text and "llava" in text
+    # Folder names are run text: shown escaped (markdown_safe), so "-" arrives as "\\-".
+    assert "run/checkpoint\\-1" in text and "run/checkpoint\\-2" in text and "llava" in text
     assert "of 123.0 MB budget" in at.get("progress")[0].proto.text
     evict = [b for b in at.button if b.label == "Evict"]
     assert len(evict) == 2
