@@ -145,8 +145,36 @@ def _read_square(config: Any, processor: Any, inputs: Mapping[str, Any],
     return _grid_reader(side, side, cell, cell, layout.image_positions)
 
 
+def _read_llava_next(config: Any, processor: Any, inputs: Mapping[str, Any],
+                     layout: ImageLayout) -> dict[int, list[PixelRect]]:
+    """``pack_image_features``: base image (``pixel_values[0]``) patches, then the stitched tile grid
+    (tiles row-major from ``pixel_values[1]``), centre-unpadded, one newline token (no pixels) per row."""
+    from transformers.image_processing_utils import select_best_resolution
+
+    vision = config.vision_config
+    tile_px, patch = int(vision.image_size), int(vision.patch_size)
+    g = tile_px // patch
+    positions = layout.image_positions
+    out = _grid_reader(g, g, patch, patch, positions[:g * g])
+    height, width = (int(v) for v in np.asarray(inputs["image_sizes"]).reshape(-1, 2)[0])
+    best_h, best_w = select_best_resolution((height, width), [list(p) for p in config.image_grid_pinpoints])
+    tiles_w = int(best_w) // tile_px
+    rows, cols = int(best_h) // patch, int(best_w) // patch
+    rest = len(positions) - g * g  # kept rows × (kept cols + newline); unpadding keeps all rows or all cols
+    kept = (rows, rest // rows - 1) if rest % rows == 0 and rest // rows - 1 <= cols else (rest // (cols + 1), cols)
+    r0, c0 = (rows - kept[0]) // 2, (cols - kept[1]) // 2
+    grid = positions[g * g:].reshape(kept[0], kept[1] + 1)
+    for r in range(kept[0]):
+        for c in range(kept[1]):
+            R, C = r0 + r, c0 + c
+            tile = 1 + (R // g) * tiles_w + C // g
+            y, x = (R % g) * patch, (C % g) * patch
+            out[int(grid[r, c])] = [(tile, y, x, y + patch, x + patch)]
+    return out
+
+
 READERS: dict[str, Reader] = {
-    "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen,
+    "llava_next": _read_llava_next, "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen,
     "idefics3": _read_idefics3, "smolvlm": _read_idefics3, "paligemma": _read_square, "gemma3": _read_square,
 }
 

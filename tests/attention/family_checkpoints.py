@@ -261,6 +261,8 @@ def llava_next(folder: Path) -> Path:
                              image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
                              image_grid_pinpoints=[[32, 32], [32, 64], [64, 32]])
     model = LlavaNextForConditionalGeneration(config)
+    tower = model.model.vision_tower
+    _mix_nothing(getattr(tower, "vision_model", tower).encoder.layers)
     image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
                                                  image_grid_pinpoints=[[32, 32], [32, 64], [64, 32]])
     processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,

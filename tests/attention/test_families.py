@@ -182,8 +182,12 @@ def test_declared_token_order_matches_the_grid_views(name: str, loaded: dict[str
             offsets.setdefault(id(segment), set()).add((vr - r, vc - c))
             placed.add(index[int(pos)])
         assert all(len(o) == 1 for o in offsets.values()), offsets  # one block, same row-major order
-    # every token the views draw is accounted for; the rest is a declared extra (LLaVA's CLS token)
-    assert all(cells[i][0].group == "CLS token" for i in set(range(len(cells))) - placed)
+    # every token the views draw is accounted for; the rest is a declared extra without pixels (LLaVA's CLS
+    # token, LLaVA-NeXT's newline token ending each row)
+    for i in set(range(len(cells))) - placed:
+        segment, _, c = cells[i]
+        assert segment.group == "CLS token" or (segment.row_end and c == segment.cols - 1), (segment, c)
+    assert all(i in placed for i, (seg, _, c) in enumerate(cells) if seg.row_end and c < seg.cols - 1)
 
 
 def test_idefics3_caption_names_tiles_shown_and_the_global_view_left_out(loaded: dict[str, LoadedModel]) -> None:
@@ -213,3 +217,14 @@ def test_single_grid_caption_states_row_major_order(name: str, loaded: dict[str,
     assert layout.order_caption(total).startswith(f"All {total} image tokens, in prompt order: row-major over "
                                                   f"the {rows}×{cols} grid")
     assert layout.token_labels()[cols] == "r2c1"  # row-major: the token after the first row starts row 2
+
+
+@pytest.mark.parametrize("name", WITH_ATTENTION)
+def test_rollout_draws_every_view(name: str, loaded: dict[str, LoadedModel]) -> None:
+    """Rollout (the page's third map) runs through the family's capture and fills each view's grid."""
+    item = loaded[name]
+    result = analyse(item, _painted((8, 8, 30, 30)), "what is it ?", max_new_tokens=2)
+    for view in result.layout.views:
+        grid = result.rollout_grid(item, 0, view=view.name)
+        assert grid.shape == view.shape
+        assert np.isfinite(grid).all() and (grid >= 0).all() and grid.sum() > 0

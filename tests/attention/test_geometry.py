@@ -38,7 +38,7 @@ def _parts(folder: Path) -> tuple[Any, Any]:
 
 def test_every_family_with_attention_has_a_pixel_reader() -> None:
     assert set(REGISTRY) <= set(geometry.READERS)
-    assert {"llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma", "gemma3"} <= set(CHECKED)
+    assert {"llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma", "gemma3"} <= set(CHECKED)
 
 
 @pytest.mark.parametrize("name", CHECKED)
@@ -69,7 +69,7 @@ def _shift_third(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
-@pytest.mark.parametrize("name", ["llava", "qwen2_vl", "idefics3", "gemma3"])
+@pytest.mark.parametrize("name", ["llava", "llava_next", "qwen2_vl", "idefics3", "gemma3"])
 @pytest.mark.parametrize("change", [_shift_third, lambda b: b[::-1].copy()], ids=["shifted", "rows flipped"])
 def test_oracle_catches_a_wrong_adapter(name: str, change: Any, folders: dict[str, Path],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
