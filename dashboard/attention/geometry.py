@@ -161,7 +161,8 @@ def _read_llava_next(config: Any, processor: Any, inputs: Mapping[str, Any],
     tiles_w = int(best_w) // tile_px
     rows, cols = int(best_h) // patch, int(best_w) // patch
     rest = len(positions) - g * g  # kept rows × (kept cols + newline); unpadding keeps all rows or all cols
-    kept = (rows, rest // rows - 1) if rest % rows == 0 and rest // rows - 1 <= cols else (rest // (cols + 1), cols)
+    fits_rows = rest % rows == 0 and rest // rows - 1 <= cols
+    kept = (rows, rest // rows - 1) if fits_rows else (rest // (cols + 1), cols)
     r0, c0 = (rows - kept[0]) // 2, (cols - kept[1]) // 2
     grid = positions[g * g:].reshape(kept[0], kept[1] + 1)
     for r in range(kept[0]):
@@ -174,7 +175,8 @@ def _read_llava_next(config: Any, processor: Any, inputs: Mapping[str, Any],
 
 
 READERS: dict[str, Reader] = {
-    "llava_next": _read_llava_next, "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen,
+    "llava_next": _read_llava_next, "llava_onevision": _read_llava_next,
+    "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen,
     "idefics3": _read_idefics3, "smolvlm": _read_idefics3, "paligemma": _read_square, "gemma3": _read_square,
 }
 

@@ -271,6 +271,36 @@ def llava_next(folder: Path) -> Path:
     return _save(folder, model, processor)
 
 
+def llava_onevision(folder: Path) -> Path:
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,
+    )
+
+    tok = tokenizer(["<image>", "<video>"], image_token="<image>", video_token="<video>")
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=4, image_size=32, patch_size=8)
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [32, 96], [96, 32]]
+    torch.manual_seed(0)
+    config = LlavaOnevisionConfig(text_config=text_cfg(tok, model_type="qwen2"), vision_config=vision,
+                                  image_token_id=tok.convert_tokens_to_ids("<image>"),
+                                  video_token_id=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+                                  vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
+                                  vision_aspect_ratio="anyres_max_9")
+    model = LlavaOnevisionForConditionalGeneration(config)
+    _mix_nothing(_siglip_layers(model))
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32},
+                                                      image_grid_pinpoints=pinpoints)
+    processor = without_video_processor(LlavaOnevisionProcessor)(
+        image_processor=image_processor, tokenizer=tok, num_image_tokens=16, vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9", chat_template=template("<image>"))
+    entry = video_entry("transformers.models.llava_onevision.video_processing_llava_onevision",
+                        "LlavaOnevisionVideoProcessor", size={"height": 32, "width": 32})
+    return _save(folder, model, processor, entry)
+
+
 def llava(folder: Path) -> Path:
     from transformers import LlavaForConditionalGeneration
 
@@ -300,6 +330,7 @@ def _mix_nothing(layers: Any) -> None:
 
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
-    "llava": llava, "llava_next": llava_next, "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl,
+    "llava": llava, "llava_next": llava_next, "llava_onevision": llava_onevision,
+    "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl,
     "idefics3": idefics3, "smolvlm": smolvlm, "paligemma": paligemma, "gemma3": gemma3,
 }

@@ -49,8 +49,8 @@ def _painted(box: tuple[int, int, int, int] | None) -> Image.Image:
 
 
 def test_every_family_has_a_builder_and_an_attention_verdict() -> None:
-    assert set(FAMILIES) == {"llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma",
-                             "gemma3"}
+    assert set(FAMILIES) == {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "idefics3",
+                             "smolvlm", "paligemma", "gemma3"}
     assert all(f in REGISTRY or f in NOT_AVAILABLE for f in FAMILIES)
 
 

@@ -24,12 +24,12 @@ from dashboard.attention.adapters.base import (
 )
 from dashboard.attention.adapters.idefics3 import Idefics3Adapter
 from dashboard.attention.adapters.llava import LlavaAdapter
-from dashboard.attention.adapters.llava_next import LlavaNextAdapter
+from dashboard.attention.adapters.llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
 from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter
 from dashboard.attention.adapters.square_grid import SquareGridAdapter
 
 ADAPTERS: tuple[FamilyAdapter, ...] = (
-    LlavaAdapter(), LlavaNextAdapter(), Qwen2VLAdapter(), Idefics3Adapter(),
+    LlavaAdapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), Qwen2VLAdapter(), Idefics3Adapter(),
     SquareGridAdapter("PaliGemma", ("paligemma",), tokens_per_image=None),
     SquareGridAdapter("Gemma 3", ("gemma3",), tokens_per_image="mm_tokens_per_image"),
 )
@@ -37,7 +37,6 @@ REGISTRY: dict[str, FamilyAdapter] = {t: a for a in ADAPTERS for t in a.model_ty
 SUPPORTED = tuple(REGISTRY)
 
 NOT_AVAILABLE = {
-    "llava_onevision": ("LLaVA-OneVision", "its any-resolution tiles are unpadded; no grid mapping yet"),
     "mllama": ("Mllama", "it cross-attends to image tiles, so image tokens are not in the text sequence"),
     "qwen3_vl": ("Qwen3-VL", "its deepstack layout has no grid mapping yet"),
 }

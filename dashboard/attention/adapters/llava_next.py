@@ -1,4 +1,4 @@
-"""LLaVA-NeXT: a stretched base image, then any-resolution tiles, unpadded, with a newline token per row.
+"""LLaVA-NeXT and LLaVA-OneVision: a stretched base image, then unpadded any-res tiles, a newline per row.
 
 Follows transformers' ``LlavaNextModel.pack_image_features`` and the image processor:
 
@@ -11,10 +11,15 @@ Follows transformers' ``LlavaNextModel.pack_image_features`` and the image proce
 
 So each high-resolution token maps back through the paste offset and the aspect-preserving scale;
 boxes are clipped to the image where a kept edge row still straddles the padding.
+
+LLaVA-OneVision packs the same way (SigLIP tower: no CLS, so its "full" strategy keeps every
+patch) but bilinearly shrinks the unpadded grid when it exceeds ``anyres_max_N`` tiles by more
+than 10 %; then each token blends neighbouring patches and has no box, which the layout says.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,7 +69,15 @@ class LlavaNextAdapter:
     family = "LLaVA-NeXT"
     model_types: tuple[str, ...] = ("llava_next",)
     components = Components()
-    token_order = "the base image row-major, then the unpadded tile grid row by row, a newline token after each row"
+    token_order = ("the base image row-major, then the unpadded tile grid row by row, "
+                   "a newline token after each row")
+
+    def _check_strategy(self, config: Any) -> None:
+        if config_value(config, "vision_feature_select_strategy", default="default") != "default":
+            raise LayoutError(f"{self.family}: only the 'default' feature strategy (CLS dropped) is mapped")
+
+    def _check_resampling(self, config: Any, rows: int, cols: int, g: int) -> None:
+        """LLaVA-NeXT keeps the unpadded grid as is."""
 
     def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,
                inputs: Mapping[str, Any]) -> ImageLayout:
@@ -72,19 +85,20 @@ class LlavaNextAdapter:
         vision = config.vision_config
         tile_px, patch = int(vision.image_size), int(vision.patch_size)
         g = tile_px // patch
-        if config_value(config, "vision_feature_select_strategy", default="default") != "default":
-            raise LayoutError("LLaVA-NeXT: only the 'default' feature strategy (CLS dropped) is mapped")
+        self._check_strategy(config)
         pinpoints = [list(p) for p in config.image_grid_pinpoints]
         best_h, best_w = best_resolution(height, width, pinpoints)
         tiles_h, tiles_w = best_h // tile_px, best_w // tile_px
         rows, cols = tiles_h * g, tiles_w * g
         r0, n_rows, c0, n_cols = unpadded_rows_cols(height, width, rows, cols)
+        self._check_resampling(config, n_rows, n_cols, g)
         token_id = int(config_value(config, "image_token_id", "image_token_index"))
         positions = image_token_positions(input_ids, token_id)
         expected = g * g + n_rows * (n_cols + 1)
         if len(positions) != expected:
-            raise LayoutError(f"LLaVA-NeXT: found {len(positions)} image tokens, expected {expected} ({g}×{g} base + "
-                              f"{n_rows} rows of {n_cols} + newline; one image per prompt is supported)")
+            raise LayoutError(f"{self.family}: found {len(positions)} image tokens, expected {expected} "
+                              f"({g}×{g} base + {n_rows} rows of {n_cols} + newline; one image per prompt is "
+                              "supported)")
         full = (0.0, 0.0, float(width), float(height))
         base = GridView("base image", positions[:g * g].reshape(g, g), uniform_boxes(g, g, full))
         grid = positions[g * g:].reshape(n_rows, n_cols + 1)
@@ -104,4 +118,26 @@ class LlavaNextAdapter:
                     TokenSegment("tile grid", n_rows, n_cols + 1, short="hr", row_end=True))
         order = (f"the base image's {g}×{g} tokens row-major, then the {n_rows}×{n_cols} unpadded tile grid row by "
                  "row, each row followed by a newline token")
-        return ImageLayout("llava_next", (width, height), (tiles, base), positions, note, segments, order)
+        return ImageLayout(str(config.model_type), (width, height), (tiles, base), positions, note, segments, order)
+
+
+class LlavaOnevisionAdapter(LlavaNextAdapter):
+    family = "LLaVA-OneVision"
+    model_types: tuple[str, ...] = ("llava_onevision",)
+    token_order = LlavaNextAdapter.token_order
+
+    def _check_strategy(self, config: Any) -> None:
+        strategy = config_value(config, "vision_feature_select_strategy", default="full")
+        has_cls = str(getattr(config.vision_config, "model_type", "")) == "clip_vision_model"
+        if (strategy == "default") != has_cls:
+            raise LayoutError(f"LLaVA-OneVision: strategy {strategy!r} with a "
+                              f"{'CLIP' if has_cls else 'SigLIP'} tower is not mapped")
+
+    def _check_resampling(self, config: Any, rows: int, cols: int, g: int) -> None:
+        """``pack_image_features``: above ``anyres_max_N`` tiles (×1.1) the grid is bilinearly shrunk."""
+        max_tiles = int(str(getattr(config, "vision_aspect_ratio", "anyres_max_9")).removeprefix("anyres_max_"))
+        ratio = math.sqrt(rows * cols / (max_tiles * g * g))
+        if ratio > 1.1:
+            raise LayoutError(f"LLaVA-OneVision: this image's {rows}×{cols} tile grid is bilinearly shrunk by "
+                              f"{ratio:.2f} (more than {max_tiles} tiles), so each token blends neighbouring "
+                              "patches and has no pixel box; use a smaller image")
