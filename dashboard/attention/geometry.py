@@ -176,7 +176,7 @@ def _read_llava_next(config: Any, processor: Any, inputs: Mapping[str, Any],
 
 READERS: dict[str, Reader] = {
     "llava_next": _read_llava_next, "llava_onevision": _read_llava_next,
-    "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen,
+    "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen, "qwen3_vl": _read_qwen,
     "idefics3": _read_idefics3, "smolvlm": _read_idefics3, "paligemma": _read_square, "gemma3": _read_square,
 }
 

@@ -153,6 +153,31 @@ def qwen2_5_vl(folder: Path) -> Path:
     return _qwen(folder, v25=True)
 
 
+def qwen3_vl(folder: Path) -> Path:
+    """Qwen3-VL: Qwen2-VL's patch layout with 16px patches, learned vision positions and deepstack (off: no layers)."""
+    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+
+    specials = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+    tok = tokenizer(specials)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1], "mrope_interleaved": True}
+    vision = dict(depth=0, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64, deepstack_visual_indexes=[])
+    torch.manual_seed(0)
+    model = Qwen3VLForConditionalGeneration(
+        Qwen3VLConfig(text_config=text_cfg(tok, rope_parameters=rope, head_dim=8), vision_config=vision, **common))
+    image_processor = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, min_pixels=32 * 32,
+                                               max_pixels=32 * 32 * 64, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = without_video_processor(Qwen3VLProcessor)(
+        image_processor=image_processor, tokenizer=tok,
+        chat_template=template("<|vision_start|> <|image_pad|> <|vision_end|>"))
+    entry = video_entry("transformers.models.qwen3_vl.video_processing_qwen3_vl", "Qwen3VLVideoProcessor",
+                        patch_size=16, temporal_patch_size=2, merge_size=2)
+    return _save(folder, model, processor, entry)
+
+
 def _idefics(folder: Path, smol: bool) -> Path:
     from transformers import (
         Idefics3Config,
@@ -331,6 +356,6 @@ def _mix_nothing(layers: Any) -> None:
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "llava": llava, "llava_next": llava_next, "llava_onevision": llava_onevision,
-    "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl,
+    "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl, "qwen3_vl": qwen3_vl,
     "idefics3": idefics3, "smolvlm": smolvlm, "paligemma": paligemma, "gemma3": gemma3,
 }

@@ -25,11 +25,11 @@ from dashboard.attention.adapters.base import (
 from dashboard.attention.adapters.idefics3 import Idefics3Adapter
 from dashboard.attention.adapters.llava import LlavaAdapter
 from dashboard.attention.adapters.llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
-from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter
+from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter, Qwen3VLAdapter
 from dashboard.attention.adapters.square_grid import SquareGridAdapter
 
 ADAPTERS: tuple[FamilyAdapter, ...] = (
-    LlavaAdapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), Qwen2VLAdapter(), Idefics3Adapter(),
+    LlavaAdapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), Qwen2VLAdapter(), Qwen3VLAdapter(), Idefics3Adapter(),
     SquareGridAdapter("PaliGemma", ("paligemma",), tokens_per_image=None),
     SquareGridAdapter("Gemma 3", ("gemma3",), tokens_per_image="mm_tokens_per_image"),
 )
@@ -38,7 +38,6 @@ SUPPORTED = tuple(REGISTRY)
 
 NOT_AVAILABLE = {
     "mllama": ("Mllama", "it cross-attends to image tiles, so image tokens are not in the text sequence"),
-    "qwen3_vl": ("Qwen3-VL", "its deepstack layout has no grid mapping yet"),
 }
 
 
