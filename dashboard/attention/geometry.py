@@ -174,7 +174,23 @@ def _read_llava_next(config: Any, processor: Any, inputs: Mapping[str, Any],
     return out
 
 
+def _read_internvl(config: Any, processor: Any, inputs: Mapping[str, Any],
+                   layout: ImageLayout) -> dict[int, list[PixelRect]]:
+    """``pixel_shuffle`` (0.5): each token is a 2×2 block of patches of one ``pixel_values`` image, in order."""
+    vision = config.vision_config
+    tile_px, patch = int(np.ravel(vision.image_size)[0]), int(np.ravel(vision.patch_size)[0])
+    cell = round(patch / float(config.downsample_ratio))
+    side = tile_px // cell
+    positions = layout.image_positions
+    out: dict[int, list[PixelRect]] = {}
+    for image in range(len(positions) // (side * side)):
+        out.update(_grid_reader(side, side, cell, cell, positions[image * side * side:(image + 1) * side * side],
+                                image=image))
+    return out
+
+
 READERS: dict[str, Reader] = {
+    "internvl": _read_internvl,
     "llava_next": _read_llava_next, "llava_onevision": _read_llava_next,
     "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen, "qwen3_vl": _read_qwen,
     "idefics3": _read_idefics3, "smolvlm": _read_idefics3, "paligemma": _read_square, "gemma3": _read_square,
@@ -353,6 +369,8 @@ def working_side(processor: Any) -> int:
             v = size_value(value, key)
             if isinstance(v, int | float) and v:  # Qwen's size holds pixel counts, not sides
                 sides.append(int(v) if v <= 4096 else math.isqrt(int(v)))
+    if getattr(ip, "crop_to_patches", False) and sides:  # InternVL: up to max_patches tiles in one row
+        sides.append(max(sides) * int(getattr(ip, "max_patches", 1)))
     for pin in getattr(ip, "image_grid_pinpoints", None) or []:
         sides.extend(int(v) for v in pin)
     return max(sides) if sides else 224

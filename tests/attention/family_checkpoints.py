@@ -326,6 +326,63 @@ def llava_onevision(folder: Path) -> Path:
     return _save(folder, model, processor, entry)
 
 
+def internvl(folder: Path) -> Path:
+    """InternVL: crop-to-patches tiles plus a thumbnail, pixel shuffle 0.5."""
+    from transformers import (
+        GotOcr2ImageProcessorPil,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+    )
+
+    specials = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+    tok = tokenizer(specials, start_image_token="<img>", end_image_token="</img>",
+                    context_image_token="<IMG_CONTEXT>", video_token="<video>")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                  image_size=[32, 32], patch_size=[8, 8])
+    torch.manual_seed(0)
+    config = InternVLConfig(text_config=text_cfg(tok, model_type="qwen2"), vision_config=vision,
+                            image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=4,
+                            downsample_ratio=0.5, vision_feature_layer=-1)
+    model = InternVLForConditionalGeneration(config)
+    with torch.no_grad():  # zero the vision attention's output so patches do not mix
+        for layer in model.model.vision_tower.encoder.layer:
+            layer.attention.projection_layer.weight.zero_()
+            layer.attention.projection_layer.bias.zero_()
+    image_processor = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, max_patches=4)
+    processor = without_video_processor(InternVLProcessor)(
+        image_processor=image_processor, tokenizer=tok, image_seq_length=4,
+        chat_template=template("<IMG_CONTEXT>"))
+    entry = video_entry("transformers.models.internvl.video_processing_internvl", "InternVLVideoProcessor",
+                        size={"height": 32, "width": 32})
+    return _save(folder, model, processor, entry)
+
+
+def aya_vision(folder: Path) -> Path:
+    """Aya Vision: an image-text-to-text family with no adapter; it must load, generate and say why no map."""
+    from transformers import (
+        AyaVisionConfig,
+        AyaVisionForConditionalGeneration,
+        AyaVisionProcessor,
+        GotOcr2ImageProcessorPil,
+    )
+
+    specials = ["<image>", "<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>", "TILE",
+                "TILE_GLOBAL"]
+    tok = tokenizer(specials)
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=4, image_size=32, patch_size=8, vision_use_head=False)
+    torch.manual_seed(0)
+    config = AyaVisionConfig(text_config=text_cfg(tok, model_type="cohere2", head_dim=8), vision_config=vision,
+                             image_token_id=tok.convert_tokens_to_ids("<|IMG_PATCH|>"), downsample_factor=2,
+                             vision_feature_layer=-1)
+    model = AyaVisionForConditionalGeneration(config)
+    image_processor = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, max_patches=4)
+    processor = AyaVisionProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8, img_size=32,
+                                   downsample_factor=2, chat_template=template("<image>"))
+    return _save(folder, model, processor)
+
+
 def llava(folder: Path) -> Path:
     from transformers import LlavaForConditionalGeneration
 
@@ -356,6 +413,7 @@ def _mix_nothing(layers: Any) -> None:
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "llava": llava, "llava_next": llava_next, "llava_onevision": llava_onevision,
-    "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl, "qwen3_vl": qwen3_vl,
+    "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl, "qwen3_vl": qwen3_vl, "internvl": internvl,
+    "aya_vision": aya_vision,
     "idefics3": idefics3, "smolvlm": smolvlm, "paligemma": paligemma, "gemma3": gemma3,
 }

@@ -23,13 +23,15 @@ from dashboard.attention.adapters.base import (
     UnsupportedFamily,
 )
 from dashboard.attention.adapters.idefics3 import Idefics3Adapter
+from dashboard.attention.adapters.internvl import InternVLAdapter
 from dashboard.attention.adapters.llava import LlavaAdapter
 from dashboard.attention.adapters.llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
 from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter, Qwen3VLAdapter
 from dashboard.attention.adapters.square_grid import SquareGridAdapter
 
 ADAPTERS: tuple[FamilyAdapter, ...] = (
-    LlavaAdapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), Qwen2VLAdapter(), Qwen3VLAdapter(), Idefics3Adapter(),
+    LlavaAdapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), Qwen2VLAdapter(), Qwen3VLAdapter(),
+    Idefics3Adapter(), InternVLAdapter(),
     SquareGridAdapter("PaliGemma", ("paligemma",), tokens_per_image=None),
     SquareGridAdapter("Gemma 3", ("gemma3",), tokens_per_image="mm_tokens_per_image"),
 )
@@ -41,12 +43,20 @@ NOT_AVAILABLE = {
 }
 
 
+NO_ADAPTER = "no adapter maps its image tokens to the patch grid"  # any other image-text-to-text family
+
+
+def unavailable_reason(model_type: str) -> tuple[str, str]:
+    """(family name, why the attention view has no map for it) for a model type without an adapter."""
+    return NOT_AVAILABLE.get(model_type, (model_type, NO_ADAPTER))
+
+
 def adapter_for(model_type: str) -> FamilyAdapter:
     """The adapter registered for ``model_type``, or :class:`UnsupportedFamily` saying why not."""
     adapter = REGISTRY.get(model_type)
     if adapter is not None:
         return adapter
-    family, why = NOT_AVAILABLE.get(model_type, (model_type, "no adapter maps its image tokens to the patch grid"))
+    family, why = unavailable_reason(model_type)
     raise UnsupportedFamily(f"attention view not available for {family} ({model_type}): {why}. Inference and "
                             f"Comparison still work. Supported: {', '.join(SUPPORTED)}.")
 
@@ -59,5 +69,20 @@ def layout_for(config: Any, processor: Any, input_ids: Any, image: Any, inputs: 
     return adapter.layout(config, processor, ids, image, plain)
 
 
-__all__ = ["ADAPTERS", "NOT_AVAILABLE", "REGISTRY", "SUPPORTED", "Components", "FamilyAdapter", "GridView",
-           "ImageLayout", "LayoutError", "TokenSegment", "UnsupportedFamily", "adapter_for", "layout_for"]
+__all__ = [
+    "ADAPTERS",
+    "NOT_AVAILABLE",
+    "NO_ADAPTER",
+    "REGISTRY",
+    "SUPPORTED",
+    "Components",
+    "FamilyAdapter",
+    "GridView",
+    "ImageLayout",
+    "LayoutError",
+    "TokenSegment",
+    "UnsupportedFamily",
+    "adapter_for",
+    "layout_for",
+    "unavailable_reason",
+]
