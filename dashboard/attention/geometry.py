@@ -33,7 +33,7 @@ from typing import Any, cast
 import numpy as np
 from PIL import Image
 
-from dashboard.attention.adapters import GridView, ImageLayout, LayoutError, layout_for
+from dashboard.attention.adapters import GridView, ImageLayout, LayoutError, adapter_for, layout_for
 from dashboard.attention.adapters.base import config_value, size_value
 
 MAX_CODES = 86  # rows or columns per painted view: code levels stay ≥ 3 apart in 8 bits
@@ -289,6 +289,7 @@ class Oracle:
         self.config = config
         self.processor = processor
         self.model_type = str(config.model_type)
+        adapter_for(self.model_type)  # no adapter: UnsupportedFamily says why, before anything runs
         self.reader = READERS.get(self.model_type)
         if self.reader is None:
             raise GeometryError(f"no pixel reader for {self.model_type}: the oracle cannot check it")

@@ -90,3 +90,9 @@ def test_cli_geometry_unsupported_family_exits_2(folders: dict[str, Path], tmp_p
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["geometry", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_geometry_family_without_adapter_says_why(folders: dict[str, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["geometry", "--checkpoint", str(folders["aya_vision"]), "--cases", "2"]) == 2
+    assert "attention view not available for aya_vision" in capsys.readouterr().err
