@@ -294,6 +294,43 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 1 if status.errors else 0
 
 
+def cmd_geometry(args: argparse.Namespace) -> int:
+    """Geometry oracle: does each image token's pixel box match what the processor fed its vision patch?
+
+    Paints each token's claimed box a flat code, runs the checkpoint's own processor over random
+    image sizes and aspect ratios, and reports the worst IoU (config and processor only, no weights).
+    """
+    import json
+
+    from dashboard.attention.adapters import LayoutError, UnsupportedFamily
+    from dashboard.attention.geometry import GeometryError, run_checkpoint
+    from dashboard.models.processors import ProcessorLoadError
+
+    folder = Path(args.checkpoint)
+    if not folder.is_dir():
+        print(f"error: checkpoint directory not found: {folder}", file=sys.stderr)
+        return 2
+    try:
+        report = run_checkpoint(folder, cases=args.cases, seed=args.seed, low=args.min_side, high=args.max_side)
+    except (UnsupportedFamily, GeometryError, ProcessorLoadError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except LayoutError as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    passed = report["min_iou"] is not None and report["min_iou"] >= args.threshold
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        worst = report["worst"] or {}
+        print(f"{report['model_type']}: {report['cases']} image sizes, {report['tokens_checked']} tokens checked, "
+              f"min IoU {report['min_iou']:.4f} ({'pass' if passed else 'FAIL'} at {args.threshold})")
+        if worst:
+            print(f"worst: image {worst['image_size'][0]}×{worst['image_size'][1]}, view {worst['view']}, "
+                  f"r{worst['row'] + 1}c{worst['col'] + 1}, IoU {worst['iou']:.4f}")
+    return 0 if passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashboard.generation import DEFAULT_GENERATION
 
@@ -386,6 +423,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"greedy decoding budget (default {DEFAULT_GENERATION.max_new_tokens}, as eval and the "
                             "pages: the same results)")
     watch.set_defaults(func=cmd_watch)
+
+    geometry = sub.add_parser("geometry", help="check an adapter's token-to-pixel boxes against the processor",
+                              description=cmd_geometry.__doc__)
+    geometry.add_argument("--checkpoint", required=True, help="checkpoint folder (config + processor files)")
+    geometry.add_argument("--cases", type=int, default=200, help="random image sizes to check (default 200)")
+    geometry.add_argument("--seed", type=int, default=0, help="seed for the image sizes (default 0)")
+    geometry.add_argument("--min-side", type=int, default=None,
+                          help="smallest image side (default: the processor's working size, at most 448)")
+    geometry.add_argument("--max-side", type=int, default=None, help="largest typical side (default 3× min)")
+    geometry.add_argument("--threshold", type=float, default=0.99, help="pass if min IoU ≥ this (default 0.99)")
+    geometry.add_argument("--json", action="store_true",
+                          help='print JSON: {"model_type", "cases", "min_iou", "worst": {...}, ...}')
+    geometry.set_defaults(func=cmd_geometry)
     return parser
 
 

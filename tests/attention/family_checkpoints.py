@@ -153,6 +153,31 @@ def qwen2_5_vl(folder: Path) -> Path:
     return _qwen(folder, v25=True)
 
 
+def qwen3_vl(folder: Path) -> Path:
+    """Qwen3-VL: Qwen2-VL's patch layout with 16px patches, learned vision positions and deepstack (off: no layers)."""
+    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+
+    specials = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+    tok = tokenizer(specials)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1], "mrope_interleaved": True}
+    vision = dict(depth=0, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64, deepstack_visual_indexes=[])
+    torch.manual_seed(0)
+    model = Qwen3VLForConditionalGeneration(
+        Qwen3VLConfig(text_config=text_cfg(tok, rope_parameters=rope, head_dim=8), vision_config=vision, **common))
+    image_processor = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, min_pixels=32 * 32,
+                                               max_pixels=32 * 32 * 64, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = without_video_processor(Qwen3VLProcessor)(
+        image_processor=image_processor, tokenizer=tok,
+        chat_template=template("<|vision_start|> <|image_pad|> <|vision_end|>"))
+    entry = video_entry("transformers.models.qwen3_vl.video_processing_qwen3_vl", "Qwen3VLVideoProcessor",
+                        patch_size=16, temporal_patch_size=2, merge_size=2)
+    return _save(folder, model, processor, entry)
+
+
 def _idefics(folder: Path, smol: bool) -> Path:
     from transformers import (
         Idefics3Config,
@@ -261,11 +286,100 @@ def llava_next(folder: Path) -> Path:
                              image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
                              image_grid_pinpoints=[[32, 32], [32, 64], [64, 32]])
     model = LlavaNextForConditionalGeneration(config)
+    tower = model.model.vision_tower
+    _mix_nothing(getattr(tower, "vision_model", tower).encoder.layers)
     image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
                                                  image_grid_pinpoints=[[32, 32], [32, 64], [64, 32]])
     processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,
                                    vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                    chat_template=template("<image>"))
+    return _save(folder, model, processor)
+
+
+def llava_onevision(folder: Path) -> Path:
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,
+    )
+
+    tok = tokenizer(["<image>", "<video>"], image_token="<image>", video_token="<video>")
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=4, image_size=32, patch_size=8)
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [32, 96], [96, 32]]
+    torch.manual_seed(0)
+    config = LlavaOnevisionConfig(text_config=text_cfg(tok, model_type="qwen2"), vision_config=vision,
+                                  image_token_id=tok.convert_tokens_to_ids("<image>"),
+                                  video_token_id=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+                                  vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
+                                  vision_aspect_ratio="anyres_max_9")
+    model = LlavaOnevisionForConditionalGeneration(config)
+    _mix_nothing(_siglip_layers(model))
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32},
+                                                      image_grid_pinpoints=pinpoints)
+    processor = without_video_processor(LlavaOnevisionProcessor)(
+        image_processor=image_processor, tokenizer=tok, num_image_tokens=16, vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9", chat_template=template("<image>"))
+    entry = video_entry("transformers.models.llava_onevision.video_processing_llava_onevision",
+                        "LlavaOnevisionVideoProcessor", size={"height": 32, "width": 32})
+    return _save(folder, model, processor, entry)
+
+
+def internvl(folder: Path) -> Path:
+    """InternVL: crop-to-patches tiles plus a thumbnail, pixel shuffle 0.5."""
+    from transformers import (
+        GotOcr2ImageProcessorPil,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+    )
+
+    specials = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+    tok = tokenizer(specials, start_image_token="<img>", end_image_token="</img>",
+                    context_image_token="<IMG_CONTEXT>", video_token="<video>")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                  image_size=[32, 32], patch_size=[8, 8])
+    torch.manual_seed(0)
+    config = InternVLConfig(text_config=text_cfg(tok, model_type="qwen2"), vision_config=vision,
+                            image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=4,
+                            downsample_ratio=0.5, vision_feature_layer=-1)
+    model = InternVLForConditionalGeneration(config)
+    with torch.no_grad():  # zero the vision attention's output so patches do not mix
+        for layer in model.model.vision_tower.encoder.layer:
+            layer.attention.projection_layer.weight.zero_()
+            layer.attention.projection_layer.bias.zero_()
+    image_processor = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, max_patches=4)
+    processor = without_video_processor(InternVLProcessor)(
+        image_processor=image_processor, tokenizer=tok, image_seq_length=4,
+        chat_template=template("<IMG_CONTEXT>"))
+    entry = video_entry("transformers.models.internvl.video_processing_internvl", "InternVLVideoProcessor",
+                        size={"height": 32, "width": 32})
+    return _save(folder, model, processor, entry)
+
+
+def aya_vision(folder: Path) -> Path:
+    """Aya Vision: an image-text-to-text family with no adapter; it must load, generate and say why no map."""
+    from transformers import (
+        AyaVisionConfig,
+        AyaVisionForConditionalGeneration,
+        AyaVisionProcessor,
+        GotOcr2ImageProcessorPil,
+    )
+
+    specials = ["<image>", "<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>", "TILE",
+                "TILE_GLOBAL"]
+    tok = tokenizer(specials)
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=4, image_size=32, patch_size=8, vision_use_head=False)
+    torch.manual_seed(0)
+    config = AyaVisionConfig(text_config=text_cfg(tok, model_type="cohere2", head_dim=8), vision_config=vision,
+                             image_token_id=tok.convert_tokens_to_ids("<|IMG_PATCH|>"), downsample_factor=2,
+                             vision_feature_layer=-1)
+    model = AyaVisionForConditionalGeneration(config)
+    image_processor = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, max_patches=4)
+    processor = AyaVisionProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8, img_size=32,
+                                   downsample_factor=2, chat_template=template("<image>"))
     return _save(folder, model, processor)
 
 
@@ -298,6 +412,8 @@ def _mix_nothing(layers: Any) -> None:
 
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
-    "llava": llava, "llava_next": llava_next, "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl,
+    "llava": llava, "llava_next": llava_next, "llava_onevision": llava_onevision,
+    "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl, "qwen3_vl": qwen3_vl, "internvl": internvl,
+    "aya_vision": aya_vision,
     "idefics3": idefics3, "smolvlm": smolvlm, "paligemma": paligemma, "gemma3": gemma3,
 }

@@ -100,8 +100,8 @@ def test_llava_boxes_follow_resize_and_centre_crop() -> None:
 
 
 def test_unsupported_family_names_what_is_missing() -> None:
-    with pytest.raises(UnsupportedFamily, match=r"llava_next.*any-resolution"):
-        adapter_for("llava_next")
+    with pytest.raises(UnsupportedFamily, match=r"mllama.*cross-attends"):
+        adapter_for("mllama")
     with pytest.raises(UnsupportedFamily, match="Supported: llava"):
         adapter_for("blip-2")
 

@@ -57,9 +57,9 @@ def test_analyse_on_pooled_model(pool: ModelPool, tiny_llava_dir: Path) -> None:
 def test_unsupported_family_message_before_generating(pool: ModelPool, tiny_llava_dir: Path) -> None:
     with pool.acquire(tiny_llava_dir) as loaded:
         original = loaded.model_type
-        loaded.model_type = "llava_next"
+        loaded.model_type = "mllama"
         try:
-            with pytest.raises(UnsupportedFamily, match="llava_next"):
+            with pytest.raises(UnsupportedFamily, match="mllama"):
                 analyse(loaded, _image(), "what colour is the circle ?")
         finally:
             loaded.model_type = original

@@ -1,10 +1,11 @@
-"""The README's family table says what the adapter registry and the family fixtures actually provide."""
+"""The README's family table says what the adapter registry, the fixtures and the geometry oracle actually give."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from dashboard.attention.adapters import NOT_AVAILABLE, REGISTRY
+from dashboard.attention.adapters import REGISTRY, unavailable_reason
 from tests.attention import family_checkpoints as fc
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -16,15 +17,17 @@ def _table() -> dict[str, tuple[str, str, str]]:
     return {cells[1].strip(): (cells[2].strip(), cells[3].strip(), cells[4].strip()) for cells in rows[1:]}
 
 
-def test_readme_table_matches_registry_and_fixtures() -> None:
+def test_readme_table_matches_registry_and_fixtures(oracle_reports: dict[str, dict[str, Any]]) -> None:
     table = _table()
     assert set(table) == set(fc.BUILDERS)  # every tested family is listed, and only those
     for model_type, (generates, attention, order) in table.items():
         assert generates == "yes"  # test_families.test_loads_and_generates covers each builder
         if model_type in REGISTRY:
+            # "yes" only where the geometry oracle passes on this family's fixture
             assert attention == "yes", model_type
+            assert oracle_reports[model_type]["min_iou"] >= 0.99, (model_type, oracle_reports[model_type]["worst"])
             # the adapter's declared order (test_families checks each layout's segments against its views)
             assert order == REGISTRY[model_type].token_order, model_type
         else:
-            assert attention.startswith("no:") and model_type in NOT_AVAILABLE, model_type
+            assert attention == f"no: {unavailable_reason(model_type)[1]}", model_type
             assert order == "—", model_type

@@ -23,12 +23,15 @@ from dashboard.attention.adapters.base import (
     UnsupportedFamily,
 )
 from dashboard.attention.adapters.idefics3 import Idefics3Adapter
+from dashboard.attention.adapters.internvl import InternVLAdapter
 from dashboard.attention.adapters.llava import LlavaAdapter
-from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter
+from dashboard.attention.adapters.llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
+from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter, Qwen3VLAdapter
 from dashboard.attention.adapters.square_grid import SquareGridAdapter
 
 ADAPTERS: tuple[FamilyAdapter, ...] = (
-    LlavaAdapter(), Qwen2VLAdapter(), Idefics3Adapter(),
+    LlavaAdapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), Qwen2VLAdapter(), Qwen3VLAdapter(),
+    Idefics3Adapter(), InternVLAdapter(),
     SquareGridAdapter("PaliGemma", ("paligemma",), tokens_per_image=None),
     SquareGridAdapter("Gemma 3", ("gemma3",), tokens_per_image="mm_tokens_per_image"),
 )
@@ -36,12 +39,16 @@ REGISTRY: dict[str, FamilyAdapter] = {t: a for a in ADAPTERS for t in a.model_ty
 SUPPORTED = tuple(REGISTRY)
 
 NOT_AVAILABLE = {
-    "llava_next": ("LLaVA-NeXT", "its any-resolution tiles are unpadded and interleaved with image_newline "
-                                 "tokens; no grid mapping is implemented for that layout yet"),
-    "llava_onevision": ("LLaVA-OneVision", "its any-resolution tiles are unpadded; no grid mapping yet"),
     "mllama": ("Mllama", "it cross-attends to image tiles, so image tokens are not in the text sequence"),
-    "qwen3_vl": ("Qwen3-VL", "its deepstack layout has no grid mapping yet"),
 }
+
+
+NO_ADAPTER = "no adapter maps its image tokens to the patch grid"  # any other image-text-to-text family
+
+
+def unavailable_reason(model_type: str) -> tuple[str, str]:
+    """(family name, why the attention view has no map for it) for a model type without an adapter."""
+    return NOT_AVAILABLE.get(model_type, (model_type, NO_ADAPTER))
 
 
 def adapter_for(model_type: str) -> FamilyAdapter:
@@ -49,7 +56,7 @@ def adapter_for(model_type: str) -> FamilyAdapter:
     adapter = REGISTRY.get(model_type)
     if adapter is not None:
         return adapter
-    family, why = NOT_AVAILABLE.get(model_type, (model_type, "no adapter maps its image tokens to the patch grid"))
+    family, why = unavailable_reason(model_type)
     raise UnsupportedFamily(f"attention view not available for {family} ({model_type}): {why}. Inference and "
                             f"Comparison still work. Supported: {', '.join(SUPPORTED)}.")
 
@@ -62,5 +69,20 @@ def layout_for(config: Any, processor: Any, input_ids: Any, image: Any, inputs: 
     return adapter.layout(config, processor, ids, image, plain)
 
 
-__all__ = ["ADAPTERS", "NOT_AVAILABLE", "REGISTRY", "SUPPORTED", "Components", "FamilyAdapter", "GridView",
-           "ImageLayout", "LayoutError", "TokenSegment", "UnsupportedFamily", "adapter_for", "layout_for"]
+__all__ = [
+    "ADAPTERS",
+    "NOT_AVAILABLE",
+    "NO_ADAPTER",
+    "REGISTRY",
+    "SUPPORTED",
+    "Components",
+    "FamilyAdapter",
+    "GridView",
+    "ImageLayout",
+    "LayoutError",
+    "TokenSegment",
+    "UnsupportedFamily",
+    "adapter_for",
+    "layout_for",
+    "unavailable_reason",
+]

@@ -64,6 +64,7 @@ class TokenSegment:
 
     ``group`` names what it is ("tile", "global view", "image", "CLS token"); ``index`` counts
     segments of the same group from 1; ``short`` prefixes its tokens' column labels ("t2", "g").
+    ``row_end``: the last column is a row-end token with no pixels (LLaVA-NeXT's ``image_newline``).
     """
 
     group: str
@@ -71,6 +72,10 @@ class TokenSegment:
     cols: int
     index: int = 1
     short: str = ""
+    row_end: bool = False
+
+    def label(self, row: int, col: int) -> str:
+        return f"r{row + 1}nl" if self.row_end and col == self.cols - 1 else f"r{row + 1}c{col + 1}"
 
     @property
     def count(self) -> int:
@@ -137,7 +142,7 @@ class ImageLayout:
         if not self.segments:
             return [f"img{i}" for i in range(len(self.image_positions))]
         many = len(self.segments) > 1
-        return [f"{seg.short}·r{r + 1}c{c + 1}" if many and seg.short else f"r{r + 1}c{c + 1}"
+        return [f"{seg.short}·{seg.label(r, c)}" if many and seg.short else seg.label(r, c)
                 for seg, r, c in self.cells()]
 
     def order_caption(self, shown: int) -> str:

@@ -3,7 +3,9 @@
 The processor resizes the whole image (no crop) to multiples of patch×merge, the vision tower
 emits patches in (row-block, col-block, 2×2) order and the merger fuses each 2×2 block, so the
 image tokens are row-major over the merged ``(h / merge, w / merge)`` grid. Qwen2.5-VL's window
-attention reorders internally and restores the order before the merger output.
+attention reorders internally and restores the order before the merger output. Qwen3-VL keeps the
+layout (16px patches); its deepstack adds vision features to early decoder layers at the same
+image-token positions, so the map is unchanged.
 """
 
 from __future__ import annotations
@@ -59,3 +61,8 @@ class Qwen2VLAdapter:
         return ImageLayout(str(config.model_type), image_size,
                            (GridView("image", positions.reshape(rows, cols), boxes),), positions, note,
                            (TokenSegment("image", rows, cols),), order)
+
+
+class Qwen3VLAdapter(Qwen2VLAdapter):
+    family = "Qwen3-VL"
+    model_types: tuple[str, ...] = ("qwen3_vl",)
