@@ -9,7 +9,8 @@ Short forms (the only changes made to a command, so the suite stays minutes, not
 
 - ``--limit N`` / ``--examples N`` larger than 4 become 4;
 - a ``checkpoint-N`` the small test run does not have (the README names the full demo's
-  ``checkpoint-2700``) becomes the test run's last checkpoint;
+  ``checkpoint-2700``), in ``--checkpoints`` or a ``--checkpoint`` path, becomes the test run's last
+  checkpoint;
 - ``demo`` gets ``--preset test`` (the 2-minute build instead of the 5–10-minute one);
 - a span that is only ``python -m dashboard <command>`` with no option is a mention in prose, not
   a command, and is not run.
@@ -57,6 +58,8 @@ def short_form(command: str, checkpoints: list[str]) -> list[str]:
             arg = str(min(int(arg), SHORT))
         if i and argv[i - 1] == "--checkpoints":
             arg = ",".join(name if name in checkpoints else checkpoints[-1] for name in arg.split(","))
+        if i and argv[i - 1] == "--checkpoint" and Path(arg).name not in checkpoints:
+            arg = str(Path(arg).parent / checkpoints[-1])
         out.append(arg)
     if argv[3] == "demo":
         out += ["--preset", "test"]
@@ -85,7 +88,12 @@ def test_readme_command_runs_as_written_from_the_clone_root(command: str, readme
     done = subprocess.run(argv, cwd=readme_clone, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{' '.join(argv[1:])} exited {done.returncode}:\n{done.stderr[-3000:]}"
     if "--json" in argv:
-        report = json.loads(done.stdout)
-        assert report["checkpoints"], report
+        if argv[3] == "watch":  # one JSON line per scored checkpoint
+            lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+            assert lines and {line["checkpoint"] for line in lines} <= set(checkpoints), lines
+        else:
+            report = json.loads(done.stdout)
+            key = {"patch": "components", "geometry": "min_iou"}.get(argv[3], "checkpoints")
+            assert report[key], report
     if argv[1:3] == ["-m", "dashboard"] and argv[3] == "demo":
         assert (run / "trainer_state.json").is_file()

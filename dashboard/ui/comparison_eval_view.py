@@ -137,7 +137,7 @@ def first_examples(evalset: EvalSet, n_checkpoints: int, column: Any) -> EvalSet
     """
     total = len(evalset.examples)
     cap = max_examples(n_checkpoints, total)
-    if cap == total:
+    if not public_mode():
         n = int(column.number_input("First N examples", 0, total, 0, key="cmp.eval.limit",
                                     help="0 = the whole set. A subset is a result of its own (like the CLI's "
                                          "--limit N); answers already generated for other subsets are reused."))
