@@ -253,7 +253,7 @@ def _parse_log_history(log_history: list, source: str = "trainer_state"
         return empty_metrics(), problems, final
     # Rows grouped by metric (first appearance), log order inside each: a metric seen in one key
     # group is already in order; one seen in several is merged by entry index (no global sort).
-    columns: list[list[np.ndarray]] = [[], [], []]
+    stacks: list[list[np.ndarray]] = [[], [], []]
     lengths = []
     for code in range(len(names)):
         pieces = parts[code]
@@ -262,10 +262,10 @@ def _parse_log_history(log_history: list, source: str = "trainer_state"
         else:
             sort = np.argsort(np.concatenate([p[0] for p in pieces]), kind="stable")
             merged = tuple(np.concatenate([p[i] for p in pieces])[sort] for i in (1, 2, 3))
-        for column, array in zip(columns, merged, strict=True):
-            column.append(array)
+        for stack, array in zip(stacks, merged, strict=True):
+            stack.append(array)
         lengths.append(len(merged[0]))
-    step, epoch, value = (np.concatenate(column) for column in columns)
+    step, epoch, value = (np.concatenate(stack) for stack in stacks)
     table = make_metrics(step, epoch, np.full(len(step), np.nan),
                          np.repeat(np.arange(len(names), dtype=np.int32), lengths), value, source=source,
                          names=list(names))
