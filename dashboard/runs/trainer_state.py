@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, compress
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,31 @@ def _as_floats(values: list, name: str, problems: list[str]) -> np.ndarray:
         return out
 
 
+def _dominant_group(log_history: list) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """The entries with the first entry's key set, and their columns as float64, in two C-level
+    passes (lengths, then values picked by key); None where the general grouping must decide.
+
+    A long log is nearly all train entries with one key set; evals and the summary have other
+    lengths. An entry of the same length either has exactly these keys (dict keys are unique) or
+    makes the key lookup fail, so no per-entry key tuple is needed. Values convert as
+    ``np.array(column, dtype=float64)`` does (numbers, bools, None as NaN); a value it refuses, or
+    a text-looking first entry, sends the whole log down the general path.
+    """
+    head = log_history[0] if log_history else None
+    if type(head) is not dict or len(head) < 2 or any(isinstance(v, (str, list, dict)) for v in head.values()):
+        return None
+    keys = tuple(head)
+    try:
+        same = np.fromiter(map(len, log_history), dtype=np.int64, count=len(log_history)) == len(keys)
+        size = int(same.sum())
+        flat = np.fromiter(chain.from_iterable(map(itemgetter(*keys), compress(log_history, same))),
+                           dtype=np.float64, count=size * len(keys))
+    except (TypeError, ValueError, OverflowError, KeyError, IndexError):
+        return None
+    by_key = flat.reshape(size, len(keys)).T.copy()  # one contiguous row per key
+    return same, {key: by_key[j] for j, key in enumerate(keys)}
+
+
 def _group_by_keys(log_history: list) -> tuple[dict[tuple | None, int], np.ndarray]:
     """Group id of each entry by its key tuple (``None`` for non-objects), ids in first-seen order.
 
@@ -190,7 +216,16 @@ def _parse_log_history(log_history: list, source: str = "trainer_state"
     if not isinstance(log_history, list):
         return empty_metrics(), [f"trainer_state.json: 'log_history' is {type(log_history).__name__}, not a list"], {}
     # Group entries by key set (train / eval / summary entries): one column pull per group and key.
-    group_ids, gid = _group_by_keys(log_history)
+    dominant = _dominant_group(log_history)
+    if dominant is None:
+        group_ids, gid = _group_by_keys(log_history)
+    else:
+        group_ids = {tuple(log_history[0]): 0}
+        gid = np.zeros(len(log_history), dtype=np.int32)
+        setdefault = group_ids.setdefault
+        for i in np.flatnonzero(~dominant[0]).tolist():  # the few other entries (evals, summary)
+            entry = log_history[i]
+            gid[i] = setdefault(tuple(entry) if type(entry) is dict else None, len(group_ids))
     not_dicts = int((gid == group_ids[None]).sum()) if None in group_ids else 0
     if not_dicts:
         problems.append(f"log_history: {not_dicts} entr{'y is' if not_dicts == 1 else 'ies are'} not objects; skipped")
@@ -207,17 +242,21 @@ def _parse_log_history(log_history: list, source: str = "trainer_state"
             continue
         in_group = gid == g
         idx = np.flatnonzero(in_group) if len(group_ids) > 1 else np.arange(len(gid))
-        entries = log_history if len(idx) == len(log_history) else list(compress(log_history, in_group))
         if "step" not in keys:
-            no_step += len(entries)
+            no_step += len(idx)
             continue
-        columns = _group_columns(entries, keys)
+        columns: dict[str, np.ndarray] | None
+        if dominant is not None and g == 0:
+            entries, columns = [], dominant[1]
+        else:
+            entries = log_history if len(idx) == len(log_history) else list(compress(log_history, in_group))
+            columns = _group_columns(entries, keys)
         steps = columns["step"] if columns else _as_floats([e["step"] for e in entries], "step", problems)
         ok_step = np.isfinite(steps) & (np.abs(steps) < 2.0**62)  # a step beyond int64 would wrap around
         if not ok_step.all():
             no_step += int((~ok_step).sum())
         if "epoch" not in keys:
-            epochs = np.full(len(entries), np.nan)
+            epochs = np.full(len(idx), np.nan)
         else:
             epochs = columns["epoch"] if columns else _as_floats([e["epoch"] for e in entries], "epoch", problems)
         for key in keys:

@@ -116,3 +116,17 @@ def test_group_conversion_keeps_per_column_decisions() -> None:
     assert_same_rows(table_rows(table), reference_rows(entries))
     assert "note" not in set(table["metric"].astype(str))
     assert any("non-numeric value(s) for 'loss'" in p for p in problems)
+
+
+def test_same_keys_in_another_order_and_nulls_stay_on_the_one_pass_path() -> None:
+    """Entries with the first entry's keys in another order, nulls, ints, an eval entry of the same
+    length but other keys (that one forces the general grouping) all give the reference rows."""
+    train = [{"loss": 1.0, "grad_norm": 2, "step": 1, "epoch": 0.1},
+             {"step": 2, "epoch": 0.2, "grad_norm": 1.5, "loss": None},
+             {"grad_norm": float("nan"), "loss": 0.5, "epoch": None, "step": 3},
+             {"loss": 0.25, "grad_norm": 1.0, "step": 4, "epoch": 0.4}]
+    evals = [{"eval_loss": 0.7, "eval_acc": 0.5, "epoch": 0.2, "step": 2}]             # same length
+    longer = [{"eval_loss": 0.6, "eval_acc": 0.6, "eval_runtime": 1.0, "epoch": 0.4, "step": 4}]
+    for entries in (train, train + longer, train[:2] + evals + train[2:], train + longer + evals):
+        table, _ = parse_log_history(entries)
+        assert_same_rows(table_rows(table), reference_rows(entries))
