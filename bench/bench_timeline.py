@@ -123,13 +123,17 @@ def interleaved_pairs(path: Path, pairs: int) -> dict[str, list[float]]:
                "ours": lambda: read_trainer_state(path)}
     ratios: dict[str, list[float]] = {"json.load + free": [], "json.load, kept": []}
     names = list(readers)
+    best = dict.fromkeys(names, float("inf"))
     for i in range(pairs):
         seconds = {}
         for which in names[i % 3:] + names[:i % 3]:
             seconds[which], _ = timed(readers[which])
+            best[which] = min(best[which], seconds[which])
         for base in ratios:
             ratios[base].append(seconds["ours"] / seconds[base])
         print(f"  round {i + 1}: " + ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()))
+    print("  best of all rounds: " + ", ".join(f"{k} {v:.3f} s" for k, v in best.items())
+          + "; ratios of bests: " + ", ".join(f"/ {k} {best['ours'] / best[k]:.2f}×" for k in ratios))
     return ratios
 
 
