@@ -1,8 +1,10 @@
 """Parse ``trainer_state.json`` into the tidy metrics table and a run summary.
 
 ``log_history`` entries mix keys (train entries: loss/grad_norm/learning_rate; eval entries:
-eval_*; a final train summary). Entries are grouped by their key set so each metric column is
-pulled out with one list comprehension per group; that is what keeps 10⁶ entries fast.
+eval_*; a final train summary). Entries are grouped by their key set and each group's columns
+are converted in one C-level pass (``np.fromiter``); the dominant (train) group is even found
+without a per-entry key tuple. No Python code runs per entry on a regular log: that is what
+keeps 10⁶ entries under the cost of ``json.load`` alone.
 Non-finite values (NaN/inf/null) are kept out of the table and reported by metric and step.
 """
 
