@@ -16,7 +16,13 @@ Cold / warm Timeline on the event-file run (load_run + build_figure + figure JSO
   * first read ever (no column cache), * cold process with the Parquet column cache on disk,
   * warm (run already parsed in this process: build_figure + JSON only, as a rerun does).
 
+With ``--trainer-state-only --pairs K``: only the trainer_state parse, K interleaved rounds of
+(json.load with its result freed, json.load with its result kept, read_trainer_state) on the same
+file, each round's ratios and their median (on a shared machine the load changes between two
+separate best-of-3 runs more than the gap).
+
 Usage: .venv/bin/python bench/bench_timeline.py [--points 1000000] [--skip-tbparse]
+       .venv/bin/python bench/bench_timeline.py --points 300000 --trainer-state-only --pairs 9
 """
 
 from __future__ import annotations
@@ -98,10 +104,46 @@ def prepare(run_dir: Path, root: Path, metrics: list[str]) -> tuple[float, dict,
     return seconds, stats.points, nbytes
 
 
+def _json_load_and_free(path: Path) -> None:
+    """json.load with its result freed inside the timing: every reader pays for dropping the parsed
+    log (300k dicts), and ours frees it before returning."""
+    with path.open("rb") as fh:
+        json.load(fh)
+
+
+def _json_load_kept(path: Path):
+    with path.open("rb") as fh:
+        return json.load(fh)
+
+
+def interleaved_pairs(path: Path, pairs: int) -> dict[str, list[float]]:
+    """Ratios of read_trainer_state to json.load (result freed / result kept, i.e. its freeing
+    outside the timing), each from back-to-back runs on the same file, order rotating."""
+    readers = {"json.load + free": lambda: _json_load_and_free(path), "json.load, kept": lambda: _json_load_kept(path),
+               "ours": lambda: read_trainer_state(path)}
+    ratios: dict[str, list[float]] = {"json.load + free": [], "json.load, kept": []}
+    names = list(readers)
+    best = dict.fromkeys(names, float("inf"))
+    for i in range(pairs):
+        seconds = {}
+        for which in names[i % 3:] + names[:i % 3]:
+            seconds[which], _ = timed(readers[which])
+            best[which] = min(best[which], seconds[which])
+        for base in ratios:
+            ratios[base].append(seconds["ours"] / seconds[base])
+        print(f"  round {i + 1}: " + ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()))
+    print("  best of all rounds: " + ", ".join(f"{k} {v:.3f} s" for k, v in best.items())
+          + "; ratios of bests: " + ", ".join(f"/ {k} {best['ours'] / best[k]:.2f}×" for k in ratios))
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--skip-tbparse", action="store_true")
+    parser.add_argument("--trainer-state-only", action="store_true",
+                        help="only the trainer_state parse, as interleaved pairs with json.load")
+    parser.add_argument("--pairs", type=int, default=9)
     args = parser.parse_args()
     n = args.points
     rows: list[tuple[str, str, float]] = []
@@ -113,6 +155,12 @@ def main() -> None:
         path = write_json(state_dir / "trainer_state.json", trainer_state(entries, n))
         del entries
         print(f"trainer_state.json: {n:,} log entries, {path.stat().st_size / 1e6:.0f} MB")
+        if args.trainer_state_only:
+            for base, values in interleaved_pairs(path, args.pairs).items():
+                values.sort()
+                print(f"read_trainer_state / {base}: median {values[len(values) // 2]:.2f}× "
+                      f"(min {values[0]:.2f}×, max {values[-1]:.2f}×, {len(values)} rounds; goal ≤ 0.8×)")
+            return
         t_json, _ = timed(lambda: json.load(path.open("rb")), repeat=3)
         t_naive, naive = timed(lambda: naive_pandas(path))
         t_ours, parsed = timed(lambda: read_trainer_state(path), repeat=3)
