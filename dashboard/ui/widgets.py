@@ -113,8 +113,12 @@ def scroll_into_view(container_key: str) -> None:
     what a click produced must not appear outside the viewport. ``container_key`` is code, never run text."""
     if not container_key.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"not a container key: {container_key!r}")
+    # A counter makes every call's element new: the frontend runs a script when its element changes, so an
+    # unchanged script (the same panel scrolled to again after another click) would never run a second time.
+    nonce = st.session_state.get("_scroll_nonce", 0) + 1
+    st.session_state["_scroll_nonce"] = nonce
     # In a function: every such script runs in the page's global scope (a second top-level const would throw).
-    st.html(f"<script>(() => {{ const el = document.querySelector('.st-key-{container_key}');"
+    st.html(f"<script>(() => {{ /* {nonce} */ const el = document.querySelector('.st-key-{container_key}');"
             "if (el) { el.scrollIntoView({block: 'center'}); } })();</script>", unsafe_allow_javascript=True)
 
 

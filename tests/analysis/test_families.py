@@ -26,7 +26,8 @@ from dashboard.models.loading import load_checkpoint
 from tests.attention import family_checkpoints as fc
 
 FAMILIES = sorted(f for f in fc.BUILDERS if f in REGISTRY)
-PROJECTOR_INSIDE_VISION = {"qwen2_vl", "qwen2_5_vl"}  # the merger runs inside ``visual``: its output is projected
+# the merger runs inside ``visual``: its output is projected
+PROJECTOR_INSIDE_VISION = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl"}
 
 
 def _image() -> Image.Image:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from tests.browser.browser_kit import goto, open_page, settle, shot
 
 ALL_MARKERS_JS = """() => {
@@ -96,6 +98,12 @@ def test_every_marker_centre_selects_its_checkpoint(page, server, artifacts_dir)
     assert clicks >= len(panels) * len(names)
     # The selection panel is right below the chart and scrolled into view (issue 37: above the chart it
     # appeared 400 px out of view after a click).
+    in_view = ("() => { const el = [...document.querySelectorAll('p, span')].find(e => e.textContent"
+               ".startsWith('Selected: ')); if (!el) return false; const r = el.getBoundingClientRect();"
+               " return r.top >= 0 && r.top <= window.innerHeight - 40; }")
+    # The scroll runs after the rerun renders: poll for it, with a deadline; the assertions below say where it is.
+    with contextlib.suppress(Exception):
+        page.wait_for_function(in_view, timeout=20_000)
     panel_box = page.get_by_text("Selected: ").first.bounding_box()
     chart_box = page.locator(".js-plotly-plot").first.bounding_box()
     assert panel_box["y"] > chart_box["y"] + chart_box["height"] - 1, (panel_box, chart_box)

@@ -10,7 +10,6 @@ timeout); ``freeze-in-c`` needs the worker pool, which main does not have.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.load_test import run_in_thread
 from bench.protocol_client import ProtocolSession, ScriptRun
 from tests.browser.browser_kit import REPO_ROOT, SERVER_FLAGS, free_port, wait_healthy
 
@@ -56,7 +56,7 @@ def open_page(url: str, case: str) -> ScriptRun:
     async def drive() -> ScriptRun:
         async with ProtocolSession(url, f"case={case}") as session:
             return await session.open()
-    return asyncio.run(drive())
+    return run_in_thread(drive())  # Playwright's sync API may hold this thread's event loop
 
 
 def health_seconds(url: str) -> float:
