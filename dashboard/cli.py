@@ -23,6 +23,15 @@ def user_path(text: str) -> Path:
     return Path(text).expanduser().absolute()
 
 
+def run_folder(args: argparse.Namespace) -> Path | None:
+    """``--run`` as :func:`main` resolved it (a folder path or a run name), or None after saying why not."""
+    run = Path(args.run).resolve()
+    if run.is_dir():
+        return run
+    print(f"error: run directory not found: {args.run}", file=sys.stderr)
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the demo run (eval set + trained tiny LLaVA checkpoints) into ``--out``."""
     from tqdm import tqdm
@@ -83,9 +92,8 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     from dashboard.models.pool import CheckpointLoadError, ModelPool
     from dashboard.runs.checkpoints import discover_checkpoints
 
-    run = Path(args.run)  # absolute: resolved in main()
-    if not run.is_dir():
-        print(f"error: run directory not found: {run}", file=sys.stderr)
+    run = run_folder(args)
+    if run is None:
         return 2
     sets = [args.eval] if args.eval else find_eval_sets(run)
     if not sets:
@@ -175,9 +183,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from dashboard.analysis.drift import DriftError, drift_over_checkpoints, drift_report
     from dashboard.compare.headless import BadInput, resolve_checkpoints
 
-    run = Path(args.run).resolve()
-    if not run.is_dir():
-        print(f"error: run directory not found: {args.run}", file=sys.stderr)
+    run = run_folder(args)
+    if run is None:
         return 2
     names = [n.strip() for n in args.checkpoints.split(",") if n.strip()] if args.checkpoints else None
     try:
@@ -207,9 +214,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
     from dashboard.generation import GenerationInputError
     from dashboard.models.pool import CheckpointLoadError, ModelPool
 
-    run = Path(args.run).resolve()
-    if not run.is_dir():
-        print(f"error: run directory not found: {args.run}", file=sys.stderr)
+    run = run_folder(args)
+    if run is None:
         return 2
     names = [n.strip() for n in args.checkpoints.split(",") if n.strip()]
     if len(names) != 2:

@@ -37,8 +37,9 @@ def resolve_best(state: TrainerStateSummary | None, checkpoints: Sequence[tuple[
                                           "(training ran without metric_for_best_model)")
     by_name = {n: s for n, s in checkpoints}
     if name and name in by_name:
-        return BestResolution(name, by_name[name], f"best_model_checkpoint "
-                                                   f"{excerpt(state.best_model_checkpoint, 80)}")
+        # The folder name only: the rest is a path on the training machine (for a run built here, this
+        # server's own path, which public mode never shows).
+        return BestResolution(name, by_name[name], f"best_model_checkpoint …/{name}")
     if step is not None:
         at_step = next((n for n, s in checkpoints if s == step), None)
         if at_step is not None:
