@@ -112,12 +112,13 @@ class WorkerProcess:
                 stream.close()
 
     def _wait(self, fd: int, mode: str, deadline: float, clock: Callable[[], float]) -> None:
-        remaining = deadline - clock()
-        if remaining > 0:
-            readable, writable, _ = select.select([fd] if mode == "r" else [], [fd] if mode == "w" else [], [],
-                                                  remaining)
-            if readable or writable:
-                return
+        # Past the deadline the pipe is still polled once: a parent that woke late (its process starved of
+        # the GIL or the CPU) must not kill a child whose answer is already waiting.
+        remaining = max(0.0, deadline - clock())
+        readable, writable, _ = select.select([fd] if mode == "r" else [], [fd] if mode == "w" else [], [],
+                                              remaining)
+        if readable or writable:
+            return
         self.stop()
         raise WorkerTimeout
 

@@ -119,6 +119,9 @@ def confine(path: str | Path, roots: Iterable[str | Path]) -> Path:
         return resolve_within(path, roots, name_roots=False)
     except PathOutsideRoots as exc:
         raise OutsideRootsError(str(exc)) from None
+    except OSError as exc:  # a component swapped between lstat and readlink (EINVAL): a race, refused
+        raise RunFileError(f"{Path(path).name}: a folder on its path changed while resolving "
+                           f"({exc.strerror or type(exc).__name__}); refused") from None
 
 
 def check_stat(info: os.stat_result, kind: FileKind, shown: str) -> None:

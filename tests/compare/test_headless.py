@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from dashboard.cli import main
-from dashboard.compare.results import load_scores
+from dashboard.compare.results import RESULTS_DIRNAME, load_scores
 
 
 def test_eval_cli_reports_cis_by_task_and_paired(demo_run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # A copy of its own: results saved next to the shared session run by other tests would be reused here.
-    demo_run_dir = Path(shutil.copytree(demo_run_dir, tmp_path / "runs" / "demo"))
+    demo_run_dir = Path(shutil.copytree(demo_run_dir, tmp_path / "runs" / "demo",
+                                        ignore=shutil.ignore_patterns(RESULTS_DIRNAME)))
     monkeypatch.delenv("VLMLAB_RAY_ADDRESS", raising=False)
     monkeypatch.setenv("VLMLAB_DATA_DIR", str(tmp_path / "data"))
     ckpts = sorted((p.name for p in demo_run_dir.glob("checkpoint-*")), key=lambda n: int(n.split("-")[1]))
