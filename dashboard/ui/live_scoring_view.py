@@ -16,6 +16,7 @@ import streamlit as st
 from dashboard.formatting import markdown_safe
 from dashboard.live.registry import LiveRegistry
 from dashboard.live.watcher import Watcher
+from dashboard.public import public_mode
 from dashboard.ui.resources import get_pool, get_settings
 
 TIMELINE_LIVE_KEY = "tl.live"  # the Timeline's "Live: auto-refresh" toggle (timeline_view.K_LIVE)
@@ -70,6 +71,12 @@ def render_live_scoring(run_path: str | Path) -> None:
     if st.session_state[key] and not st.session_state.get(f"{key}.seen"):
         st.session_state[f"{key}.seen"] = True  # switched on elsewhere (another session, the demo build):
         st.session_state[TIMELINE_LIVE_KEY] = True  # follow it here too, once; the user may turn refresh off
+
+    if public_mode():  # a visitor's switch would score for everyone on this server: not offered
+        st.caption("Live scoring is not offered in this public demo; scores appear as the demo build saves them.")
+        if registry.job(run_path) is not None:
+            _status(run_path)
+        return
 
     def changed() -> None:
         if st.session_state[key]:

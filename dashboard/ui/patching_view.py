@@ -14,13 +14,16 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.admission import Job
 from dashboard.analysis.figures import component_figure, layer_heatmap, patch_export
 from dashboard.analysis.patching import PatchError, PatchReport, patch_checkpoints
 from dashboard.compare.diff import escape_text
 from dashboard.evalset import EvalExample
+from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationInputError
 from dashboard.models.loading import CheckpointLoadError
 from dashboard.ui import state
+from dashboard.ui.gate import admitted
 from dashboard.ui.resources import get_pool, get_settings
 
 K_RESULTS = "why.results"  # {key: PatchReport | error text}, plain key: survives reruns
@@ -33,10 +36,11 @@ def _key(run: Path, earlier: str, later: str, example_id: str) -> str:
 def _compute(run: Path, earlier: Path, later: Path, example: EvalExample) -> PatchReport | str:
     settings = get_settings()
     roots = [*settings.runs_roots, settings.data_dir]
-    try:
-        with get_pool().acquire(earlier) as a, get_pool().acquire(later) as b:
+    try:  # through the one admission gate, like every action that runs a model (public limits, fair turns)
+        with admitted(Job("Activation patching", examples=1, checkpoints=2)), \
+                get_pool().acquire(earlier) as a, get_pool().acquire(later) as b:
             return patch_checkpoints(a, b, [example], roots, example_id=example.id)
-    except (PatchError, GenerationInputError, CheckpointLoadError, OSError) as exc:
+    except (PatchError, GenerationInputError, CheckpointLoadError, OSError) as exc:  # VisitorLimitError too
         return str(exc)
 
 
@@ -56,7 +60,8 @@ def why_button(earlier: str, later: str, example: EvalExample) -> None:
             results[key] = _compute(run, run / earlier, run / later, example)
     result = results[key]
     if isinstance(result, str):
-        st.info(f"No explanation: {result}")
+        st.info(markdown_safe(f"No explanation: {result}"))
+        del results[key]  # not kept: a refusal (a limit, a busy model) may pass on the next click
         return
     render_report(result, run, (run / earlier, run / later), key)
 

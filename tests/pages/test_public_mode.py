@@ -121,3 +121,11 @@ def test_every_generating_action_passes_the_gate(own_demo_root, monkeypatch):
         assert refused(), [w.value for w in at.warning]
         assert not any("Stopped." in i.value for i in at.info)  # refused, not "stopped": nothing was saved
     assert GATE.running == 0
+
+
+def test_visitors_get_no_live_scoring_switch(own_demo_root, monkeypatch):
+    """A visitor's switch would start a server-wide scorer outside the gate: not offered in public mode
+    (locally the switch is there; ``tests/live/test_live_page.py``)."""
+    at = _open(_home(True, monkeypatch), "pages/3_Timeline.py")
+    assert not any(t.label == "Live scoring" for t in at.toggle)
+    assert any("not offered in this public demo" in c.value for c in at.caption)
