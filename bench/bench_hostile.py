@@ -32,6 +32,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MB = 512
 
+# Both children measure the same way: RSS sampled every 2 ms from right after the baseline.
+_PEAK_SAMPLER = """def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+{args}, root = Path(sys.argv[2]), Path(sys.argv[3])
+baseline = rss()
+peak = [baseline]
+stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+threading.Thread(target=sample, daemon=True).start()
+started = time.perf_counter()"""
+
 CHILD = r"""
 import json, sys, threading, time
 from pathlib import Path
@@ -42,20 +58,7 @@ from dashboard.images import ImageError, load_image
 from dashboard.models.loading import CheckpointLoadError, inspect_checkpoint
 from dashboard.runs.run import load_run
 
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-run, root = Path(sys.argv[2]), Path(sys.argv[3])
-baseline = rss()
-peak = [baseline]
-stop = threading.Event()
-def sample():
-    while not stop.is_set():
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.002)
-threading.Thread(target=sample, daemon=True).start()
-started = time.perf_counter()
+""" + _PEAK_SAMPLER.format(args="run") + r"""
 outcomes = []
 data = load_run(run, [root])
 outcomes.append(f"{len(data.checkpoints)} ckpt, {len(data.problems)} problems")
@@ -90,20 +93,7 @@ import torch, transformers, pandas  # noqa: F401 - part of the baseline, as in t
 from dashboard.models.loading import CheckpointLoadError, load_checkpoint
 from dashboard.runs.checkpoints import inspect_checkpoint
 
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-ckpt, root = Path(sys.argv[2]), Path(sys.argv[3])
-baseline = rss()
-peak = [baseline]
-stop = threading.Event()
-def sample():
-    while not stop.is_set():
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.002)
-threading.Thread(target=sample, daemon=True).start()
-started = time.perf_counter()
+""" + _PEAK_SAMPLER.format(args="ckpt") + r"""
 listed = inspect_checkpoint(ckpt, roots=[root])
 try:
     load_checkpoint(ckpt, torch.device("cpu"), roots=[root])
