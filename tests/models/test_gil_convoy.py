@@ -61,14 +61,13 @@ def test_post_script_gc_starves_a_generation_and_the_app_settings_do_not(tmp_pat
     old_streamed = sum(r["streamed_pieces"] for r in results["old"])
     app_streamed = sum(r["streamed_pieces"] for r in results["app"])
 
-    # Not vacuous: the competing "reruns" really ran in every window, collecting in the old ones,
-    # and the app's generations produced tokens.
+    # Not vacuous: the competing "reruns" really ran in every window, collecting in the old ones.
     assert all(r["reruns"] > 0 for runs in results.values() for r in runs), summary
     assert all(r["collections"] > 0 for r in results["old"]), summary
-    assert sum(r["output_tokens"] for r in results["app"]) > 0, summary
     # The app's settings: the answer keeps streaming beside the reruns, in each window. Progress is
-    # counted in streamed pieces: a loaded CI machine finished only (0, 1) whole generations per
-    # window while streaming, and whole generations made the check flaky.
+    # counted only in streamed pieces, never in whole generations or their tokens: a loaded CI
+    # machine streamed 7 pieces per window yet finished no 8-token generation inside either window
+    # ({'app': [(7, 0, 2861, 0), (7, 0, 3246, 0)]}), so a check on finished generations was flaky.
     assert not app["post_gc"], "runner.postScriptGC is back on in .streamlit/config.toml"
     assert all(r["streamed_pieces"] >= 1 for r in results["app"]), summary
     # The old behaviour, same run, same load: the stream is starved (at most a third as much).
