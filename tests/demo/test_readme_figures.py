@@ -70,3 +70,24 @@ def test_this_machines_build_has_the_recorded_shape(demo_run_dir: Path) -> None:
     assert all(abs(a * n_eval - round(a * n_eval)) < 1e-9 for a in marker["eval_accuracies"])
     for record in _recorded():
         assert record["n_checkpoints"] == marker["n_checkpoints"] and record["n_eval"] == n_eval
+
+
+
+FULL_SUMMARIES = REPO / "bench" / "demo_full_preset_summaries.json"
+# A row of README's per-seed table: "| CPU (optional note) | **a %** | **b %** | **c %** |".
+SEED_ROW = re.compile(r"^\| ([^|(]+?)(?: \([^|]*\))? \| \*\*([\d.]+) %\*\* \| \*\*([\d.]+) %\*\* \| \*\*([\d.]+) %\*\* \|$",
+                      re.M)
+
+
+def test_readme_seed_table_is_recorded_full_builds() -> None:
+    """The full demo's per-seed table in README quotes recorded builds' last checkpoints, CPU by CPU."""
+    records = json.loads(FULL_SUMMARIES.read_text(encoding="utf-8"))["builds"]
+    full = PRESETS["full"].train
+    assert all(len(r["eval_accuracies"]) == full.max_steps // full.save_steps for r in records)
+    last = {(r["cpu"], r["seed"]): r["eval_accuracies"][-1] for r in records}
+    rows = SEED_ROW.findall(README.read_text(encoding="utf-8"))
+    assert len(rows) >= 2, "README lost its per-seed table of the full demo"
+    for cpu, *figures in rows:
+        for seed, figure in enumerate(figures):
+            assert (cpu, seed) in last, f"README quotes seed {seed} on {cpu!r}, which is not recorded"
+            assert float(figure) == pytest.approx(100 * last[(cpu, seed)], abs=0.05)
