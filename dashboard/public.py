@@ -26,6 +26,12 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def on_space(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this runs on a Hugging Face Space: every Space's environment sets ``SPACE_ID``."""
+    env = os.environ if env is None else env
+    return bool(env.get("SPACE_ID", "").strip())
+
+
 def public_mode(env: Mapping[str, str] | None = None) -> bool:
     """``VLMLAB_PUBLIC`` if set (1/0, true/false …), else whether this runs on a Space (``SPACE_ID``)."""
     env = os.environ if env is None else env
@@ -34,7 +40,7 @@ def public_mode(env: Mapping[str, str] | None = None) -> bool:
         return True
     if value in _FALSE:
         return False
-    return bool(env.get("SPACE_ID", "").strip())
+    return on_space(env)
 
 
 def proxy_hops(env: Mapping[str, str] | None = None) -> int:
@@ -43,7 +49,7 @@ def proxy_hops(env: Mapping[str, str] | None = None) -> int:
     raw = env.get(PROXY_HOPS_ENV, "").strip()
     if raw.isdigit():
         return int(raw)
-    return 1 if env.get("SPACE_ID", "").strip() else 0
+    return 1 if on_space(env) else 0
 
 
 @dataclass(frozen=True)

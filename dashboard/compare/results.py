@@ -212,7 +212,9 @@ def _read(path: Path, base: Path | None = None, *, legacy: bool = False) -> Chec
         return CheckpointScores.from_json(data)
     except FileNotFoundError:
         return None  # not computed yet: the normal case, nothing to log
-    except (OSError, RunFileError, ValueError, KeyError, TypeError):
+    except (OSError, RunFileError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return None  # a folder on its path is not there yet (a run's first result): not computed, no log
         logger.warning("saved scores %s unreadable; treated as not computed yet", path, exc_info=True)
         return None  # a corrupt, foreign, linked-out or missing file is treated as "not computed yet"
 

@@ -11,7 +11,8 @@ they are saved: the demo is the first live run. Until the last checkpoint is wri
 ``demo_run.json`` says ``"complete": false`` and Home shows it as being built (or, after a crash,
 as interrupted, with a button to resume), never as the finished demo. A build started on an
 interrupted one resumes from its last checkpoint (:func:`dashboard.demo.build.build_demo_run`).
-With ``VLMLAB_DEMO_AUTOBUILD=1`` (``scripts/launch.sh`` sets it) the first page view starts the
+With ``VLMLAB_DEMO_AUTOBUILD=1`` (``scripts/launch.sh`` sets it), or on a Hugging Face Space unless
+that variable says otherwise (:func:`autobuild_enabled`), the first page view starts the
 build when the demo is missing or unfinished (:func:`ensure_demo_build`), so the server never
 waits for training.
 """
@@ -24,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -171,8 +172,18 @@ AUTOBUILD_ENV = "VLMLAB_DEMO_AUTOBUILD"
 """``1``: the first page view builds the demo run when it is missing or unfinished (``scripts/launch.sh``)."""
 
 
-def autobuild_enabled() -> bool:
-    return os.environ.get(AUTOBUILD_ENV, "").strip() == "1"
+def autobuild_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """``VLMLAB_DEMO_AUTOBUILD`` if set (``1`` on, anything else off), else whether this runs on a Space.
+
+    A Space visitor is a stranger who opened a link: the demo builds on the first visit, with its
+    progress on Home, rather than waiting behind a button (``VLMLAB_DEMO_AUTOBUILD=0`` restores the
+    button). The one rule for both launch routes; README "Hugging Face Space" states it.
+    """
+    from dashboard.public import on_space
+
+    env = os.environ if env is None else env
+    value = env.get(AUTOBUILD_ENV, "").strip()
+    return value == "1" if value else on_space(env)
 
 
 def ensure_demo_build(out_dir: Path) -> DemoBuildJob | None:

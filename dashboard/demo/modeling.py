@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
-    CLIPImageProcessor,
+    CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
     LlavaConfig,
@@ -107,7 +107,12 @@ def build_tokenizer(words: Iterable[str], chat_template: str = CHAT_TEMPLATE) ->
 def build_processor(words: Iterable[str], spec: TinyLlavaSpec = TinyLlavaSpec()) -> LlavaProcessor:
     """Processor whose ``<image>`` expands to exactly ``spec.image_tokens`` tokens."""
     tokenizer = build_tokenizer(words, spec.chat_template)
-    image_processor = CLIPImageProcessor(
+    # The PIL class by name: ``CLIPImageProcessor`` is the torchvision backend, absent here (torch's CPU
+    # wheel comes without torchvision), and naming it made transformers warn at import in every process
+    # that imports this module (the server, and again in the build's spawned render worker). The PIL
+    # class is what it fell back to anyway, and it saves as ``CLIPImageProcessor``, so checkpoints are
+    # unchanged, and the demo's pixels no longer depend on whether torchvision happens to be installed.
+    image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": spec.image_size},
         crop_size={"height": spec.image_size, "width": spec.image_size},
         do_center_crop=True,

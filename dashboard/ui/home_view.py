@@ -62,8 +62,8 @@ def _demo_dir() -> Path:
 
 
 def _autostart_demo_build() -> None:
-    """``VLMLAB_DEMO_AUTOBUILD=1`` (launch.sh): the first view starts the demo build when it is missing or
-    unfinished, so the server never waits for training (one build per process, see ``demo/jobs.py``)."""
+    """Autobuild on (launch.sh, or a Space: ``autobuild_enabled``): the first view starts the demo build when
+    it is missing or unfinished, so nobody waits for training (one build per process, see ``demo/jobs.py``)."""
     from dashboard.demo.jobs import autobuild_enabled, ensure_demo_build
 
     if autobuild_enabled():

@@ -50,6 +50,23 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
 
 
+def test_a_runs_first_result_is_saved_without_an_unreadable_warning(tmp_path: Path, caplog) -> None:
+    """No ``eval_results/`` folder yet is the normal first save (every demo build hits it): not
+    "unreadable" with a traceback in the server log, which it was (the missing folder surfaces as
+    the file reader's "a folder on its path changed" error). A broken result still warns."""
+    run = tmp_path / "run"
+    run.mkdir()
+    with caplog.at_level("WARNING", logger="dashboard.compare.results"):
+        save_scores(run, _scores("checkpoint-10", {"a": "red"}))
+        assert load_scores(run, "demo", "checkpoint-20") is None
+    assert [r.getMessage() for r in caplog.records] == []
+    broken = run / "eval_results" / result_relpath("demo", "ab" * 32, "checkpoint-10", "k")
+    broken.write_text("{not json")
+    with caplog.at_level("WARNING", logger="dashboard.compare.results"):
+        assert load_scores(run, "demo", "checkpoint-10") is None
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+
+
 def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "x.json"
     write_json_atomic(target, {"v": 1})

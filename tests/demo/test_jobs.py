@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from dashboard.demo.build import MARKER, DemoReport, _write_marker
-from dashboard.demo.jobs import AUTOBUILD_ENV, DemoBuildJob, demo_build_job, ensure_demo_build
+from dashboard.demo.jobs import AUTOBUILD_ENV, DemoBuildJob, autobuild_enabled, demo_build_job, ensure_demo_build
 from dashboard.demo.marker import is_incomplete_demo, read_marker
 
 
@@ -102,7 +104,9 @@ def test_one_job_object_per_folder_per_process(tmp_path):
     assert demo_build_job(tmp_path / "a") is not demo_build_job(tmp_path / "b")
 
 
-def test_autobuild_starts_only_for_a_missing_or_unfinished_demo(tmp_path, monkeypatch):
+@pytest.mark.parametrize("turned_on_by", [(AUTOBUILD_ENV, "1"), ("SPACE_ID", "someone/vlm-lab")])
+def test_autobuild_starts_only_for_a_missing_or_unfinished_demo(tmp_path, monkeypatch, turned_on_by):
+    """Under launch.sh and on a Space alike: a missing demo is built, an interrupted one resumed."""
     builder = FakeBuilder()
     builder.release.set()
     done = tmp_path / "done"
@@ -115,14 +119,27 @@ def test_autobuild_starts_only_for_a_missing_or_unfinished_demo(tmp_path, monkey
     _write_marker(half, {"complete": False})
 
     monkeypatch.delenv(AUTOBUILD_ENV, raising=False)
-    assert ensure_demo_build(tmp_path / "missing") is None  # off unless asked for
-    monkeypatch.setenv(AUTOBUILD_ENV, "1")
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert ensure_demo_build(tmp_path / "missing") is None  # off unless asked for (or on a Space)
+    monkeypatch.setenv(*turned_on_by)
     assert ensure_demo_build(done) is None
     for folder in (tmp_path / "missing", half):
         job = ensure_demo_build(folder)
         assert job is not None and job.wait(10).state == "done"
         assert ensure_demo_build(folder) is None  # finished: nothing more to do
     assert builder.calls == 2
+
+
+@pytest.mark.parametrize(("env", "on"), [
+    ({}, False),  # a plain `streamlit run Home.py`: the button
+    ({AUTOBUILD_ENV: "1"}, True),  # scripts/launch.sh
+    ({AUTOBUILD_ENV: "0"}, False),
+    ({"SPACE_ID": "someone/vlm-lab"}, True),  # a Space: its visitors never wait behind a button
+    ({"SPACE_ID": "someone/vlm-lab", AUTOBUILD_ENV: "0"}, False),  # … unless the Space turns it off
+    ({"SPACE_ID": "  "}, False),
+])
+def test_autobuild_is_on_under_launch_sh_and_on_a_space(env, on):
+    assert autobuild_enabled(env) is on
 
 
 def test_an_interrupted_build_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
