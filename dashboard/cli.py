@@ -310,6 +310,7 @@ def cmd_geometry(args: argparse.Namespace) -> int:
 
     from dashboard.attention.adapters import LayoutError, UnsupportedFamily
     from dashboard.attention.geometry import GeometryError, run_checkpoint
+    from dashboard.models.loading import CheckpointLoadError
     from dashboard.models.processors import ProcessorLoadError
 
     folder = Path(args.checkpoint)
@@ -318,7 +319,7 @@ def cmd_geometry(args: argparse.Namespace) -> int:
         return 2
     try:
         report = run_checkpoint(folder, cases=args.cases, seed=args.seed, low=args.min_side, high=args.max_side)
-    except (UnsupportedFamily, GeometryError, ProcessorLoadError, OSError, ValueError) as exc:
+    except (UnsupportedFamily, GeometryError, CheckpointLoadError, ProcessorLoadError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except LayoutError as exc:

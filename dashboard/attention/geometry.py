@@ -56,6 +56,8 @@ def processed_images(processor: Any, config: Any, inputs: Mapping[str, Any]) -> 
     ip = processor.image_processor
     if "image_grid_thw" in inputs:  # Qwen-style flattened patches
         pixels = _unflatten_qwen(pixels, np.asarray(inputs["image_grid_thw"]).reshape(-1, 3), config, ip)
+    elif "image_position_ids" in inputs:  # Gemma 4: padded patch lists with (x, y) per patch
+        pixels = _unflatten_positioned(pixels, np.asarray(inputs["image_position_ids"]), config)
     else:
         pixels = pixels.reshape(-1, *pixels.shape[-3:])
     if getattr(ip, "do_normalize", False):
@@ -88,6 +90,24 @@ def _unflatten_qwen(flat: np.ndarray, grids: np.ndarray, config: Any, ip: Any) -
     if len({im.shape for im in images}) != 1:
         raise GeometryError("one image per prompt: the processor returned images of different sizes")
     return np.stack(images)
+
+
+def _unflatten_positioned(patches: np.ndarray, positions: np.ndarray, config: Any) -> np.ndarray:
+    """``[n, max_patches, P·P·C]`` patches (row, col, channel inside each) placed at their ``(x, y)``
+    → ``[n, C, H, W]``; the −1 padding patches are dropped. Images smaller than the largest are
+    zero-padded at the bottom/right (the readers never point there)."""
+    patch = int(config.vision_config.patch_size)
+    patches = patches.reshape(-1, patches.shape[-2], patch, patch, 3)
+    positions = positions.reshape(len(patches), -1, 2)
+    real = positions >= 0
+    height = int(positions[..., 1].max()) + 1
+    width = int(positions[..., 0].max()) + 1
+    out = np.zeros((len(patches), 3, height * patch, width * patch))
+    for i in range(len(patches)):
+        for k in np.flatnonzero(real[i].all(axis=-1)):
+            x, y = (int(v) for v in positions[i, k])
+            out[i, :, y * patch:(y + 1) * patch, x * patch:(x + 1) * patch] = patches[i, k].transpose(2, 0, 1)
+    return out
 
 
 # ----------------------------------------------------------------------------------------- readers
@@ -189,7 +209,21 @@ def _read_internvl(config: Any, processor: Any, inputs: Mapping[str, Any],
     return out
 
 
+def _read_gemma4(config: Any, processor: Any, inputs: Mapping[str, Any],
+                 layout: ImageLayout) -> dict[int, list[PixelRect]]:
+    """``Gemma4VisionPooler``: soft token ``x//k + (W//k)·(y//k)`` averages the k×k patches at those
+    ``image_position_ids``; padding patches (−1) are dropped, so tokens run row-major over the pooled grid."""
+    vision = config.vision_config
+    patch, kernel = int(vision.patch_size), int(vision.pooling_kernel_size)
+    ids = np.asarray(inputs["image_position_ids"]).reshape(-1, 2)
+    ids = ids[(ids >= 0).all(axis=-1)]
+    cols = (int(ids[:, 0].max()) + 1) // kernel
+    rows = (int(ids[:, 1].max()) + 1) // kernel
+    return _grid_reader(rows, cols, patch * kernel, patch * kernel, layout.image_positions)
+
+
 READERS: dict[str, Reader] = {
+    "gemma4": _read_gemma4,
     "internvl": _read_internvl,
     "llava_next": _read_llava_next, "llava_onevision": _read_llava_next,
     "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen, "qwen3_vl": _read_qwen,
@@ -363,6 +397,9 @@ def working_side(processor: Any) -> int:
     budget = getattr(ip, "max_pixels", None) or (longest if longest and int(longest) > 4096 else None)
     if budget:  # Qwen-style: a pixel budget, not a side
         return math.isqrt(int(budget))
+    soft = getattr(ip, "max_soft_tokens", None)
+    if soft:  # Gemma 4: a budget of soft tokens, each k×k patches
+        return math.isqrt(int(soft) * (int(ip.pooling_kernel_size) * int(ip.patch_size)) ** 2)
     sides: list[int] = []
     for attr in ("size", "crop_size", "max_image_size"):
         value = getattr(ip, attr, None)
@@ -402,12 +439,22 @@ def run(config: Any, processor: Any, cases: int = 200, seed: int = 0, low: int |
 
 
 def run_checkpoint(folder: str | Path, cases: int = 200, seed: int = 0, low: int | None = None,
-                   high: int | None = None, trust_remote_code: bool = False) -> dict[str, Any]:
-    """Load only the config and processor of ``folder`` (no weights) and run the oracle."""
-    from transformers import AutoConfig
+                   high: int | None = None, trust_remote_code: bool = False,
+                   roots: tuple[Path, ...] | None = None) -> dict[str, Any]:
+    """Load only the config and processor of ``folder`` (no weights) and run the oracle.
 
-    from dashboard.models.processors import load_processor
+    They are read the way every load reads them (:func:`dashboard.models.loading.load_config_and_processor`:
+    the load plan's walls, then a staging folder of checked bytes), so a tokenizer or chat template
+    linked outside ``roots`` (default: the checkpoint's parent) is refused, never read. A family
+    without an adapter is refused before its processor is built (whose import may itself fail).
+    """
+    from dashboard.config import LoadOptions
+    from dashboard.models.loading import load_config_and_processor
+    from dashboard.runs.load_plan import plan_checkpoint
 
-    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    processor = load_processor(folder, trust_remote_code=trust_remote_code)
+    options = LoadOptions(roots=roots, trust_remote_code=trust_remote_code)
+    model_type = plan_checkpoint(folder, roots or (Path(folder).resolve().parent,)).model_type
+    if model_type:
+        adapter_for(model_type)  # UnsupportedFamily says why, before the processor is imported and built
+    config, processor = load_config_and_processor(folder, options=options)
     return run(config, processor, cases=cases, seed=seed, low=low, high=high)

@@ -68,7 +68,7 @@ def _shift_third(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
-@pytest.mark.parametrize("name", ["llava", "llava_next", "qwen2_vl", "idefics3", "internvl", "gemma3"])
+@pytest.mark.parametrize("name", ["llava", "llava_next", "qwen2_vl", "idefics3", "internvl", "gemma3", "gemma4"])
 @pytest.mark.parametrize("change", [_shift_third, lambda b: b[::-1].copy()], ids=["shifted", "rows flipped"])
 def test_oracle_catches_a_wrong_adapter(name: str, change: Any, folders: dict[str, Path],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
