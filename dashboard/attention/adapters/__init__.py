@@ -8,7 +8,7 @@ they still load, generate and compare. A new family = one adapter module + one r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from dashboard.attention.adapters.idefics3 import Idefics3Adapter
 from dashboard.attention.adapters.internvl import InternVLAdapter
 from dashboard.attention.adapters.llava import LlavaAdapter
 from dashboard.attention.adapters.llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
+from dashboard.attention.adapters.multi import split_layouts, supports_several
 from dashboard.attention.adapters.qwen2_vl import Qwen2VLAdapter, Qwen3VLAdapter
 from dashboard.attention.adapters.square_grid import SquareGridAdapter
 
@@ -79,12 +80,30 @@ def adapter_for(model_type: str) -> FamilyAdapter:
                             f"Supported: {', '.join(SUPPORTED)}.")
 
 
+def _plain(input_ids: Any, inputs: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    ids = np.asarray(input_ids.detach().cpu() if hasattr(input_ids, "detach") else input_ids).reshape(-1)
+    return ids, {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in dict(inputs).items()}
+
+
 def layout_for(config: Any, processor: Any, input_ids: Any, image: Any, inputs: Mapping[str, Any]) -> ImageLayout:
     """The image-token layout for one prompt (``image`` is the original PIL image)."""
     adapter = adapter_for(str(config.model_type))
-    ids = np.asarray(input_ids.detach().cpu() if hasattr(input_ids, "detach") else input_ids).reshape(-1)
-    plain = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in dict(inputs).items()}
+    ids, plain = _plain(input_ids, inputs)
     return adapter.layout(config, processor, ids, image, plain)
+
+
+def layouts_for(config: Any, processor: Any, input_ids: Any, images: Sequence[Any],
+                inputs: Mapping[str, Any]) -> tuple[ImageLayout, ...]:
+    """One layout per image of a prompt (``images`` in prompt order), each with only its own tokens' boxes."""
+    adapter = adapter_for(str(config.model_type))
+    ids, plain = _plain(input_ids, inputs)
+    return split_layouts(adapter, config, processor, ids, images, plain)
+
+
+def several_images(model_type: str) -> bool:
+    """Whether the family's adapter maps several images in one prompt (each to its own image)."""
+    adapter = REGISTRY.get(model_type)
+    return adapter is not None and supports_several(adapter)
 
 
 __all__ = [
@@ -103,5 +122,7 @@ __all__ = [
     "UnsupportedFamily",
     "adapter_for",
     "layout_for",
+    "layouts_for",
+    "several_images",
     "unavailable_reason",
 ]

@@ -68,3 +68,14 @@ class Gemma4Adapter:
         return ImageLayout(str(config.model_type), (width, height),
                            (GridView("image", positions.reshape(rows, cols), boxes),), positions, note,
                            (TokenSegment("image", rows, cols),), order)
+
+    def per_image(self, config: Any, inputs: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+        """Each image's ``image_position_ids``: its pooled grid's ``rows·cols`` soft tokens."""
+        ids = np.asarray(inputs["image_position_ids"])
+        ids = ids.reshape(-1, *ids.shape[-2:])
+        kernel = int(config.vision_config.pooling_kernel_size)
+        out = []
+        for i in range(len(ids)):
+            rows, cols = pooled_grid(ids[i], kernel)
+            out.append((rows * cols, {"image_position_ids": ids[i:i + 1]}))
+        return out
