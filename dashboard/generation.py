@@ -176,6 +176,21 @@ def build_inputs(loaded: LoadedModel, image: Image.Image | Sequence[Image.Image]
     return inputs.to(loaded.device, dtype=loaded.dtype)
 
 
+def build_prompt_inputs(loaded: LoadedModel, images: Sequence[Image.Image], prompt: str,
+                        prefill: str = "") -> BatchFeature:
+    """Processor outputs of *one* prompt holding every image of ``images`` (in order) on ``loaded.device``."""
+    if not images or any(im is None for im in images):
+        raise GenerationInputError("no image given: upload an image or pick an example first")
+    if not prompt or not prompt.strip():
+        raise GenerationInputError("the prompt is empty: type a question or instruction")
+    text = format_prompt(loaded, prompt.strip(), prefill.strip(), images=len(images))
+    try:
+        inputs = loaded.processor(images=[im.convert("RGB") for im in images], text=[text], return_tensors="pt")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise GenerationInputError(f"the processor could not prepare the inputs: {exc}") from exc
+    return inputs.to(loaded.device, dtype=loaded.dtype)
+
+
 # ---------------------------------------------------------------------------- helpers
 def model_context(loaded: LoadedModel) -> int | None:
     """Positions the language model can attend over (``max_position_embeddings``), if it says."""

@@ -37,7 +37,7 @@ StopCheck = Callable[[], bool] | None
 
 def capture(pool: Any, checkpoint: str | Path, image: Image.Image, prompt: str, max_new_tokens: int,
             forced: tuple[int, ...] = (), should_stop: StopCheck = None,
-            on_wait: WaitCallback | None = None) -> AttentionRun:
+            on_wait: WaitCallback | None = None, more_images: Sequence[Image.Image] = ()) -> AttentionRun:
     """Generate on one pooled checkpoint with attention capture (logit lens only for a free generation).
 
     One FIFO turn on the checkpoint; ``on_wait`` is told the place in its queue while waiting. A family
@@ -50,7 +50,8 @@ def capture(pool: Any, checkpoint: str | Path, image: Image.Image, prompt: str, 
         adapter_for(model_type)  # raises UnsupportedFamily with the reason (unless torchvision is installed)
     with pool.turn(Path(checkpoint), on_wait=on_wait) as loaded:
         return analyse(loaded, image, prompt, max_new_tokens=max_new_tokens, forced=forced,
-                       lens_top_k=5 if not forced else 0, lens_image_tokens=not forced, should_stop=should_stop)
+                       lens_top_k=5 if not forced else 0, lens_image_tokens=not forced, should_stop=should_stop,
+                       more_images=more_images)
 
 
 def capture_across(pool: Any, checkpoints: Sequence[str], image: Image.Image, prompt: str,
