@@ -310,6 +310,7 @@ def cmd_geometry(args: argparse.Namespace) -> int:
 
     from dashboard.attention.adapters import LayoutError, UnsupportedFamily
     from dashboard.attention.geometry import GeometryError, run_checkpoint
+    from dashboard.models.loading import CheckpointLoadError
     from dashboard.models.processors import ProcessorLoadError
 
     folder = Path(args.checkpoint)
@@ -317,8 +318,9 @@ def cmd_geometry(args: argparse.Namespace) -> int:
         print(f"error: checkpoint directory not found: {folder}", file=sys.stderr)
         return 2
     try:
-        report = run_checkpoint(folder, cases=args.cases, seed=args.seed, low=args.min_side, high=args.max_side)
-    except (UnsupportedFamily, GeometryError, ProcessorLoadError, OSError, ValueError) as exc:
+        report = run_checkpoint(folder, cases=args.cases, seed=args.seed, low=args.min_side, high=args.max_side,
+                                images=args.images)
+    except (UnsupportedFamily, GeometryError, CheckpointLoadError, ProcessorLoadError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except LayoutError as exc:
@@ -435,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     geometry.add_argument("--checkpoint", required=True, help="checkpoint folder (config + processor files)")
     geometry.add_argument("--cases", type=int, default=200, help="random image sizes to check (default 200)")
     geometry.add_argument("--seed", type=int, default=0, help="seed for the image sizes (default 0)")
+    geometry.add_argument("--images", type=int, default=1,
+                          help="images per prompt, each of its own random size (default 1; families that map "
+                               "several images)")
     geometry.add_argument("--min-side", type=int, default=None,
                           help="smallest image side (default: the processor's working size, at most 448)")
     geometry.add_argument("--max-side", type=int, default=None, help="largest typical side (default 3× min)")

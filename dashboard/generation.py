@@ -128,12 +128,13 @@ def _phase_timings(preprocess_s: float, generate_began: float, first_token_at: f
 
 
 # ---------------------------------------------------------------------------- inputs
-def format_prompt(loaded: LoadedModel, prompt: str, prefill: str = "") -> str:
-    """The model's chat template applied to one user turn with one image, plus the assistant prefill."""
+def format_prompt(loaded: LoadedModel, prompt: str, prefill: str = "", images: int = 1) -> str:
+    """The model's chat template applied to one user turn with ``images`` images, plus the assistant prefill."""
     processor = loaded.processor
     template = getattr(processor, "chat_template", None)
     if isinstance(template, str) and template:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        content = [*([{"type": "image"}] * images), {"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": content}]
         tokenizer = getattr(processor, "tokenizer", processor)
         special = {k: v for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items()
                    if isinstance(v, str)}
@@ -143,7 +144,7 @@ def format_prompt(loaded: LoadedModel, prompt: str, prefill: str = "") -> str:
             raise GenerationInputError(f"{loaded.path.name}: {exc}") from exc
     else:  # no template: the processor's image token followed by the raw prompt
         image_token = getattr(processor, "image_token", None) or "<image>"
-        text = f"{image_token}\n{prompt}"
+        text = f"{image_token * images}\n{prompt}"
     if prefill:
         text = text + prefill if text[-1:].isspace() else f"{text} {prefill}"
     return text
@@ -170,6 +171,21 @@ def build_inputs(loaded: LoadedModel, image: Image.Image | Sequence[Image.Image]
     try:
         inputs = loaded.processor(images=[im.convert("RGB") for im in images], text=texts, return_tensors="pt",
                                   **kwargs)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise GenerationInputError(f"the processor could not prepare the inputs: {exc}") from exc
+    return inputs.to(loaded.device, dtype=loaded.dtype)
+
+
+def build_prompt_inputs(loaded: LoadedModel, images: Sequence[Image.Image], prompt: str,
+                        prefill: str = "") -> BatchFeature:
+    """Processor outputs of *one* prompt holding every image of ``images`` (in order) on ``loaded.device``."""
+    if not images or any(im is None for im in images):
+        raise GenerationInputError("no image given: upload an image or pick an example first")
+    if not prompt or not prompt.strip():
+        raise GenerationInputError("the prompt is empty: type a question or instruction")
+    text = format_prompt(loaded, prompt.strip(), prefill.strip(), images=len(images))
+    try:
+        inputs = loaded.processor(images=[im.convert("RGB") for im in images], text=[text], return_tensors="pt")
     except (ValueError, TypeError, KeyError) as exc:
         raise GenerationInputError(f"the processor could not prepare the inputs: {exc}") from exc
     return inputs.to(loaded.device, dtype=loaded.dtype)

@@ -10,7 +10,7 @@ import html
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from dashboard.attention.adapters import ImageLayout, adapter_for, layout_for
+from dashboard.attention.adapters import ImageLayout, adapter_for, layout_for, layouts_for
 from dashboard.attention.capture import TEXT_SUMMARY_FIELDS, CaptureResult, capture_generate
 from dashboard.attention.overlay import HeadMode, token_attention
 from dashboard.attention.pointing import PointingReport, score_example, summarise
@@ -46,6 +46,39 @@ class AttentionRun:
     text: str = ""  # the decoded answer (special tokens skipped)
     inputs: dict[str, Any] | None = None  # the model inputs of the prompt (for the rollout's extra forward pass)
     _full_attention: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    # Several images in the prompt: all of them and their layouts, in prompt order; ``image``/``layout`` are
+    # the one drawn on (:meth:`for_image`), and the captured arrays stay aligned with every image token.
+    images: tuple[Image.Image, ...] = ()
+    layouts: tuple[ImageLayout, ...] = ()
+
+    @property
+    def _positions(self) -> np.ndarray:
+        """The image-token positions the captured arrays are aligned with (every image of the prompt)."""
+        if len(self.layouts) > 1:
+            return np.concatenate([layout.image_positions for layout in self.layouts])
+        return self.layout.image_positions
+
+    def for_image(self, index: int) -> AttentionRun:
+        """The same capture drawn on image ``index`` (0-based, prompt order) of a several-image prompt."""
+        if not self.layouts:
+            if index != 0:
+                raise IndexError(f"image {index + 1}: this prompt has one image")
+            return self
+        return replace(self, image=self.images[index], layout=self.layouts[index])
+
+    def image_token_labels(self) -> list[str]:
+        """Labels of every image token in prompt order (``i2·r1c3`` when the prompt has several images)."""
+        if len(self.layouts) <= 1:
+            return self.layout.token_labels()
+        return [f"i{k + 1}·{label}" for k, layout in enumerate(self.layouts) for label in layout.token_labels()]
+
+    def image_order_caption(self, shown: int) -> str:
+        if len(self.layouts) <= 1:
+            return self.layout.order_caption(shown)
+        total = len(self._positions)
+        counts = ", ".join(f"image {k + 1}: {len(layout.image_positions)}" for k, layout in enumerate(self.layouts))
+        return (f"{'All' if shown >= total else f'First {shown} of'} {total} image tokens of {len(self.layouts)} "
+                f"images, image after image ({counts}); each image's tokens: {self.layout.token_order}.")
 
     def special_steps(self) -> list[int]:
         """Generated tokens the answer text leaves out (special tokens; their labels are marked)."""
@@ -57,7 +90,7 @@ class AttentionRun:
     def grid(self, step: int, layers: Sequence[int] | None, head: int | HeadMode,
              view: str | None = None) -> np.ndarray:
         chosen = self.layout.view(view) if view else self.layout.primary
-        return chosen.grid(token_attention(self.result, step, layers, head), self.layout.image_positions)
+        return chosen.grid(token_attention(self.result, step, layers, head), self._positions)
 
     def layer_grids(self, step: int, head: int | HeadMode, view: str | None = None) -> np.ndarray:
         """``[layers, rows, cols]`` for the small multiples."""
@@ -80,8 +113,8 @@ class AttentionRun:
         if not 0 <= layer < lens.image_ids.shape[0]:
             raise IndexError(f"layer {layer} out of range (0..{lens.image_ids.shape[0] - 1})")
         chosen = self.layout.view(view) if view else self.layout.primary
-        ids = chosen.grid(lens.image_ids[layer, :, 0], self.layout.image_positions)
-        probs = chosen.grid(lens.image_probs[layer, :, 0], self.layout.image_positions).astype(float)
+        ids = chosen.grid(lens.image_ids[layer, :, 0], self._positions)
+        probs = chosen.grid(lens.image_probs[layer, :, 0], self._positions).astype(float)
         answer_id = self.result.generated_ids[step] if 0 <= step < len(self.result.generated_ids) else None
         names = np.array(self.token_names(ids.reshape(-1).tolist()), dtype=object).reshape(ids.shape)
         answer = self.token_names([answer_id])[0] if answer_id is not None else ""
@@ -101,9 +134,9 @@ class AttentionRun:
             inputs = force_tokens(self.inputs, self.result.generated_ids[:step])
             self._full_attention.clear()  # one token's matrices at a time: they are seq × seq per layer
             self._full_attention[step] = full_attentions(loaded.model, inputs, getattr(loaded, "lock", None))
-        values = image_rollout(self._full_attention[step], self.layout.image_positions, upto)
+        values = image_rollout(self._full_attention[step], self._positions, upto)
         chosen = self.layout.view(view) if view else self.layout.primary
-        return chosen.grid(values, self.layout.image_positions)
+        return chosen.grid(values, self._positions)
 
     def image_share(self, step: int, head: int | HeadMode = "mean") -> pd.DataFrame:
         """Per layer: share of the token's attention on image tokens vs prompt text vs generated text.
@@ -200,18 +233,27 @@ def force_tokens(inputs: Any, token_ids: Sequence[int]) -> dict[str, Any]:
 
 def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int = 16, lens_top_k: int = 5,
             lens_image_tokens: bool = True, prefill: str = "", forced: Sequence[int] = (),
-            should_stop: Callable[[], bool] | None = None) -> AttentionRun:
+            should_stop: Callable[[], bool] | None = None, more_images: Sequence[Image.Image] = ()) -> AttentionRun:
     """Generate greedily on ``loaded`` (a pooled LoadedModel) and capture attention + logit lens.
 
     ``forced`` answer-token ids are appended to the prompt first (see :func:`force_tokens`); the
     captured step 0 is then the token that follows them. ``should_stop`` cancels the generation
-    (:class:`~dashboard.generation.GenerationCancelled`), as on every page.
+    (:class:`~dashboard.generation.GenerationCancelled`), as on every page. ``more_images`` follow
+    ``image`` in the same prompt (families whose adapter maps several images); the run is drawn on
+    ``image`` and :meth:`AttentionRun.for_image` draws it on another.
     """
-    from dashboard.generation import build_inputs
+    from dashboard.generation import build_inputs, build_prompt_inputs
 
     adapter_for(str(loaded.model_type or loaded.model.config.model_type))  # fail before generating
-    inputs = force_tokens(build_inputs(loaded, image, prompt, prefill), forced)
-    layout = layout_for(loaded.model.config, loaded.processor, inputs["input_ids"], image, inputs)
+    images = (image, *more_images)
+    if more_images:
+        inputs = force_tokens(build_prompt_inputs(loaded, images, prompt, prefill), forced)
+        layouts = layouts_for(loaded.model.config, loaded.processor, inputs["input_ids"], images, inputs)
+        layout = layouts[0]
+    else:
+        inputs = force_tokens(build_inputs(loaded, image, prompt, prefill), forced)
+        layout = layout_for(loaded.model.config, loaded.processor, inputs["input_ids"], image, inputs)
+        layouts = ()
     result = capture_generate(loaded.model, dict(inputs), max_new_tokens=max_new_tokens, lens_top_k=lens_top_k,
                               lens_image_tokens=lens_image_tokens, lock=loaded.lock, should_stop=should_stop,
                               do_sample=False)
@@ -219,7 +261,7 @@ def analyse(loaded: Any, image: Image.Image, prompt: str, *, max_new_tokens: int
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
     text = tokenizer.decode(result.generated_ids, skip_special_tokens=True)
     return AttentionRun(str(loaded.path), prompt, image, namer(result.generated_ids), result, layout, namer, text,
-                        inputs=dict(inputs))
+                        inputs=dict(inputs), images=images if more_images else (), layouts=layouts)
 
 
 def pointing_report(loaded: Any, examples: Sequence[Any], *, layers: Sequence[int] | None = None,

@@ -61,6 +61,10 @@ class ImageAttentionRows:
             self._allocate(int(value.shape[1]))
         assert self.image is not None and self.text is not None  # allocated above (narrows for mypy)
         row = value[0, :, -1, :].detach().float()  # [heads, keys]: the query that predicts the next token
+        if row.shape[1] < self.prompt_len + step:  # a sliding-window cache keeps only the last keys
+            raise CaptureError(f"layer {layer} attends over {row.shape[1]} keys, fewer than the "
+                               f"{self.prompt_len + step} tokens so far (a sliding-window layer's cache dropped the "
+                               "oldest): use a shorter prompt or a smaller image")
         image = row.index_select(1, self.image_positions)
         image_mass = image.sum(-1)
         self.image[step, layer].copy_(image)

@@ -33,8 +33,9 @@ from typing import Any, cast
 import numpy as np
 from PIL import Image
 
-from dashboard.attention.adapters import GridView, ImageLayout, LayoutError, adapter_for, layout_for
+from dashboard.attention.adapters import GridView, LayoutError, adapter_for, layouts_for
 from dashboard.attention.adapters.base import config_value, size_value
+from dashboard.attention.adapters.multi import image_token_id, supports_several
 
 MAX_CODES = 86  # rows or columns per painted view: code levels stay ≥ 3 apart in 8 bits
 UNCLAIMED = 128  # blue of image pixels no box claims (claimed: 255; processor padding: usually 0)
@@ -56,6 +57,8 @@ def processed_images(processor: Any, config: Any, inputs: Mapping[str, Any]) -> 
     ip = processor.image_processor
     if "image_grid_thw" in inputs:  # Qwen-style flattened patches
         pixels = _unflatten_qwen(pixels, np.asarray(inputs["image_grid_thw"]).reshape(-1, 3), config, ip)
+    elif "image_position_ids" in inputs:  # Gemma 4: padded patch lists with (x, y) per patch
+        pixels = _unflatten_positioned(pixels, np.asarray(inputs["image_position_ids"]), config)
     else:
         pixels = pixels.reshape(-1, *pixels.shape[-3:])
     if getattr(ip, "do_normalize", False):
@@ -85,14 +88,42 @@ def _unflatten_qwen(flat: np.ndarray, grids: np.ndarray, config: Any, ip: Any) -
         frame = block[0, ..., 0, :, :]  # [hb, wb, mh, mw, C, P, P]
         image = frame.transpose(4, 0, 2, 5, 1, 3, 6).reshape(3, h * patch, w * patch)
         images.append(image)
-    if len({im.shape for im in images}) != 1:
-        raise GeometryError("one image per prompt: the processor returned images of different sizes")
-    return np.stack(images)
+    return _stack_padded(images)
+
+
+def _stack_padded(images: list[np.ndarray]) -> np.ndarray:
+    """``[n, C, H, W]`` of images of different sizes, zero-padded at the bottom/right (no reader looks there)."""
+    height = max(im.shape[-2] for im in images)
+    width = max(im.shape[-1] for im in images)
+    out = np.zeros((len(images), images[0].shape[0], height, width))
+    for i, im in enumerate(images):
+        out[i, :, :im.shape[-2], :im.shape[-1]] = im
+    return out
+
+
+def _unflatten_positioned(patches: np.ndarray, positions: np.ndarray, config: Any) -> np.ndarray:
+    """``[n, max_patches, P·P·C]`` patches (row, col, channel inside each) placed at their ``(x, y)``
+    → ``[n, C, H, W]``; the −1 padding patches are dropped. Images smaller than the largest are
+    zero-padded at the bottom/right (the readers never point there)."""
+    patch = int(config.vision_config.patch_size)
+    patches = patches.reshape(-1, patches.shape[-2], patch, patch, 3)
+    positions = positions.reshape(len(patches), -1, 2)
+    real = positions >= 0
+    height = int(positions[..., 1].max()) + 1
+    width = int(positions[..., 0].max()) + 1
+    out = np.zeros((len(patches), 3, height * patch, width * patch))
+    for i in range(len(patches)):
+        for k in np.flatnonzero(real[i].all(axis=-1)):
+            x, y = (int(v) for v in positions[i, k])
+            out[i, :, y * patch:(y + 1) * patch, x * patch:(x + 1) * patch] = patches[i, k].transpose(2, 0, 1)
+    return out
 
 
 # ----------------------------------------------------------------------------------------- readers
-# Each reader: (config, processor, inputs, layout) -> {sequence position: pixel rects feeding it}.
-Reader = Callable[[Any, Any, Mapping[str, Any], ImageLayout], dict[int, list[PixelRect]]]
+# Each reader: (config, processor, inputs, positions) -> {sequence position: pixel rects feeding it}, where
+# ``positions`` are all image-token positions of the prompt in order (the model scatters image features
+# into them in that order, image after image), read from ``input_ids``, not from the adapter.
+Reader = Callable[[Any, Any, Mapping[str, Any], np.ndarray], dict[int, list[PixelRect]]]
 
 
 def _grid_reader(rows: int, cols: int, cell_h: int, cell_w: int, positions: np.ndarray,
@@ -105,30 +136,35 @@ def _grid_reader(rows: int, cols: int, cell_h: int, cell_w: int, positions: np.n
 
 
 def _read_llava(config: Any, processor: Any, inputs: Mapping[str, Any],
-                layout: ImageLayout) -> dict[int, list[PixelRect]]:
+                positions: np.ndarray) -> dict[int, list[PixelRect]]:
     """CLIP patches row-major over the single input; under "full" the first token is CLS (no pixels)."""
     vision = config.vision_config
     grid = int(vision.image_size) // int(vision.patch_size)
     patch = int(vision.patch_size)
-    return _grid_reader(grid, grid, patch, patch, layout.image_positions[-grid * grid:])
+    return _grid_reader(grid, grid, patch, patch, positions[-grid * grid:])
 
 
 def _read_qwen(config: Any, processor: Any, inputs: Mapping[str, Any],
-               layout: ImageLayout) -> dict[int, list[PixelRect]]:
-    """The merger fuses each merge×merge block of patches; tokens row-major over the blocks."""
+               positions: np.ndarray) -> dict[int, list[PixelRect]]:
+    """The merger fuses each merge×merge block of patches; tokens row-major over the blocks, image after image."""
     vision = config.vision_config
     patch, merge = int(vision.patch_size), int(vision.spatial_merge_size)
-    _, h, w = (int(v) for v in np.asarray(inputs["image_grid_thw"]).reshape(-1, 3)[0])
-    return _grid_reader(h // merge, w // merge, patch * merge, patch * merge, layout.image_positions)
+    out: dict[int, list[PixelRect]] = {}
+    start = 0
+    for image, (_, h, w) in enumerate(np.asarray(inputs["image_grid_thw"]).reshape(-1, 3).tolist()):
+        count = (h // merge) * (w // merge)
+        out.update(_grid_reader(h // merge, w // merge, patch * merge, patch * merge, positions[start:start + count],
+                                image=image))
+        start += count
+    return out
 
 
 def _read_idefics3(config: Any, processor: Any, inputs: Mapping[str, Any],
-                   layout: ImageLayout) -> dict[int, list[PixelRect]]:
+                   positions: np.ndarray) -> dict[int, list[PixelRect]]:
     """Pixel shuffle by ``scale_factor``: each token is a scale×scale block of patches; tiles then the global view."""
     vision = config.vision_config
     cell = int(vision.patch_size) * int(getattr(config, "scale_factor", 2))
     side = int(vision.image_size) // cell
-    positions = layout.image_positions
     out: dict[int, list[PixelRect]] = {}
     for image in range(len(positions) // (side * side)):
         run = positions[image * side * side:(image + 1) * side * side]
@@ -137,51 +173,61 @@ def _read_idefics3(config: Any, processor: Any, inputs: Mapping[str, Any],
 
 
 def _read_square(config: Any, processor: Any, inputs: Mapping[str, Any],
-                 layout: ImageLayout) -> dict[int, list[PixelRect]]:
+                 positions: np.ndarray) -> dict[int, list[PixelRect]]:
     """SigLIP patches row-major; Gemma 3 average-pools them to ``mm_tokens_per_image`` (union of the pooled)."""
     image_px = int(config.vision_config.image_size)
-    side = math.isqrt(len(layout.image_positions))
+    side = math.isqrt(len(positions))
     cell = image_px // side
-    return _grid_reader(side, side, cell, cell, layout.image_positions)
+    return _grid_reader(side, side, cell, cell, positions)
 
 
 def _read_llava_next(config: Any, processor: Any, inputs: Mapping[str, Any],
-                     layout: ImageLayout) -> dict[int, list[PixelRect]]:
-    """``pack_image_features``: base image (``pixel_values[0]``) patches, then the stitched tile grid
-    (tiles row-major from ``pixel_values[1]``), centre-unpadded, one newline token (no pixels) per row."""
+                     positions: np.ndarray) -> dict[int, list[PixelRect]]:
+    """``pack_image_features``, image after image: base image (``pixel_values[i][0]``) patches, then the
+    stitched tile grid (tiles row-major from ``pixel_values[i][1]``), centre-unpadded (``image_sizes[i]``),
+    one newline token (no pixels) per row."""
     from transformers.image_processing_utils import select_best_resolution
 
     vision = config.vision_config
     tile_px, patch = int(vision.image_size), int(vision.patch_size)
     g = tile_px // patch
-    positions = layout.image_positions
-    out = _grid_reader(g, g, patch, patch, positions[:g * g])
-    height, width = (int(v) for v in np.asarray(inputs["image_sizes"]).reshape(-1, 2)[0])
-    best_h, best_w = select_best_resolution((height, width), [list(p) for p in config.image_grid_pinpoints])
-    tiles_w = int(best_w) // tile_px
-    rows, cols = int(best_h) // patch, int(best_w) // patch
-    rest = len(positions) - g * g  # kept rows × (kept cols + newline); unpadding keeps all rows or all cols
-    fits_rows = rest % rows == 0 and rest // rows - 1 <= cols
-    kept = (rows, rest // rows - 1) if fits_rows else (rest // (cols + 1), cols)
-    r0, c0 = (rows - kept[0]) // 2, (cols - kept[1]) // 2
-    grid = positions[g * g:].reshape(kept[0], kept[1] + 1)
-    for r in range(kept[0]):
-        for c in range(kept[1]):
-            R, C = r0 + r, c0 + c
-            tile = 1 + (R // g) * tiles_w + C // g
-            y, x = (R % g) * patch, (C % g) * patch
-            out[int(grid[r, c])] = [(tile, y, x, y + patch, x + patch)]
+    stack = int(np.asarray(inputs["pixel_values"]).shape[1])  # patches per image in the padded batch
+    out: dict[int, list[PixelRect]] = {}
+    start = 0
+    for image, (height, width) in enumerate(np.asarray(inputs["image_sizes"]).reshape(-1, 2).tolist()):
+        first = image * stack
+        out.update(_grid_reader(g, g, patch, patch, positions[start:start + g * g], image=first))
+        best_h, best_w = select_best_resolution((int(height), int(width)),
+                                                [list(p) for p in config.image_grid_pinpoints])
+        tiles_w = int(best_w) // tile_px
+        rows, cols = int(best_h) // patch, int(best_w) // patch
+        # unpad_image (modeling code): keep the rows (or columns) the resized image covers, centred
+        if width / height > cols / rows:
+            kept_rows = int(round(height * (cols / width), 7))
+            kept = (rows - 2 * ((rows - kept_rows) // 2), cols)
+        else:
+            kept_cols = int(round(width * (rows / height), 7))
+            kept = (rows, cols - 2 * ((cols - kept_cols) // 2))
+        r0, c0 = (rows - kept[0]) // 2, (cols - kept[1]) // 2
+        count = kept[0] * (kept[1] + 1)
+        grid = positions[start + g * g:start + g * g + count].reshape(kept[0], kept[1] + 1)
+        start += g * g + count
+        for r in range(kept[0]):
+            for c in range(kept[1]):
+                R, C = r0 + r, c0 + c
+                tile = first + 1 + (R // g) * tiles_w + C // g
+                y, x = (R % g) * patch, (C % g) * patch
+                out[int(grid[r, c])] = [(tile, y, x, y + patch, x + patch)]
     return out
 
 
 def _read_internvl(config: Any, processor: Any, inputs: Mapping[str, Any],
-                   layout: ImageLayout) -> dict[int, list[PixelRect]]:
+                   positions: np.ndarray) -> dict[int, list[PixelRect]]:
     """``pixel_shuffle`` (0.5): each token is a 2×2 block of patches of one ``pixel_values`` image, in order."""
     vision = config.vision_config
     tile_px, patch = int(np.ravel(vision.image_size)[0]), int(np.ravel(vision.patch_size)[0])
     cell = round(patch / float(config.downsample_ratio))
     side = tile_px // cell
-    positions = layout.image_positions
     out: dict[int, list[PixelRect]] = {}
     for image in range(len(positions) // (side * side)):
         out.update(_grid_reader(side, side, cell, cell, positions[image * side * side:(image + 1) * side * side],
@@ -189,7 +235,29 @@ def _read_internvl(config: Any, processor: Any, inputs: Mapping[str, Any],
     return out
 
 
+def _read_gemma4(config: Any, processor: Any, inputs: Mapping[str, Any],
+                 positions: np.ndarray) -> dict[int, list[PixelRect]]:
+    """``Gemma4VisionPooler``: soft token ``x//k + (W//k)·(y//k)`` averages the k×k patches at those
+    ``image_position_ids``; padding patches (−1) are dropped, so tokens run row-major over the pooled grid,
+    image after image."""
+    vision = config.vision_config
+    patch, kernel = int(vision.patch_size), int(vision.pooling_kernel_size)
+    all_ids = np.asarray(inputs["image_position_ids"])
+    all_ids = all_ids.reshape(-1, *all_ids.shape[-2:])
+    out: dict[int, list[PixelRect]] = {}
+    start = 0
+    for image, ids in enumerate(all_ids):
+        ids = ids[(ids >= 0).all(axis=-1)]
+        cols = (int(ids[:, 0].max()) + 1) // kernel
+        rows = (int(ids[:, 1].max()) + 1) // kernel
+        out.update(_grid_reader(rows, cols, patch * kernel, patch * kernel, positions[start:start + rows * cols],
+                                image=image))
+        start += rows * cols
+    return out
+
+
 READERS: dict[str, Reader] = {
+    "gemma4": _read_gemma4,
     "internvl": _read_internvl,
     "llava_next": _read_llava_next, "llava_onevision": _read_llava_next,
     "llava": _read_llava, "qwen2_vl": _read_qwen, "qwen2_5_vl": _read_qwen, "qwen3_vl": _read_qwen,
@@ -267,12 +335,14 @@ class TokenCheck:
     col: int
     iou: float
     box: tuple[float, float, float, float]
+    image: int = 0  # which image of the prompt (0-based, prompt order)
 
 
 @dataclass(frozen=True)
 class CaseResult:
     size: tuple[int, int]
     tokens: tuple[TokenCheck, ...]
+    sizes: tuple[tuple[int, int], ...] = ()  # every image of the prompt (several-image cases)
 
     @property
     def min_iou(self) -> float:
@@ -283,60 +353,82 @@ class CaseResult:
 
 
 class Oracle:
-    """One checkpoint's config + processor: build prompt inputs for an image and check a size."""
+    """One checkpoint's config + processor: build prompt inputs for one or several images and check them."""
 
     def __init__(self, config: Any, processor: Any, name: str = "checkpoint") -> None:
         self.config = config
         self.processor = processor
         self.model_type = str(config.model_type)
-        adapter_for(self.model_type)  # no adapter: UnsupportedFamily says why, before anything runs
+        self.adapter = adapter_for(self.model_type)  # no adapter: UnsupportedFamily says why, before anything runs
         self.reader = READERS.get(self.model_type)
         if self.reader is None:
             raise GeometryError(f"no pixel reader for {self.model_type}: the oracle cannot check it")
         self._shim = cast(Any, SimpleNamespace(processor=processor, path=Path(name)))
 
-    def inputs(self, image: Image.Image) -> dict[str, Any]:
+    def inputs(self, image: Image.Image | list[Image.Image]) -> dict[str, Any]:
         from dashboard.generation import format_prompt
 
-        text = format_prompt(self._shim, PROMPT)
-        out = self.processor(images=[image.convert("RGB")], text=[text], return_tensors="np")
+        images = [image] if isinstance(image, Image.Image) else image
+        text = format_prompt(self._shim, PROMPT, images=len(images))
+        out = self.processor(images=[im.convert("RGB") for im in images], text=[text], return_tensors="np")
         return {k: np.asarray(v) for k, v in dict(out).items()}
 
-    def check(self, size: tuple[int, int]) -> CaseResult:
-        blank = Image.new("RGB", size, (128, 128, 128))
-        inputs = self.inputs(blank)
-        layout = layout_for(self.config, self.processor, inputs["input_ids"], blank, inputs)
+    def check(self, size: tuple[int, int], *more: tuple[int, int]) -> CaseResult:
+        """Check one prompt holding an image of each size: every token's box against the pixels that feed it.
+
+        With several images, one image at a time is painted (the others one flat "unclaimed" colour), so a
+        token mapped to the wrong image, or fed by another image's pixels, scores low.
+        """
+        sizes = (size, *more)
+        blanks = [Image.new("RGB", s, (128, 128, 128)) for s in sizes]
+        inputs = self.inputs(blanks)
+        layouts = layouts_for(self.config, self.processor, inputs["input_ids"], blanks, inputs)
+        positions = np.flatnonzero(np.asarray(inputs["input_ids"]).reshape(-1) == image_token_id(self.config,
+                                                                                                  self.adapter))
         assert self.reader is not None
-        sources = self.reader(self.config, self.processor, inputs, layout)
+        sources = self.reader(self.config, self.processor, inputs, positions)
         checks: list[TokenCheck] = []
-        for view in layout.views:
-            if not _is_grid_aligned(view):
-                raise GeometryError(f"view {view.name!r}: boxes are not on a grid; cannot paint")
-            painted = paint(view, size)
-            p_inputs = self.inputs(painted)
-            if not np.array_equal(p_inputs["input_ids"], inputs["input_ids"]):
-                raise LayoutError("the painted image changed the prompt layout")
-            images = processed_images(self.processor, self.config, p_inputs)
-            rows, cols = view.shape
-            codes = decode(images, rows, cols)
-            owned = np.zeros(codes.shape, dtype=bool)  # pixels feeding some token of this view
-            for pos in view.positions.reshape(-1):
-                for i, y0, x0, y1, x1 in sources.get(int(pos), []):
-                    owned[i, y0:y1, x0:x1] = True
-            for (r, c), pos in np.ndenumerate(view.positions):
-                mine = np.zeros(codes.shape, dtype=bool)
-                for i, y0, x0, y1, x1 in sources.get(int(pos), []):
-                    mine[i, y0:y1, x0:x1] = True
-                if not mine.any():
-                    raise GeometryError(f"the reader gives no pixels for position {int(pos)} ({view.name} r{r}c{c})")
-                clear = codes != -1
-                carries = (codes == r * cols + c) & owned
-                inter = np.count_nonzero(mine & carries)
-                union = np.count_nonzero((mine & clear) | carries)
-                iou = inter / union if union else 0.0
-                checks.append(TokenCheck(int(pos), view.name, int(r), int(c), float(iou),
-                                         tuple(float(v) for v in view.boxes[r, c])))  # type: ignore[arg-type]
-        return CaseResult(size, tuple(checks))
+        for index, layout in enumerate(layouts):
+            for view in layout.views:
+                if not _is_grid_aligned(view):
+                    raise GeometryError(f"view {view.name!r}: boxes are not on a grid; cannot paint")
+                painted = [paint(view, s) if k == index else _foreign(s) for k, s in enumerate(sizes)]
+                p_inputs = self.inputs(painted)
+                if not np.array_equal(p_inputs["input_ids"], inputs["input_ids"]):
+                    raise LayoutError("the painted image changed the prompt layout")
+                checks.extend(_score_view(view, index, sources, processed_images(self.processor, self.config,
+                                                                                p_inputs)))
+        return CaseResult(size, tuple(checks), sizes)
+
+
+def _foreign(size: tuple[int, int]) -> Image.Image:
+    """An image none of the painted view's boxes lies in: every pixel decodes as unclaimed content."""
+    return Image.new("RGB", size, (0, 0, UNCLAIMED))
+
+
+def _score_view(view: GridView, image: int, sources: dict[int, list[PixelRect]],
+                images: np.ndarray) -> list[TokenCheck]:
+    rows, cols = view.shape
+    codes = decode(images, rows, cols)
+    owned = np.zeros(codes.shape, dtype=bool)  # pixels feeding some token of this view
+    for pos in view.positions.reshape(-1):
+        for i, y0, x0, y1, x1 in sources.get(int(pos), []):
+            owned[i, y0:y1, x0:x1] = True
+    clear = codes != -1
+    checks = []
+    for (r, c), pos in np.ndenumerate(view.positions):
+        mine = np.zeros(codes.shape, dtype=bool)
+        for i, y0, x0, y1, x1 in sources.get(int(pos), []):
+            mine[i, y0:y1, x0:x1] = True
+        if not mine.any():
+            raise GeometryError(f"the reader gives no pixels for position {int(pos)} ({view.name} r{r}c{c})")
+        carries = (codes == r * cols + c) & owned
+        inter = np.count_nonzero(mine & carries)
+        union = np.count_nonzero((mine & clear) | carries)
+        iou = inter / union if union else 0.0
+        checks.append(TokenCheck(int(pos), view.name, int(r), int(c), float(iou),
+                                 tuple(float(v) for v in view.boxes[r, c]), image))  # type: ignore[arg-type]
+    return checks
 
 
 def random_sizes(n: int, seed: int, low: int, high: int, max_aspect: float = 4.0) -> list[tuple[int, int]]:
@@ -363,6 +455,9 @@ def working_side(processor: Any) -> int:
     budget = getattr(ip, "max_pixels", None) or (longest if longest and int(longest) > 4096 else None)
     if budget:  # Qwen-style: a pixel budget, not a side
         return math.isqrt(int(budget))
+    soft = getattr(ip, "max_soft_tokens", None)
+    if soft:  # Gemma 4: a budget of soft tokens, each k×k patches
+        return math.isqrt(int(soft) * (int(ip.pooling_kernel_size) * int(ip.patch_size)) ** 2)
     sides: list[int] = []
     for attr in ("size", "crop_size", "max_image_size"):
         value = getattr(ip, attr, None)
@@ -378,36 +473,55 @@ def working_side(processor: Any) -> int:
 
 
 def run(config: Any, processor: Any, cases: int = 200, seed: int = 0, low: int | None = None,
-        high: int | None = None) -> dict[str, Any]:
-    """The oracle's report: ``{"model_type", "cases", "min_iou", "worst": {...}}`` over random sizes."""
+        high: int | None = None, images: int = 1) -> dict[str, Any]:
+    """The oracle's report: ``{"model_type", "cases", "images", "min_iou", "worst": {...}}`` over random sizes.
+
+    ``images`` > 1: each case is one prompt with that many images of independent random sizes (families
+    whose adapter maps several images; others are refused with the reason).
+    """
     oracle = Oracle(config, processor)
+    if images > 1 and not supports_several(oracle.adapter):
+        raise GeometryError(f"{oracle.adapter.family}: the adapter maps one image per prompt; run without --images")
     side = working_side(processor)
     low = low or min(side, 448)
     high = high or 3 * low
     worst: tuple[CaseResult, TokenCheck] | None = None
     tokens = 0
-    for size in random_sizes(cases, seed, low, high):
-        result = oracle.check(size)
+    sizes = random_sizes(cases * images, seed, low, high)
+    for k in range(cases):
+        result = oracle.check(*sizes[k * images:(k + 1) * images])
         tokens += len(result.tokens)
         token = result.worst()
         if token is not None and (worst is None or token.iou < worst[1].iou):
             worst = (result, token)
-    report: dict[str, Any] = {"model_type": oracle.model_type, "cases": cases, "tokens_checked": tokens,
-                              "sizes": [low, high], "min_iou": worst[1].iou if worst else None, "worst": None}
+    report: dict[str, Any] = {"model_type": oracle.model_type, "cases": cases, "images": images,
+                              "tokens_checked": tokens, "sizes": [low, high],
+                              "min_iou": worst[1].iou if worst else None, "worst": None}
     if worst is not None:
         case, token = worst
-        report["worst"] = {"image_size": list(case.size), "view": token.view, "row": token.row, "col": token.col,
+        report["worst"] = {"image_size": list(case.sizes[token.image] if case.sizes else case.size),
+                           "image": token.image, "view": token.view, "row": token.row, "col": token.col,
                            "position": token.position, "iou": token.iou, "box": list(token.box)}
     return report
 
 
 def run_checkpoint(folder: str | Path, cases: int = 200, seed: int = 0, low: int | None = None,
-                   high: int | None = None, trust_remote_code: bool = False) -> dict[str, Any]:
-    """Load only the config and processor of ``folder`` (no weights) and run the oracle."""
-    from transformers import AutoConfig
+                   high: int | None = None, trust_remote_code: bool = False,
+                   roots: tuple[Path, ...] | None = None, images: int = 1) -> dict[str, Any]:
+    """Load only the config and processor of ``folder`` (no weights) and run the oracle.
 
-    from dashboard.models.processors import load_processor
+    They are read the way every load reads them (:func:`dashboard.models.loading.load_config_and_processor`:
+    the load plan's walls, then a staging folder of checked bytes), so a tokenizer or chat template
+    linked outside ``roots`` (default: the checkpoint's parent) is refused, never read. A family
+    without an adapter is refused before its processor is built (whose import may itself fail).
+    """
+    from dashboard.config import LoadOptions
+    from dashboard.models.loading import load_config_and_processor
+    from dashboard.runs.load_plan import plan_checkpoint
 
-    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    processor = load_processor(folder, trust_remote_code=trust_remote_code)
-    return run(config, processor, cases=cases, seed=seed, low=low, high=high)
+    options = LoadOptions(roots=roots, trust_remote_code=trust_remote_code)
+    model_type = plan_checkpoint(folder, roots or (Path(folder).resolve().parent,)).model_type
+    if model_type:
+        adapter_for(model_type)  # UnsupportedFamily says why, before the processor is imported and built
+    config, processor = load_config_and_processor(folder, options=options)
+    return run(config, processor, cases=cases, seed=seed, low=low, high=high, images=images)

@@ -91,8 +91,10 @@ def render_overlay(image: Image.Image, grid: np.ndarray, view: GridView, *, alph
     if right <= left or bottom <= top:
         return out
     region = (right - left, bottom - top)
-    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_NEAREST
-    heat = cv2.resize(normalise(grid, value_range), region, interpolation=interpolation)
+    if smooth:
+        heat = cv2.resize(normalise(grid, value_range), region, interpolation=cv2.INTER_CUBIC)
+    else:  # each pixel takes its own cell's value: cells follow the view's boxes, which need not be equal
+        heat = cell_heat(normalise(grid, value_range), view, (left, top, right, bottom))
     heat_u8 = np.clip(heat * 255.0, 0, 255).astype(np.uint8)
     coloured = cv2.cvtColor(cv2.applyColorMap(heat_u8, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
     patch = base[top:bottom, left:right]
@@ -100,6 +102,18 @@ def render_overlay(image: Image.Image, grid: np.ndarray, view: GridView, *, alph
     if grid_lines:
         draw_grid_lines(out, view)
     return out
+
+
+def cell_heat(values: np.ndarray, view: GridView, region: tuple[int, int, int, int]) -> np.ndarray:
+    """``[H, W]`` of ``values[row, col]`` per pixel of ``region`` (left, top, right, bottom), by the cell whose
+    box holds the pixel's centre. LLaVA-NeXT's unpadded edge rows/columns are narrower than the others, so
+    stretching the grid evenly over the view (a plain resize) would shift every tile edge off its box."""
+    left, top, right, bottom = region
+    cols = np.searchsorted(view.boxes[0, :, 2], np.arange(left, right) + 0.5, side="right")
+    rows = np.searchsorted(view.boxes[:, 0, 3], np.arange(top, bottom) + 0.5, side="right")
+    cols = np.clip(cols, 0, values.shape[1] - 1)
+    rows = np.clip(rows, 0, values.shape[0] - 1)
+    return np.asarray(values, dtype=np.float32)[rows[:, None], cols[None, :]]
 
 
 def draw_grid_lines(canvas: np.ndarray, view: GridView, colour: tuple[int, int, int] = (255, 255, 255)) -> None:

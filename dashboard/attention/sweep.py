@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from dashboard.attention.adapters import LayoutError, UnsupportedFamily
+from dashboard.attention.adapters import NEEDS_TORCHVISION, LayoutError, UnsupportedFamily, adapter_for
 from dashboard.attention.analysis import AttentionRun, analyse, pointing_over_checkpoints
 from dashboard.attention.hooks import CaptureError
 from dashboard.generation import GenerationInputError, GenerationOOMError, check_cancelled
@@ -21,6 +21,7 @@ from dashboard.models.pool import CheckpointLoadError
 from dashboard.models.turns import WaitCallback
 from dashboard.paths import PathOutsideRoots
 from dashboard.runs.checkpoints import CheckpointInfo
+from dashboard.runs.load_plan import plan_checkpoint
 
 ANALYSIS_ERRORS: tuple[type[Exception], ...] = (
     CheckpointLoadError, GenerationInputError, GenerationOOMError, UnsupportedFamily, LayoutError, CaptureError,
@@ -36,14 +37,21 @@ StopCheck = Callable[[], bool] | None
 
 def capture(pool: Any, checkpoint: str | Path, image: Image.Image, prompt: str, max_new_tokens: int,
             forced: tuple[int, ...] = (), should_stop: StopCheck = None,
-            on_wait: WaitCallback | None = None) -> AttentionRun:
+            on_wait: WaitCallback | None = None, more_images: Sequence[Image.Image] = ()) -> AttentionRun:
     """Generate on one pooled checkpoint with attention capture (logit lens only for a free generation).
 
-    One FIFO turn on the checkpoint; ``on_wait`` is told the place in its queue while waiting.
+    One FIFO turn on the checkpoint; ``on_wait`` is told the place in its queue while waiting. A family
+    whose processor cannot be built here (:data:`NEEDS_TORCHVISION`) is refused first, saying why there
+    is no map, rather than with the loader's import error.
     """
+    roots = getattr(pool, "roots", None) or (Path(checkpoint).resolve().parent,)
+    model_type = plan_checkpoint(Path(checkpoint), roots).model_type
+    if model_type in NEEDS_TORCHVISION:
+        adapter_for(model_type)  # raises UnsupportedFamily with the reason (unless torchvision is installed)
     with pool.turn(Path(checkpoint), on_wait=on_wait) as loaded:
         return analyse(loaded, image, prompt, max_new_tokens=max_new_tokens, forced=forced,
-                       lens_top_k=5 if not forced else 0, lens_image_tokens=not forced, should_stop=should_stop)
+                       lens_top_k=5 if not forced else 0, lens_image_tokens=not forced, should_stop=should_stop,
+                       more_images=more_images)
 
 
 def capture_across(pool: Any, checkpoints: Sequence[str], image: Image.Image, prompt: str,

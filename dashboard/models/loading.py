@@ -393,6 +393,25 @@ def load_checkpoint(path: str | Path, device: torch.device, dtype: torch.dtype |
                        model_type=plan.model_type)
 
 
+def load_config_and_processor(path: str | Path, *, options: LoadOptions | None = None) -> tuple[Any, Any]:
+    """A checkpoint's config and processor without its weights, read through the same plan, walls and
+    staging as :func:`load_checkpoint` (for tools such as the geometry oracle that need no model)."""
+    from transformers import AutoConfig
+
+    options = _options(options, False, False, None)
+    plan, roots_list = _plan(path, options)
+    with _staging(plan, roots_list, options) as stage:
+        _check_staged(plan, stage)
+        try:
+            config = AutoConfig.from_pretrained(stage.model_folder, local_files_only=True,
+                                                trust_remote_code=options.trust_remote_code)
+        except Exception as exc:  # an unreadable config is a load error, never a crash
+            raise CheckpointLoadError(f"cannot read the config of {plan.path.name}: {type(exc).__name__}: "
+                                      f"{_unstaged(exc, stage)}") from None
+        processor = _load_processor(plan, stage, options.trust_remote_code)
+    return config, processor
+
+
 def _unstaged(exc: BaseException, stage: StagedCheckpoint) -> str:
     """An error message with the private staging folder's path replaced by a neutral name."""
     text = excerpt(exc, 400)

@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from transformers.processing_utils import ProcessorMixin
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,6 +39,20 @@ class VideoUnavailable:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise ProcessorLoadError("this processor was loaded without its video processor (torchvision is not "
                                  "available); only images are supported")
+
+
+class _DropsVideoArgument(ProcessorMixin):
+    """Sits between a family's processor class and ``ProcessorMixin`` in the image-only variant's MRO.
+
+    Some families (Gemma 4) pass ``video_processor=`` to ``ProcessorMixin.__init__`` by keyword, which
+    rejects a keyword that is not one of the (video-free) attributes; positional passing (Qwen2-VL) is
+    cut off by the attribute list anyway. Dropping the ``None`` here covers both.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("video_processor", 0) is None:
+            kwargs.pop("video_processor")
+        super().__init__(*args, **kwargs)
 
 
 @cache
@@ -66,7 +82,7 @@ def without_video_processor(cls: Any) -> Any:
         accepted = [n for n in signature.parameters if n != "self" and n not in sub.get_attributes()]  # type: ignore[attr-defined]
         return sub(*args, **{n: merged[n] for n in accepted if n in merged and n != "kwargs"})
 
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__,
+    return type(cls.__name__, (cls, _DropsVideoArgument), {"__init__": __init__, "__module__": cls.__module__,
                                        "from_args_and_dict": classmethod(from_args_and_dict),
                                        "__doc__": f"{cls.__name__} for images only (no video processor)."})
 

@@ -151,11 +151,11 @@ def show_lens(run: AttentionRun) -> None:
     if frame.empty:
         st.info("No logit-lens data for these positions.")
         return
-    labels = run.tokens if which == "generated tokens" else run.layout.token_labels()
+    labels = run.tokens if which == "generated tokens" else run.image_token_labels()
     if which == "image tokens":
         shown = min(LENS_IMAGE_COLUMNS, len(labels))
         frame = frame[frame["position"] < shown]
-        st.caption(run.layout.order_caption(shown))
+        st.caption(run.image_order_caption(shown))
     st.plotly_chart(lens_figure(frame, labels, "top-1 token per layer"), key="attn.lens_fig")
     with st.expander("Table (top-k)"):
         st.dataframe(frame, hide_index=True)

@@ -26,7 +26,7 @@ from dashboard.ui.attention_token_view import controls, show_lens, show_token, t
 from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.gate import admitted, max_new_tokens_cap, queue_notice
 from dashboard.ui.history_input import pick_history_item
-from dashboard.ui.image_input import pick_image
+from dashboard.ui.image_input import PickedImage, pick_image, pick_more_images
 from dashboard.ui.resources import get_pool
 from dashboard.ui.widgets import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -43,21 +43,24 @@ K_OUTPUT = "attn-output"  # the container of the captured output (scrolled into 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _cached_capture(checkpoint: str, mtime_ns: int, image_digest: str, prompt: str, max_new_tokens: int,
-                    _image: Image.Image, _should_stop, _on_wait) -> AttentionRun:
-    """One capture per (checkpoint version, image content, prompt, length), shared by sessions: a reloaded
-    link shows its capture again without a second generation. Keyed by the image's digest, never by a
+                    _image: Image.Image, _should_stop, _on_wait, more_digests: tuple[str, ...] = (),
+                    _more: tuple[Image.Image, ...] = ()) -> AttentionRun:
+    """One capture per (checkpoint version, image contents, prompt, length), shared by sessions: a reloaded
+    link shows its capture again without a second generation. Keyed by the images' digests, never by a
     per-visitor id, so two visitors' different images never meet."""
     return capture(get_pool(), checkpoint, _image, prompt, max_new_tokens, should_stop=_should_stop,
-                   on_wait=_on_wait)
+                   on_wait=_on_wait, more_images=_more)
 
 
 def run_capture(checkpoint: Path, image: Image.Image, image_digest: str, prompt: str,
-                max_new_tokens: int) -> AttentionRun | None:
+                max_new_tokens: int, more: list[PickedImage] | None = None) -> AttentionRun | None:
+    more = more or []
     try:
         with admitted(Job("Attention capture", max_new_tokens=max_new_tokens)):
             notice = st.empty()
             run = _cached_capture(str(checkpoint), checkpoint.stat().st_mtime_ns, image_digest, prompt,
-                                  max_new_tokens, image, session_gone_check(), queue_notice(checkpoint, notice))
+                                  max_new_tokens, image, session_gone_check(), queue_notice(checkpoint, notice),
+                                  tuple(p.digest for p in more), tuple(p.image for p in more))
         notice.empty()
         return run
     except GenerationCancelled:  # the browser session is gone: nobody to show a cut-short capture to
@@ -103,6 +106,7 @@ def render_attention() -> None:
     get_pool().prefetch(checkpoint)  # loading while the user picks an image and types
     st.markdown(f"**Checkpoint:** {markdown_safe(checkpoint.name)}")
     image, default_prompt, image_key = _input(run_dir)
+    more = pick_more_images("attn")
     prompt_key = f"attn.prompt.{image_key}"
     asked = url_state.arrival_value("q", str, "prompt")
     if asked is not None:
@@ -129,7 +133,7 @@ def render_attention() -> None:
             st.error("The prompt is empty: type a question or instruction.")
         else:
             with st.spinner("Generating with attention capture…"):
-                run = run_capture(checkpoint, image, image_key, prompt, int(max_new))
+                run = run_capture(checkpoint, image, image_key, prompt, int(max_new), more)
             if run is not None:
                 st.session_state[K_RUN] = run
                 st.session_state.pop(K_ACROSS, None)
@@ -156,10 +160,24 @@ def render_attention() -> None:
                                 format_func=lambda i: token_label(i, captured.tokens[i]))
     step = 0 if step is None else int(step)
     url_state.publish("token", str(step))
-    opts = controls(captured)
-    show_token(captured, step, opts)
-    tools.heads_grid(captured, step, opts)
-    tools.spatial_lens(captured, step, opts)
-    show_lens(captured)
+    shown = _pick_drawn_image(captured)
+    opts = controls(shown)
+    show_token(shown, step, opts)
+    tools.heads_grid(shown, step, opts)
+    tools.spatial_lens(shown, step, opts)
+    show_lens(shown)
     render_across_checkpoints(captured, step, opts, run_dir)
     render_pointing(run_dir)
+
+
+def _pick_drawn_image(captured: AttentionRun) -> AttentionRun:
+    """With several images in the prompt: which one the heatmaps are drawn on (each image's own tokens)."""
+    count = len(captured.images)
+    if count <= 1:
+        return captured
+    index = st.segmented_control("Draw on image", list(range(count)), default=0, required=True,
+                                 key=f"attn.image.{id(captured)}", format_func=lambda k: f"image {k + 1}")
+    index = 0 if index is None else int(index)
+    st.caption(f"The prompt holds {count} images; the maps below show the attention to image {index + 1}'s "
+               f"tokens, drawn on image {index + 1} (each image's share of the attention differs).")
+    return captured.for_image(index)

@@ -225,3 +225,22 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
     if errors:
         st.warning("Skipped files:\n\n" + "\n".join(f"- {markdown_safe(e)}" for e in errors))
     return picked
+
+
+def pick_more_images(key: str) -> list[PickedImage]:
+    """Optional further images for the same prompt (several-image families); bad files are listed, not fatal."""
+    uploads = st.file_uploader("More images in the same prompt (optional, in order after the first)",
+                               accept_multiple_files=True, key=f"{key}.more",
+                               help="For families whose adapter maps several images per prompt (Qwen2-VL, "
+                                    "Qwen2.5-VL, Qwen3-VL, Gemma 4, LLaVA-NeXT, LLaVA-OneVision); others say why "
+                                    "not.") or []
+    files, errors = within_budget([(u.name, u.getvalue()) for u in uploads], upload_pixel_budget())
+    picked: list[PickedImage] = []
+    for name, data in files:
+        try:
+            picked.append(picked_from_bytes(data, name))
+        except ImageError as exc:
+            errors.append(f"{name}: {exc}")
+    if errors:
+        st.warning("Skipped files:\n\n" + "\n".join(f"- {markdown_safe(e)}" for e in errors))
+    return picked

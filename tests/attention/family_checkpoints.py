@@ -69,8 +69,9 @@ def _save(folder: Path, model: Any, processor: Any, video_entry: dict[str, Any] 
 
 
 # Runs in a child process: the video-processor modules import torchvision at the top (Qwen2-VL), so
-# they are imported behind empty stand-in modules; only ``__init__`` and ``to_dict`` run, which use
-# no torchvision code. The child keeps the stand-ins away from this process's transformers state.
+# they are imported behind empty stand-in modules (Gemma 4 also names ``tvF`` in a signature); only
+# ``__init__`` and ``to_dict`` run, which use no torchvision code.
+# The child keeps the stand-ins away from this process's transformers state.
 _VIDEO_ENTRY_SCRIPT = """
 import importlib, json, sys, types
 from transformers.utils import is_torchvision_available
@@ -78,6 +79,9 @@ assert not is_torchvision_available()
 for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.v2",
              "torchvision.transforms.v2.functional"):
     sys.modules[name] = types.ModuleType(name)
+# Gemma 4 imports ``tvF`` only with torchvision yet names ``tvF.InterpolationMode`` in a signature
+import builtins
+builtins.tvF = types.SimpleNamespace(InterpolationMode=object)
 module, name, kwargs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 print(json.dumps(getattr(importlib.import_module(module), name)(**kwargs).to_dict()))
 """
@@ -270,6 +274,87 @@ def gemma3(folder: Path) -> Path:
     return _save(folder, model, processor)
 
 
+def gemma4(folder: Path) -> Path:
+    """Gemma 4 with its full processor (image processor, audio feature extractor, tokenizer; video entry added).
+
+    One vision layer whose attention output is zeroed, 4px patches pooled 2×2, 70 soft tokens at most.
+    """
+    from transformers import (
+        Gemma4AudioFeatureExtractor,
+        Gemma4Config,
+        Gemma4ForConditionalGeneration,
+        Gemma4ImageProcessorPil,
+        Gemma4Processor,
+    )
+
+    specials = ["<start_of_image>", "<end_of_image>", "<image_soft_token>", "<|video|>", "<audio_soft_token>",
+                "<start_of_audio>", "<end_of_audio>"]
+    tok = tokenizer(specials, boi_token="<start_of_image>", eoi_token="<end_of_image>",
+                    image_token="<image_soft_token>", audio_token="<audio_soft_token>", boa_token="<start_of_audio>",
+                    eoa_token="<end_of_audio>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                  num_key_value_heads=4, head_dim=8, patch_size=4, pooling_kernel_size=2, position_embedding_size=64)
+    text = text_cfg(tok, head_dim=8, global_head_dim=8, sliding_window=512, hidden_size_per_layer_input=8,
+                    vocab_size_per_layer_input=len(tok), layer_types=["sliding_attention", "full_attention"])
+    torch.manual_seed(0)
+    config = Gemma4Config(text_config=text, vision_config=vision, audio_config=None,
+                          image_token_id=ids["<image_soft_token>"], boi_token_id=ids["<start_of_image>"],
+                          eoi_token_id=ids["<end_of_image>"], video_token_id=ids["<|video|>"])
+    model = Gemma4ForConditionalGeneration(config)
+    with torch.no_grad():
+        for layer in model.model.vision_tower.encoder.layers:
+            layer.self_attn.o_proj.linear.weight.zero_()
+    image_processor = Gemma4ImageProcessorPil(patch_size=4, pooling_kernel_size=2, max_soft_tokens=70)
+    processor = without_video_processor(Gemma4Processor)(
+        feature_extractor=Gemma4AudioFeatureExtractor(), image_processor=image_processor, tokenizer=tok,
+        image_seq_length=70, chat_template=template("<image_soft_token>"))
+    entry = video_entry("transformers.models.gemma4.video_processing_gemma4", "Gemma4VideoProcessor",
+                        patch_size=4, pooling_kernel_size=2)
+    return _save(folder, model, processor, entry)
+
+
+# Runs in a child process: ``PixtralProcessor`` imports the torchvision image-processor module at import
+# time (and is marked as needing torchvision), so it is imported behind the same stand-ins as above and
+# only builds and saves itself (``save_pretrained`` writes its tokenizer and ``processor_config.json``).
+_PIXTRAL_SAVE_SCRIPT = _VIDEO_ENTRY_SCRIPT.split("module, name, kwargs")[0] + """
+from transformers import AutoTokenizer, PixtralImageProcessorPil
+from transformers.models.pixtral.processing_pixtral import PixtralProcessor
+folder, kwargs = sys.argv[1], json.loads(sys.argv[2])
+tok = AutoTokenizer.from_pretrained(folder)
+PixtralProcessor(image_processor=PixtralImageProcessorPil(**kwargs.pop("image_processor")), tokenizer=tok,
+                 chat_template=tok.chat_template, **kwargs).save_pretrained(folder)
+"""
+
+
+def mistral3(folder: Path) -> Path:
+    """Mistral 3 (Pixtral tower, 2×2 patch merger) saved with the real ``PixtralProcessor``.
+
+    Not loadable here: the processor class cannot be imported without torchvision (see
+    ``_PIXTRAL_SAVE_SCRIPT``), so the checkpoint is what a real one holds and the app must say why.
+    """
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    tok = tokenizer(["[IMG]", "[IMG_BREAK]", "[IMG_END]"])
+    tok.chat_template = template("[IMG]")
+    vision = dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=4, head_dim=8, image_size=64, patch_size=4)
+    torch.manual_seed(0)
+    config = Mistral3Config(vision_config=vision, text_config=text_cfg(tok, model_type="mistral", head_dim=8),
+                            image_token_index=tok.convert_tokens_to_ids("[IMG]"), spatial_merge_size=2,
+                            vision_feature_layer=-1)
+    folder.mkdir(parents=True, exist_ok=True)
+    Mistral3ForConditionalGeneration(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    kwargs = dict(patch_size=4, spatial_merge_size=2,
+                  image_processor=dict(size={"longest_edge": 64}, patch_size={"height": 4, "width": 4}))
+    done = subprocess.run([sys.executable, "-c", _PIXTRAL_SAVE_SCRIPT, str(folder), json.dumps(kwargs)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not save PixtralProcessor: {done.stderr[-2000:]}")
+    return folder
+
+
 def llava_next(folder: Path) -> Path:
     from transformers import (
         LlavaNextConfig,
@@ -416,4 +501,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl, "qwen3_vl": qwen3_vl, "internvl": internvl,
     "aya_vision": aya_vision,
     "idefics3": idefics3, "smolvlm": smolvlm, "paligemma": paligemma, "gemma3": gemma3,
+    "gemma4": gemma4,
 }
+# Families whose processor cannot be built in this install (the app must say why, not crash).
+UNLOADABLE: dict[str, Callable[[Path], Path]] = {"mistral3": mistral3}

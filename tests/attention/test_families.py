@@ -50,7 +50,7 @@ def _painted(box: tuple[int, int, int, int] | None) -> Image.Image:
 
 def test_every_family_has_a_builder_and_an_attention_verdict() -> None:
     assert set(FAMILIES) == {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl",
-                             "internvl", "aya_vision", "idefics3", "smolvlm", "paligemma", "gemma3"}
+                             "internvl", "aya_vision", "idefics3", "smolvlm", "paligemma", "gemma3", "gemma4"}
     without = [f for f in FAMILIES if f not in REGISTRY]
     assert without == ["aya_vision"]  # at least one family exercises the "no map" path
     for name in without:

@@ -50,15 +50,17 @@ def test_oracle_passes_over_random_sizes(name: str, oracle_reports: dict[str, di
 
 
 def _tampered(change: Any) -> Any:
-    real = geometry.layout_for
+    real = geometry.layouts_for
 
-    def layout_for(*args: Any) -> ImageLayout:
-        layout = real(*args)
-        views = tuple(GridView(v.name, v.positions, change(v.boxes.copy())) for v in layout.views)
-        return ImageLayout(layout.family, layout.image_size, views, layout.image_positions, layout.note,
-                           layout.segments, layout.token_order)
+    def layouts_for(*args: Any) -> tuple[ImageLayout, ...]:
+        out = []
+        for layout in real(*args):
+            views = tuple(GridView(v.name, v.positions, change(v.boxes.copy())) for v in layout.views)
+            out.append(ImageLayout(layout.family, layout.image_size, views, layout.image_positions, layout.note,
+                                   layout.segments, layout.token_order))
+        return tuple(out)
 
-    return layout_for
+    return layouts_for
 
 
 def _shift_third(boxes: np.ndarray) -> np.ndarray:
@@ -68,12 +70,12 @@ def _shift_third(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
-@pytest.mark.parametrize("name", ["llava", "llava_next", "qwen2_vl", "idefics3", "internvl", "gemma3"])
+@pytest.mark.parametrize("name", ["llava", "llava_next", "qwen2_vl", "idefics3", "internvl", "gemma3", "gemma4"])
 @pytest.mark.parametrize("change", [_shift_third, lambda b: b[::-1].copy()], ids=["shifted", "rows flipped"])
 def test_oracle_catches_a_wrong_adapter(name: str, change: Any, folders: dict[str, Path],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     config, processor = _parts(folders[name])
-    monkeypatch.setattr(geometry, "layout_for", _tampered(change))
+    monkeypatch.setattr(geometry, "layouts_for", _tampered(change))
     report = geometry.run(config, processor, cases=5, seed=0)
     assert report["min_iou"] < 0.8, report["worst"]
 

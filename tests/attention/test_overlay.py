@@ -153,3 +153,25 @@ def test_special_tokens_stay_visible_in_plotly_labels() -> None:
     assert "head 2" in share_figure(share, "</s>", 2).layout.title.text
     assert "mean over heads" in share_figure(share, "x", "max").layout.title.text
     assert "&lt;/s&gt;" in share_figure(share, "</s>", 2).layout.title.text
+
+
+def test_cells_follow_unequal_boxes() -> None:
+    """LLaVA-NeXT's unpadded edge rows are narrower (150×64 image: rows 13.7, 18.3, 18.3, 13.7 px tall): every
+    pixel takes the value of the box holding it, so each painted cell matches its box exactly; main stretched
+    the grid evenly over the view, moving the inner edges ~2 px off their boxes."""
+    ys = np.array([0.0, 13.71, 32.0, 50.29, 64.0])
+    xs = np.linspace(0.0, 150.0, 9)
+    boxes = np.empty((4, 8, 4))
+    boxes[..., 0], boxes[..., 2] = xs[None, :-1], xs[None, 1:]
+    boxes[..., 1], boxes[..., 3] = ys[:-1, None], ys[1:, None]
+    view = GridView("tiles", np.arange(32).reshape(4, 8), boxes)
+    values = np.arange(32, dtype=float).reshape(4, 8)
+    picture = render_overlay(Image.new("RGB", (150, 64), (128, 128, 128)), values, view, alpha=1.0)
+    for r in range(4):
+        for c in range(8):
+            inside = (slice(int(np.ceil(ys[r] - 0.5)), int(np.ceil(ys[r + 1] - 0.5))),
+                      slice(int(np.ceil(xs[c] - 0.5)), int(np.ceil(xs[c + 1] - 0.5))))
+            cell = picture[inside].reshape(-1, 3)
+            assert (cell == cell[0]).all(), (r, c)  # one flat colour over exactly the box's pixels
+    edges = np.flatnonzero(np.any(picture[1:, 0] != picture[:-1, 0], axis=-1)) + 1
+    assert edges.tolist() == [14, 32, 50]  # row edges where the boxes put them (pixel centres)

@@ -19,8 +19,12 @@ def _table() -> dict[str, tuple[str, str, str]]:
 
 def test_readme_table_matches_registry_and_fixtures(oracle_reports: dict[str, dict[str, Any]]) -> None:
     table = _table()
-    assert set(table) == set(fc.BUILDERS)  # every tested family is listed, and only those
+    assert set(table) == set(fc.BUILDERS) | set(fc.UNLOADABLE)  # every tested family is listed, and only those
     for model_type, (generates, attention, order) in table.items():
+        if model_type in fc.UNLOADABLE:  # test_mistral3: the load fails, the page and geometry say why
+            reason = f"no: {unavailable_reason(model_type)[1]}"
+            assert (generates, attention, order) == (reason, reason, "—"), model_type
+            continue
         assert generates == "yes"  # test_families.test_loads_and_generates covers each builder
         if model_type in REGISTRY:
             # "yes" only where the geometry oracle passes on this family's fixture

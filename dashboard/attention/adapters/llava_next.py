@@ -79,6 +79,19 @@ class LlavaNextAdapter:
     def _check_resampling(self, config: Any, rows: int, cols: int, g: int) -> None:
         """LLaVA-NeXT keeps the unpadded grid as is."""
 
+    def per_image(self, config: Any, inputs: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+        """Each image's ``image_sizes`` row: its base grid plus its unpadded tile grid and newlines."""
+        g = int(config.vision_config.image_size) // int(config.vision_config.patch_size)
+        tile_px = int(config.vision_config.image_size)
+        out = []
+        for height, width in np.asarray(inputs["image_sizes"]).reshape(-1, 2).tolist():
+            best_h, best_w = best_resolution(int(height), int(width), [list(p) for p in config.image_grid_pinpoints])
+            _, n_rows, _, n_cols = unpadded_rows_cols(int(height), int(width), best_h // tile_px * g,
+                                                      best_w // tile_px * g)
+            self._check_resampling(config, n_rows, n_cols, g)
+            out.append((g * g + n_rows * (n_cols + 1), {"image_sizes": np.asarray([[height, width]])}))
+        return out
+
     def layout(self, config: Any, processor: Any, input_ids: np.ndarray, image: Any,
                inputs: Mapping[str, Any]) -> ImageLayout:
         width, height = int(image.width), int(image.height)

@@ -63,6 +63,13 @@ class Qwen2VLAdapter:
                            (TokenSegment("image", rows, cols),), order)
 
 
+    def per_image(self, config: Any, inputs: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+        """Each image's ``image_grid_thw`` row: ``t·h·w / merge²`` tokens (the merger's output per image)."""
+        merge = int(getattr(config.vision_config, "spatial_merge_size", 2))
+        thw = np.asarray(inputs["image_grid_thw"]).reshape(-1, 3)
+        return [(int(np.prod(row)) // (merge * merge), {"image_grid_thw": thw[i:i + 1]}) for i, row in enumerate(thw)]
+
+
 class Qwen3VLAdapter(Qwen2VLAdapter):
     family = "Qwen3-VL"
     model_types: tuple[str, ...] = ("qwen3_vl",)
