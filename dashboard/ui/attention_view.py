@@ -21,6 +21,7 @@ from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationCancelled
 from dashboard.ui import attention_tools as tools
 from dashboard.ui import state, url_state
+from dashboard.ui.attention_faithfulness_view import render_faithfulness
 from dashboard.ui.attention_sweep_view import K_ACROSS, render_across_checkpoints, render_pointing
 from dashboard.ui.attention_token_view import controls, show_lens, show_token, token_label
 from dashboard.ui.cancel import session_gone_check
@@ -158,6 +159,7 @@ def render_attention() -> None:
     url_state.publish("token", str(step))
     opts = controls(captured)
     show_token(captured, step, opts)
+    render_faithfulness(captured, step, opts)
     tools.heads_grid(captured, step, opts)
     tools.spatial_lens(captured, step, opts)
     show_lens(captured)
