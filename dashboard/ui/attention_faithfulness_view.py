@@ -19,9 +19,9 @@ from dashboard.admission import Job
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.faithfulness import FILL, DeletionCurves, Faithfulness, FaithfulnessError, check_map
 from dashboard.attention.sweep import ANALYSIS_ERRORS
-from dashboard.formatting import markdown_safe
 from dashboard.ui.gate import admitted
 from dashboard.ui.resources import get_pool
+from dashboard.ui.widgets import show_model_error
 
 K_RESULTS = "attn.faith"  # {key: Faithfulness}, plain key: survives reruns
 K_BUTTON = "attn.faith_go"
@@ -31,15 +31,15 @@ def _key(run: AttentionRun, step: int, opts: dict[str, Any]) -> str:
     return f"{id(run)}|{step}|{','.join(map(str, opts['layers']))}|{opts['head']}|{opts['view']}"
 
 
-def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | str:
+def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | Exception:
     """Both checks on the pooled checkpoint, through the one admission gate (it runs the model ~100 times)."""
     try:
         with admitted(Job("Map faithfulness check")), get_pool().turn(Path(run.checkpoint)) as loaded:
             return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"])
     except ANALYSIS_ERRORS as exc:  # a public limit, a busy or unloadable model, an unmappable layout
-        return str(exc)
+        return exc
     except (FaithfulnessError, OSError) as exc:  # nothing to delete; the checkpoint folder went away
-        return str(exc)
+        return exc
 
 
 def deletion_figure(curves: DeletionCurves, token: str) -> go.Figure:
@@ -100,8 +100,8 @@ def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> N
             return
         with st.spinner("Deleting patches and randomising a copy of the model…"):
             result = _compute(run, step, opts)
-        if isinstance(result, str):
-            st.info(markdown_safe(f"No check: {result}"))  # not kept: a refusal may pass on the next click
+        if isinstance(result, Exception):
+            show_model_error(result, "Map check failed")  # not kept: a refusal may pass on the next click
             return
         results.clear()  # one result at a time: they are small, but a session may click through many tokens
         results[key] = result
