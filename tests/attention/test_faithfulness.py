@@ -176,3 +176,26 @@ def test_the_check_this_map_button_shows_the_curves_and_numbers(app_env: Path, d
     shown = next(m.value for m in at.metric if m.label.startswith("Faithfulness"))
     assert shown == f"{stored.score:+.2f}"  # the number on the page is the check's number
     assert any(fa.FILL in c.value for c in at.caption)
+
+
+def test_cli_prints_what_the_page_computes(pool: ModelPool, last_checkpoint: Path, demo_run_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """One number, one truth: the CLI's per-example score is ``check_map`` on that example (the page's call)."""
+    from dashboard.cli import main
+
+    eval_file = demo_run_dir / "eval" / "demo.jsonl"
+    assert main(["faithfulness", "--checkpoint", str(last_checkpoint), "--eval", str(eval_file), "--limit", "1",
+                 "--seeds", "2", "--points", "6", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["examples"]
+    example = load_eval_set(eval_file).examples[0]
+    with pool.acquire(last_checkpoint) as loaded:
+        run = analyse(loaded, load_image(example.image_path), example.prompt, max_new_tokens=1, lens_top_k=0,
+                      lens_image_tokens=False)
+        direct = fa.check_map(loaded, run, 0, seeds=(0, 1), points=6)
+    assert row["id"] == example.id and row["token_id"] == direct.token_id
+    assert row["score"] == pytest.approx(direct.score, abs=1e-6)
+    assert row["sanity_spearman"] == pytest.approx(direct.sanity.full, abs=1e-6)  # type: ignore[union-attr]
+    assert report["summary"]["beats_random"] == float(direct.beats_random)
+    assert main(["faithfulness", "--checkpoint", str(demo_run_dir / "no-such-checkpoint"), "--json"]) == 2
+    assert "checkpoint directory not found" in capsys.readouterr().err
