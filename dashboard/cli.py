@@ -25,10 +25,15 @@ def user_path(text: str) -> Path:
 
 def run_folder(args: argparse.Namespace) -> Path | None:
     """``--run`` as :func:`main` resolved it (a folder path or a run name), or None after saying why not."""
-    run = Path(args.run).resolve()
-    if run.is_dir():
-        return run
-    print(f"error: run directory not found: {args.run}", file=sys.stderr)
+    return existing_folder(args.run, "run")
+
+
+def existing_folder(text: str | Path, what: str) -> Path | None:
+    """The folder ``text`` names, resolved, or None after saying on stderr that it is not there."""
+    folder = Path(text).resolve()
+    if folder.is_dir():
+        return folder
+    print(f"error: {what} directory not found: {text}", file=sys.stderr)
     return None
 
 
@@ -152,6 +157,71 @@ def pointing_row(scored: Any) -> dict[str, Any]:
     row["pointing_ci95"] = [summary.get("pointing_ci95_low"), summary.get("pointing_ci95_high")]
     row["examples"] = scored.report.examples() if scored.report is not None else []
     return row | ({"error": scored.error} if scored.error else {})
+
+
+def cmd_faithfulness(args: argparse.Namespace) -> int:
+    """Is the attention map faithful? Deletion curve vs random orders and the weight-randomisation check.
+
+    For each eval example: generate the first answer token, take its map (every layer, head mean),
+    delete image patches from the processor's input in the map's order and in random orders, and
+    re-initialise a copy's decoder layers (top first) to see whether the map changes.
+    """
+    import json
+
+    import torch
+
+    from dashboard.attention import faithfulness
+    from dashboard.config import load_settings
+    from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
+    from dashboard.models.pool import CheckpointLoadError, ModelPool
+
+    checkpoint = existing_folder(args.checkpoint, "checkpoint")
+    if checkpoint is None:
+        return 2
+    run = checkpoint.parent
+    sets = [args.eval] if args.eval else find_eval_sets(run)
+    if not sets:
+        print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
+        return 2
+    try:
+        evalset = load_eval_set(sets[0], roots=[run])
+    except EvalSetError as exc:
+        print(f"error: eval set unusable: {exc}", file=sys.stderr)
+        return 2
+    # The checkpoint's run folder is what this command may read (as ``pointing``): its folder is the root.
+    options = dataclasses.replace(load_settings().load_options(), roots=(run,), device="cpu")
+    pool = ModelPool(budget_bytes=2 * 1024**3, device="cpu", dtype=torch.float32, options=options)
+    seeds = tuple(range(args.seeds))
+    try:
+        with pool.acquire(checkpoint) as loaded:
+            rows, skipped = faithfulness.over_examples(
+                loaded, evalset.examples, limit=args.limit, sanity=not args.no_sanity, seeds=seeds,
+                points=args.points,
+                progress=None if args.json else lambda i, n, name: print(f"checked {name} ({i}/{n})", file=sys.stderr))
+    except CheckpointLoadError as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    summary = faithfulness.summarise([r.result for r in rows])
+    if args.json:
+        print(json.dumps({"checkpoint": str(checkpoint), "eval_set": {"path": str(sets[0]), "name": evalset.name,
+                                                                      "sha256": evalset.content_hash},
+                          "fill": faithfulness.FILL, "seeds": list(seeds), "points": args.points,
+                          "summary": summary, "examples": [r.to_dict() for r in rows], "skipped": skipped},
+                         indent=1))
+    else:
+        print(f"checkpoint {checkpoint} · eval set {sets[0].name} · deleted patches filled with the "
+              f"{faithfulness.FILL} · {len(seeds)} random orders")
+        print(f"{'example':<12} {'token':<12} {'p(token)':>9} {'score':>7} {'beats':>6} {'sanity rho':>11}")
+        for row in rows:
+            res = row.result
+            rho = f"{res.sanity.full:.3f}" if res.sanity is not None else "-"
+            print(f"{row.id:<12} {res.token:<12} {res.deletion.base:>9.3f} {res.score:>7.3f} "
+                  f"{'yes' if res.beats_random else 'no':>6} {rho:>11}")
+        print(f"map beats random on {summary['beats_random']:.1%} of {summary['n_scored']} examples; "
+              f"mean score {summary['mean_score']:.3f}; mean sanity Spearman {summary['mean_sanity_spearman']:.3f}")
+        for line in skipped:
+            print(f"skipped {line}", file=sys.stderr)
+    return 0 if rows else 1
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -340,6 +410,7 @@ def cmd_geometry(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dashboard.attention.faithfulness import DEFAULT_POINTS, DEFAULT_SEEDS
     from dashboard.generation import DEFAULT_GENERATION
 
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="VLM checkpoint lab tools")
@@ -383,6 +454,22 @@ def build_parser() -> argparse.ArgumentParser:
     pointing.add_argument("--eval", type=user_path, default=None, help="eval set file (default: the run's eval/ set)")
     pointing.add_argument("--json", action="store_true", help="print JSON: {\"checkpoints\": [...]} in step order")
     pointing.set_defaults(func=cmd_pointing)
+
+    faith = sub.add_parser("faithfulness", description=cmd_faithfulness.__doc__,
+                           help="is the attention map faithful? deletion curve vs random, and the weight-"
+                                "randomisation sanity check")
+    faith.add_argument("--checkpoint", required=True, type=user_path, help="checkpoint folder inside its run folder")
+    faith.add_argument("--eval", type=user_path, default=None,
+                       help="eval set file (default: the first file in the run's eval/ folder)")
+    faith.add_argument("--limit", type=int, default=None, help="only the first N examples (default: all)")
+    faith.add_argument("--seeds", type=int, default=len(DEFAULT_SEEDS),
+                       help=f"random deletion orders averaged (default {len(DEFAULT_SEEDS)})")
+    faith.add_argument("--points", type=int, default=DEFAULT_POINTS,
+                       help=f"points on each deletion curve (default {DEFAULT_POINTS}: every 5 %%)")
+    faith.add_argument("--no-sanity", action="store_true", help="skip the weight-randomisation sanity check")
+    faith.add_argument("--json", action="store_true",
+                       help='print JSON: {"summary": {"beats_random", ...}, "examples": [...], "skipped": [...]}')
+    faith.set_defaults(func=cmd_faithfulness)
 
     runs = sub.add_parser("runs", help="list the runs under the runs root (nested at any depth) with their best "
                                        "checkpoint", description=cmd_runs.__doc__)

@@ -33,14 +33,19 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHORT = 4
-_FENCE = re.compile(r"```(?:bash|sh|shell)?\n(.*?)```", re.DOTALL)
+# Every fence, whatever its language and indent (a list item's ```python block must not pair its closing
+# fence with the next block's opening one, which hid the commands after it); shell blocks are then kept.
+_FENCE = re.compile(r"^[ \t]*```([\w-]*)[ \t]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
+_SHELL = ("", "bash", "sh", "shell")
 _INLINE = re.compile(r"`(python -m dashboard[^`]*)`")
 
 
 def readme_commands(text: str) -> list[str]:
     """``python -m dashboard`` commands of the README, in order, each as one line."""
     found: list[str] = []
-    for block in _FENCE.findall(text):
+    for language, block in _FENCE.findall(text):
+        if language not in _SHELL:
+            continue
         joined = block.replace("\\\n", " ")
         found += [line.strip() for line in joined.splitlines() if line.strip().startswith("python -m dashboard")]
     prose = _FENCE.sub("", text)
@@ -74,6 +79,10 @@ def test_the_readme_has_the_commands_this_test_runs() -> None:
     assert {"eval", "pointing", "demo"} <= subcommands, README_COMMANDS
     assert readme_commands("`python -m dashboard eval` in prose\n```bash\npython -m dashboard eval --run x \\\n"
                            "  --limit 80\n```\n") == ["python -m dashboard eval --run x --limit 80"]
+    # a fenced non-shell block (indented in a list) before a command block does not hide the command
+    assert readme_commands("- item\n  ```python\n  x = 1\n  ```\n\n```bash\npython -m dashboard eval --run x "
+                           "--limit 1\n```\n") == ["python -m dashboard eval --run x --limit 1"]
+    assert {"geometry", "faithfulness"} <= subcommands, README_COMMANDS
 
 
 @pytest.mark.parametrize("command", README_COMMANDS,
@@ -93,7 +102,7 @@ def test_readme_command_runs_as_written_from_the_clone_root(command: str, readme
             assert lines and {line["checkpoint"] for line in lines} <= set(checkpoints), lines
         else:
             report = json.loads(done.stdout)
-            key = {"patch": "components", "geometry": "min_iou"}.get(argv[3], "checkpoints")
+            key = {"patch": "components", "geometry": "min_iou", "faithfulness": "examples"}.get(argv[3], "checkpoints")
             assert report[key], report
     if argv[1:3] == ["-m", "dashboard"] and argv[3] == "demo":
         assert (run / "trainer_state.json").is_file()

@@ -21,6 +21,7 @@ from dashboard.formatting import markdown_safe
 from dashboard.generation import GenerationCancelled
 from dashboard.ui import attention_tools as tools
 from dashboard.ui import state, url_state
+from dashboard.ui.attention_faithfulness_view import render_faithfulness
 from dashboard.ui.attention_sweep_view import K_ACROSS, render_across_checkpoints, render_pointing
 from dashboard.ui.attention_token_view import controls, show_lens, show_token, token_label
 from dashboard.ui.cancel import session_gone_check
@@ -163,6 +164,10 @@ def render_attention() -> None:
     shown = _pick_drawn_image(captured)
     opts = controls(shown)
     show_token(shown, step, opts)
+    if len(captured.images) <= 1:
+        render_faithfulness(shown, step, opts)
+    else:  # the deletion curve masks one picture and re-runs the processor on it alone
+        st.caption("The faithfulness check (“Check this map”) runs on single-image prompts.")
     tools.heads_grid(shown, step, opts)
     tools.spatial_lens(shown, step, opts)
     show_lens(shown)

@@ -107,7 +107,7 @@ def test_every_generating_action_passes_the_gate(own_demo_root, monkeypatch):
     at.button(key="attn.go").click().run()  # a capture to work on (the visitor's slot is free)
     assert not at.exception and at.session_state["attn.run"] is not None
     with GATE.admit(visitor, "test-client"):
-        for key in ("attn.go", "attn.across_go", "attn.point_go"):
+        for key in ("attn.go", "attn.across_go", "attn.point_go", "attn.faith_go"):
             at.button(key=key).click().run()
             assert not at.exception, at.exception
             assert refused(), (key, [w.value for w in at.warning])
