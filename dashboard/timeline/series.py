@@ -222,6 +222,8 @@ def best_checkpoint(run: RunData, metric: str, mode: Literal["min", "max"] | Non
 
 def epoch_at_steps(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:
     """Epoch at arbitrary steps, interpolated from the logged (step, epoch) pairs."""
+    if not len(steps):
+        return np.full(0, np.nan)  # no 10⁶-row de-duplication for a run without checkpoints
     known = metrics.loc[metrics["epoch"].notna(), ["step", "epoch"]].drop_duplicates("step").sort_values("step")
     if known.empty:
         return np.full(len(steps), np.nan)
@@ -242,8 +244,9 @@ def checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFram
         "size_bytes": [c.size_bytes for c in ckpts],
         "loadable": [c.loadable for c in ckpts],
     })
+    at_checkpoints = metrics["step"].isin(steps).to_numpy()  # only these rows can fill the table
     for name in metric_names:
-        rows = metrics[metrics["metric"] == name].groupby("step")["value"].last()
+        rows = metrics[at_checkpoints & (metrics["metric"] == name).to_numpy()].groupby("step")["value"].last()
         table[name] = [rows.get(int(s), np.nan) for s in steps]
     return table
 
