@@ -7,7 +7,9 @@ and times, from the input event's own timestamp (pointerdown / keydown) to the m
 script state last turns back to ``notRunning`` (recorded in the page by a MutationObserver, so
 the timing is not quantised by polling): toggling the Timeline's log scale, moving its smoothing
 slider by one step (back and forth, and always up: a value never drawn before, so no figure is
-remembered), and switching pages (Home <-> Timeline).
+remembered), switching the x axis (step <-> epoch) and picking / dropping a metric (``grad_norm``)
+— each of those two preceded by an untimed slider step up, so the view it asks for was never
+drawn either — and switching pages (Home <-> Timeline).
 
 ``--baseline-checkout`` (e.g. a ``git worktree`` of an earlier commit) starts a second server
 from that checkout on the same runs root; every repetition then runs on both, interleaved, so
@@ -64,7 +66,10 @@ def timed(page, action) -> float:
 
 INTERACTIONS = ("Timeline: log-scale toggle", "Timeline: smoothing slider step",
                 "Timeline: smoothing slider, a value not drawn before",
+                "Timeline: x axis step <-> epoch, a view not drawn before",
+                "Timeline: metric picked / dropped, a view not drawn before",
                 "page switch Timeline -> Home", "page switch Home -> Timeline")
+PAGE_SWITCHES = INTERACTIONS[5:]
 
 
 class Session:
@@ -95,7 +100,23 @@ class Session:
         if interaction == INTERACTIONS[2]:  # always up: every figure is new (no remembered figure)
             page.get_by_role("slider").first.focus()
             return timed(page, lambda: page.keyboard.press("ArrowRight"))
-        if interaction == INTERACTIONS[3]:
+        if interaction in INTERACTIONS[3:5]:
+            page.get_by_role("slider").first.focus()  # untimed: a smoothing never drawn with the next view
+            timed(page, lambda: page.keyboard.press("ArrowRight"))
+            if interaction == INTERACTIONS[3]:
+                radio = page.locator('[data-testid="stRadio"]').filter(has_text="X axis").first
+                return timed(page, radio.get_by_text("Epoch" if k % 2 == 0 else "Step", exact=True).click)
+            box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Metrics").first.locator("input")
+            box.focus()
+            if k % 2 == 0:
+                box.fill("grad_norm")  # typing reruns nothing; Enter picks the first match
+                seconds = timed(page, lambda: page.keyboard.press("Enter"))
+            else:
+                seconds = timed(page, lambda: page.keyboard.press("Backspace"))  # drops the last pick (grad_norm)
+            page.keyboard.press("Escape")  # close the open list: it hides the rest of the page from get_by_role
+            box.blur()
+            return seconds
+        if interaction == INTERACTIONS[5]:
             return timed(page, nav.filter(has_text="Home").first.click)
         return timed(page, lambda: (nav.filter(has_text="Timeline").first.click(),
                                     page.wait_for_selector(".js-plotly-plot")))
@@ -124,7 +145,7 @@ def main() -> None:
                 (Path(data) / name).mkdir()
                 sessions[name] = Session(browser, args.runs_root, Path(data) / name, cwd)
             # Page switches go in pairs (to Home, back to the Timeline), so each one is a real switch.
-            for group in ((INTERACTIONS[0],), (INTERACTIONS[1],), (INTERACTIONS[2],), INTERACTIONS[3:]):
+            for group in (*((i,) for i in INTERACTIONS[:5]), PAGE_SWITCHES):
                 for k in range(args.reps):
                     for name, session in sessions.items():  # interleaved: same load for both
                         for interaction in group:
