@@ -77,6 +77,9 @@ class RunData:
     """Resumptions found in the append-only logs (TensorBoard folders, trainer_log.jsonl)."""
     results: pd.DataFrame = field(default_factory=empty_results)
     """End-of-run results (metric, value, source): result files and the final summary entry."""
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
+    """Views computed from this run and kept with it (see :func:`dashboard.timeline.series.derived`):
+    a loaded run never changes (a changed file gives a new ``RunData``), so neither do they."""
 
     @cached_property
     def surviving_metrics(self) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from dashboard.timeline.series import (
     epoch_at_steps,
     metric_series,
     plot_metrics,
+    run_metric_series,
     value_asof,
 )
 from dashboard.timeline.smoothing import tb_smooth
@@ -314,7 +315,7 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
         for row, (_title, members) in enumerate(chart, start=1):
             for j, metric in enumerate(members):
                 colour = COLOURS[(j * len(runs) + run_index) % len(COLOURS)]
-                series = metric_series(table, metric, options.x_axis)  # type: ignore[arg-type]
+                series = run_metric_series(one, table, metric, options.x_axis)  # type: ignore[arg-type]
                 if one is run:
                     series_by_metric[metric] = series
                 drawn = [series]

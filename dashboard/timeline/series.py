@@ -6,8 +6,9 @@ Streamlit; values are taken from the metrics table untouched (smoothing is a sep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from dashboard.metrics import best_mode, format_metric
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.metrics import preferred_source
 from dashboard.runs.run import RunData
+
+T = TypeVar("T")
 
 XAxis = Literal["step", "epoch", "wall_time"]
 X_LABELS: dict[str, str] = {"step": "Step", "epoch": "Epoch", "wall_time": "Wall time"}
@@ -169,6 +172,22 @@ def available_axes(metrics: pd.DataFrame) -> list[str]:
     return axes
 
 
+def derived(run: RunData, key: tuple, compute: Callable[[], T]) -> T:
+    """``compute()`` kept in ``run.derived`` under ``key``: a chart control that changes only how a
+    series is drawn (smoothing, log scale) does not filter the run's table again. Shared between
+    reruns and sessions: callers must not modify the result."""
+    if key not in run.derived:
+        run.derived[key] = compute()
+    return run.derived[key]  # type: ignore[no-any-return]
+
+
+def run_metric_series(run: RunData, metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") -> Series:
+    """:func:`metric_series`, kept with the run when drawn from its own preferred table."""
+    if metrics is not run.preferred_metrics:
+        return metric_series(metrics, metric, x_axis)
+    return derived(run, ("metric_series", metric, x_axis), lambda: metric_series(metrics, metric, x_axis))
+
+
 def metric_series(metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") -> Series:
     """Values of ``metric`` exactly as logged, sorted by step; rows without an x value dropped."""
     rows = metrics[metrics["metric"] == metric]
@@ -231,8 +250,16 @@ def epoch_at_steps(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:
 
 
 def checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per checkpoint with a step: x positions for each axis and the metrics logged at it."""
+    """One row per checkpoint with a step: x positions for each axis and the metrics logged at it.
+    Kept with the run when built from its preferred table (callers must not modify it)."""
     metrics = plot_metrics(run) if metrics is None else metrics
+    if metrics is run.preferred_metrics:
+        return derived(run, ("checkpoint_table", tuple(metric_names)),
+                       lambda: _checkpoint_table(run, metric_names, metrics))
+    return _checkpoint_table(run, metric_names, metrics)
+
+
+def _checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFrame) -> pd.DataFrame:
     ckpts = [c for c in run.checkpoints if c.step is not None]
     steps = np.array([c.step for c in ckpts], dtype=np.int64)
     table = pd.DataFrame({

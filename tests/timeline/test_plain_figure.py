@@ -80,3 +80,18 @@ def test_plain_figure_update_semantics() -> None:
     assert spec["layout"]["legend"] == {"x": 0, "y": 1.0}
     assert (spec["data"][0]["xaxis"], spec["data"][0]["yaxis"]) == ("x2", "y2")
     assert _spec(fig.figure(validate=True)) == spec
+
+
+def test_views_kept_with_the_run_give_the_same_figure(tmp_path: Path) -> None:
+    """Series and checkpoint tables kept in ``run.derived`` (reused by every smoothing / log-scale
+    rerun) draw what a freshly loaded run draws, for each axis."""
+    run_dir = write_run(tmp_path / "r", n_steps=400, save_every=100, eval_every=100)
+    run = load_run(run_dir, [tmp_path])
+    for x_axis in ("step", "epoch", "step"):
+        for smoothing in (0.2, 0.7):
+            options = ChartOptions(metrics=["loss", "eval_loss"], x_axis=x_axis, smoothing=smoothing)
+            kept = build_figure(run, options, validate=False)[0]
+            fresh = build_figure(load_run(run_dir, [tmp_path]), options, validate=False)[0]
+            assert _spec(kept) == _spec(fresh)
+    assert ("metric_series", "loss", "epoch") in run.derived
+    assert ("checkpoint_table", ("loss", "eval_loss")) in run.derived
