@@ -19,6 +19,7 @@ the ratio is measured under the same load.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -56,10 +57,15 @@ DONE_JS = """(t0) => {
 
 def timed(page, action) -> float:
     """Seconds from the interaction to the rerun it started being done (and the page settled)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     t0 = page.evaluate("performance.now()")
     action()
-    page.wait_for_function(DONE_JS, arg=t0, timeout=60_000, polling="raf")
-    settle(page)
+    try:
+        page.wait_for_function(DONE_JS, arg=t0, timeout=30_000, polling="raf")
+    except PlaywrightTimeout:  # the input started no rerun (e.g. a click lost on a busy machine)
+        settle(page)
+        return math.nan
     time.sleep(0.3)  # let late reruns (fragments, chart selection echoes) show up before reading
     return page.evaluate(DONE_JS, t0) / 1000
 
@@ -105,7 +111,8 @@ class Session:
             timed(page, lambda: page.keyboard.press("ArrowRight"))
             if interaction == INTERACTIONS[3]:
                 radio = page.locator('[data-testid="stRadio"]').filter(has_text="X axis").first
-                return timed(page, radio.get_by_text("Epoch" if k % 2 == 0 else "Step", exact=True).click)
+                target = "Epoch" if radio.get_by_role("radio", name="Step").is_checked() else "Step"
+                return timed(page, radio.get_by_text(target, exact=True).click)
             box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Metrics").first.locator("input")
             box.focus()
             if k % 2 == 0:
@@ -155,9 +162,11 @@ def main() -> None:
                 session.server.stop()
             browser.close()
     print("| interaction | variant | median ms | min ms | max ms | reps |\n|---|---|---:|---:|---:|---:|")
-    for (interaction, name), values in results.items():
-        print(f"| {interaction} | {name} | {statistics.median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
-              f"{max(values) * 1000:.0f} | {len(values)} |")
+    for key, measured in results.items():
+        values = results[key] = [v for v in measured if not math.isnan(v)]
+        lost = len(measured) - len(values)
+        print(f"| {key[0]} | {key[1]} | {statistics.median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
+              f"{max(values) * 1000:.0f} | {len(values)}{f' ({lost} started no rerun)' if lost else ''} |")
     if "baseline" in variants:
         for interaction in INTERACTIONS:
             ratio = statistics.median(results[(interaction, "this checkout")]) / statistics.median(
