@@ -165,10 +165,15 @@ def main() -> None:
     for key, measured in results.items():
         values = results[key] = [v for v in measured if not math.isnan(v)]
         lost = len(measured) - len(values)
+        if not values:
+            print(f"| {key[0]} | {key[1]} | – | – | – | 0 ({lost} started no rerun) |")
+            continue
         print(f"| {key[0]} | {key[1]} | {statistics.median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
               f"{max(values) * 1000:.0f} | {len(values)}{f' ({lost} started no rerun)' if lost else ''} |")
     if "baseline" in variants:
         for interaction in INTERACTIONS:
+            if not (results[(interaction, "this checkout")] and results[(interaction, "baseline")]):
+                continue
             ratio = statistics.median(results[(interaction, "this checkout")]) / statistics.median(
                 results[(interaction, "baseline")])
             print(f"{interaction}: {ratio:.2f}× the baseline's median")
