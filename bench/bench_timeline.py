@@ -29,7 +29,9 @@ Streamlit's ``AppTest`` running ``Home.py`` and then switching to the Timeline p
 the app's modules are imported and a one-line AppTest has run once (imports and Streamlit's
 start-up, e.g. its 0.4-0.6 s component-manifest scan, which AppTest repeats per instance and
 is answered from the first scan, cost the same with or without the cache, and a
-server pays them before its first page).
+server pays them before its first page). Wall and CPU seconds (``time.process_time``, all of the
+child's threads) are both reported: CPU time leaves out the time spent waiting for a core on a
+shared machine.
 
 Usage: .venv/bin/python bench/bench_timeline.py [--points 1000000] [--skip-tbparse]
        .venv/bin/python bench/bench_timeline.py --points 300000 --trainer-state-only --pairs 9
@@ -153,10 +155,10 @@ def interleaved_pairs(path: Path, pairs: int) -> dict[str, list[float]]:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD_JSON = """
 import json, sys, time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 with open(sys.argv[1], "rb") as fh:
     json.load(fh)
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, time.process_time() - cpu)
 """
 CHILD_APP = """
 import sys, time
@@ -169,14 +171,14 @@ from streamlit.components.v2 import manifest_scanner
 # scans once at start-up. The scan's answer is kept so only the app's own work is timed.
 manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
 AppTest.from_string("import streamlit as st; st.write(1)").run()  # Streamlit's one-time start-up (untimed)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 at = AppTest.from_file(sys.argv[1] + "/Home.py", default_timeout=600).run()
 assert not at.exception, at.exception
 home = time.perf_counter() - start
 at.switch_page("pages/3_Timeline.py").run()
 assert not at.exception, at.exception
 assert at.get("plotly_chart"), "the Timeline drew no chart"
-print(home, time.perf_counter() - start)
+print(home, time.perf_counter() - start, time.process_time() - cpu)
 """
 
 
@@ -191,17 +193,22 @@ def fresh_processes(root: Path, path: Path, pairs: int) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-timeline-data-"))  # the app's data dir: not in the runs root
     env = {**os.environ, "VLMLAB_RUNS_ROOT": str(path.parent.parent), "VLMLAB_DATA_DIR": str(data_dir),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
-    ratios: dict[str, list[float]] = {"first process (no cache)": [], "second process (cache on disk)": []}
+    ratios: dict[str, list[float]] = {"first process (no cache), wall": [], "second process (cache on disk), wall": [],
+                                      "first process (no cache), CPU": [], "second process (cache on disk), CPU": []}
     for i in range(pairs):
         shutil.rmtree(data_dir, ignore_errors=True)
-        (t_json,) = _child(CHILD_JSON, str(path))
-        home_cold, cold = _child(CHILD_APP, str(REPO_ROOT), env=env)
-        home_warm, warm = _child(CHILD_APP, str(REPO_ROOT), env=env)
-        ratios["first process (no cache)"].append(cold / t_json)
-        ratios["second process (cache on disk)"].append(warm / t_json)
-        print(f"  round {i + 1}: json.load {t_json:.2f} s; first process Home {home_cold:.2f} s, "
-              f"+ Timeline {cold:.2f} s ({cold / t_json:.2f}×); second process Home {home_warm:.2f} s, "
-              f"+ Timeline {warm:.2f} s ({warm / t_json:.2f}×)", flush=True)
+        t_json, cpu_json = _child(CHILD_JSON, str(path))
+        home_cold, cold, cpu_cold = _child(CHILD_APP, str(REPO_ROOT), env=env)
+        home_warm, warm, cpu_warm = _child(CHILD_APP, str(REPO_ROOT), env=env)
+        ratios["first process (no cache), wall"].append(cold / t_json)
+        ratios["second process (cache on disk), wall"].append(warm / t_json)
+        ratios["first process (no cache), CPU"].append(cpu_cold / cpu_json)
+        ratios["second process (cache on disk), CPU"].append(cpu_warm / cpu_json)
+        print(f"  round {i + 1}: json.load {t_json:.2f} s (CPU {cpu_json:.2f} s); "
+              f"first process Home {home_cold:.2f} s, "
+              f"+ Timeline {cold:.2f} s ({cold / t_json:.2f}×; CPU {cpu_cold:.2f} s, {cpu_cold / cpu_json:.2f}×); "
+              f"second process Home {home_warm:.2f} s, + Timeline {warm:.2f} s ({warm / t_json:.2f}×; "
+              f"CPU {cpu_warm:.2f} s, {cpu_warm / cpu_json:.2f}×)", flush=True)
     for label, values in ratios.items():
         values.sort()
         print(f"Home + Timeline / json.load, {label}: median {values[len(values) // 2]:.2f}× "
