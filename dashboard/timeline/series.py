@@ -136,13 +136,27 @@ def with_siblings(chosen: list[str], series_table: pd.DataFrame | None, availabl
     return out
 
 
+def _first_split(metrics: pd.DataFrame) -> dict:
+    """Each logged metric's split (its first row's), as ``groupby("metric").split.first()`` gives it,
+    from the categorical codes: a few array passes instead of grouping 10⁶ rows on every rerun."""
+    metric, split = metrics["metric"], metrics["split"]
+    if not (isinstance(metric.dtype, pd.CategoricalDtype) and isinstance(split.dtype, pd.CategoricalDtype)):
+        return dict(metrics.groupby("metric", observed=True)["split"].first().items())
+    codes, split_codes = metric.cat.codes.to_numpy(), split.cat.codes.to_numpy()
+    names, split_names = metric.cat.categories, split.cat.categories
+    out: dict = {}
+    for code in np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(names))):
+        rows = np.flatnonzero((codes == code) & (split_codes >= 0))[:1]  # first() skips missing splits
+        out[names[code]] = split_names[split_codes[rows[0]]] if len(rows) else np.nan
+    return out
+
+
 def metric_groups(metrics: pd.DataFrame) -> dict[str, list[str]]:
     """Metric names grouped by split: ``{"train": [...], "eval": [...]}`` in a stable order."""
     if metrics.empty:
         return {"train": [], "eval": []}
-    present = metrics.groupby("metric", observed=True)["split"].first()
     groups: dict[str, list[str]] = {"train": [], "eval": []}
-    for name, split in present.items():
+    for name, split in _first_split(metrics).items():
         groups.setdefault(str(split), []).append(str(name))
     for names in groups.values():
         names.sort(key=_metric_sort_key)

@@ -95,3 +95,24 @@ def test_views_kept_with_the_run_give_the_same_figure(tmp_path: Path) -> None:
             assert _spec(kept) == _spec(fresh)
     assert ("metric_series", "loss", "epoch") in run.derived
     assert ("checkpoint_table", ("loss", "eval_loss")) in run.derived
+
+
+def test_metric_groups_equal_the_groupby_reading(tmp_path: Path, demo_run_dir: Path) -> None:
+    """The code-based split lookup gives what ``groupby("metric").split.first()`` gives."""
+    import pandas as pd
+
+    from dashboard.runs.metrics import concat_metrics
+    from dashboard.timeline.series import _first_split
+
+    runs = [load_run(write_run(tmp_path / "r", n_steps=300, save_every=100, eval_every=100), [tmp_path]),
+            load_run(demo_run_dir, [demo_run_dir.parent])]
+    for run in runs:
+        for table in (run.metrics, run.preferred_metrics, concat_metrics([run.metrics, run.metrics.iloc[::7]]),
+                      run.metrics[run.metrics["step"] > 100]):
+            expected = table.groupby("metric", observed=True)["split"].first()
+            got = _first_split(table)
+            assert {str(k): str(v) for k, v in got.items()} == {str(k): str(v) for k, v in expected.items()}
+            assert list(map(str, got)) == list(map(str, expected.index))
+    plain = runs[0].metrics.astype({"metric": str, "split": str})
+    assert {str(k): str(v) for k, v in _first_split(plain).items()} == {
+        str(k): str(v) for k, v in pd.Series(_first_split(runs[0].metrics)).items()}
