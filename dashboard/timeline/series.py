@@ -203,19 +203,22 @@ def run_metric_series(run: RunData, metrics: pd.DataFrame, metric: str, x_axis: 
 
 
 def metric_series(metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") -> Series:
-    """Values of ``metric`` exactly as logged, sorted by step; rows without an x value dropped."""
-    rows = metrics[metrics["metric"] == metric]
+    """Values of ``metric`` exactly as logged, sorted by step; rows without an x value dropped.
+
+    Only the columns drawn are taken (not every column of a 10⁶-row table per metric)."""
+    keep = (metrics["metric"] == metric).to_numpy()
     if x_axis != "step":
-        rows = rows[rows[x_axis].notna()]
-    steps = rows["step"].to_numpy()
+        keep = keep & metrics[x_axis].notna().to_numpy()
+    idx = np.flatnonzero(keep)
+    steps = metrics["step"].to_numpy()[idx]
     order = np.argsort(steps, kind="stable") if len(steps) and np.any(np.diff(steps) < 0) else slice(None)
-    y = rows["value"].to_numpy()[order]
+    y = metrics["value"].to_numpy()[idx][order]
     steps = steps[order]
-    x = steps if x_axis == "step" else rows[x_axis].to_numpy()[order]
+    x = steps if x_axis == "step" else metrics[x_axis].to_numpy()[idx][order]
     if x_axis == "wall_time":
         x = pd.to_datetime(x, unit="s", utc=True).to_numpy()
-    source = str(rows["source"].iloc[0]) if len(rows) else ""
-    split = str(rows["split"].iloc[0]) if len(rows) and "split" in rows else "train"
+    source = str(metrics["source"].iloc[idx[0]]) if len(idx) else ""
+    split = str(metrics["split"].iloc[idx[0]]) if len(idx) and "split" in metrics else "train"
     return Series(metric=metric, step=steps, x=x, y=y, source=source, split=split)
 
 
