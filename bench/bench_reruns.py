@@ -7,7 +7,9 @@ and times, from the input event's own timestamp (pointerdown / keydown) to the m
 script state last turns back to ``notRunning`` (recorded in the page by a MutationObserver, so
 the timing is not quantised by polling): toggling the Timeline's log scale, moving its smoothing
 slider by one step (back and forth, and always up: a value never drawn before, so no figure is
-remembered), and switching pages (Home <-> Timeline).
+remembered), switching the x axis (step <-> epoch) and picking / dropping a metric (``grad_norm``)
+— each of those two preceded by an untimed slider step up, so the view it asks for was never
+drawn either — and switching pages (Home <-> Timeline).
 
 ``--baseline-checkout`` (e.g. a ``git worktree`` of an earlier commit) starts a second server
 from that checkout on the same runs root; every repetition then runs on both, interleaved, so
@@ -17,6 +19,7 @@ the ratio is measured under the same load.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -54,17 +57,25 @@ DONE_JS = """(t0) => {
 
 def timed(page, action) -> float:
     """Seconds from the interaction to the rerun it started being done (and the page settled)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     t0 = page.evaluate("performance.now()")
     action()
-    page.wait_for_function(DONE_JS, arg=t0, timeout=60_000, polling="raf")
-    settle(page)
+    try:
+        page.wait_for_function(DONE_JS, arg=t0, timeout=30_000, polling="raf")
+    except PlaywrightTimeout:  # the input started no rerun (e.g. a click lost on a busy machine)
+        settle(page)
+        return math.nan
     time.sleep(0.3)  # let late reruns (fragments, chart selection echoes) show up before reading
     return page.evaluate(DONE_JS, t0) / 1000
 
 
 INTERACTIONS = ("Timeline: log-scale toggle", "Timeline: smoothing slider step",
                 "Timeline: smoothing slider, a value not drawn before",
+                "Timeline: x axis step <-> epoch, a view not drawn before",
+                "Timeline: metric picked / dropped, a view not drawn before",
                 "page switch Timeline -> Home", "page switch Home -> Timeline")
+PAGE_SWITCHES = INTERACTIONS[5:]
 
 
 class Session:
@@ -95,7 +106,24 @@ class Session:
         if interaction == INTERACTIONS[2]:  # always up: every figure is new (no remembered figure)
             page.get_by_role("slider").first.focus()
             return timed(page, lambda: page.keyboard.press("ArrowRight"))
-        if interaction == INTERACTIONS[3]:
+        if interaction in INTERACTIONS[3:5]:
+            page.get_by_role("slider").first.focus()  # untimed: a smoothing never drawn with the next view
+            timed(page, lambda: page.keyboard.press("ArrowRight"))
+            if interaction == INTERACTIONS[3]:
+                radio = page.locator('[data-testid="stRadio"]').filter(has_text="X axis").first
+                target = "Epoch" if radio.get_by_role("radio", name="Step").is_checked() else "Step"
+                return timed(page, radio.get_by_text(target, exact=True).click)
+            box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Metrics").first.locator("input")
+            box.focus()
+            if k % 2 == 0:
+                box.fill("grad_norm")  # typing reruns nothing; Enter picks the first match
+                seconds = timed(page, lambda: page.keyboard.press("Enter"))
+            else:
+                seconds = timed(page, lambda: page.keyboard.press("Backspace"))  # drops the last pick (grad_norm)
+            page.keyboard.press("Escape")  # close the open list: it hides the rest of the page from get_by_role
+            box.blur()
+            return seconds
+        if interaction == INTERACTIONS[5]:
             return timed(page, nav.filter(has_text="Home").first.click)
         return timed(page, lambda: (nav.filter(has_text="Timeline").first.click(),
                                     page.wait_for_selector(".js-plotly-plot")))
@@ -124,7 +152,7 @@ def main() -> None:
                 (Path(data) / name).mkdir()
                 sessions[name] = Session(browser, args.runs_root, Path(data) / name, cwd)
             # Page switches go in pairs (to Home, back to the Timeline), so each one is a real switch.
-            for group in ((INTERACTIONS[0],), (INTERACTIONS[1],), (INTERACTIONS[2],), INTERACTIONS[3:]):
+            for group in (*((i,) for i in INTERACTIONS[:5]), PAGE_SWITCHES):
                 for k in range(args.reps):
                     for name, session in sessions.items():  # interleaved: same load for both
                         for interaction in group:
@@ -134,11 +162,18 @@ def main() -> None:
                 session.server.stop()
             browser.close()
     print("| interaction | variant | median ms | min ms | max ms | reps |\n|---|---|---:|---:|---:|---:|")
-    for (interaction, name), values in results.items():
-        print(f"| {interaction} | {name} | {statistics.median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
-              f"{max(values) * 1000:.0f} | {len(values)} |")
+    for key, measured in results.items():
+        values = results[key] = [v for v in measured if not math.isnan(v)]
+        lost = len(measured) - len(values)
+        if not values:
+            print(f"| {key[0]} | {key[1]} | – | – | – | 0 ({lost} started no rerun) |")
+            continue
+        print(f"| {key[0]} | {key[1]} | {statistics.median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
+              f"{max(values) * 1000:.0f} | {len(values)}{f' ({lost} started no rerun)' if lost else ''} |")
     if "baseline" in variants:
         for interaction in INTERACTIONS:
+            if not (results[(interaction, "this checkout")] and results[(interaction, "baseline")]):
+                continue
             ratio = statistics.median(results[(interaction, "this checkout")]) / statistics.median(
                 results[(interaction, "baseline")])
             print(f"{interaction}: {ratio:.2f}× the baseline's median")

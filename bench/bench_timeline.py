@@ -21,8 +21,21 @@ With ``--trainer-state-only --pairs K``: only the trainer_state parse, K interle
 file, each round's ratios and their median (on a shared machine the load changes between two
 separate best-of-3 runs more than the gap).
 
+With ``--fresh-processes --pairs K``: the first Home + Timeline of a fresh app process on a run
+whose only log is the N-entry trainer_state.json, K rounds of three child processes on the same
+file: ``json.load`` of it; the app with an empty data dir (no column cache: parses the JSON and
+writes the cache); the app again with that cache on disk (a restarted server). The app part is
+Streamlit's ``AppTest`` running ``Home.py`` and then switching to the Timeline page, timed after
+the app's modules are imported and a one-line AppTest has run once (imports and Streamlit's
+start-up, e.g. its 0.4-0.6 s component-manifest scan, which AppTest repeats per instance and
+is answered from the first scan, cost the same with or without the cache, and a
+server pays them before its first page). Wall and CPU seconds (``time.process_time``, all of the
+child's threads) are both reported: CPU time leaves out the time spent waiting for a core on a
+shared machine.
+
 Usage: .venv/bin/python bench/bench_timeline.py [--points 1000000] [--skip-tbparse]
        .venv/bin/python bench/bench_timeline.py --points 300000 --trainer-state-only --pairs 9
+       .venv/bin/python bench/bench_timeline.py --points 1000000 --fresh-processes --pairs 5
 """
 
 from __future__ import annotations
@@ -31,6 +44,8 @@ import argparse
 import gc
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,12 +152,79 @@ def interleaved_pairs(path: Path, pairs: int) -> dict[str, list[float]]:
     return ratios
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHILD_JSON = """
+import json, sys, time
+start, cpu = time.perf_counter(), time.process_time()
+with open(sys.argv[1], "rb") as fh:
+    json.load(fh)
+print(time.perf_counter() - start, time.process_time() - cpu)
+"""
+CHILD_APP = """
+import sys, time
+from streamlit.testing.v1 import AppTest
+import dashboard.ui.home_view, dashboard.ui.timeline_view, dashboard.ui.sidebar  # noqa: F401 (imports untimed)
+import plotly.graph_objects  # noqa: F401
+import functools
+from streamlit.components.v2 import manifest_scanner
+# AppTest rescans every installed package for component manifests per instance (~0.4 s); a server
+# scans once at start-up. The scan's answer is kept so only the app's own work is timed.
+manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
+AppTest.from_string("import streamlit as st; st.write(1)").run()  # Streamlit's one-time start-up (untimed)
+start, cpu = time.perf_counter(), time.process_time()
+at = AppTest.from_file(sys.argv[1] + "/Home.py", default_timeout=600).run()
+assert not at.exception, at.exception
+home = time.perf_counter() - start
+at.switch_page("pages/3_Timeline.py").run()
+assert not at.exception, at.exception
+assert at.get("plotly_chart"), "the Timeline drew no chart"
+print(home, time.perf_counter() - start, time.process_time() - cpu)
+"""
+
+
+def _child(code: str, *args: str, env: dict[str, str] | None = None) -> list[float]:
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env, check=True,
+                          capture_output=True, text=True)
+    return [float(x) for x in done.stdout.split()]
+
+
+def fresh_processes(root: Path, path: Path, pairs: int) -> None:
+    """First Home + Timeline in a fresh process, without and with the column cache, vs json.load."""
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-timeline-data-"))  # the app's data dir: not in the runs root
+    env = {**os.environ, "VLMLAB_RUNS_ROOT": str(path.parent.parent), "VLMLAB_DATA_DIR": str(data_dir),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    ratios: dict[str, list[float]] = {"first process (no cache), wall": [], "second process (cache on disk), wall": [],
+                                      "first process (no cache), CPU": [], "second process (cache on disk), CPU": []}
+    for i in range(pairs):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        t_json, cpu_json = _child(CHILD_JSON, str(path))
+        home_cold, cold, cpu_cold = _child(CHILD_APP, str(REPO_ROOT), env=env)
+        home_warm, warm, cpu_warm = _child(CHILD_APP, str(REPO_ROOT), env=env)
+        ratios["first process (no cache), wall"].append(cold / t_json)
+        ratios["second process (cache on disk), wall"].append(warm / t_json)
+        ratios["first process (no cache), CPU"].append(cpu_cold / cpu_json)
+        ratios["second process (cache on disk), CPU"].append(cpu_warm / cpu_json)
+        print(f"  round {i + 1}: json.load {t_json:.2f} s (CPU {cpu_json:.2f} s); "
+              f"first process Home {home_cold:.2f} s, "
+              f"+ Timeline {cold:.2f} s ({cold / t_json:.2f}×; CPU {cpu_cold:.2f} s, {cpu_cold / cpu_json:.2f}×); "
+              f"second process Home {home_warm:.2f} s, + Timeline {warm:.2f} s ({warm / t_json:.2f}×; "
+              f"CPU {cpu_warm:.2f} s, {cpu_warm / cpu_json:.2f}×)", flush=True)
+    for label, values in ratios.items():
+        values.sort()
+        print(f"Home + Timeline / json.load, {label}: median {values[len(values) // 2]:.2f}× "
+              f"(min {values[0]:.2f}×, max {values[-1]:.2f}×, {len(values)} rounds)")
+    print("goals: first process ≤ 1.5×, second process ≤ 0.5×")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--skip-tbparse", action="store_true")
     parser.add_argument("--trainer-state-only", action="store_true",
                         help="only the trainer_state parse, as interleaved pairs with json.load")
+    parser.add_argument("--fresh-processes", action="store_true",
+                        help="first Home + Timeline in fresh processes, with and without the column cache")
     parser.add_argument("--pairs", type=int, default=9)
     args = parser.parse_args()
     n = args.points
@@ -152,9 +234,17 @@ def main() -> None:
         # ------------------------------------------------------------ trainer_state.json
         entries = log_history(n, eval_every=1000)
         state_dir = root / "state-run"
-        path = write_json(state_dir / "trainer_state.json", trainer_state(entries, n))
+        path = state_dir / "trainer_state.json"
+        if args.fresh_processes:  # as TrainerState.save_to_json writes it
+            state_dir.mkdir(parents=True)
+            path.write_text(json.dumps(trainer_state(entries, n), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        else:
+            write_json(path, trainer_state(entries, n))
         del entries
         print(f"trainer_state.json: {n:,} log entries, {path.stat().st_size / 1e6:.0f} MB")
+        if args.fresh_processes:
+            fresh_processes(root, path, args.pairs)
+            return
         if args.trainer_state_only:
             for base, values in interleaved_pairs(path, args.pairs).items():
                 values.sort()

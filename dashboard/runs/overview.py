@@ -16,13 +16,35 @@ import pandas as pd
 
 from dashboard.caching import Memo, file_memo
 from dashboard.runs.best import resolve_best
+from dashboard.runs.column_cache import MIN_CACHED_STATE_BYTES, cached_state_summary
 from dashboard.runs.discovery import STATE_FILE, RunListing
 from dashboard.runs.listing import summary
-from dashboard.runs.trainer_state import read_state_summary
+from dashboard.runs.trainer_state import TrainerStateSummary, read_state_summary
 
 RUNS_COLUMNS = ("run", "modified", "checkpoints", "best checkpoint", "best metric", "global step")
 
-state_summary = file_memo("state-summaries", maxsize=4096)(read_state_summary)
+
+
+@file_memo("state-summaries", maxsize=4096)
+def state_summary(path: Path, roots: Sequence[Path] | None = None) -> TrainerStateSummary | None:
+    """A run's ``trainer_state.json`` run-level fields. A large file's come from the column cache
+    (its footer when current; else the full, memoised parse the Timeline reuses, which writes the
+    cache), so Home never parses a 10⁶-entry log just for its best checkpoint."""
+    from dashboard.runs.run import data_dir, parse_state_file
+
+    path = Path(path)
+    folder = data_dir()
+    summary = cached_state_summary(path, folder, list(roots) if roots else None)
+    if summary is not None:
+        return summary
+    try:
+        large = folder is not None and path.stat().st_size >= MIN_CACHED_STATE_BYTES
+    except OSError:
+        return None
+    if large:
+        parsed = parse_state_file(path, tuple(roots) if roots else None)
+        return parsed.summary if parsed.readable else None
+    return read_state_summary(path, roots)
 
 
 def _table_key(runs: Sequence[RunListing], roots: Sequence[Path]) -> tuple:

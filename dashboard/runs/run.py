@@ -24,7 +24,7 @@ from dashboard.runs.checkpoints import (
     discover_checkpoints,
     listed_checkpoint_dirs,
 )
-from dashboard.runs.column_cache import cached_scan
+from dashboard.runs.column_cache import cached_scan, cached_state
 from dashboard.runs.discovery import RunListing, list_runs, looks_like_run, run_name
 from dashboard.runs.files import excerpt
 from dashboard.runs.hparams import build_configuration, empty_configuration
@@ -41,7 +41,7 @@ from dashboard.runs.metrics import (
 from dashboard.runs.results import RESULT_METRICS, empty_results, read_results
 from dashboard.runs.tensorboard import EventFileData, assemble, find_event_files, folder_of, stream_folder
 from dashboard.runs.trainer_log import LOG_FILE, TrainerLog, read_trainer_log
-from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary, read_trainer_state
+from dashboard.runs.trainer_state import ParsedState, TrainerStateSummary
 
 __all__ = ["RunData", "RunListing", "RunNotFoundError", "TrainerStateSummary", "list_runs", "load_run",
            "looks_like_run", "run_signature"]
@@ -77,6 +77,9 @@ class RunData:
     """Resumptions found in the append-only logs (TensorBoard folders, trainer_log.jsonl)."""
     results: pd.DataFrame = field(default_factory=empty_results)
     """End-of-run results (metric, value, source): result files and the final summary entry."""
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
+    """Views computed from this run and kept with it (see :func:`dashboard.timeline.series.derived`):
+    a loaded run never changes (a changed file gives a new ``RunData``), so neither do they."""
 
     @cached_property
     def surviving_metrics(self) -> pd.DataFrame:
@@ -150,11 +153,8 @@ class RunData:
 # ---------------------------------------------------------------- memoised file parsers
 # Keyed by (path, mtime_ns, size): reloading a live run re-parses only the files that changed
 # (see dashboard/caching.py for the caching policy and how Streamlit clears these).
-parse_state_file = file_memo("trainer_state", maxsize=16)(read_trainer_state)
-
-
-def _data_dir() -> Path | None:
-    """Where the event-file column cache lives (``VLMLAB_DATA_DIR``); None if settings are broken."""
+def data_dir() -> Path | None:
+    """Where the log column cache lives (``VLMLAB_DATA_DIR``); None if settings are broken."""
     from dashboard.config import load_settings
 
     try:
@@ -163,10 +163,16 @@ def _data_dir() -> Path | None:
         return None
 
 
+@file_memo("trainer_state", maxsize=16)
+def parse_state_file(path: Path, roots: Sequence[Path] | None = None) -> ParsedState:
+    """One ``trainer_state.json``, through the Parquet column cache when the file is large."""
+    return cached_state(path, data_dir(), list(roots) if roots else None)
+
+
 @file_memo("event_file", maxsize=16)
 def parse_event_file(path: Path) -> EventFileData:
     """One event file's summaries, through the Parquet column cache when the file is large."""
-    return cached_scan(path, _data_dir())
+    return cached_scan(path, data_dir())
 
 
 # ---------------------------------------------------------------- run loading

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
 from dashboard.caching import Memo
 from dashboard.formatting import fmt_bytes, plotly_format, plotly_text
@@ -27,6 +26,7 @@ from dashboard.runs.hparams import distinguishing_labels
 from dashboard.runs.metrics import SOURCE_FILES
 from dashboard.runs.run import RunData, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS, minmax_indices
+from dashboard.timeline.plain_figure import PlainFigure
 from dashboard.timeline.scores import score_series
 from dashboard.timeline.series import (
     X_LABELS,
@@ -39,6 +39,7 @@ from dashboard.timeline.series import (
     epoch_at_steps,
     metric_series,
     plot_metrics,
+    run_metric_series,
     value_asof,
 )
 from dashboard.timeline.smoothing import tb_smooth
@@ -118,7 +119,7 @@ _CLICKABLE: dict = {"marker": {"size": 6, **_INVISIBLE}, "selected": {"marker": 
                     "unselected": {"marker": _INVISIBLE}}
 
 
-def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: str, options: ChartOptions,
+def _add_curve(fig: PlainFigure, series: Series, row: int, colour: str, run_name: str, options: ChartOptions,
                stats: FigureStats, show_legend: bool, label: str, checkpoints: dict[int, str] | None = None) -> None:
     weight = smoothing_for(series, options)
     smoothed = tb_smooth(series.y, weight) if weight > 0 else None
@@ -132,22 +133,22 @@ def _add_curve(fig: go.Figure, series: Series, row: int, colour: str, run_name: 
     saved = [[f" · {checkpoints[int(s)]}" if checkpoints and int(s) in checkpoints else ""]
              for s in series.step[mask][raw_idx]]
     # The logged values are always the hovered trace; a smoothed line is decoration labelled as such.
-    fig.add_trace(go.Scatter(
+    fig.add_trace(dict(
         x=x[raw_idx], y=y[raw_idx], mode=CURVE_MODE, **_CLICKABLE, name=label, legendgroup=run_name,
         showlegend=show_legend, line={"color": colour, "width": 1 if smoothed is not None else 2},
         opacity=0.35 if smoothed is not None else 1.0, customdata=saved,
         hovertemplate=f"{metric} = %{{y:{spec}}} (logged)%{{customdata[0]}}<extra>{run_label}</extra>",
-    ), row=row, col=1)
+    ), row)
     stats.points[label] = len(raw_idx)
     stats.source_points[label] = int(mask.sum())
     if smoothed is not None:
         s = smoothed[mask]
         idx = minmax_indices(s, options.max_points)
         smooth_name = f"{label} (smoothed {weight:.2f})"
-        fig.add_trace(go.Scatter(
+        fig.add_trace(dict(
             x=x[idx], y=s[idx], mode="lines", name=smooth_name, legendgroup=run_name, showlegend=show_legend,
             line={"color": colour, "width": 2}, hoverinfo="skip",
-        ), row=row, col=1)
+        ), row)
         stats.points[smooth_name] = len(idx)
         stats.source_points[smooth_name] = int(mask.sum())
 
@@ -169,7 +170,7 @@ def _marker_x(table: pd.DataFrame, x_axis: str) -> np.ndarray:
     return table[x_axis].to_numpy()
 
 
-def _add_checkpoints(fig: go.Figure, run: RunData, metrics_table: pd.DataFrame, options: ChartOptions,
+def _add_checkpoints(fig: PlainFigure, run: RunData, metrics_table: pd.DataFrame, options: ChartOptions,
                      series_by_metric: dict[str, Series], best: BestCheckpoint | None, stats: FigureStats,
                      rows: list[tuple[str, list[str]]]) -> None:
     table = checkpoint_table(run, options.metrics, metrics_table)
@@ -194,22 +195,22 @@ def _add_checkpoints(fig: go.Figure, run: RunData, metrics_table: pd.DataFrame, 
         if not ok.any():
             continue
         name = f"checkpoints · {metric}"
-        fig.add_trace(go.Scatter(
+        fig.add_trace(dict(
             x=xs[ok], y=ys[ok], mode="markers", name="checkpoints", legendgroup="checkpoints",
             showlegend=row == 1, marker={"symbol": "diamond", "size": 10, "color": "#444",
                                          "line": {"width": 1, "color": "white"}},
             customdata=[custom[i] for i in np.flatnonzero(ok)], hovertemplate=hover,
             unselected={"marker": {"opacity": 0.7}},  # a selection elsewhere keeps them easy to see
-        ), row=row, col=1)
+        ), row)
         stats.points[name] = int(ok.sum())
         if best is not None and best.checkpoint is not None and metric == best.metric:
             i = int(np.flatnonzero(table["checkpoint"].to_numpy() == best.checkpoint.name)[0])
             if np.isfinite(ys[i]) and pd.notna(xs[i]):
-                fig.add_trace(go.Scatter(
+                fig.add_trace(dict(
                     x=[xs[i]], y=[ys[i]], mode="markers", name="best checkpoint", legendgroup="best",
                     marker={"symbol": "star", "size": 18, "color": "gold", "line": {"width": 1, "color": "black"}},
                     customdata=[custom[i]], hovertemplate=hover,
-                ), row=row, col=1)
+                ), row)
     # One full-height dotted line per checkpoint (xref "x": the rows share their x axis). Shapes
     # are set in one layout update: plotly's add_vline re-validates every shape each call.
     visible = table[keep.to_numpy() & pd.notna(xs)]
@@ -260,7 +261,7 @@ def constant_range(values: np.ndarray, log: bool = False) -> list[float] | None:
     return [value - pad, value + pad]
 
 
-def _format_axis(fig: go.Figure, row: int, metric: str, values: np.ndarray, log: bool = False) -> None:
+def _format_axis(fig: PlainFigure, row: int, metric: str, values: np.ndarray, log: bool = False) -> None:
     """Tick format by the metric's kind (percentages for fractions), log scale, constant-series range."""
     kind = display_kind(metric, values)
     update: dict = {"tickformat": ".0%" if kind == "fraction" else None}
@@ -269,7 +270,7 @@ def _format_axis(fig: go.Figure, row: int, metric: str, values: np.ndarray, log:
     fixed = constant_range(values, log)
     if fixed is not None:
         update.update(range=fixed, autorange=False)
-    fig.update_yaxes(row=row, col=1, **update)
+    fig.update_yaxes(row, **update)
 
 
 def _other_sources(run: RunData, drawn: Series, options: ChartOptions) -> list[Series]:
@@ -289,16 +290,18 @@ def _other_sources(run: RunData, drawn: Series, options: ChartOptions) -> list[S
 
 def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | None = None,
                  scores: pd.DataFrame | None = None,
-                 best: BestCheckpoint | None = None) -> tuple[go.Figure, FigureStats]:
-    """The whole Timeline chart for ``run`` (+ overlaid runs) and what each trace carries."""
+                 best: BestCheckpoint | None = None, validate: bool = True) -> tuple[go.Figure, FigureStats]:
+    """The whole Timeline chart for ``run`` (+ overlaid runs) and what each trace carries.
+
+    ``validate=False`` skips Plotly's per-property validation (the page's figure, see
+    :mod:`dashboard.timeline.plain_figure`); its JSON is tested equal to the validated figure's."""
     overlays = overlays or []
     stats = FigureStats()
     score_labels = [s for s in options.score_labels if scores is not None and not scores.empty]
     chart = chart_rows(options.metrics, run.series)
     titles = [*(title for title, _ in chart), *(f"eval set: {s}" for s in score_labels)]
     n_rows = max(len(titles), 1)
-    fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / n_rows),
-                        subplot_titles=[plotly_text(t) for t in titles] or None)
+    fig = PlainFigure(n_rows, min(0.08, 0.3 / n_rows), [plotly_text(t) for t in titles] or None)
     primary_metrics = plot_metrics(run, options.source_map)
     all_attempts = attempt_metrics(run, options.source_map) if options.split_attempts and run.restarts else None
     saved_at = {int(c.step): plotly_text(c.name) for c in run.checkpoints if c.step is not None}
@@ -312,7 +315,7 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
         for row, (_title, members) in enumerate(chart, start=1):
             for j, metric in enumerate(members):
                 colour = COLOURS[(j * len(runs) + run_index) % len(COLOURS)]
-                series = metric_series(table, metric, options.x_axis)  # type: ignore[arg-type]
+                series = run_metric_series(one, table, metric, options.x_axis)  # type: ignore[arg-type]
                 if one is run:
                     series_by_metric[metric] = series
                 drawn = [series]
@@ -340,37 +343,37 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
             # 95 % band behind the saved scores (the Comparison page's intervals, compare.report.estimate).
             xs = list(x)
             high, low = rows["ci95_high"].to_numpy(dtype=float), rows["ci95_low"].to_numpy(dtype=float)
-            fig.add_trace(go.Scatter(
+            fig.add_trace(dict(
                 x=xs + xs[::-1], y=[*high, *low[::-1]],
                 fill="toself", fillcolor="rgba(99, 110, 250, 0.15)", line={"width": 0}, mode="lines",
                 name=f"{run.name} · {label} 95% CI", hoverinfo="skip", showlegend=False,
-            ), row=row, col=1)
+            ), row)
         values = rows["value"].to_numpy(dtype=float)
         metric = label.rpartition(" · ")[2] or label  # labels end with the metric (timeline.scores)
         spec = _hover_format(metric, values)
-        fig.add_trace(go.Scatter(
+        fig.add_trace(dict(
             x=x, y=values, mode="lines+markers", name=f"{label} (saved score)",
             line={"color": COLOURS[0], "dash": "dash"}, marker={"size": 9, "symbol": "circle"},
             customdata=[[plotly_text(c), str(n)] for c, n in zip(rows["checkpoint"], rows["n"], strict=True)]
             if "n" in rows else [[plotly_text(c)] for c in rows["checkpoint"]],
             hovertemplate="<b>%{customdata[0]}</b><br>" + plotly_text(label) + f" = %{{y:{spec}}}"
                           + (" (n = %{customdata[1]})" if "n" in rows else "") + "<extra>saved score</extra>",
-        ), row=row, col=1)
+        ), row)
         stats.points[f"score · {label}"] = len(rows)
         values_by_row[row] = [values]
         _format_axis(fig, row, metric, values)
     for row, (_title, members) in enumerate(chart, start=1):
         _format_axis(fig, row, members[0], np.concatenate(values_by_row.get(row, [np.array([])])), log=options.log_y)
-    fig.update_xaxes(title_text=X_LABELS.get(options.x_axis, options.x_axis), row=n_rows, col=1)
+    fig.set_x_title(n_rows, X_LABELS.get(options.x_axis, options.x_axis))
     # Checkpoint markers are drawn last, i.e. on top of the curves.
-    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.mode == "markers"))
+    fig.data.sort(key=lambda trace: trace.get("mode") == "markers")  # stable
     fig.update_layout(
         height=ROW_HEIGHT * n_rows + 80, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         clickmode="event+select", dragmode="zoom",
         uirevision=f"{run.path}|{options.x_axis}|{','.join(options.metrics)}",
     )
-    return fig, stats
+    return fig.figure(validate), stats
 
 
 def _figure_key(run: RunData, signature: tuple, options: ChartOptions, overlays: list[RunData],
@@ -392,10 +395,10 @@ def _figure_key(run: RunData, signature: tuple, options: ChartOptions, overlays:
 
 def _build_for_cache(run: RunData, signature: tuple, options: ChartOptions, overlays: list[RunData],
                      scores: pd.DataFrame | None, best: BestCheckpoint | None) -> tuple[go.Figure, FigureStats]:
-    return build_figure(run, options, overlays=overlays, scores=scores, best=best)
+    return build_figure(run, options, overlays=overlays, scores=scores, best=best, validate=False)
 
 
 cached_figure = Memo(_build_for_cache, "timeline-figures", maxsize=32, key=_figure_key)
-""":func:`build_figure`, remembered by the run's file signature and every input (Plotly's figure
-construction is most of a Timeline rerun). Callers must not modify the figure: it is shared
-between reruns and sessions (``st.plotly_chart`` only copies it)."""
+""":func:`build_figure` without Plotly's validation, remembered by the run's file signature and
+every input (Plotly's figure construction was most of a Timeline rerun). Callers must not modify
+the figure: it is shared between reruns and sessions (``st.plotly_chart`` only copies it)."""

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 
 import pandas as pd
 
+from dashboard.caching import Memo
 from dashboard.compare.identity import FULL_SUBSET, subset_size
-from dashboard.compare.results import SCORE_COLUMNS, iter_saved, load_saved_scores, migrate_legacy
+from dashboard.compare.results import SCORE_COLUMNS, candidate_dirs, iter_saved, load_saved_scores, migrate_legacy
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set
 
 logger = logging.getLogger(__name__)
@@ -31,7 +34,37 @@ def run_eval_sets(run_dir: Path) -> list[EvalSet]:
     return sets
 
 
-def saved_scores(run_dir: Path, data_dir: Path | None = None) -> tuple[pd.DataFrame, str | None]:
+def _tree_stats(folder: Path, depth: int) -> tuple:
+    """(name, kind, mtime_ns, size) of ``folder`` and what is under it, ``depth`` levels deep."""
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return (str(folder), None)
+    entries: list[tuple] = []
+    if stat.S_ISDIR(info.st_mode) and depth > 0:
+        try:
+            with os.scandir(folder) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        entries.append(_tree_stats(Path(entry.path), depth - 1))
+                    else:
+                        item = entry.stat(follow_symlinks=False)
+                        entries.append((entry.name, item.st_mode, item.st_mtime_ns, item.st_size))
+        except OSError:
+            return (str(folder), None)
+    return (str(folder), info.st_mode, info.st_mtime_ns, tuple(sorted(entries, key=str)))
+
+
+def _scores_key(run_dir: Path, data_dir: Path | None = None) -> tuple:
+    """The stat of every file the scores are read from (result folders two levels deep, the run's
+    eval sets that old results are checked against): saving, migrating or deleting a result, or
+    editing an eval set, changes it. A few dozen ``stat`` calls instead of parsing every result."""
+    run_dir = Path(run_dir)
+    return (str(run_dir), str(data_dir), _tree_stats(run_dir / "eval", 1),
+            tuple(_tree_stats(folder, 2) for folder in candidate_dirs(run_dir, data_dir)))
+
+
+def _saved_scores(run_dir: Path, data_dir: Path | None = None) -> tuple[pd.DataFrame, str | None]:
     """(scores table, problem). Never raises: a broken results folder must not break the chart.
 
     Old-layout results are migrated first; those that cannot be are named in the problem text
@@ -51,6 +84,11 @@ def saved_scores(run_dir: Path, data_dir: Path | None = None) -> tuple[pd.DataFr
         messages.append(f"{len(unkeyed)} saved result(s) carry no eval-file hash and are not drawn (not comparable "
                         f"with any result): {', '.join(unkeyed[:5])}{' …' if len(unkeyed) > 5 else ''}")
     return table, "\n\n".join(messages) or None
+
+
+saved_scores = Memo(_saved_scores, "saved-scores", maxsize=64, key=_scores_key)
+""":func:`_saved_scores`, re-read only when a result or eval-set file changed (Home and the Timeline
+ask for it on every rerun, the Timeline twice). Shared: callers must not modify the table."""
 
 
 def _settings_text(settings_keys: pd.Series) -> pd.Series:

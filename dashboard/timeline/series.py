@@ -6,8 +6,9 @@ Streamlit; values are taken from the metrics table untouched (smoothing is a sep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from dashboard.metrics import best_mode, format_metric
 from dashboard.runs.checkpoints import CheckpointInfo
 from dashboard.runs.metrics import preferred_source
 from dashboard.runs.run import RunData
+
+T = TypeVar("T")
 
 XAxis = Literal["step", "epoch", "wall_time"]
 X_LABELS: dict[str, str] = {"step": "Step", "epoch": "Epoch", "wall_time": "Wall time"}
@@ -133,13 +136,27 @@ def with_siblings(chosen: list[str], series_table: pd.DataFrame | None, availabl
     return out
 
 
+def _first_split(metrics: pd.DataFrame) -> dict:
+    """Each logged metric's split (its first row's), as ``groupby("metric").split.first()`` gives it,
+    from the categorical codes: a few array passes instead of grouping 10⁶ rows on every rerun."""
+    metric, split = metrics["metric"], metrics["split"]
+    if not (isinstance(metric.dtype, pd.CategoricalDtype) and isinstance(split.dtype, pd.CategoricalDtype)):
+        return dict(metrics.groupby("metric", observed=True)["split"].first().items())
+    codes, split_codes = metric.cat.codes.to_numpy(), split.cat.codes.to_numpy()
+    names, split_names = metric.cat.categories, split.cat.categories
+    out: dict = {}
+    for code in np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(names))):
+        rows = np.flatnonzero((codes == code) & (split_codes >= 0))[:1]  # first() skips missing splits
+        out[names[code]] = split_names[split_codes[rows[0]]] if len(rows) else np.nan
+    return out
+
+
 def metric_groups(metrics: pd.DataFrame) -> dict[str, list[str]]:
     """Metric names grouped by split: ``{"train": [...], "eval": [...]}`` in a stable order."""
     if metrics.empty:
         return {"train": [], "eval": []}
-    present = metrics.groupby("metric", observed=True)["split"].first()
     groups: dict[str, list[str]] = {"train": [], "eval": []}
-    for name, split in present.items():
+    for name, split in _first_split(metrics).items():
         groups.setdefault(str(split), []).append(str(name))
     for names in groups.values():
         names.sort(key=_metric_sort_key)
@@ -169,20 +186,39 @@ def available_axes(metrics: pd.DataFrame) -> list[str]:
     return axes
 
 
+def derived(run: RunData, key: tuple, compute: Callable[[], T]) -> T:
+    """``compute()`` kept in ``run.derived`` under ``key``: a chart control that changes only how a
+    series is drawn (smoothing, log scale) does not filter the run's table again. Shared between
+    reruns and sessions: callers must not modify the result."""
+    if key not in run.derived:
+        run.derived[key] = compute()
+    return run.derived[key]  # type: ignore[no-any-return]
+
+
+def run_metric_series(run: RunData, metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") -> Series:
+    """:func:`metric_series`, kept with the run when drawn from its own preferred table."""
+    if metrics is not run.preferred_metrics:
+        return metric_series(metrics, metric, x_axis)
+    return derived(run, ("metric_series", metric, x_axis), lambda: metric_series(metrics, metric, x_axis))
+
+
 def metric_series(metrics: pd.DataFrame, metric: str, x_axis: XAxis = "step") -> Series:
-    """Values of ``metric`` exactly as logged, sorted by step; rows without an x value dropped."""
-    rows = metrics[metrics["metric"] == metric]
+    """Values of ``metric`` exactly as logged, sorted by step; rows without an x value dropped.
+
+    Only the columns drawn are taken (not every column of a 10⁶-row table per metric)."""
+    keep = (metrics["metric"] == metric).to_numpy()
     if x_axis != "step":
-        rows = rows[rows[x_axis].notna()]
-    steps = rows["step"].to_numpy()
+        keep = keep & metrics[x_axis].notna().to_numpy()
+    idx = np.flatnonzero(keep)
+    steps = metrics["step"].to_numpy()[idx]
     order = np.argsort(steps, kind="stable") if len(steps) and np.any(np.diff(steps) < 0) else slice(None)
-    y = rows["value"].to_numpy()[order]
+    y = metrics["value"].to_numpy()[idx][order]
     steps = steps[order]
-    x = steps if x_axis == "step" else rows[x_axis].to_numpy()[order]
+    x = steps if x_axis == "step" else metrics[x_axis].to_numpy()[idx][order]
     if x_axis == "wall_time":
         x = pd.to_datetime(x, unit="s", utc=True).to_numpy()
-    source = str(rows["source"].iloc[0]) if len(rows) else ""
-    split = str(rows["split"].iloc[0]) if len(rows) and "split" in rows else "train"
+    source = str(metrics["source"].iloc[idx[0]]) if len(idx) else ""
+    split = str(metrics["split"].iloc[idx[0]]) if len(idx) and "split" in metrics else "train"
     return Series(metric=metric, step=steps, x=x, y=y, source=source, split=split)
 
 
@@ -222,6 +258,8 @@ def best_checkpoint(run: RunData, metric: str, mode: Literal["min", "max"] | Non
 
 def epoch_at_steps(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:
     """Epoch at arbitrary steps, interpolated from the logged (step, epoch) pairs."""
+    if not len(steps):
+        return np.full(0, np.nan)  # no 10⁶-row de-duplication for a run without checkpoints
     known = metrics.loc[metrics["epoch"].notna(), ["step", "epoch"]].drop_duplicates("step").sort_values("step")
     if known.empty:
         return np.full(len(steps), np.nan)
@@ -229,8 +267,16 @@ def epoch_at_steps(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:
 
 
 def checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per checkpoint with a step: x positions for each axis and the metrics logged at it."""
+    """One row per checkpoint with a step: x positions for each axis and the metrics logged at it.
+    Kept with the run when built from its preferred table (callers must not modify it)."""
     metrics = plot_metrics(run) if metrics is None else metrics
+    if metrics is run.preferred_metrics:
+        return derived(run, ("checkpoint_table", tuple(metric_names)),
+                       lambda: _checkpoint_table(run, metric_names, metrics))
+    return _checkpoint_table(run, metric_names, metrics)
+
+
+def _checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFrame) -> pd.DataFrame:
     ckpts = [c for c in run.checkpoints if c.step is not None]
     steps = np.array([c.step for c in ckpts], dtype=np.int64)
     table = pd.DataFrame({
@@ -242,8 +288,9 @@ def checkpoint_table(run: RunData, metric_names: list[str], metrics: pd.DataFram
         "size_bytes": [c.size_bytes for c in ckpts],
         "loadable": [c.loadable for c in ckpts],
     })
+    at_checkpoints = metrics["step"].isin(steps).to_numpy()  # only these rows can fill the table
     for name in metric_names:
-        rows = metrics[metrics["metric"] == name].groupby("step")["value"].last()
+        rows = metrics[at_checkpoints & (metrics["metric"] == name).to_numpy()].groupby("step")["value"].last()
         table[name] = [rows.get(int(s), np.nan) for s in steps]
     return table
 
