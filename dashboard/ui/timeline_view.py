@@ -105,8 +105,12 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
         labels = score_series_names(scores)
         # a live score line (a whole set) shows up by itself; subsets stay drawn only when chosen
         select_new_series(f"{k}.scores", default_score_labels(scores))
+        # once the key holds a value (the widget's own or select_new_series's), a default as well
+        # would make Streamlit log "created with a default value but also had its value set via the
+        # Session State API" on every live-scoring rerun
         score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels,
-                                      default=default_score_labels(scores), key=f"{k}.scores",
+                                      default=None if f"{k}.scores" in st.session_state
+                                      else default_score_labels(scores), key=f"{k}.scores",
                                       help="Complete results saved per checkpoint, one line per eval set, subset "
                                            "and settings; subsets (first N examples) are drawn only when chosen.")
         steps = metrics["step"] if not metrics.empty else pd.Series([0])
