@@ -167,6 +167,7 @@ class DecodedImages:
         self.max_total_pixels = max_total_pixels
         self.decodes = 0
         self._lock = threading.Lock()
+        self._decoding = threading.Lock()
         self._entries: OrderedDict[tuple[str, int], tuple[Image.Image, str]] = OrderedDict()
         self._pixels = 0
 
@@ -176,33 +177,55 @@ class DecodedImages:
             return self._pixels
 
     def get(self, data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, str]:
-        """(RGB image, :func:`image_digest`) of ``data``; raises :class:`ImageError` like :func:`load_image`."""
+        """(RGB image, :func:`image_digest`) of ``data``; raises :class:`ImageError` like :func:`load_image`.
+
+        One decode at a time in the process: twenty sessions uploading 40 MP images at once would
+        otherwise hold twenty decodes (and their digests' buffers) in memory together, outside any
+        job gate (bench/RESULTS.md, issue 30). A session that waited finds the same content already
+        decoded by the one before it.
+        """
         key = (hashlib.sha256(data).hexdigest(), max_pixels)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        with self._decoding:
+            hit = self._cached(key)
+            if hit is not None:
+                return hit
+            image = load_image(data, max_pixels=max_pixels)
+            entry = (image, image_digest(image))
+            size = image.width * image.height
+            with self._lock:  # kept before the next decoder looks
+                self.decodes += 1
+                if size <= self.max_total_pixels and key not in self._entries:
+                    self._entries[key] = entry
+                    self._pixels += size
+                    while self._pixels > self.max_total_pixels:
+                        _, (old, _digest) = self._entries.popitem(last=False)
+                        self._pixels -= old.width * old.height
+        return entry
+
+    def _cached(self, key: tuple[str, int]) -> tuple[Image.Image, str] | None:
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None:
                 self._entries.move_to_end(key)
-                return hit
-        image = load_image(data, max_pixels=max_pixels)
-        entry = (image, image_digest(image))
-        size = image.width * image.height
-        with self._lock:
-            self.decodes += 1
-            if size <= self.max_total_pixels and key not in self._entries:
-                self._entries[key] = entry
-                self._pixels += size
-                while self._pixels > self.max_total_pixels:
-                    _, (old, _digest) = self._entries.popitem(last=False)
-                    self._pixels -= old.width * old.height
-        return entry
+            return hit
 
 
 def image_digest(image: Image.Image) -> str:
     """SHA-256 over mode, size and pixels: equal images → equal digest, whatever file they came from."""
     digest = hashlib.sha256()
-    digest.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
-    digest.update(image.tobytes())
+    width, height = image.size
+    digest.update(f"{image.mode}:{width}x{height}:".encode())
+    # Strip by strip: the same bytes as ``image.tobytes()`` (rows are packed one after another)
+    # without a second full copy of a 40 MP image in memory.
+    for top in range(0, height, _DIGEST_ROWS):
+        digest.update(image.crop((0, top, width, min(height, top + _DIGEST_ROWS))).tobytes())
     return digest.hexdigest()
+
+
+_DIGEST_ROWS = 256
 
 
 def to_png_bytes(image: Image.Image, max_side: int | None = None) -> bytes:

@@ -58,6 +58,9 @@ class PublicLimits:
     """Jobs per visitor at a time (all their tabs together)."""
     concurrent_jobs: int = 2
     """Public jobs running at once in the whole server (a small Space has two cores)."""
+    concurrent_jobs_per_client: int = 1
+    """Public jobs one client (network address) may have running at once: one client never holds every
+    place, so a visitor from elsewhere finds one free or next to free (bench/RESULTS.md, issue 30)."""
     max_upload_pixels: int = 64_000_000
     """Decoded pixels one visitor's uploads may hold at a time (about 256 MB as RGB)."""
     max_eval_rows: int = 1000

@@ -43,6 +43,30 @@ def test_the_cache_stays_within_its_pixel_total():
     assert cache.pixels <= 100_000
 
 
+def test_the_digest_is_unchanged_by_hashing_strip_by_strip():
+    """History rows keep digests: the strip-wise hash must equal the whole-buffer hash it replaced."""
+    import hashlib
+
+    from dashboard.images import image_digest
+
+    image = Image.effect_noise((301, 701), 64).convert("RGB")  # rows not a multiple of the strip height
+    whole = hashlib.sha256(b"RGB:301x701:" + image.tobytes()).hexdigest()
+    assert image_digest(image) == whole
+
+
+def test_concurrent_requests_for_one_content_decode_it_once():
+    import threading
+
+    cache = DecodedImages(max_total_pixels=10_000_000)
+    data = _png(500, 500)
+    threads = [threading.Thread(target=cache.get, args=(data, f"{i}.png", 40_000_000)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert cache.decodes == 1
+
+
 def test_the_size_comes_from_the_header():
     assert image_size(_png(640, 480)) == (640, 480)
     with pytest.raises(ImageError):
