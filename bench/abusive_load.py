@@ -304,7 +304,8 @@ def _tree_cpu_s(pid: int) -> float:
 
 
 def run(runs_root: Path, normal: int, abusive: int, duration_s: float, budget: str = "1GB",
-        upload: bool = True, uploads: Uploads | None = None, profile_dir: Path | None = None) -> dict:
+        upload: bool = True, uploads: Uploads | None = None, profile_dir: Path | None = None,
+        server_env: dict[str, str] | None = None) -> dict:
     """Both phases on one server, back to back; ``upload=False`` makes every abusive session generate only.
 
     ``profile_dir``: record the server with py-spy during the loaded phase (``loaded.speedscope.json``).
@@ -317,7 +318,7 @@ def run(runs_root: Path, normal: int, abusive: int, duration_s: float, budget: s
     data_dir = Path(tempfile.mkdtemp(prefix="vlmlab-abuse-"))
     server = StreamlitServer(runs_root, data_dir, data_dir / "streamlit.log",
                              extra_env={"VLMLAB_MEMORY_BUDGET": budget, "VLMLAB_PUBLIC": "1",
-                                        "VLMLAB_PROXY_HOPS": "1"})
+                                        "VLMLAB_PROXY_HOPS": "1", **(server_env or {})})
     sampler = MemorySampler(server.process.pid)
     baseline = sampler.rss()
     sampler.start()
@@ -338,7 +339,7 @@ def run(runs_root: Path, normal: int, abusive: int, duration_s: float, budget: s
     finally:
         peak = max(sampler.stop(), *(p.peak_rss_bytes for p in phases))
         server.stop()
-    return {"phases": [p.summary() for p in phases], "budget_bytes": parse_size(budget), "baseline_rss_bytes": baseline,
+    return {"phases": [p.summary() for p in phases], "server_env": server_env or {}, "budget_bytes": parse_size(budget), "baseline_rss_bytes": baseline,
             "peak_rss_bytes": peak, "load_average": os.getloadavg(), "duration_s": duration_s,
             "uploads": None if not upload or uploads is None else {
                 "image_files": sum(map(len, uploads.images)), "image_side": IMAGE_SIDE,
@@ -395,10 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-upload", action="store_true",
                         help="every abusive session only generates (the drive before uploads were added)")
     parser.add_argument("--profile", type=Path, help="py-spy record the server's loaded phase into this folder")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the server (repeatable), e.g. OMP_NUM_THREADS=1")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
     args = parser.parse_args(argv)
     result = run(args.runs_root, args.normal, args.abusive, args.duration, args.budget, upload=not args.no_upload,
-                 profile_dir=args.profile)
+                 profile_dir=args.profile, server_env=dict(item.split("=", 1) for item in args.server_env))
     problems = verdict(result, args.p95_target)
     summary = {k: v for k, v in result.items() if not k.startswith("_")}
     print(json.dumps({**summary, "verdict": problems}, indent=1))

@@ -168,7 +168,7 @@ class DecodedImages:
         self.decodes = 0
         self._lock = threading.Lock()
         self._decoding = threading.Lock()
-        self._entries: OrderedDict[tuple[str, int], tuple[Image.Image, str]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, int | None], tuple[Image.Image, str]] = OrderedDict()
         self._pixels = 0
 
     @property
@@ -176,15 +176,18 @@ class DecodedImages:
         with self._lock:
             return self._pixels
 
-    def get(self, data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, str]:
+    def get(self, data: bytes, name: str, max_pixels: int, keep_side: int | None = None) -> tuple[Image.Image, str]:
         """(RGB image, :func:`image_digest`) of ``data``; raises :class:`ImageError` like :func:`load_image`.
+
+        ``keep_side``: an image larger than this on a side is kept reduced to it (aspect kept), so
+        a 40 MP upload costs its full decode once and then a few MB, wherever it is held.
 
         One decode at a time in the process: twenty sessions uploading 40 MP images at once would
         otherwise hold twenty decodes (and their digests' buffers) in memory together, outside any
         job gate (bench/RESULTS.md, issue 30). A session that waited finds the same content already
         decoded by the one before it.
         """
-        key = (hashlib.sha256(data).hexdigest(), max_pixels)
+        key = (hashlib.sha256(data).hexdigest(), max_pixels, keep_side)
         hit = self._cached(key)
         if hit is not None:
             return hit
@@ -192,7 +195,7 @@ class DecodedImages:
             hit = self._cached(key)
             if hit is not None:
                 return hit
-            image = load_image(data, max_pixels=max_pixels)
+            image = load_image(data, max_pixels=max_pixels, reduce_to=keep_side)
             entry = (image, image_digest(image))
             size = image.width * image.height
             with self._lock:  # kept before the next decoder looks
@@ -205,7 +208,7 @@ class DecodedImages:
                         self._pixels -= old.width * old.height
         return entry
 
-    def _cached(self, key: tuple[str, int]) -> tuple[Image.Image, str] | None:
+    def _cached(self, key: tuple[str, int, int | None]) -> tuple[Image.Image, str] | None:
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None:

@@ -62,7 +62,14 @@ class PublicLimits:
     """Public jobs one client (network address) may have running at once: one client never holds every
     place, so a visitor from elsewhere finds one free or next to free (bench/RESULTS.md, issue 30)."""
     max_upload_pixels: int = 64_000_000
-    """Decoded pixels one visitor's uploads may hold at a time (about 256 MB as RGB)."""
+    """Decoded pixels one visitor's batch of uploads may take (counted from the files' headers: each is
+    decoded once at full size)."""
+    max_batch_size: int = 4
+    """Examples generated together in one checkpoint turn: a turn of 8 took seconds on a loaded machine,
+    and every other visitor of that checkpoint waited for it (bench/RESULTS.md, issue 30)."""
+    max_image_side: int = 2048
+    """An uploaded image larger than this on a side is used reduced to it (≤ 4.2 MP, 16 MB as Pillow
+    holds RGB): a 40 MP upload then costs 16 MB, not 160 MB, in every session, cache and job holding it."""
     max_eval_rows: int = 1000
     """Rows of an uploaded eval set that are read."""
     retention_days: int = 7

@@ -51,14 +51,20 @@ def load_example_image(example: EvalExample, source: Path | None = None) -> Pick
 
 @st.cache_resource(show_spinner=False)
 def decoded_images() -> DecodedImages:
-    """The process's decoded uploads (bounded: twice one visitor's upload budget)."""
+    """The process's decoded uploads (bounded: twice one visitor's upload budget; in public mode each
+    entry is at most ``LIMITS.max_image_side`` on a side, so it holds many)."""
     return DecodedImages(2 * LIMITS.max_upload_pixels)
 
 
 def picked_from_bytes(data: bytes, name: str) -> PickedImage:
     """Decoded once per content (reruns and other tabs reuse it); raises ImageError."""
-    image, digest = decoded_images().get(data, name, get_settings().max_image_pixels)
+    keep_side = LIMITS.max_image_side if public_mode() else None  # locally the full resolution
+    image, digest = decoded_images().get(data, name, get_settings().max_image_pixels, keep_side)
     return PickedImage(image=image, name=name, digest=digest)
+
+
+_REDUCED_NOTE = (f"; this public demo uses images larger than {LIMITS.max_image_side} px on a side reduced to "
+                 f"{LIMITS.max_image_side} px")
 
 
 def upload_pixel_budget() -> int | None:
@@ -91,7 +97,8 @@ def within_budget(files: list[tuple[str, bytes]], budget: int | None) -> tuple[l
 
 def _upload(key: str) -> PickedImage | None:
     uploaded = st.file_uploader("Image", key=f"{key}.upload",
-                                help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)")
+                                help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)"
+                                     + _REDUCED_NOTE * public_mode())
     if uploaded is None:
         return None
     try:
@@ -215,7 +222,8 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
             except ImageError as exc:
                 errors.append(f"{example.id}: {exc}")
     else:
-        uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload") or []
+        uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload",
+                                   help=_REDUCED_NOTE.strip(" ;") if public_mode() else None) or []
         files, errors = within_budget([(u.name, u.getvalue()) for u in uploads], upload_pixel_budget())
         for name, data in files:
             try:
