@@ -339,7 +339,8 @@ def run(runs_root: Path, normal: int, abusive: int, duration_s: float, budget: s
     finally:
         peak = max(sampler.stop(), *(p.peak_rss_bytes for p in phases))
         server.stop()
-    return {"phases": [p.summary() for p in phases], "server_env": server_env or {}, "budget_bytes": parse_size(budget), "baseline_rss_bytes": baseline,
+    return {"phases": [p.summary() for p in phases], "server_env": server_env or {},
+            "budget_bytes": parse_size(budget), "baseline_rss_bytes": baseline,
             "peak_rss_bytes": peak, "load_average": os.getloadavg(), "duration_s": duration_s,
             "uploads": None if not upload or uploads is None else {
                 "image_files": sum(map(len, uploads.images)), "image_side": IMAGE_SIDE,

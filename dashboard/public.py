@@ -37,6 +37,20 @@ def public_mode(env: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("SPACE_ID", "").strip())
 
 
+def torch_threads(env: Mapping[str, str] | None = None) -> int | None:
+    """Torch threads per generation this server should set, or None to keep torch's default.
+
+    Public mode runs several visitors' generations at once on a small machine; torch's default
+    gives each one a thread per core, and on a busy 2-core machine the threads spin against each
+    other: one thread each made every visitor's p95 about 4× shorter and used half the CPU
+    (bench/RESULTS.md, issue 30). An operator's ``OMP_NUM_THREADS`` is left alone.
+    """
+    env = os.environ if env is None else env
+    if env.get("OMP_NUM_THREADS", "").strip():
+        return None
+    return 1 if public_mode(env) else None
+
+
 def proxy_hops(env: Mapping[str, str] | None = None) -> int:
     """Reverse proxies that append to ``X-Forwarded-For``: ``VLMLAB_PROXY_HOPS``, else 1 on a Space, else 0."""
     env = os.environ if env is None else env

@@ -299,3 +299,12 @@ def test_pages_show_paths_relative_to_the_runs_root_in_public_mode(tmp_path):
     assert shown_path(checkpoint, [runs], env={"VLMLAB_PUBLIC": "1"}) == "demo/checkpoint-600"
     assert shown_path(tmp_path / "data" / "history.sqlite", [runs], env={"VLMLAB_PUBLIC": "1"}) == "history.sqlite"
     assert shown_path(checkpoint, [runs], env={}) == str(checkpoint)  # local use: the whole path
+
+
+def test_public_mode_runs_each_generation_on_one_torch_thread():
+    from dashboard.public import torch_threads
+
+    assert torch_threads({"VLMLAB_PUBLIC": "1"}) == 1
+    assert torch_threads({"SPACE_ID": "me/demo"}) == 1
+    assert torch_threads({"VLMLAB_PUBLIC": "1", "OMP_NUM_THREADS": "2"}) is None  # the operator's choice
+    assert torch_threads({}) is None  # local use: torch's default
