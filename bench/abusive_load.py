@@ -7,13 +7,17 @@ phases of ``--duration`` seconds each, on one server:
 
 1. *unloaded*: ``--normal`` visitors (one address each) press Generate on Inference over and over;
 2. *loaded*: the same visitors again, plus one abusive client (one address) running
-   ``--abusive`` sessions — each a fresh identity, since identities are free — doing the same.
+   ``--abusive`` sessions — each a fresh identity, since identities are free — in three roles
+   (:data:`ROLES`): uploading twelve 6320 × 6320 PNGs and running batches on them, uploading a
+   25 MB eval set and running it on Comparison, or generating like the normal visitors
+   (``--no-upload``: all generate). Uploads go through ``/_stcore/upload_file`` like a browser's.
 
-Reported: lost requests per group, the normal visitors' p50/p95 latency (click → answer sent) and
-requests served per visitor in both phases, the abusive sessions' total, and the server's peak
-RSS next to the pool budget. The verdict asks for 0 lost requests, a loaded normal p95 of at most
-``--p95-target`` seconds and every normal visitor served at least half of what it got unloaded
-(within 2× its unloaded share).
+Reported per phase: lost requests, the normal visitors' p50/p95 per request type (generation, the
+prompt's rerun, a fresh page load), requests served per session, the abusive requests by role,
+the server's peak RSS (process tree), CPU seconds and the load average. The verdict asks for 0
+lost requests, every normal request type's loaded p95 at most ``--p95-target`` seconds, every
+normal visitor served at least half of what it got unloaded (within 2× its unloaded share) and
+the peak RSS within the memory budget.
 
     .venv/bin/python bench/abusive_load.py --runs-root /path/with/demo --duration 60
 """
