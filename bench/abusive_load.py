@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ from bench.load_test import (  # noqa: E402
 )
 from bench.protocol_client import ProtocolSession, chose, click, segment, typed, uploaded  # noqa: E402
 from dashboard.config import parse_size  # noqa: E402
+from dashboard.public import LIMITS  # noqa: E402
 from tests.browser.browser_kit import StreamlitServer  # noqa: E402
 
 ABUSIVE_ADDRESS = "10.66.6.6"
@@ -72,7 +74,12 @@ PAGE_LOAD_EVERY = 5
 IMAGE_SIDE = 6320
 IMAGES_PER_UPLOAD = 12
 EVAL_SET_BYTES = 25_000_000
-"""Under the app's ``server.maxUploadSize`` of 25 MiB (.streamlit/config.toml)."""
+"""Under the app's ``server.maxUploadSize`` of 25 MiB (.streamlit/config.toml), over the public limit
+(``LIMITS.max_upload_mb``): refused in public mode, and the abusive session then sends the largest set
+the limit lets through (:func:`cut_to_limit`)."""
+DEPLOYED_ENV = {"MALLOC_ARENA_MAX": "2"}
+"""The environment the Dockerfile and ``scripts/launch.sh`` start the server with (memory-relevant part):
+the drive measures the server as deployed. ``--server-env MALLOC_ARENA_MAX=8`` measures without it."""
 
 
 def big_png(side: int, rgb: tuple[int, int, int]) -> bytes:
@@ -103,6 +110,16 @@ def big_eval_set(run_eval_jsonl: Path, tag: str, size: int = EVAL_SET_BYTES) -> 
         lines.append(line)
         total += len(line)
     return b"".join(lines)
+
+
+def cut_to_limit(data: bytes, limit_bytes: int) -> bytes:
+    """``data``'s whole lines that fit in ``limit_bytes``: the biggest eval set an upload limit lets through."""
+    return data if len(data) <= limit_bytes else data[:data.rfind(b"\n", 0, limit_bytes) + 1]
+
+
+def upload_refused(exc: BaseException) -> bool:
+    """Whether an upload failed because the server refused its size (HTTP 413), not for another reason."""
+    return isinstance(exc, urllib.error.HTTPError) and exc.code == 413
 
 
 @dataclass
@@ -146,6 +163,8 @@ class Phase:
     abusive_latencies_s: dict[str, list[float]] = field(default_factory=dict)
     """Abusive requests by role, and ``upload``: files sent → the uploader's rerun finished."""
     errors: list[str] = field(default_factory=list)
+    refused_uploads: int = 0
+    """Uploads the server refused as over its size limit (the session then sends one within it)."""
     peak_rss_bytes: int = 0
     load_average: tuple[float, float, float] | None = None
     server_cpu_s: float = 0.0
@@ -217,7 +236,15 @@ async def _prepare_evalset(session: ProtocolSession, checkpoint: str, data: byte
     run = await session.open("Comparison")
     run = await session.rerun(chose(run.widget("radio", "Eval set source"), "Upload JSONL/CSV"))
     started = time.perf_counter()
-    infos = await session.upload([(f"{tag}.jsonl", data)])
+    try:
+        infos = await session.upload([(f"{tag}.jsonl", data)])
+    except urllib.error.HTTPError as exc:  # over the server's limit: send the most it takes
+        if not upload_refused(exc):
+            raise
+        phase.refused_uploads += 1
+        limit_mb = LIMITS.max_upload_mb
+        started = time.perf_counter()
+        infos = await session.upload([(f"{tag}.jsonl", cut_to_limit(data, limit_mb * 2**20))])
     run = await session.rerun(uploaded(run.widget("file_uploader", "Eval set"), infos))
     phase.abusive_latencies_s.setdefault("upload", []).append(time.perf_counter() - started)
     if "usable examples" not in run.text() or run.errors():
@@ -322,7 +349,7 @@ def run(runs_root: Path, normal: int, abusive: int, duration_s: float, budget: s
     data_dir = Path(tempfile.mkdtemp(prefix="vlmlab-abuse-"))
     server = StreamlitServer(runs_root, data_dir, data_dir / "streamlit.log",
                              extra_env={"VLMLAB_MEMORY_BUDGET": budget, "VLMLAB_PUBLIC": "1",
-                                        "VLMLAB_PROXY_HOPS": "1", **(server_env or {})})
+                                        "VLMLAB_PROXY_HOPS": "1", **DEPLOYED_ENV, **(server_env or {})})
     sampler = MemorySampler(server.process.pid)
     baseline = sampler.rss()
     sampler.start()
@@ -343,7 +370,7 @@ def run(runs_root: Path, normal: int, abusive: int, duration_s: float, budget: s
     finally:
         peak = max(sampler.stop(), *(p.peak_rss_bytes for p in phases))
         server.stop()
-    return {"phases": [p.summary() for p in phases], "server_env": server_env or {},
+    return {"phases": [p.summary() for p in phases], "server_env": {**DEPLOYED_ENV, **(server_env or {})},
             "budget_bytes": parse_size(budget), "baseline_rss_bytes": baseline,
             "peak_rss_bytes": peak, "load_average": os.getloadavg(), "duration_s": duration_s,
             "uploads": None if not upload or uploads is None else {

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dashboard.heap import release_freed_memory
 from dashboard.runs.files import RunFileError, read_bytes
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ class DecodedImages:
                     while self._pixels > self.max_total_pixels:
                         _, (old, _digest) = self._entries.popitem(last=False)
                         self._pixels -= old.width * old.height
+            release_freed_memory()  # the full-size decode's buffers, freed, back to the OS
         return entry
 
     def _cached(self, key: tuple[str, int, int | None]) -> tuple[Image.Image, str] | None:

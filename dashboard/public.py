@@ -86,10 +86,21 @@ class PublicLimits:
     holds RGB): a 40 MP upload then costs 16 MB, not 160 MB, in every session, cache and job holding it."""
     max_eval_rows: int = 1000
     """Rows of an uploaded eval set that are read."""
+    max_upload_mb: int = 8
+    """Size of one uploaded file (MB, as Streamlit's ``server.maxUploadSize`` counts: MiB). Streamlit keeps
+    every upload in memory for as long as its uploader holds it, per session: 25 MB eval sets in 7 sessions
+    of one client kept the server over its memory budget (bench/RESULTS.md, issue 30). 8 MB holds a phone
+    photo and a 1000-row eval set many times over."""
     retention_days: int = 7
 
 
 LIMITS = PublicLimits()
+
+
+def upload_limit_mb(env: Mapping[str, str] | None = None) -> int | None:
+    """Largest upload (MB) this server takes: ``LIMITS.max_upload_mb`` in public mode, else None (the
+    deployment's ``server.maxUploadSize`` stands)."""
+    return LIMITS.max_upload_mb if public_mode(env) else None
 
 
 def shown_path(path: str | Path, roots: Iterable[Path], env: Mapping[str, str] | None = None) -> str:

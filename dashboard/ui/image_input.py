@@ -23,6 +23,7 @@ from dashboard.ui import url_state
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.gate import max_examples
 from dashboard.ui.resources import get_settings
+from dashboard.ui.upload_limit import limit_note, uploader_limit_mb
 
 GALLERY_PAGE = 12
 GALLERY_COLUMNS = 4  # in the Inference page's left column: 6 cut the ids to "0‥" at 1400 px
@@ -96,9 +97,9 @@ def within_budget(files: list[tuple[str, bytes]], budget: int | None) -> tuple[l
 
 
 def _upload(key: str) -> PickedImage | None:
-    uploaded = st.file_uploader("Image", key=f"{key}.upload",
+    uploaded = st.file_uploader("Image", key=f"{key}.upload", max_upload_size=uploader_limit_mb(),
                                 help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)"
-                                     + _REDUCED_NOTE * public_mode())
+                                     + _REDUCED_NOTE * public_mode() + limit_note())
     if uploaded is None:
         return None
     try:
@@ -223,7 +224,8 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
                 errors.append(f"{example.id}: {exc}")
     else:
         uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload",
-                                   help=_REDUCED_NOTE.strip(" ;") if public_mode() else None) or []
+                                   max_upload_size=uploader_limit_mb(),
+                                   help=(_REDUCED_NOTE + limit_note()).strip(" ;") if public_mode() else None) or []
         files, errors = within_budget([(u.name, u.getvalue()) for u in uploads], upload_pixel_budget())
         for name, data in files:
             try:
