@@ -117,9 +117,19 @@ def cut_to_limit(data: bytes, limit_bytes: int) -> bytes:
     return data if len(data) <= limit_bytes else data[:data.rfind(b"\n", 0, limit_bytes) + 1]
 
 
+def largest_upload_bytes() -> int:
+    """The largest file a public server takes: its limit less the multipart framing, since Streamlit
+    compares the whole request's ``Content-Length`` with the limit."""
+    return LIMITS.max_upload_mb * 2**20 - 4096
+
+
 def upload_refused(exc: BaseException) -> bool:
-    """Whether an upload failed because the server refused its size (HTTP 413), not for another reason."""
-    return isinstance(exc, urllib.error.HTTPError) and exc.code == 413
+    """Whether an upload failed the way the server refuses an over-size file: HTTP 413, or — since the
+    server answers from the ``Content-Length`` and closes while a client still sends the body — the
+    connection reset under the sender."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 413
+    return isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, (ConnectionResetError, BrokenPipeError))
 
 
 @dataclass
@@ -238,13 +248,12 @@ async def _prepare_evalset(session: ProtocolSession, checkpoint: str, data: byte
     started = time.perf_counter()
     try:
         infos = await session.upload([(f"{tag}.jsonl", data)])
-    except urllib.error.HTTPError as exc:  # over the server's limit: send the most it takes
-        if not upload_refused(exc):
+    except urllib.error.URLError as exc:  # over the server's limit: send the most it takes
+        if not (upload_refused(exc) and len(data) > LIMITS.max_upload_mb * 2**20):
             raise
         phase.refused_uploads += 1
-        limit_mb = LIMITS.max_upload_mb
         started = time.perf_counter()
-        infos = await session.upload([(f"{tag}.jsonl", cut_to_limit(data, limit_mb * 2**20))])
+        infos = await session.upload([(f"{tag}.jsonl", cut_to_limit(data, largest_upload_bytes()))])
     run = await session.rerun(uploaded(run.widget("file_uploader", "Eval set"), infos))
     phase.abusive_latencies_s.setdefault("upload", []).append(time.perf_counter() - started)
     if "usable examples" not in run.text() or run.errors():
