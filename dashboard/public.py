@@ -81,9 +81,11 @@ class PublicLimits:
     max_batch_size: int = 4
     """Examples generated together in one checkpoint turn: a turn of 8 took seconds on a loaded machine,
     and every other visitor of that checkpoint waited for it (bench/RESULTS.md, issue 30)."""
-    max_image_side: int = 2048
-    """An uploaded image larger than this on a side is used reduced to it (≤ 4.2 MP, 16 MB as Pillow
-    holds RGB): a 40 MP upload then costs 16 MB, not 160 MB, in every session, cache and job holding it."""
+    max_image_side: int = 1024
+    """An uploaded image larger than this on a side is used reduced to it (≤ 1 MP, 4 MB as Pillow holds
+    RGB): a 40 MP upload then costs 4 MB, not 160 MB, in every session, cache and job holding it. 2048
+    (16 MB each) kept the server over its budget under 7 uploading identities (bench/RESULTS.md, issue 30);
+    the processors of the models a small Space runs resize to a few hundred pixels anyway."""
     max_eval_rows: int = 1000
     """Rows of an uploaded eval set that are read."""
     max_upload_mb: int = 8
