@@ -86,6 +86,11 @@ class PublicLimits:
     RGB): a 40 MP upload then costs 4 MB, not 160 MB, in every session, cache and job holding it. 2048
     (16 MB each) kept the server over its budget under 7 uploading identities (bench/RESULTS.md, issue 30);
     the processors of the models a small Space runs resize to a few hundred pixels anyway."""
+    decoded_cache_pixels: int = 32_000_000
+    """Decoded uploads the process keeps for reruns and other tabs (reduced images; 128 MB as Pillow holds
+    RGB at 4 bytes a pixel). Locally twice one visitor's upload budget (128 MP, 512 MB): many identities
+    uploading distinct images would fill that past a small Space's memory (bench/RESULTS.md, issue 30);
+    an evicted image is decoded again when asked, one decode at a time."""
     max_eval_rows: int = 1000
     """Rows of an uploaded eval set that are read."""
     max_upload_mb: int = 8

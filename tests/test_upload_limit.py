@@ -89,3 +89,17 @@ def test_freed_memory_can_be_released() -> None:
     blocks = [bytearray(1 << 20) for _ in range(64)]
     del blocks
     assert isinstance(release_freed_memory(), bool)  # callable on glibc; never raises
+
+
+@pytest.mark.parametrize(("public", "bound"), [("1", LIMITS.decoded_cache_pixels), ("0", 2 * LIMITS.max_upload_pixels)])
+def test_the_decode_cache_is_smaller_in_public_mode(monkeypatch, public, bound) -> None:
+    """Many identities uploading distinct images fill the cache; in public mode it holds 128 MB, not 512 MB."""
+    from dashboard.ui.image_input import decoded_images
+
+    monkeypatch.setenv("VLMLAB_PUBLIC", public)
+    decoded_images.clear()
+    try:
+        assert decoded_images().max_total_pixels == bound
+    finally:
+        decoded_images.clear()
+    assert LIMITS.decoded_cache_pixels < 2 * LIMITS.max_upload_pixels

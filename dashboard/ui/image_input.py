@@ -52,9 +52,9 @@ def load_example_image(example: EvalExample, source: Path | None = None) -> Pick
 
 @st.cache_resource(show_spinner=False)
 def decoded_images() -> DecodedImages:
-    """The process's decoded uploads (bounded: twice one visitor's upload budget; in public mode each
-    entry is at most ``LIMITS.max_image_side`` on a side, so it holds many)."""
-    return DecodedImages(2 * LIMITS.max_upload_pixels)
+    """The process's decoded uploads, bounded: locally twice one visitor's upload budget; in public mode
+    ``LIMITS.decoded_cache_pixels`` (each entry at most ``LIMITS.max_image_side`` on a side, so still ~30)."""
+    return DecodedImages(LIMITS.decoded_cache_pixels if public_mode() else 2 * LIMITS.max_upload_pixels)
 
 
 def picked_from_bytes(data: bytes, name: str) -> PickedImage:
