@@ -10,7 +10,9 @@ phases of ``--duration`` seconds each, on one server:
    ``--abusive`` sessions — each a fresh identity, since identities are free — in three roles
    (:data:`ROLES`): uploading twelve 6320 × 6320 PNGs and running batches on them, uploading a
    25 MB eval set and running it on Comparison, or generating like the normal visitors
-   (``--no-upload``: all generate). Uploads go through ``/_stcore/upload_file`` like a browser's.
+   (``--no-upload``: all generate). Uploads go through ``/_stcore/upload_file`` like a browser's; the
+   25 MB eval set is over the public upload limit, so the server refuses it (``refused_uploads``) and the
+   session sends the largest set the limit takes. The server runs with :data:`DEPLOYED_ENV`.
 
 Reported per phase: lost requests, the normal visitors' p50/p95 per request type (generation, the
 prompt's rerun, a fresh page load), requests served per session, the abusive requests by role,
