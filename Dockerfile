@@ -12,6 +12,10 @@ USER user
 ENV HOME=/home/user PATH=/home/user/.local/bin:$PATH \
     HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
     VLMLAB_RUNS_ROOT=/home/user/app/runs VLMLAB_DATA_DIR=/home/user/app/.vlmlab
+# glibc makes up to 8 malloc arenas per core, one per allocating thread, and keeps freed memory in each:
+# every visitor session is a thread, so freed upload and decode buffers piled up as resident memory
+# (2 arenas: 360 MiB less at peak under an uploading client, bench/RESULTS.md, issue 30).
+ENV MALLOC_ARENA_MAX=2
 WORKDIR /home/user/app
 
 COPY --chown=user requirements.txt .

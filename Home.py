@@ -22,6 +22,7 @@ def _main() -> None:
     from dashboard.ui.home_view import render_home
     from dashboard.ui.resources import get_settings
     from dashboard.ui.sidebar import render_sidebar
+    from dashboard.ui.upload_limit import enforce_upload_limit
     from dashboard.ui.url_state import read_selection, write_selection
     from dashboard.ui.visitor import ensure_visitor, render_public_banner
 
@@ -36,6 +37,7 @@ def _main() -> None:
         st.error(f"Configuration error: {exc}")
         st.stop()
 
+    enforce_upload_limit()  # public mode: Streamlit's server refuses larger uploads (before any is sent)
     ensure_visitor()  # public mode: this browser's token in the URL (put back after every page switch)
     navigation = st.navigation([
         st.Page(render_home, title="Home", icon=":material/home:", default=True),

@@ -376,10 +376,16 @@ async def protocol_prepare(session, checkpoint: str, example_id: str, kind: str)
     return run
 
 
-async def protocol_request(session, run, kind: str, marker: str) -> tuple[float, object]:
-    """Commit a prompt carrying ``marker`` (its own rerun), press the kind's button; seconds of the click's run."""
+async def protocol_request(session, run, kind: str, marker: str,
+                           timings: dict[str, float] | None = None) -> tuple[float, object]:
+    """Commit a prompt carrying ``marker`` (its own rerun), press the kind's button; seconds of the click's run.
+
+    ``timings["commit_s"]`` receives the commit rerun's seconds (a rerun without generation).
+    """
     run = await session.rerun(typed(run.widget("text_area" if kind != "attention" else "text_input", "Prompt"),
                                     f"what colour is the square ? {marker}"))
+    if timings is not None:
+        timings["commit_s"] = run.seconds
     run = await session.rerun(click(run.widget("button", PROTOCOL_BUTTONS[kind])))
     if run.errors():
         raise RuntimeError(run.errors()[0][:300])

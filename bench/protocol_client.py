@@ -9,16 +9,24 @@ as users' browsers on their own machines would see it.
 
 Widget ids come from the elements the server sends (buttons, text areas), never hard-coded;
 widgets a rerun does not mention keep their values (Streamlit keeps the last state server-side).
+
+Uploads go the way the frontend's ``st.file_uploader`` sends them: a ``BackMsg.file_urls_request``
+naming the files, the server's ``ForwardMsg.file_urls_response`` with one upload URL per file
+(``/_stcore/upload_file/<session>/<file id>``), one multipart ``PUT`` per file, then a rerun whose
+widget state lists the uploaded files (:func:`uploaded`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
+import uuid
 from dataclasses import dataclass, field
 
 import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.Common_pb2 import FileUploaderState, UploadedFileInfo
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
@@ -84,6 +92,7 @@ class ProtocolSession:
 
     def __init__(self, url: str, query_string: str = "", headers: dict[str, str] | None = None) -> None:
         """``headers``: sent with the websocket's opening request (e.g. the ``X-Forwarded-For`` a proxy adds)."""
+        self.http_url = url.rstrip("/")
         self.ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + "/_stcore/stream"
         self.query_string = query_string
         self.headers = dict(headers or {})
@@ -110,6 +119,32 @@ class ProtocolSession:
             self.page_hash = self.pages[page]
             run = await self.rerun()
         return run
+
+    async def upload(self, files: list[tuple[str, bytes]]) -> list[UploadedFileInfo]:
+        """Upload ``(name, data)`` files as the file uploader does; their infos go into :func:`uploaded`.
+
+        Call between reruns (no script running): the server's answer is read from the same stream.
+        """
+        message = BackMsg()
+        message.file_urls_request.request_id = uuid.uuid4().hex
+        message.file_urls_request.file_names.extend(name for name, _ in files)
+        await self._ws.send(message.SerializeToString())
+        while True:
+            forward = ForwardMsg()
+            forward.ParseFromString(await asyncio.wait_for(self._ws.recv(), RERUN_TIMEOUT_S))
+            if (forward.WhichOneof("type") == "file_urls_response"
+                    and forward.file_urls_response.response_id == message.file_urls_request.request_id):
+                break
+        response = forward.file_urls_response
+        if response.error_msg:
+            raise RuntimeError(f"upload refused: {response.error_msg}")
+        infos = []
+        for (name, data), urls in zip(files, response.file_urls, strict=True):
+            await asyncio.to_thread(_put_file, self.http_url + urls.upload_url, name, data, self.headers)
+            info = UploadedFileInfo(file_id=urls.file_id, name=name, size=len(data))
+            info.file_urls.CopyFrom(urls)
+            infos.append(info)
+        return infos
 
     async def rerun(self, *widgets: WidgetState) -> ScriptRun:
         """Send one rerun with ``widgets`` (what a click or a committed edit sends) and wait for its end."""
@@ -146,3 +181,36 @@ def click(element: Element) -> WidgetState:
 def typed(element: Element, text: str) -> WidgetState:
     """The widget state a committed text input / text area sends."""
     return WidgetState(id=element.widget_id, string_value=text)
+
+
+def uploaded(element: Element, files: list[UploadedFileInfo]) -> WidgetState:
+    """The widget state a file uploader sends once ``files`` are uploaded (empty list: cleared)."""
+    state = WidgetState(id=element.widget_id)
+    state.file_uploader_state_value.CopyFrom(FileUploaderState(uploaded_file_info=files))
+    return state
+
+
+def chose(element: Element, option: str) -> WidgetState:
+    """The widget state a radio sends for ``option`` (its label as shown)."""
+    return WidgetState(id=element.widget_id, string_value=option)
+
+
+def segment(element: Element, *options: str) -> WidgetState:
+    """The widget state a segmented control / pills sends for the selected ``options``."""
+    state = WidgetState(id=element.widget_id)
+    state.string_array_value.data.extend(options)
+    return state
+
+
+def _put_file(url: str, name: str, data: bytes, headers: dict[str, str]) -> None:
+    """One multipart ``PUT`` of one file, as the browser's upload does (raises on an HTTP error)."""
+    boundary = uuid.uuid4().hex
+    safe_name = name.replace('"', "_")
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    body = head + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, data=body, method="PUT", headers={
+        **headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=RERUN_TIMEOUT_S) as response:
+        if response.status not in (200, 204):
+            raise RuntimeError(f"upload of {name}: HTTP {response.status}")

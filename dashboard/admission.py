@@ -8,6 +8,8 @@ a pointing score, a rollout. :func:`check_job` refuses what is over the public l
 
 - one job at a time per visitor (all their tabs together): a second is refused, not queued;
 - at most ``capacity`` public jobs running in the process (a small Space has two cores);
+- at most ``per_client`` of them for one client, so twenty identities of one address cannot fill
+  every place with long jobs while other visitors wait for a whole job to end;
 - waiting jobs take turns *by client* (a client is an IP address, see :func:`client_key`), first
   come first served within a client (start-time fair queuing). Identities are free to make, so
   twenty of them from one client get one client's turn, not twenty: a newcomer from another
@@ -22,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -112,11 +115,13 @@ class AdmissionGate:
     """Process-wide admission of public jobs: a global cap, one per visitor, turns shared by clients."""
 
     def __init__(self, capacity: int = LIMITS.concurrent_jobs, per_visitor: int = LIMITS.concurrent_generations,
-                 poll_s: float = 0.25, report_every_s: float = 1.0) -> None:
-        if capacity < 1 or per_visitor < 1:
-            raise ValueError("capacity and per_visitor must be at least 1")
+                 poll_s: float = 0.25, report_every_s: float = 1.0,
+                 per_client: int = LIMITS.concurrent_jobs_per_client) -> None:
+        if capacity < 1 or per_visitor < 1 or per_client < 1:
+            raise ValueError("capacity, per_visitor and per_client must be at least 1")
         self.capacity = capacity
         self.per_visitor = per_visitor
+        self.per_client = per_client
         self.poll_s = poll_s
         self.report_every_s = report_every_s
         self.admitted_total = 0
@@ -195,9 +200,14 @@ class AdmissionGate:
         return tag
 
     def _dispatch(self) -> None:
-        """Admit the waiting jobs with the lowest (turn, arrival) while there is room (caller holds the lock)."""
-        while len(self._running) < self.capacity and self._waiting:
-            ticket = min(self._waiting, key=lambda t: t.order)
+        """Admit the waiting jobs with the lowest (turn, arrival) while there is room, skipping clients at
+        their ``per_client`` share (caller holds the lock)."""
+        while len(self._running) < self.capacity:
+            busy = Counter(t.client for t in self._running)
+            eligible = [t for t in self._waiting if busy[t.client] < self.per_client]
+            if not eligible:
+                break
+            ticket = min(eligible, key=lambda t: t.order)
             self._waiting.remove(ticket)
             ticket.granted = True
             self._running.append(ticket)

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dashboard.heap import release_freed_memory
 from dashboard.runs.files import RunFileError, read_bytes
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,8 @@ class DecodedImages:
         self.max_total_pixels = max_total_pixels
         self.decodes = 0
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, int], tuple[Image.Image, str]] = OrderedDict()
+        self._decoding = threading.Lock()
+        self._entries: OrderedDict[tuple[str, int, int | None], tuple[Image.Image, str]] = OrderedDict()
         self._pixels = 0
 
     @property
@@ -175,34 +177,60 @@ class DecodedImages:
         with self._lock:
             return self._pixels
 
-    def get(self, data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, str]:
-        """(RGB image, :func:`image_digest`) of ``data``; raises :class:`ImageError` like :func:`load_image`."""
-        key = (hashlib.sha256(data).hexdigest(), max_pixels)
+    def get(self, data: bytes, name: str, max_pixels: int, keep_side: int | None = None) -> tuple[Image.Image, str]:
+        """(RGB image, :func:`image_digest`) of ``data``; raises :class:`ImageError` like :func:`load_image`.
+
+        ``keep_side``: an image larger than this on a side is kept reduced to it (aspect kept), so
+        a 40 MP upload costs its full decode once and then a few MB, wherever it is held.
+
+        One decode at a time in the process: twenty sessions uploading 40 MP images at once would
+        otherwise hold twenty decodes (and their digests' buffers) in memory together, outside any
+        job gate (bench/RESULTS.md, issue 30). A session that waited finds the same content already
+        decoded by the one before it.
+        """
+        key = (hashlib.sha256(data).hexdigest(), max_pixels, keep_side)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        with self._decoding:
+            hit = self._cached(key)
+            if hit is not None:
+                return hit
+            image = load_image(data, max_pixels=max_pixels, reduce_to=keep_side)
+            entry = (image, image_digest(image))
+            size = image.width * image.height
+            with self._lock:  # kept before the next decoder looks
+                self.decodes += 1
+                if size <= self.max_total_pixels and key not in self._entries:
+                    self._entries[key] = entry
+                    self._pixels += size
+                    while self._pixels > self.max_total_pixels:
+                        _, (old, _digest) = self._entries.popitem(last=False)
+                        self._pixels -= old.width * old.height
+            release_freed_memory()  # the full-size decode's buffers, freed, back to the OS
+        return entry
+
+    def _cached(self, key: tuple[str, int, int | None]) -> tuple[Image.Image, str] | None:
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None:
                 self._entries.move_to_end(key)
-                return hit
-        image = load_image(data, max_pixels=max_pixels)
-        entry = (image, image_digest(image))
-        size = image.width * image.height
-        with self._lock:
-            self.decodes += 1
-            if size <= self.max_total_pixels and key not in self._entries:
-                self._entries[key] = entry
-                self._pixels += size
-                while self._pixels > self.max_total_pixels:
-                    _, (old, _digest) = self._entries.popitem(last=False)
-                    self._pixels -= old.width * old.height
-        return entry
+            return hit
 
 
 def image_digest(image: Image.Image) -> str:
     """SHA-256 over mode, size and pixels: equal images → equal digest, whatever file they came from."""
     digest = hashlib.sha256()
-    digest.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
-    digest.update(image.tobytes())
+    width, height = image.size
+    digest.update(f"{image.mode}:{width}x{height}:".encode())
+    # Strip by strip: the same bytes as ``image.tobytes()`` (rows are packed one after another)
+    # without a second full copy of a 40 MP image in memory.
+    for top in range(0, height, _DIGEST_ROWS):
+        digest.update(image.crop((0, top, width, min(height, top + _DIGEST_ROWS))).tobytes())
     return digest.hexdigest()
+
+
+_DIGEST_ROWS = 256
 
 
 def to_png_bytes(image: Image.Image, max_side: int | None = None) -> bytes:

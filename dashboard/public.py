@@ -43,6 +43,20 @@ def public_mode(env: Mapping[str, str] | None = None) -> bool:
     return on_space(env)
 
 
+def torch_threads(env: Mapping[str, str] | None = None) -> int | None:
+    """Torch threads per generation this server should set, or None to keep torch's default.
+
+    Public mode runs several visitors' generations at once on a small machine; torch's default
+    gives each one a thread per core, and on a busy 2-core machine the threads spin against each
+    other: one thread each made every visitor's p95 about 4× shorter and used half the CPU
+    (bench/RESULTS.md, issue 30). An operator's ``OMP_NUM_THREADS`` is left alone.
+    """
+    env = os.environ if env is None else env
+    if env.get("OMP_NUM_THREADS", "").strip():
+        return None
+    return 1 if public_mode(env) else None
+
+
 def proxy_hops(env: Mapping[str, str] | None = None) -> int:
     """Reverse proxies that append to ``X-Forwarded-For``: ``VLMLAB_PROXY_HOPS``, else 1 on a Space, else 0."""
     env = os.environ if env is None else env
@@ -64,14 +78,42 @@ class PublicLimits:
     """Jobs per visitor at a time (all their tabs together)."""
     concurrent_jobs: int = 2
     """Public jobs running at once in the whole server (a small Space has two cores)."""
+    concurrent_jobs_per_client: int = 1
+    """Public jobs one client (network address) may have running at once: one client never holds every
+    place, so a visitor from elsewhere finds one free or next to free (bench/RESULTS.md, issue 30)."""
     max_upload_pixels: int = 64_000_000
-    """Decoded pixels one visitor's uploads may hold at a time (about 256 MB as RGB)."""
+    """Decoded pixels one visitor's batch of uploads may take (counted from the files' headers: each is
+    decoded once at full size)."""
+    max_batch_size: int = 4
+    """Examples generated together in one checkpoint turn: a turn of 8 took seconds on a loaded machine,
+    and every other visitor of that checkpoint waited for it (bench/RESULTS.md, issue 30)."""
+    max_image_side: int = 1024
+    """An uploaded image larger than this on a side is used reduced to it (≤ 1 MP, 4 MB as Pillow holds
+    RGB): a 40 MP upload then costs 4 MB, not 160 MB, in every session, cache and job holding it. 2048
+    (16 MB each) kept the server over its budget under 7 uploading identities (bench/RESULTS.md, issue 30);
+    the processors of the models a small Space runs resize to a few hundred pixels anyway."""
+    decoded_cache_pixels: int = 32_000_000
+    """Decoded uploads the process keeps for reruns and other tabs (reduced images; 128 MB as Pillow holds
+    RGB at 4 bytes a pixel). Locally twice one visitor's upload budget (128 MP, 512 MB): many identities
+    uploading distinct images would fill that past a small Space's memory (bench/RESULTS.md, issue 30);
+    an evicted image is decoded again when asked, one decode at a time."""
     max_eval_rows: int = 1000
     """Rows of an uploaded eval set that are read."""
+    max_upload_mb: int = 8
+    """Size of one uploaded file (MB, as Streamlit's ``server.maxUploadSize`` counts: MiB). Streamlit keeps
+    every upload in memory for as long as its uploader holds it, per session: 25 MB eval sets in 7 sessions
+    of one client kept the server over its memory budget (bench/RESULTS.md, issue 30). 8 MB holds a phone
+    photo and a 1000-row eval set many times over."""
     retention_days: int = 7
 
 
 LIMITS = PublicLimits()
+
+
+def upload_limit_mb(env: Mapping[str, str] | None = None) -> int | None:
+    """Largest upload (MB) this server takes: ``LIMITS.max_upload_mb`` in public mode, else None (the
+    deployment's ``server.maxUploadSize`` stands)."""
+    return LIMITS.max_upload_mb if public_mode(env) else None
 
 
 def shown_path(path: str | Path, roots: Iterable[Path], env: Mapping[str, str] | None = None) -> str:

@@ -11,4 +11,7 @@ cd "$(dirname "$0")/.."
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export VLMLAB_DEMO_AUTOBUILD="${VLMLAB_DEMO_AUTOBUILD:-1}"
+# Two glibc malloc arenas instead of up to 8 per core: each session thread otherwise gets one, and
+# freed upload/decode buffers stay resident in all of them (bench/RESULTS.md, issue 30). Read at start.
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 exec .venv/bin/streamlit run Home.py "$@"

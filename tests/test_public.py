@@ -162,7 +162,7 @@ def test_one_job_at_a_time_per_visitor():
     with gate.admit("a", "c1"):
         with pytest.raises(VisitorLimitError, match="already have a job running"), gate.admit("a", "c2"):
             pass
-        with gate.admit("b", "c1"):  # another visitor is not affected
+        with gate.admit("b", "c3"):  # another visitor is not affected
             assert gate.running_for("b") == 1
     assert gate.running == 0
     with gate.admit("a", "c1"):  # free again once the first ended
@@ -205,6 +205,27 @@ def test_many_identities_from_one_client_get_one_turn():
     for h in abusive:
         h.finish()
     assert len(order) == 21
+
+
+def test_one_client_never_holds_every_place():
+    """Twenty identities of one address with long jobs: one runs, the other place stays for other clients
+    (with two places for one client, a stranger waited for a whole eval-set job to end)."""
+    gate = AdmissionGate(capacity=2, poll_s=0.01)
+    order: list[str] = []
+    bots = [Holder(gate, f"bot{i}", "6.6.6.6", order) for i in range(5)]
+    wait_until(lambda: gate.running == 1 and gate.waiting == 4)
+    alice = Holder(gate, "alice", "1.1.1.1", order)
+    wait_until(lambda: "alice" in order)  # admitted at once, no bot job had to end
+    assert gate.running == 2 and order == [order[0], "alice"]
+    for holder in [alice, *bots]:
+        holder.release.set()
+    wait_until(lambda: len(order) == 6 and gate.running == 0 and gate.waiting == 0)
+    wide = AdmissionGate(capacity=2, poll_s=0.01, per_client=2)  # the share is a setting
+    more = [Holder(wide, f"w{i}", "6.6.6.6", order) for i in range(3)]
+    wait_until(lambda: wide.running == 2 and wide.waiting == 1)
+    for holder in more:
+        holder.release.set()
+    wait_until(lambda: wide.running == 0 and wide.waiting == 0)
 
 
 def test_clients_are_served_round_robin_and_fifo_within_a_client():
@@ -278,3 +299,12 @@ def test_pages_show_paths_relative_to_the_runs_root_in_public_mode(tmp_path):
     assert shown_path(checkpoint, [runs], env={"VLMLAB_PUBLIC": "1"}) == "demo/checkpoint-600"
     assert shown_path(tmp_path / "data" / "history.sqlite", [runs], env={"VLMLAB_PUBLIC": "1"}) == "history.sqlite"
     assert shown_path(checkpoint, [runs], env={}) == str(checkpoint)  # local use: the whole path
+
+
+def test_public_mode_runs_each_generation_on_one_torch_thread():
+    from dashboard.public import torch_threads
+
+    assert torch_threads({"VLMLAB_PUBLIC": "1"}) == 1
+    assert torch_threads({"SPACE_ID": "me/demo"}) == 1
+    assert torch_threads({"VLMLAB_PUBLIC": "1", "OMP_NUM_THREADS": "2"}) is None  # the operator's choice
+    assert torch_threads({}) is None  # local use: torch's default

@@ -43,6 +43,53 @@ def test_the_cache_stays_within_its_pixel_total():
     assert cache.pixels <= 100_000
 
 
+def test_the_digest_is_unchanged_by_hashing_strip_by_strip():
+    """History rows keep digests: the strip-wise hash must equal the whole-buffer hash it replaced."""
+    import hashlib
+
+    from dashboard.images import image_digest
+
+    image = Image.effect_noise((301, 701), 64).convert("RGB")  # rows not a multiple of the strip height
+    whole = hashlib.sha256(b"RGB:301x701:" + image.tobytes()).hexdigest()
+    assert image_digest(image) == whole
+
+
+def test_concurrent_requests_for_one_content_decode_it_once():
+    import threading
+
+    cache = DecodedImages(max_total_pixels=10_000_000)
+    data = _png(500, 500)
+    threads = [threading.Thread(target=cache.get, args=(data, f"{i}.png", 40_000_000)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert cache.decodes == 1
+
+
+def test_a_large_upload_is_kept_reduced_and_cached_as_such():
+    cache = DecodedImages(max_total_pixels=10_000_000)
+    data = _png(3000, 1500)
+    reduced, _ = cache.get(data, "wide.png", 40_000_000, keep_side=1000)
+    assert reduced.size == (1000, 500) and reduced.mode == "RGB"
+    assert cache.pixels == 500_000  # what is held is the reduced image
+    again, _ = cache.get(data, "wide.png", 40_000_000, keep_side=1000)
+    full, _ = cache.get(data, "wide.png", 40_000_000)  # local use: the full resolution, its own entry
+    assert again is reduced and full.size == (3000, 1500) and cache.decodes == 2
+    small, _ = cache.get(_png(300, 200), "small.png", 40_000_000, keep_side=1000)
+    assert small.size == (300, 200)  # never enlarged
+
+
+def test_public_controls_cap_the_batch_size(monkeypatch):
+    from dashboard.public import LIMITS
+    from dashboard.ui import gate
+
+    monkeypatch.setattr(gate, "public_mode", lambda: True)
+    assert gate.max_batch_size() == LIMITS.max_batch_size < 64
+    monkeypatch.setattr(gate, "public_mode", lambda: False)
+    assert gate.max_batch_size() == 64
+
+
 def test_the_size_comes_from_the_header():
     assert image_size(_png(640, 480)) == (640, 480)
     with pytest.raises(ImageError):

@@ -37,7 +37,7 @@ from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.comparison_single_view import export_buttons
 from dashboard.ui.eval_stats_view import paired_section, regression_section, uncertainty_section
 from dashboard.ui.evalset_input import choose_eval_set_or_upload, run_eval_sets
-from dashboard.ui.gate import admitted, max_examples
+from dashboard.ui.gate import admitted, max_batch_size, max_examples
 from dashboard.ui.resources import get_pool, get_settings
 from dashboard.ui.visitor import current_visitor
 
@@ -65,7 +65,8 @@ def render_eval_mode(run: RunData, infos: list[CheckpointInfo], gen: GenerationS
     metrics = c1.multiselect("Metrics", list(default_metrics()), default=list(default_metrics()),
                              key="cmp.eval.metrics", format_func=lambda m: get_metric(m).label) or ["exact_match"]
     evalset = first_examples(whole, len(paths), c2)
-    batch = int(c3.number_input("Batch size", 1, 64, 8, key="cmp.eval.batch"))
+    most = max_batch_size()
+    batch = int(c3.number_input("Batch size", 1, most, min(8, most), key="cmp.eval.batch"))
     job = (str(run.path), evalset.name, str(evalset.path), evalset.content_hash, evalset.subset,
            tuple(str(p) for p in paths), gen.key(), batch)
     running = _job().is_running(job)

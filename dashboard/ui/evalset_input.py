@@ -14,8 +14,10 @@ import streamlit as st
 
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set, parse_eval_set
 from dashboard.formatting import markdown_safe
+from dashboard.heap import release_freed_memory
 from dashboard.public import LIMITS, public_mode
 from dashboard.ui.resources import get_settings
+from dashboard.ui.upload_limit import limit_note, uploader_limit_mb
 
 SOURCE_RUN = "Run's eval set"
 SOURCE_UPLOAD = "Upload JSONL/CSV"
@@ -49,8 +51,11 @@ def _parsed_upload(digest: str, file_name: str, run_dir: str, roots: tuple[str, 
                    _data: bytes) -> EvalSet:
     """``_data`` is not hashed by Streamlit (leading underscore): ``digest`` stands for it."""
     run = Path(run_dir)
-    return parse_eval_set(_data, name=Path(file_name).stem, path=Path(file_name), base_dir=[run / "eval", run],
-                          roots=roots, fmt=Path(file_name).suffix.lower().lstrip("."), max_rows=max_rows)
+    try:
+        return parse_eval_set(_data, name=Path(file_name).stem, path=Path(file_name), base_dir=[run / "eval", run],
+                              roots=roots, fmt=Path(file_name).suffix.lower().lstrip("."), max_rows=max_rows)
+    finally:
+        release_freed_memory()  # the parse's text and rows, freed, back to the OS (a cache miss only)
 
 
 def run_eval_sets(run_dir: Path | None) -> list[Path]:
@@ -92,9 +97,9 @@ def choose_eval_set_or_upload(key: str, run_dir: Path) -> EvalSet | None:
         eval_set = choose_run_eval_set(f"{key}.file", sets)
     else:
         upload = st.file_uploader("Eval set (columns: image, prompt, answer; optional id, task)",
-                                  type=["jsonl", "csv"], key=f"{key}.upload",
+                                  type=["jsonl", "csv"], key=f"{key}.upload", max_upload_size=uploader_limit_mb(),
                                   help="Relative image paths are looked up in the run's eval folder, then the run "
-                                       "folder; images must lie inside the runs roots.")
+                                       "folder; images must lie inside the runs roots" + limit_note() + ".")
         if upload is None:
             return None
         try:

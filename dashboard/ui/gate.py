@@ -41,6 +41,11 @@ def max_examples(checkpoints: int, local: int) -> int:
     return max(1, min(local, LIMITS.max_sweep_generations // max(1, checkpoints)))
 
 
+def max_batch_size(local: int = 64) -> int:
+    """What a batch-size control may offer (public: the per-turn cap, so turns stay short for others)."""
+    return min(local, LIMITS.max_batch_size) if public_mode() else local
+
+
 @contextmanager
 def admitted(job: Job) -> Iterator[None]:
     """Public mode: refuse ``job`` over a limit (``VisitorLimitError``) or wait for its place; local: no-op."""

@@ -23,6 +23,7 @@ from dashboard.ui import url_state
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.gate import max_examples
 from dashboard.ui.resources import get_settings
+from dashboard.ui.upload_limit import limit_note, uploader_limit_mb
 
 GALLERY_PAGE = 12
 GALLERY_COLUMNS = 4  # in the Inference page's left column: 6 cut the ids to "0‥" at 1400 px
@@ -51,14 +52,20 @@ def load_example_image(example: EvalExample, source: Path | None = None) -> Pick
 
 @st.cache_resource(show_spinner=False)
 def decoded_images() -> DecodedImages:
-    """The process's decoded uploads (bounded: twice one visitor's upload budget)."""
-    return DecodedImages(2 * LIMITS.max_upload_pixels)
+    """The process's decoded uploads, bounded: locally twice one visitor's upload budget; in public mode
+    ``LIMITS.decoded_cache_pixels`` (each entry at most ``LIMITS.max_image_side`` on a side, so still ~30)."""
+    return DecodedImages(LIMITS.decoded_cache_pixels if public_mode() else 2 * LIMITS.max_upload_pixels)
 
 
 def picked_from_bytes(data: bytes, name: str) -> PickedImage:
     """Decoded once per content (reruns and other tabs reuse it); raises ImageError."""
-    image, digest = decoded_images().get(data, name, get_settings().max_image_pixels)
+    keep_side = LIMITS.max_image_side if public_mode() else None  # locally the full resolution
+    image, digest = decoded_images().get(data, name, get_settings().max_image_pixels, keep_side)
     return PickedImage(image=image, name=name, digest=digest)
+
+
+_REDUCED_NOTE = (f"; this public demo uses images larger than {LIMITS.max_image_side} px on a side reduced to "
+                 f"{LIMITS.max_image_side} px")
 
 
 def upload_pixel_budget() -> int | None:
@@ -90,8 +97,9 @@ def within_budget(files: list[tuple[str, bytes]], budget: int | None) -> tuple[l
 
 
 def _upload(key: str) -> PickedImage | None:
-    uploaded = st.file_uploader("Image", key=f"{key}.upload",
-                                help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)")
+    uploaded = st.file_uploader("Image", key=f"{key}.upload", max_upload_size=uploader_limit_mb(),
+                                help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)"
+                                     + _REDUCED_NOTE * public_mode() + limit_note())
     if uploaded is None:
         return None
     try:
@@ -215,7 +223,9 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
             except ImageError as exc:
                 errors.append(f"{example.id}: {exc}")
     else:
-        uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload") or []
+        uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload",
+                                   max_upload_size=uploader_limit_mb(),
+                                   help=(_REDUCED_NOTE + limit_note()).strip(" ;") if public_mode() else None) or []
         files, errors = within_budget([(u.name, u.getvalue()) for u in uploads], upload_pixel_budget())
         for name, data in files:
             try:

@@ -26,7 +26,7 @@ from dashboard.models.pool import CheckpointLoadError
 from dashboard.provenance import provenance, with_provenance
 from dashboard.public import scrub_paths
 from dashboard.ui.cancel import session_gone_check
-from dashboard.ui.gate import admitted, generation_turn
+from dashboard.ui.gate import admitted, generation_turn, max_batch_size
 from dashboard.ui.image_input import PickedImage, pick_images_batch
 from dashboard.ui.inference_history_view import save_history
 from dashboard.ui.resources import get_settings
@@ -41,7 +41,8 @@ def render_batch_mode(checkpoint: Path, run_dir: Path | None) -> None:
     own_prompts = from_examples and st.checkbox("Use each example's own prompt", value=True, key="inf.batch_own")
     prompt = "" if own_prompts else st.text_area("Prompt (applied to every image)", key="inf.batch_prompt")
     settings = generation_settings_form("inf.batch")
-    batch_size = st.number_input("Batch size", 1, 64, 4, key="inf.batch_size",
+    most = max_batch_size()
+    batch_size = st.number_input("Batch size", 1, most, min(4, most), key="inf.batch_size",
                                  help="Images processed together (left-padded); timings are per chunk.")
     st.caption(f"{len(images)} image(s) ready.")
     if st.button("Run batch", type="primary", key="inf.batch_run"):

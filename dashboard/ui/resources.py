@@ -39,7 +39,13 @@ caching.use_store_provider(_memo_store)
 def _pool_for(memory_budget: str, device: str, allow_pickle: bool, trust_remote_code: bool,
               runs_roots: tuple[str, ...] = ()) -> ModelPool:
     from dashboard.models.pool import ModelPool
+    from dashboard.public import torch_threads
 
+    threads = torch_threads()
+    if threads is not None:  # before the first generation: one process-wide setting
+        import torch
+
+        torch.set_num_threads(threads)
     return ModelPool.from_settings(Settings(memory_budget=memory_budget, device=device,
                                             allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                                             runs_roots=tuple(Path(r) for r in runs_roots) or (Path("runs"),)))

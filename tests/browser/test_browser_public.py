@@ -276,3 +276,32 @@ def test_a_visitor_completes_an_eval_comparison_and_uploaded_scores_stay_theirs(
     assert saved and all(json.loads(p.read_text())["total"] == 2 for p in saved)  # only the run's own set
     private = list((public_own_run.data_dir / "visitors").glob("*/*/eval_results/*/*.json"))
     assert private, "the uploaded set's scores were not kept per visitor"
+
+
+def test_an_upload_over_the_public_limit_is_refused_in_the_browser_and_the_page_goes_on(
+        browser, public_server, tmp_path, artifacts_dir):
+    """Public mode: the uploader states the 8 MB limit and refuses a larger file with it before sending;
+    the next file within the limit is used. main: the public server took 25 MB per file (the widget said
+    "25.0MB"), and Streamlit kept each upload in memory per session (bench/RESULTS.md, issue 30)."""
+    from dashboard.public import LIMITS
+
+    own_set = public_server.runs_root / "demo" / "eval" / "demo.jsonl"
+    rows = own_set.read_bytes()
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(rows * (LIMITS.max_upload_mb * 2**20 // len(rows) + 2))
+    assert big.stat().st_size > LIMITS.max_upload_mb * 2**20
+    with fresh_page(browser) as page:
+        _eval_mode(page, public_server)
+        page.locator('[data-testid="stRadio"] label').filter(has_text="Upload JSONL/CSV").first.click()
+        settle(page)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(big))
+        chip = page.locator('[data-testid="stFileChip"][aria-invalid="true"]').filter(has_text=big.name)
+        chip.first.wait_for()
+        refusal = chip.first.locator('[role="alert"]').text_content()
+        assert f"File must be {LIMITS.max_upload_mb:.1f}MB or smaller" in refusal, refusal
+        assert "usable examples in" not in app_text(page)
+        shot(page, artifacts_dir, "public-upload-over-limit")
+        assert exception_texts(page) == []
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(own_set))
+        page.get_by_text("usable examples in").first.wait_for(timeout=120_000)
+        assert exception_texts(page) == []

@@ -57,3 +57,37 @@ def test_protocol_load_three_sessions_two_checkpoints(demo_runs_root, tmp_path, 
     assert report.errors == [] and verdict(report) == [], text
     assert len(report.warmup_s) == 3 and report.requests == len(report.latencies_s) >= 3, text
     assert report.model_loads == 2, text
+
+
+def test_the_abusive_drive_uploads_through_the_file_uploader(demo_runs_root, tmp_path) -> None:
+    """The upload half of ``bench/abusive_load.py`` with small files: images reach batch mode through
+    ``/_stcore/upload_file`` and the uploader's widget state (over the public budget: skipped with the
+    budget's message, the rest ready), and a generated eval set of the run's rows is usable as uploaded."""
+    from bench.abusive_load import Phase, _prepare_evalset, _prepare_images, big_eval_set, big_png
+    from tests.browser.browser_kit import StreamlitServer
+
+    checkpoint = checkpoint_names(demo_runs_root)[-1]
+    # 3 × 5000² = 75 MP: the third image takes the batch past the public 64 MP budget
+    images = [(f"big{k}.png", big_png(5000, (k * 80, 20, 20))) for k in range(3)]
+    assert sum(len(data) for _, data in images) < 300_000  # under 100 KB each: many pixels from few bytes
+    eval_set = big_eval_set(demo_runs_root / "demo" / "eval" / "demo.jsonl", "t", size=20_000)
+    assert 19_000 < len(eval_set) <= 20_000
+    server = StreamlitServer(demo_runs_root, tmp_path / "data", tmp_path / "server.log",
+                             extra_env={"VLMLAB_PUBLIC": "1", "VLMLAB_PROXY_HOPS": "1"})
+    phase = Phase("t", normal=0, abusive=2)
+
+    async def drive() -> tuple[str, str]:
+        async with ProtocolSession(server.url, headers={"X-Forwarded-For": "10.9.9.9"}) as session:
+            shown = (await _prepare_images(session, checkpoint, images, phase)).text()
+        async with ProtocolSession(server.url, headers={"X-Forwarded-For": "10.9.9.9"}) as session:
+            listed = (await _prepare_evalset(session, checkpoint, eval_set, "t", phase)).text()
+        return shown, listed
+
+    try:
+        shown, listed = run_in_thread(drive())
+    finally:
+        server.stop()
+    assert "2 image(s) ready" in shown and "big2" in shown and "budget" in shown, shown
+    rows = eval_set.count(b"\n")
+    assert f"**{rows}** usable examples" in listed, listed
+    assert len(phase.abusive_latencies_s["upload"]) == 2 and phase.errors == []
