@@ -255,7 +255,11 @@ def run_config(work: Path, family: str, dtype: str, parts: list[str], repeats: i
     folder = work / f"{family}-{dtype}" / "checkpoint-0"
     mib = 1024 * 1024
     print(f"\n## {family}, {dtype} (load average {os.getloadavg()[0]:.1f})", flush=True)
-    built = _child("_build", str(folder), family, dtype, "1" if tiny else "0")
+    if (folder / "config.json").exists():  # --keep: built by an earlier run
+        built = {"params": 0, "weight_bytes": sum(f.stat().st_size for f in folder.glob("*.safetensors")),
+                 "files": len(list(folder.glob("*.safetensors"))), "build_s": 0.0}
+    else:
+        built = _child("_build", str(folder), family, dtype, "1" if tiny else "0")
     print(f"built: {built['params'] / 1e6:.1f} M parameters, {built['weight_bytes'] / 1e6:.0f} MB in "
           f"{built['files']} safetensors file(s), {built['build_s']:.0f} s", flush=True)
     if "load" in parts:
@@ -316,6 +320,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=4, help="generated tokens in the capture runs")
     parser.add_argument("--tiny", action="store_true", help="scaled-down widths (a smoke run of this script)")
     parser.add_argument("--workdir", type=Path, help="where checkpoints are built (default: a temp dir, removed)")
+    parser.add_argument("--keep", action="store_true",
+                        help="build into --workdir itself, keep the checkpoints, and reuse ones built before")
     args = parser.parse_args()
     if args.cmd:
         _quiet()
@@ -334,6 +340,13 @@ def main() -> None:
 
     print(f"CPU: {_cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.keep:
+        if args.workdir is None:
+            parser.error("--keep needs --workdir")
+        for family in args.families:
+            for dtype in args.dtypes:
+                run_config(args.workdir, family, dtype, args.parts, args.repeats, args.new_tokens, args.tiny)
+        return
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for family in args.families:
             for dtype in args.dtypes:
