@@ -36,13 +36,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 if TYPE_CHECKING:
     from dashboard.attention.adapters import Components
@@ -151,6 +152,9 @@ class _Session:
 
     attention_layer: dict[int, int]  # id(attention module) -> layer index
     readers: dict[Site, tuple[Reduction, ...]]
+    untapped: dict[int, str | None] = field(default_factory=dict)
+    """id(config) -> the attention implementation it had before the capture switched it (see
+    :func:`_untapped_attention`)."""
 
     def deliver(self, site: Site, layer: int, value: torch.Tensor) -> None:
         for reduction in self.readers[site]:
@@ -212,11 +216,32 @@ def _capture_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor
                                            scaling=scaling, is_causal=None)
         session.deliver("attention_row", layer, _last_row_weights(module, query, key, attention_mask, scaling))
         return output, None
+    if session is not None and layer is None:
+        untapped = _untapped_attention(module, session)
+        if untapped is not None:
+            return untapped(module, query, key, value, attention_mask, **kwargs)
     output, weights = _eager_for(module)(module, query, key, value, attention_mask, **kwargs)
     if session is not None and layer is not None and weights is not None:
         session.deliver("attention_matrix", layer, weights)
         session.deliver("attention_row", layer, weights[:, :, -1:, :])
     return output, None
+
+
+def _untapped_attention(module: nn.Module, session: _Session) -> Callable[..., Any] | None:
+    """The implementation an attention module that nobody taps (e.g. the vision tower) ran before the capture.
+
+    Why: switching the whole model to the capture implementation would otherwise run the vision
+    tower eager, materialising every ``[heads, patches, patches]`` matrix — on SmolVLM's 17 tiles
+    of 1,024 patches that alone is ~0.9 GB per layer, more than everything the capture saves.
+    ``None`` (run eager) when the module had eager, or its implementation is unknown.
+    """
+    name = session.untapped.get(id(getattr(module, "config", None)))
+    if not isinstance(name, str) or name in ("eager", CAPTURE_IMPLEMENTATION):
+        return None
+    try:
+        return ALL_ATTENTION_FUNCTIONS[name]
+    except KeyError:
+        return None
 
 
 AttentionInterface.register(CAPTURE_IMPLEMENTATION, _capture_attention)
@@ -272,7 +297,8 @@ def capturing(parts: ModelParts, reductions: Sequence[Reduction],
     if unknown:
         raise CaptureError(f"unknown capture site {unknown[0].site!r}; sites are {', '.join(SITES)}")
     readers = {site: tuple(r for r in reductions if r.site == site) for site in SITES}
-    session = _Session({id(module): i for i, module in enumerate(parts.attention)}, readers)
+    untapped = {id(cfg): cfg._attn_implementation_internal for cfg in _all_configs(parts.model)}
+    session = _Session({id(module): i for i, module in enumerate(parts.attention)}, readers, untapped)
     with ExitStack() as stack:
         if lock is not None:
             stack.enter_context(lock)
