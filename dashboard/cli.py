@@ -12,7 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dashboard.evalset import EvalSet
 
 
 def user_path(text: str) -> Path:
@@ -35,6 +38,21 @@ def existing_folder(text: str | Path, what: str) -> Path | None:
         return folder
     print(f"error: {what} directory not found: {text}", file=sys.stderr)
     return None
+
+
+def eval_set_of(run: Path, given: Path | None) -> EvalSet | None:
+    """``--eval`` (or the run's own first eval set), loaded inside ``run``; None after saying why not."""
+    from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
+
+    sets = [given] if given else find_eval_sets(run)
+    if not sets:
+        print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
+        return None
+    try:
+        return load_eval_set(sets[0], roots=[run])
+    except EvalSetError as exc:
+        print(f"error: eval set unusable: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -93,23 +111,16 @@ def cmd_pointing(args: argparse.Namespace) -> int:
     from dashboard.attention.analysis import pointing_over_checkpoints
     from dashboard.attention.hooks import CaptureError
     from dashboard.config import load_settings
-    from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
     from dashboard.models.pool import CheckpointLoadError, ModelPool
     from dashboard.runs.checkpoints import discover_checkpoints
 
     run = run_folder(args)
     if run is None:
         return 2
-    sets = [args.eval] if args.eval else find_eval_sets(run)
-    if not sets:
-        print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
+    evalset = eval_set_of(run, args.eval)
+    if evalset is None:
         return 2
-    try:
-        evalset = load_eval_set(sets[0], roots=[run])
-        examples = evalset.examples
-    except EvalSetError as exc:
-        print(f"error: eval set unusable: {exc}", file=sys.stderr)
-        return 2
+    examples = evalset.examples
     infos = [c for c in discover_checkpoints(run) if c.loadable]
     if args.checkpoints:
         wanted = [w.strip() for w in args.checkpoints.split(",") if w.strip()]
@@ -132,11 +143,11 @@ def cmd_pointing(args: argparse.Namespace) -> int:
         progress=None if args.json else lambda i, n, name: print(f"scored {name} ({i}/{n})", file=sys.stderr))
     rows = [pointing_row(s) for s in scored]
     if args.json:
-        print(json.dumps({"run": str(run), "eval_set": {"path": str(sets[0]), "name": evalset.name,
+        print(json.dumps({"run": str(run), "eval_set": {"path": str(evalset.path), "name": evalset.name,
                                                         "sha256": evalset.content_hash},
                           "examples_asked": args.examples, "checkpoints": rows}, indent=1))
     else:
-        print(f"run {run} · eval set {sets[0].name} · up to {args.examples or 'all'} examples per checkpoint")
+        print(f"run {run} · eval set {evalset.path.name} · up to {args.examples or 'all'} examples per checkpoint")
         print(f"{'checkpoint':<18} {'step':>6} {'n':>4} {'pointing':>9} {'95% CI':>15} {'chance':>7} "
               f"{'mass in box':>12}")
         for row in rows:
@@ -172,21 +183,14 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
 
     from dashboard.attention import faithfulness
     from dashboard.config import load_settings
-    from dashboard.evalset import EvalSetError, find_eval_sets, load_eval_set
     from dashboard.models.pool import CheckpointLoadError, ModelPool
 
     checkpoint = existing_folder(args.checkpoint, "checkpoint")
     if checkpoint is None:
         return 2
     run = checkpoint.parent
-    sets = [args.eval] if args.eval else find_eval_sets(run)
-    if not sets:
-        print(f"error: {run} has no eval set in {run / 'eval'} (pass --eval FILE)", file=sys.stderr)
-        return 2
-    try:
-        evalset = load_eval_set(sets[0], roots=[run])
-    except EvalSetError as exc:
-        print(f"error: eval set unusable: {exc}", file=sys.stderr)
+    evalset = eval_set_of(run, args.eval)
+    if evalset is None:
         return 2
     # The checkpoint's run folder is what this command may read (as ``pointing``): its folder is the root.
     options = dataclasses.replace(load_settings().load_options(), roots=(run,), device="cpu")
@@ -203,13 +207,13 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
         return 1
     summary = faithfulness.summarise([r.result for r in rows])
     if args.json:
-        print(json.dumps({"checkpoint": str(checkpoint), "eval_set": {"path": str(sets[0]), "name": evalset.name,
+        print(json.dumps({"checkpoint": str(checkpoint), "eval_set": {"path": str(evalset.path), "name": evalset.name,
                                                                       "sha256": evalset.content_hash},
                           "fill": faithfulness.FILL, "seeds": list(seeds), "points": args.points,
                           "summary": summary, "examples": [r.to_dict() for r in rows], "skipped": skipped},
                          indent=1))
     else:
-        print(f"checkpoint {checkpoint} · eval set {sets[0].name} · deleted patches filled with the "
+        print(f"checkpoint {checkpoint} · eval set {evalset.path.name} · deleted patches filled with the "
               f"{faithfulness.FILL} · {len(seeds)} random orders")
         print(f"{'example':<12} {'token':<12} {'p(token)':>9} {'score':>7} {'beats':>6} {'sanity rho':>11}")
         for row in rows:

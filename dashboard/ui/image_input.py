@@ -13,6 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 from PIL import Image
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from dashboard.evalset import EvalExample
 from dashboard.formatting import markdown_safe
@@ -226,12 +227,7 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
         uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload",
                                    max_upload_size=uploader_limit_mb(),
                                    help=(_REDUCED_NOTE + limit_note()).strip(" ;") if public_mode() else None) or []
-        files, errors = within_budget([(u.name, u.getvalue()) for u in uploads], upload_pixel_budget())
-        for name, data in files:
-            try:
-                picked.append(picked_from_bytes(data, name))
-            except ImageError as exc:
-                errors.append(f"{name}: {exc}")
+        picked, errors = _decoded_uploads(uploads)
     if errors:
         st.warning("Skipped files:\n\n" + "\n".join(f"- {markdown_safe(e)}" for e in errors))
     return picked
@@ -241,9 +237,18 @@ def pick_more_images(key: str) -> list[PickedImage]:
     """Optional further images for the same prompt (several-image families); bad files are listed, not fatal."""
     uploads = st.file_uploader("More images in the same prompt (optional, in order after the first)",
                                accept_multiple_files=True, key=f"{key}.more",
+                               max_upload_size=uploader_limit_mb(),
                                help="For families whose adapter maps several images per prompt (Qwen2-VL, "
                                     "Qwen2.5-VL, Qwen3-VL, Gemma 4, LLaVA-NeXT, LLaVA-OneVision); others say why "
                                     "not.") or []
+    picked, errors = _decoded_uploads(uploads)
+    if errors:
+        st.warning("Skipped files:\n\n" + "\n".join(f"- {markdown_safe(e)}" for e in errors))
+    return picked
+
+
+def _decoded_uploads(uploads: list[UploadedFile]) -> tuple[list[PickedImage], list[str]]:
+    """Uploaded files within this visitor's pixel budget, decoded; one line per file that was not."""
     files, errors = within_budget([(u.name, u.getvalue()) for u in uploads], upload_pixel_budget())
     picked: list[PickedImage] = []
     for name, data in files:
@@ -251,6 +256,4 @@ def pick_more_images(key: str) -> list[PickedImage]:
             picked.append(picked_from_bytes(data, name))
         except ImageError as exc:
             errors.append(f"{name}: {exc}")
-    if errors:
-        st.warning("Skipped files:\n\n" + "\n".join(f"- {markdown_safe(e)}" for e in errors))
-    return picked
+    return picked, errors
