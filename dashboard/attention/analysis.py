@@ -217,13 +217,14 @@ def force_tokens(inputs: Any, token_ids: Sequence[int]) -> dict[str, Any]:
     """Append already-chosen answer tokens to the prompt, so the next step predicts the token after them.
 
     Used to compare checkpoints on *the same* token: every checkpoint of a run shares the tokenizer,
-    so the reference checkpoint's generated ids can be fed to the others (teacher forcing).
+    so the reference checkpoint's generated ids can be fed to the others (teacher forcing). A batch
+    of prompts gets the same tokens on every row.
     """
     out = dict(inputs)
     if not token_ids:
         return out
     ids = out["input_ids"]
-    extra = torch.as_tensor(list(token_ids), dtype=ids.dtype, device=ids.device).unsqueeze(0)
+    extra = torch.as_tensor(list(token_ids), dtype=ids.dtype, device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
     out["input_ids"] = torch.cat([ids, extra], dim=1)
     for key, fill in (("attention_mask", 1), ("mm_token_type_ids", 0), ("token_type_ids", 0)):
         if key in out and out[key] is not None:

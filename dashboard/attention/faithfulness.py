@@ -34,6 +34,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from dashboard.attention.adapters import GridView, ImageLayout
+from dashboard.attention.analysis import analyse, force_tokens
 from dashboard.attention.capture import capture_generate
 from dashboard.attention.hooks import ModelParts
 from dashboard.attention.overlay import HeadMode, token_attention
@@ -100,17 +101,11 @@ def masked_image(image: Image.Image, rectangles: Sequence[tuple[int, int, int, i
 
 
 def _batched_inputs(loaded: Any, images: Sequence[Image.Image], prompt: str, forced: Sequence[int]) -> dict[str, Any]:
+    """One prompt per image; teacher forcing: the explained token is predicted after the tokens
+    generated before it."""
     from dashboard.generation import build_inputs
 
-    inputs = dict(build_inputs(loaded, list(images), prompt))
-    if forced:  # teacher forcing: the explained token is predicted after the tokens generated before it
-        ids = inputs["input_ids"]
-        extra = torch.as_tensor(list(forced), dtype=ids.dtype, device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
-        inputs["input_ids"] = torch.cat([ids, extra], dim=1)
-        for key, fill in (("attention_mask", 1), ("mm_token_type_ids", 0), ("token_type_ids", 0)):
-            if inputs.get(key) is not None:
-                inputs[key] = torch.cat([inputs[key], torch.full_like(extra, fill, dtype=inputs[key].dtype)], dim=1)
-    return inputs
+    return force_tokens(build_inputs(loaded, list(images), prompt), forced)
 
 
 def token_probabilities(loaded: Any, images: Sequence[Image.Image], prompt: str, forced: Sequence[int],
@@ -153,8 +148,7 @@ class DeletionCurves:
         if self.base <= 0:
             return float("nan")
         gap = (self.random_mean - np.asarray(self.by_map, dtype=np.float64)) / self.base
-        x = np.asarray(self.fractions, dtype=np.float64)
-        return float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(x)))
+        return float(np.trapezoid(gap, np.asarray(self.fractions, dtype=np.float64)))
 
     @property
     def beats_random(self) -> bool:
@@ -250,8 +244,6 @@ class SanityCheck:
 def sanity_check(loaded: Any, run: Any, step: int, layers: Sequence[int] | None, head: int | HeadMode,
                  view: str | None, original: np.ndarray, *, seed: int = 0) -> SanityCheck:
     """Cascading randomisation of a *copy*'s decoder layers, top first; the pooled model is untouched."""
-    from dashboard.attention.analysis import force_tokens
-
     if run.inputs is None:
         raise FaithfulnessError("this capture kept no model inputs; the sanity check needs them")
     inputs = force_tokens(run.inputs, run.result.generated_ids[:step])
@@ -346,7 +338,6 @@ def over_examples(loaded: Any, examples: Sequence[Any], *, limit: int | None = N
 
     Returns the rows and the skipped examples with the reason (one bad example does not sink the rest).
     """
-    from dashboard.attention.analysis import analyse
     from dashboard.images import DEFAULT_MAX_PIXELS, load_image
 
     chosen = list(examples)[:limit] if limit is not None else list(examples)
