@@ -15,9 +15,9 @@ import streamlit as st
 from dashboard.evalset import EvalSet, EvalSetError, find_eval_sets, load_eval_set, parse_eval_set
 from dashboard.formatting import markdown_safe
 from dashboard.heap import release_freed_memory
-from dashboard.public import LIMITS, public_mode
+from dashboard.public import LIMITS, public_mode, upload_limit_mb
 from dashboard.ui.resources import get_settings
-from dashboard.ui.upload_limit import limit_note, uploader_limit_mb
+from dashboard.ui.upload_limit import limit_note
 
 SOURCE_RUN = "Run's eval set"
 SOURCE_UPLOAD = "Upload JSONL/CSV"
@@ -97,7 +97,7 @@ def choose_eval_set_or_upload(key: str, run_dir: Path) -> EvalSet | None:
         eval_set = choose_run_eval_set(f"{key}.file", sets)
     else:
         upload = st.file_uploader("Eval set (columns: image, prompt, answer; optional id, task)",
-                                  type=["jsonl", "csv"], key=f"{key}.upload", max_upload_size=uploader_limit_mb(),
+                                  type=["jsonl", "csv"], key=f"{key}.upload", max_upload_size=upload_limit_mb(),
                                   help="Relative image paths are looked up in the run's eval folder, then the run "
                                        "folder; images must lie inside the runs roots" + limit_note() + ".")
         if upload is None:

@@ -18,13 +18,13 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 from dashboard.evalset import EvalExample
 from dashboard.formatting import markdown_safe
 from dashboard.images import DecodedImages, ImageError, image_digest, image_size, load_image
-from dashboard.public import LIMITS, public_mode
+from dashboard.public import LIMITS, public_mode, upload_limit_mb
 from dashboard.thumbnails import thumbnail_png
 from dashboard.ui import url_state
 from dashboard.ui.evalset_input import choose_run_eval_set, run_eval_sets
 from dashboard.ui.gate import max_examples
 from dashboard.ui.resources import get_settings
-from dashboard.ui.upload_limit import limit_note, uploader_limit_mb
+from dashboard.ui.upload_limit import limit_note
 
 GALLERY_PAGE = 12
 GALLERY_COLUMNS = 4  # in the Inference page's left column: 6 cut the ids to "0‥" at 1400 px
@@ -98,7 +98,7 @@ def within_budget(files: list[tuple[str, bytes]], budget: int | None) -> tuple[l
 
 
 def _upload(key: str) -> PickedImage | None:
-    uploaded = st.file_uploader("Image", key=f"{key}.upload", max_upload_size=uploader_limit_mb(),
+    uploaded = st.file_uploader("Image", key=f"{key}.upload", max_upload_size=upload_limit_mb(),
                                 help="PNG, JPEG, WebP, GIF, BMP, TIFF… (converted to RGB, EXIF rotation applied)"
                                      + _REDUCED_NOTE * public_mode() + limit_note())
     if uploaded is None:
@@ -225,7 +225,7 @@ def pick_images_batch(key: str, run_dir: Path | None) -> list[PickedImage]:
                 errors.append(f"{example.id}: {exc}")
     else:
         uploads = st.file_uploader("Images", accept_multiple_files=True, key=f"{key}.bupload",
-                                   max_upload_size=uploader_limit_mb(),
+                                   max_upload_size=upload_limit_mb(),
                                    help=(_REDUCED_NOTE + limit_note()).strip(" ;") if public_mode() else None) or []
         picked, errors = _decoded_uploads(uploads)
     if errors:
@@ -237,7 +237,7 @@ def pick_more_images(key: str) -> list[PickedImage]:
     """Optional further images for the same prompt (several-image families); bad files are listed, not fatal."""
     uploads = st.file_uploader("More images in the same prompt (optional, in order after the first)",
                                accept_multiple_files=True, key=f"{key}.more",
-                               max_upload_size=uploader_limit_mb(),
+                               max_upload_size=upload_limit_mb(),
                                help="For families whose adapter maps several images per prompt (Qwen2-VL, "
                                     "Qwen2.5-VL, Qwen3-VL, Gemma 4, LLaVA-NeXT, LLaVA-OneVision); others say why "
                                     "not.") or []

@@ -5,7 +5,9 @@ per request from the live config). A ``max_upload_size`` given to ``st.file_uplo
 to the browser, so a client that speaks the protocol itself is bounded by the server option alone:
 :func:`enforce_upload_limit` lowers that option in public mode, once per script run (cheap), which
 covers every way the server is started (Space, ``scripts/launch.sh``, ``streamlit run``) without a
-flag. An operator may set a lower limit (``STREAMLIT_SERVER_MAX_UPLOAD_SIZE``); never a higher one.
+flag. Uploaders are also given ``max_upload_size=upload_limit_mb()`` so the browser refuses a larger
+file before sending it, with the limit in its message (None locally: the server option's value).
+An operator may set a lower limit (``STREAMLIT_SERVER_MAX_UPLOAD_SIZE``); never a higher one.
 """
 
 from __future__ import annotations
@@ -22,12 +24,6 @@ def enforce_upload_limit() -> None:
     limit = upload_limit_mb()
     if limit is not None and int(config.get_option(SERVER_OPTION)) > limit:
         config.set_option(SERVER_OPTION, limit)
-
-
-def uploader_limit_mb() -> int | None:
-    """``max_upload_size`` for ``st.file_uploader``: the browser refuses a larger file before sending it,
-    with the limit in its message (None locally: the server option's value is shown)."""
-    return upload_limit_mb()
 
 
 def limit_note() -> str:
