@@ -525,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     geometry = sub.add_parser("geometry", help="check an adapter's token-to-pixel boxes against the processor",
                               description=cmd_geometry.__doc__)
-    geometry.add_argument("--checkpoint", required=True, help="checkpoint folder (config + processor files)")
+    geometry.add_argument("--checkpoint", required=True, type=user_path,
+                          help="checkpoint folder (config + processor files)")
     geometry.add_argument("--cases", type=int, default=200, help="random image sizes to check (default 200)")
     geometry.add_argument("--seed", type=int, default=0, help="seed for the image sizes (default 0)")
     geometry.add_argument("--images", type=int, default=1,

@@ -519,9 +519,6 @@ def run_checkpoint(folder: str | Path, cases: int = 200, seed: int = 0, low: int
     from dashboard.models.loading import load_config_and_processor
     from dashboard.runs.load_plan import plan_checkpoint
 
-    # absolute, not resolved: a relative path is the caller's (the shell's), never re-rooted under the
-    # first root by the walls; a link in it is still judged by them
-    folder = Path(folder).absolute()
     options = LoadOptions(roots=roots, trust_remote_code=trust_remote_code)
     model_type = plan_checkpoint(folder, roots or (Path(folder).resolve().parent,)).model_type
     if model_type:
