@@ -1,10 +1,10 @@
 """Is the attention map better than "delete whatever is drawn first"? A stronger baseline than random orders.
 
 On the demo's pictures most patches are empty background, which the mean-colour fill barely changes, so a
-random order mostly deletes nothing and *any* map that prefers drawn patches beats it. This bench scores, per
-example, the map's deletion curve (``dashboard.attention.faithfulness.deletion_curves``, the code the page and
-the CLI run) and the curve of a model-free *content* order — patches sorted by how far their pixels are from the
-fill colour — against the same random orders, and reports how often the attention map beats the content order.
+random order mostly deletes nothing and a map that merely prefers drawn patches does well against it. This bench
+scores, per example, the map's deletion and insertion curves (``dashboard.attention.faithfulness.patch_curves``,
+the code the page and the CLI run) and the curves of a model-free *content* order — patches sorted by how far
+their pixels are from the fill colour — and reports how often the attention map beats the content order.
 
     nice -n 10 .venv/bin/python bench/faithfulness_content_baseline.py --run runs/demo \\
         --checkpoints checkpoint-300,checkpoint-2700 --limit 20
@@ -38,10 +38,9 @@ def content_grid(image, view) -> np.ndarray:
     return np.asarray(values).reshape(view.shape)
 
 
-def _auc(curve: list[float], ref: fa.DeletionCurves) -> float:
-    """Area under a deletion curve, probability relative to nothing deleted (lower = faster drop)."""
-    y = np.asarray(curve) / ref.base
-    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(np.asarray(ref.fractions))))
+def _better(by_map: fa.PatchCurves, by_content: fa.PatchCurves) -> bool:
+    """The map's order beats the content order on this curve (area, signed so that larger is better)."""
+    return by_map.signed_area(by_map.by_map) > by_content.signed_area(by_content.by_map)
 
 
 def main() -> None:
@@ -64,19 +63,18 @@ def main() -> None:
                 cap = analyse(loaded, image, example.prompt, max_new_tokens=1, lens_top_k=0, lens_image_tokens=False)
                 view = cap.layout.primary
                 target = cap.result.generated_ids[0]
-                by_map = fa.deletion_curves(loaded, image, example.prompt, cap.grid(0, None, "mean"), view, target,
-                                            points=args.points)
-                by_content = fa.deletion_curves(loaded, image, example.prompt, content_grid(image, view), view,
-                                                target, seeds=(0,), points=args.points)  # its random part unused
-                rows.append({"id": example.id, "map_score": by_map.score, "map_auc": _auc(by_map.by_map, by_map),
-                             "content_auc": _auc(by_content.by_map, by_map)})
-        map_scores = np.array([r["map_score"] for r in rows])
-        map_auc, content_auc = np.array([r["map_auc"] for r in rows]), np.array([r["content_auc"] for r in rows])
+                by_map = fa.patch_curves(loaded, image, example.prompt, cap.grid(0, None, "mean"), view, target,
+                                         points=args.points)
+                by_content = fa.patch_curves(loaded, image, example.prompt, content_grid(image, view), view,
+                                             target, seeds=(0,), points=args.points)  # their random part unused
+                rows.append({"id": example.id,
+                             "beats_content": {c.kind: _better(c, d) for c, d in zip(by_map, by_content, strict=True)},
+                             "p": {c.kind: c.p_value for c in by_map}})
         out["checkpoints"][name] = {
-            "n": len(rows), "map_beats_random": float(np.mean(map_scores > 0)),
-            "map_beats_content": float(np.mean(map_auc < content_auc)),
-            "mean_map_score": float(map_scores.mean()),
-            "mean_map_minus_content_area": float(np.mean(content_auc - map_auc)), "rows": rows}
+            "n": len(rows),
+            "map_beats_content": {kind: float(np.mean([r["beats_content"][kind] for r in rows]))
+                                  for kind in ("deletion", "insertion")},
+            "rows": rows}
         print(json.dumps({name: {k: v for k, v in out["checkpoints"][name].items() if k != "rows"}}), flush=True)
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))

@@ -171,10 +171,12 @@ def pointing_row(scored: Any) -> dict[str, Any]:
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
-    """Is the attention map faithful? Deletion curve vs random orders and the weight-randomisation check.
+    """Is the attention map faithful? Deletion and insertion curves vs random orders, and the weight-randomisation
+    check.
 
     For each eval example: generate the first answer token, take its map (every layer, head mean),
-    delete image patches from the processor's input in the map's order and in random orders, and
+    delete image patches from the processor's input (and put them back into a painted picture) in the
+    map's order and in random orders, rank the map's curves among the random ones (permutation p), and
     re-initialise a copy's decoder layers (top first) to see whether the map changes.
     """
     import json
@@ -215,14 +217,17 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     else:
         print(f"checkpoint {checkpoint} · eval set {evalset.path.name} · deleted patches filled with the "
               f"{faithfulness.FILL} · {len(seeds)} random orders")
-        print(f"{'example':<12} {'token':<12} {'p(token)':>9} {'score':>7} {'beats':>6} {'sanity rho':>11}")
+        print(f"{'example':<12} {'token':<12} {'p(token)':>9} {'deletion':>9} {'p':>6} {'insertion':>9} {'p':>6} "
+              f"{'beats':>6} {'sanity rho':>11}")
         for row in rows:
             res = row.result
             rho = f"{res.sanity.full:.3f}" if res.sanity is not None else "-"
-            print(f"{row.id:<12} {res.token:<12} {res.deletion.base:>9.3f} {res.score:>7.3f} "
+            print(f"{row.id:<12} {res.token:<12} {res.deletion.base:>9.3f} {res.deletion.score:>+9.3f} "
+                  f"{res.deletion.p_value:>6.3f} {res.insertion.score:>+9.3f} {res.insertion.p_value:>6.3f} "
                   f"{'yes' if res.beats_random else 'no':>6} {rho:>11}")
-        print(f"map beats random on {summary['beats_random']:.1%} of {summary['n_scored']} examples; "
-              f"mean score {summary['mean_score']:.3f}; mean sanity Spearman {summary['mean_sanity_spearman']:.3f}")
+        print(f"map beats random (p ≤ {summary['alpha']} over both curves) on {summary['beats_random']:.1%} of "
+              f"{summary['n_scored']} examples (deletion {summary['deletion_significant']:.1%}, insertion "
+              f"{summary['insertion_significant']:.1%}); mean sanity Spearman {summary['mean_sanity_spearman']:.3f}")
         for line in skipped:
             print(f"skipped {line}", file=sys.stderr)
     return 0 if rows else 1
@@ -460,16 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     pointing.set_defaults(func=cmd_pointing)
 
     faith = sub.add_parser("faithfulness", description=cmd_faithfulness.__doc__,
-                           help="is the attention map faithful? deletion curve vs random, and the weight-"
-                                "randomisation sanity check")
+                           help="is the attention map faithful? deletion and insertion curves vs random orders, "
+                                "and the weight-randomisation sanity check")
     faith.add_argument("--checkpoint", required=True, type=user_path, help="checkpoint folder inside its run folder")
     faith.add_argument("--eval", type=user_path, default=None,
                        help="eval set file (default: the first file in the run's eval/ folder)")
     faith.add_argument("--limit", type=int, default=None, help="only the first N examples (default: all)")
     faith.add_argument("--seeds", type=int, default=len(DEFAULT_SEEDS),
-                       help=f"random deletion orders averaged (default {len(DEFAULT_SEEDS)})")
+                       help=f"random orders the map is ranked among (default {len(DEFAULT_SEEDS)}: the fewest that can "
+                            "reach p = 0.025 per curve)")
     faith.add_argument("--points", type=int, default=DEFAULT_POINTS,
-                       help=f"points on each deletion curve (default {DEFAULT_POINTS}: every 5 %%)")
+                       help=f"points on each curve at most (default {DEFAULT_POINTS}: 1, 2, 3, … patches, then "
+                            "wider steps)")
     faith.add_argument("--no-sanity", action="store_true", help="skip the weight-randomisation sanity check")
     faith.add_argument("--json", action="store_true",
                        help='print JSON: {"summary": {"beats_random", ...}, "examples": [...], "skipped": [...]}')

@@ -2,17 +2,25 @@
 
 Two checks, both run on the checkpoint itself (no Streamlit, so the page, the CLI and the bench share them):
 
-- **Deletion curve** (Petsiuk et al., RISE; Samek et al.). Patches are deleted from the *processor's
-  input* — the original picture is painted over at the pixel boxes the family adapter gives for each
-  image token, filled with the picture's mean colour, and the checkpoint's own processor runs again —
-  in the order of the map (most attended first) and in random orders (several seeds). After each
-  deletion the probability of the explained token, at the position that produced it, is measured
-  (teacher forcing: the earlier generated tokens are appended to the prompt). If the map shows what
-  the model uses, its curve falls faster than the random ones. The one number is the area between the
-  mean random curve and the map's curve, with the x axis the fraction of patches deleted (0..1) and
-  the probabilities divided by the undeleted probability: > 0 means the map beats random, 1 would be
-  a map whose first deletion already takes all the probability away while random deletions take none.
-  Every masked variant goes through the model in a few batched forward passes.
+- **Deletion and insertion curves** (Petsiuk et al., RISE, 2018). Patches are deleted from the *processor's
+  input* — the original picture is painted over at the pixel boxes the family adapter gives for each image
+  token, filled with the picture's mean colour, and the checkpoint's own processor runs again — in the order of
+  the map (most attended first) and in random orders. After each step the probability of the explained token,
+  at the position that produced it, is measured (teacher forcing: the earlier generated tokens are appended to
+  the prompt). *Deletion* asks whether what the map points at is **necessary**: its curve should fall faster
+  than the random ones. *Insertion* starts from the fully painted picture and puts patches back in the same
+  orders; it asks whether what the map points at is **sufficient**: its curve should rise faster. Both are
+  needed because deletion is blind to the answer a model gives a blank picture (deleting the evidence for
+  that answer leaves its probability where it was), while insertion shows it at once.
+
+  Each curve's number is the area between the mean random curve and the map's curve (x = share of patches
+  deleted or inserted, 0..1; probabilities relative to the whole picture's), signed so that > 0 means better
+  than random. Whether the map *beats random* is a permutation test, not the sign of that mean: the map's area
+  is ranked among the random orders' areas, p = (1 + orders at least as good) / (1 + orders). The map beats
+  random when either curve is significant at ``ALPHA`` with the two curves Bonferroni-corrected (each at
+  ``ALPHA / 2``), so the default draws enough random orders (39) for p to reach it. The curve's points are
+  dense at the start (1, 2, 3, … patches, then wider steps): a map's claim is mostly about its first patches.
+  Every picture goes through the model in a few batched forward passes.
 - **Sanity check** (Adebayo et al., "Sanity Checks for Saliency Maps", 2018). The language model's
   decoder layers of a *copy* of the model are re-initialised, cascading from the top layer down, and
   the map is computed again. The Spearman rank correlation between the original and the randomised
@@ -27,11 +35,11 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from dashboard.attention.adapters import GridView, ImageLayout
 from dashboard.attention.analysis import analyse, force_tokens
@@ -40,23 +48,33 @@ from dashboard.attention.hooks import ModelParts
 from dashboard.attention.overlay import HeadMode, token_attention
 
 FILL = "image mean colour"  # what a deleted patch is painted with (said in every caption and export)
-DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-DEFAULT_POINTS = 21  # deletion fractions 0, 5 %, …, 100 % (fewer when the grid has fewer cells)
+ALPHA = 0.05  # family-wise level of "beats random" over the two curves (each tested at ALPHA / 2)
+DEFAULT_SEEDS = tuple(range(39))  # random orders: the smallest p is 1/40 = ALPHA / 2
+DEFAULT_POINTS = 21  # points on each curve at most (fewer when the grid has fewer cells)
 DEFAULT_BATCH = 32
+Kind = Literal["deletion", "insertion"]
+Box = tuple[int, int, int, int]
 
 
 class FaithfulnessError(ValueError):
     """The check cannot run on this map (no probability to delete, token out of range, …); says why."""
 
 
-# ---------------------------------------------------------------------------- deletion
+# ---------------------------------------------------------------------------- curves
 
 
 def deletion_steps(n_cells: int, points: int = DEFAULT_POINTS) -> np.ndarray:
-    """How many cells are deleted at each point of the curve: 0 … ``n_cells``, at most ``points`` values."""
+    """How many cells are deleted (or inserted) at each point: 0 … ``n_cells``, at most ``points`` values.
+
+    Geometrically spaced (1, 2, 3, 4, 5, 7, 9, … on 100 cells): the difference between a map and a random
+    order is in the first few patches, which even spacing (every 5 %) would step over.
+    """
     if n_cells < 1:
         raise FaithfulnessError("the map has no cells")
-    return np.unique(np.round(np.linspace(0, n_cells, max(2, points))).astype(int))
+    if points < 2:
+        raise FaithfulnessError("a curve needs at least 2 points")
+    steps = np.unique(np.round(np.geomspace(1, n_cells, points - 1)).astype(int))
+    return np.concatenate([[0], steps])
 
 
 def map_order(grid: np.ndarray) -> np.ndarray:
@@ -65,7 +83,7 @@ def map_order(grid: np.ndarray) -> np.ndarray:
 
 
 def random_orders(n_cells: int, seeds: Sequence[int]) -> np.ndarray:
-    """``[seeds, n_cells]`` random deletion orders, one per seed (reproducible)."""
+    """``[seeds, n_cells]`` random orders, one per seed (reproducible)."""
     return np.stack([np.random.default_rng(seed).permutation(n_cells) for seed in seeds])
 
 
@@ -75,11 +93,11 @@ def fill_colour(image: Image.Image) -> tuple[int, int, int]:
     return (round(mean[0]), round(mean[1]), round(mean[2]))
 
 
-def cell_rectangles(view: GridView, size: tuple[int, int]) -> list[tuple[int, int, int, int] | None]:
+def cell_rectangles(view: GridView, size: tuple[int, int]) -> list[Box | None]:
     """Per cell (row-major), its pixel box in the original picture clipped to it; None when it lies outside
     (a padding-only cell: deleting it changes nothing the processor sees of the picture)."""
     width, height = size
-    out: list[tuple[int, int, int, int] | None] = []
+    out: list[Box | None] = []
     for x0, y0, x1, y1 in view.boxes.reshape(-1, 4):
         left, top = max(0, int(np.floor(x0 + 1e-6))), max(0, int(np.floor(y0 + 1e-6)))
         right, bottom = min(width, int(np.ceil(x1 - 1e-6))), min(height, int(np.ceil(y1 - 1e-6)))
@@ -87,17 +105,29 @@ def cell_rectangles(view: GridView, size: tuple[int, int]) -> list[tuple[int, in
     return out
 
 
-def masked_image(image: Image.Image, rectangles: Sequence[tuple[int, int, int, int] | None],
-                 cells: Sequence[int], colour: tuple[int, int, int]) -> Image.Image:
-    """``image`` with the pixel boxes of ``cells`` painted ``colour`` (the processor then sees them deleted)."""
-    out = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(out)
+def _copy_cells(target: np.ndarray, source: np.ndarray, rectangles: Sequence[Box | None],
+                cells: Sequence[int]) -> np.ndarray:
+    out = target.copy()
     for cell in cells:
         rect = rectangles[int(cell)]
         if rect is not None:
             left, top, right, bottom = rect
-            draw.rectangle((left, top, right - 1, bottom - 1), fill=colour)
+            out[top:bottom, left:right] = source[top:bottom, left:right]
     return out
+
+
+def masked_image(image: Image.Image, rectangles: Sequence[Box | None], cells: Sequence[int],
+                 colour: tuple[int, int, int]) -> Image.Image:
+    """``image`` with the pixel boxes of ``cells`` painted ``colour`` (the processor then sees them deleted)."""
+    pixels = np.asarray(image.convert("RGB"))
+    return Image.fromarray(_copy_cells(pixels, np.full_like(pixels, colour), rectangles, cells))
+
+
+def revealed_image(image: Image.Image, rectangles: Sequence[Box | None], cells: Sequence[int],
+                   colour: tuple[int, int, int]) -> Image.Image:
+    """The picture painted ``colour`` everywhere except the pixel boxes of ``cells`` (insertion)."""
+    pixels = np.asarray(image.convert("RGB"))
+    return Image.fromarray(_copy_cells(np.full_like(pixels, colour), pixels, rectangles, cells))
 
 
 def _batched_inputs(loaded: Any, images: Sequence[Image.Image], prompt: str, forced: Sequence[int]) -> dict[str, Any]:
@@ -121,10 +151,12 @@ def token_probabilities(loaded: Any, images: Sequence[Image.Image], prompt: str,
 
 
 @dataclass(frozen=True)
-class DeletionCurves:
-    """The probability of the explained token as patches are deleted, by the map's order and at random."""
+class PatchCurves:
+    """The probability of the explained token as patches are deleted (or inserted), by the map's order and at
+    random. ``fractions[i]`` of the view's cells are deleted (inserted) at point ``i``."""
 
-    fractions: list[float]  # share of the view's cells deleted at each point
+    kind: Kind
+    fractions: list[float]
     by_map: list[float]  # probability of the token
     by_random: list[list[float]]  # [seeds][points]
     seeds: list[int]
@@ -136,29 +168,43 @@ class DeletionCurves:
 
     @property
     def base(self) -> float:
-        """The probability with nothing deleted."""
-        return float(self.by_map[0])
+        """The probability with the whole picture (nothing deleted, everything inserted)."""
+        return float(self.by_map[0] if self.kind == "deletion" else self.by_map[-1])
+
+    def signed_area(self, curve: Sequence[float] | np.ndarray) -> float:
+        """Area under a curve, probabilities relative to the whole picture's, signed so that larger is better."""
+        area = float(np.trapezoid(np.asarray(curve, dtype=np.float64) / self.base,
+                                  np.asarray(self.fractions, dtype=np.float64)))
+        return -area if self.kind == "deletion" else area
 
     @property
     def score(self) -> float:
-        """Area between the mean random curve and the map's curve, probabilities relative to nothing deleted.
-
-        > 0: deleting what the map points at removes the token's probability faster than deleting at random.
-        """
+        """Area between the map's curve and the mean random curve; > 0: the map's order is better than random
+        (deletion: the probability falls faster; insertion: it comes back faster)."""
         if self.base <= 0:
             return float("nan")
-        gap = (self.random_mean - np.asarray(self.by_map, dtype=np.float64)) / self.base
-        return float(np.trapezoid(gap, np.asarray(self.fractions, dtype=np.float64)))
+        return self.signed_area(self.by_map) - self.signed_area(self.random_mean)
 
     @property
-    def beats_random(self) -> bool:
-        return bool(self.score > 0)
+    def p_value(self) -> float:
+        """One-sided permutation p: the share of orders (the map's included) at least as good as the map's."""
+        if self.base <= 0:
+            return float("nan")
+        mine = self.signed_area(self.by_map)
+        as_good = sum(self.signed_area(curve) >= mine - 1e-12 for curve in self.by_random)
+        return (1 + as_good) / (1 + len(self.by_random))
+
+    @property
+    def significant(self) -> bool:
+        """Better than random at ``ALPHA / 2`` (this curve's share of the family-wise level)."""
+        return bool(self.p_value <= ALPHA / 2 + 1e-12)
 
 
-def deletion_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarray, view: GridView,
-                    target_id: int, forced: Sequence[int] = (), *, seeds: Sequence[int] = DEFAULT_SEEDS,
-                    points: int = DEFAULT_POINTS, batch_size: int = DEFAULT_BATCH) -> DeletionCurves:
-    """Delete ``view``'s cells from ``image`` in the order of ``grid`` and in random orders; see the module doc."""
+def patch_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarray, view: GridView, target_id: int,
+                 forced: Sequence[int] = (), *, seeds: Sequence[int] = DEFAULT_SEEDS, points: int = DEFAULT_POINTS,
+                 batch_size: int = DEFAULT_BATCH) -> tuple[PatchCurves, PatchCurves]:
+    """Deletion and insertion curves of ``view``'s cells in the order of ``grid`` and in random orders, from
+    one batched run of every picture; see the module doc."""
     grid = np.asarray(grid)
     if grid.shape != view.shape:
         raise FaithfulnessError(f"the map is {grid.shape}, the view {view.name!r} is {view.shape}")
@@ -167,13 +213,19 @@ def deletion_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarr
     orders = np.concatenate([map_order(grid)[None], random_orders(n, seeds)])
     rectangles = cell_rectangles(view, (int(image.width), int(image.height)))
     colour = fill_colour(image)
-    base = image.convert("RGB")
-    # one picture per (order, step); k = 0 is the same picture for every order: computed once
-    variants = [base] + [masked_image(base, rectangles, order[:k], colour) for order in orders for k in steps[1:]]
-    probs = token_probabilities(loaded, variants, prompt, forced, target_id, batch_size)
-    rest = probs[1:].reshape(len(orders), len(steps) - 1)
-    curves = np.concatenate([np.full((len(orders), 1), probs[0]), rest], axis=1)
-    return DeletionCurves([float(k) / n for k in steps], curves[0].tolist(), curves[1:].tolist(), list(seeds))
+    whole = image.convert("RGB")
+    inner = steps[1:-1]  # the two ends are the same picture for every order: the whole one and the painted one
+    pictures = [whole, masked_image(whole, rectangles, range(n), colour)]
+    pictures += [masked_image(whole, rectangles, order[:k], colour) for order in orders for k in inner]
+    pictures += [revealed_image(whole, rectangles, order[:k], colour) for order in orders for k in inner]
+    probs = token_probabilities(loaded, pictures, prompt, forced, target_id, batch_size)
+    p_whole, p_painted = probs[0], probs[1]
+    middle = probs[2:].reshape(2, len(orders), len(inner))
+    deleted = np.concatenate([np.full((len(orders), 1), p_whole), middle[0], np.full((len(orders), 1), p_painted)], 1)
+    inserted = np.concatenate([np.full((len(orders), 1), p_painted), middle[1], np.full((len(orders), 1), p_whole)], 1)
+    fractions = [float(k) / n for k in steps]
+    return (PatchCurves("deletion", fractions, deleted[0].tolist(), deleted[1:].tolist(), list(seeds)),
+            PatchCurves("insertion", fractions, inserted[0].tolist(), inserted[1:].tolist(), list(seeds)))
 
 
 # ---------------------------------------------------------------------------- sanity check
@@ -273,24 +325,35 @@ class Faithfulness:
     layers: list[int]
     head: int | str
     view: str
-    deletion: DeletionCurves
+    deletion: PatchCurves
+    insertion: PatchCurves
     sanity: SanityCheck | None
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def score(self) -> float:
-        return self.deletion.score
+    def curves(self) -> tuple[PatchCurves, PatchCurves]:
+        return self.deletion, self.insertion
+
+    @property
+    def p_value(self) -> float:
+        """The smaller of the two curves' p-values, Bonferroni-corrected for testing two (≤ ALPHA: beats random)."""
+        ps = [c.p_value for c in self.curves if np.isfinite(c.p_value)]
+        return min(1.0, 2 * min(ps)) if ps else float("nan")
 
     @property
     def beats_random(self) -> bool:
-        return self.deletion.beats_random
+        """Deleting what the map points at removes the token, or inserting it alone restores the token, faster
+        than random orders do — significantly (see the module doc)."""
+        return bool(self.p_value <= ALPHA + 1e-12)
 
     def to_dict(self) -> dict[str, Any]:
         return {"token": self.token, "token_id": self.token_id, "step": self.step, "layers": self.layers,
-                "head": self.head, "view": self.view, "score": self.score, "beats_random": self.beats_random,
+                "head": self.head, "view": self.view, "beats_random": self.beats_random, "p_value": self.p_value,
+                "alpha": ALPHA, "deletion_score": self.deletion.score, "deletion_p": self.deletion.p_value,
+                "insertion_score": self.insertion.score, "insertion_p": self.insertion.p_value,
                 "base_probability": self.deletion.base, "fill": self.deletion.fill,
-                "deletion": asdict(self.deletion),
+                "deletion": asdict(self.deletion), "insertion": asdict(self.insertion),
                 "sanity_spearman": self.sanity.full if self.sanity is not None else None,
                 "sanity": asdict(self.sanity) if self.sanity is not None else None,
                 "seconds": self.seconds, **self.extra}
@@ -300,7 +363,8 @@ def check_map(loaded: Any, run: Any, step: int, layers: Sequence[int] | None = N
               view: str | None = None, *, grid: np.ndarray | None = None, sanity: bool = True,
               seeds: Sequence[int] = DEFAULT_SEEDS, points: int = DEFAULT_POINTS,
               clock: Callable[[], float] = time.perf_counter) -> Faithfulness:
-    """Deletion curve (+ sanity check) of the map of generated token ``step`` of ``run`` (an AttentionRun).
+    """Deletion and insertion curves (+ sanity check) of the map of generated token ``step`` of ``run`` (an
+    AttentionRun).
 
     ``grid`` overrides the map (tests plant one; default: the run's map for these layers, head and view).
     """
@@ -311,10 +375,11 @@ def check_map(loaded: Any, run: Any, step: int, layers: Sequence[int] | None = N
     shown = run.grid(step, layers, head, chosen.name) if grid is None else np.asarray(grid)
     forced = run.result.generated_ids[:step]
     target = int(run.result.generated_ids[step])
-    curves = deletion_curves(loaded, run.image, run.prompt, shown, chosen, target, forced, seeds=seeds, points=points)
+    deletion, insertion = patch_curves(loaded, run.image, run.prompt, shown, chosen, target, forced, seeds=seeds,
+                                       points=points)
     check = sanity_check(loaded, run, step, layers, head, chosen.name, shown) if sanity else None
     layer_list = list(range(run.result.n_layers)) if layers is None else [int(x) for x in layers]
-    return Faithfulness(run.tokens[step], target, step, layer_list, head, chosen.name, curves, check,
+    return Faithfulness(run.tokens[step], target, step, layer_list, head, chosen.name, deletion, insertion, check,
                         clock() - start)
 
 
@@ -359,20 +424,32 @@ def over_examples(loaded: Any, examples: Sequence[Any], *, limit: int | None = N
 
 def summarise(rows: Sequence[Faithfulness]) -> dict[str, Any]:
     """Share of examples whose map beats random, and the mean numbers (the CLI's and the bench's summary)."""
-    scored = [r for r in rows if np.isfinite(r.score)]
+    scored = [r for r in rows if np.isfinite(r.p_value)]
     rhos = [r.sanity.full for r in rows if r.sanity is not None and np.isfinite(r.sanity.full)]
+
+    def share(values: list[bool]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    def stat(values: list[float], how: Callable[[Any], Any]) -> float:
+        finite = [v for v in values if np.isfinite(v)]
+        return float(how(finite)) if finite else float("nan")
+
     return {
         "n": len(rows),
         "n_scored": len(scored),
-        "beats_random": float(np.mean([r.beats_random for r in scored])) if scored else float("nan"),
-        "mean_score": float(np.mean([r.score for r in scored])) if scored else float("nan"),
-        "median_score": float(np.median([r.score for r in scored])) if scored else float("nan"),
+        "alpha": ALPHA,
+        "beats_random": share([r.beats_random for r in scored]),
+        "deletion_significant": share([r.deletion.significant for r in scored]),
+        "insertion_significant": share([r.insertion.significant for r in scored]),
+        "mean_deletion_score": stat([r.deletion.score for r in scored], np.mean),
+        "mean_insertion_score": stat([r.insertion.score for r in scored], np.mean),
+        "median_p_value": stat([r.p_value for r in scored], np.median),
         "mean_sanity_spearman": float(np.mean(rhos)) if rhos else float("nan"),
         "mean_seconds": float(np.mean([r.seconds for r in rows])) if rows else float("nan"),
     }
 
 
-__all__ = ["DEFAULT_SEEDS", "FILL", "DeletionCurves", "Faithfulness", "FaithfulnessError", "SanityCheck",
-           "cell_rectangles", "check_map", "deletion_curves", "deletion_steps", "fill_colour", "map_order",
-           "masked_image", "random_orders", "randomise_layers", "sanity_check", "spearman", "summarise",
-           "token_probabilities"]
+__all__ = ["ALPHA", "DEFAULT_SEEDS", "FILL", "Faithfulness", "FaithfulnessError", "PatchCurves", "SanityCheck",
+           "cell_rectangles", "check_map", "deletion_steps", "fill_colour", "map_order", "masked_image",
+           "patch_curves", "random_orders", "randomise_layers", "revealed_image", "sanity_check", "spearman",
+           "summarise", "token_probabilities"]

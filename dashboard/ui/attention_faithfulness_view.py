@@ -1,4 +1,4 @@
-"""Attention page: "Check this map" — the deletion curve against random orders and the randomisation check.
+"""Attention page: "Check this map" — deletion and insertion curves against random orders, and the randomisation check.
 
 The checks live in :mod:`dashboard.attention.faithfulness` (the CLI runs the same code); this module only
 runs them through the admission gate and draws the result. Results stay in the session, keyed by the
@@ -17,7 +17,8 @@ import streamlit as st
 
 from dashboard.admission import Job
 from dashboard.attention.analysis import AttentionRun
-from dashboard.attention.faithfulness import FILL, DeletionCurves, Faithfulness, FaithfulnessError, check_map
+from dashboard.attention.charts import LEGEND_ABOVE
+from dashboard.attention.faithfulness import ALPHA, FILL, Faithfulness, FaithfulnessError, PatchCurves, check_map
 from dashboard.attention.sweep import ANALYSIS_ERRORS
 from dashboard.ui.gate import admitted
 from dashboard.ui.resources import get_pool
@@ -32,7 +33,7 @@ def _key(run: AttentionRun, step: int, opts: dict[str, Any]) -> str:
 
 
 def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | Exception:
-    """Both checks on the pooled checkpoint, through the one admission gate (it runs the model ~100 times)."""
+    """Both checks on the pooled checkpoint, through the one admission gate (it runs the model on ~1,300 pictures)."""
     try:
         with admitted(Job("Map faithfulness check")), get_pool().turn(Path(run.checkpoint)) as loaded:
             return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"])
@@ -42,48 +43,68 @@ def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness
         return exc
 
 
-def deletion_figure(curves: DeletionCurves, token: str) -> go.Figure:
-    """Probability of the token as patches are deleted: the map's order against each random order and their mean."""
+CURVE_WORDS = {"deletion": ("Deleting", "deleted"), "insertion": ("Inserting", "inserted")}
+
+
+def curve_figure(curves: PatchCurves, token: str) -> go.Figure:
+    """Probability of the token as patches are deleted (inserted): the map's order against each random order
+    and their mean."""
+    verb, done = CURVE_WORDS[curves.kind]
     x = [100 * f for f in curves.fractions]
     fig = go.Figure()
     for seed, ys in zip(curves.seeds, curves.by_random, strict=True):
-        fig.add_trace(go.Scatter(x=x, y=ys, mode="lines", line={"color": "rgba(150,150,150,0.35)", "width": 1},
-                                 name=f"random order (seed {seed})", showlegend=False))
+        fig.add_trace(go.Scatter(x=x, y=ys, mode="lines", line={"color": "rgba(150,150,150,0.25)", "width": 1},
+                                 name=f"random order (seed {seed})", showlegend=False, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=x, y=curves.random_mean.tolist(), mode="lines", name="random orders (mean)",
                              line={"color": "grey", "dash": "dash"}))
     fig.add_trace(go.Scatter(x=x, y=curves.by_map, mode="lines+markers", name="most attended first",
                              line={"color": "#d62728"}))
-    fig.update_layout(title=f"Deleting patches: probability of “{token}”", height=320,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
-    fig.update_xaxes(title="patches deleted (%)", range=[0, 100])
+    fig.update_layout(title={"text": f"{verb} patches: probability of “{token}”", "y": 0.98, "yanchor": "top"},
+                      height=340, margin={"l": 10, "r": 10, "t": 90, "b": 10}, legend=LEGEND_ABOVE)
+    fig.update_xaxes(title=f"patches {done} (%)", range=[0, 100])
     fig.update_yaxes(title="probability", rangemode="tozero")
     return fig
 
 
+def _p_text(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else f"{p:.3f}"
+
+
 def _show(result: Faithfulness) -> None:
-    curves = result.deletion
-    left, right = st.columns([3, 2])
-    left.plotly_chart(deletion_figure(curves, html.escape(result.token)), key="attn.faith_fig")
-    score = result.score
-    right.metric("Faithfulness (area between curves)", "n/a" if not np.isfinite(score) else f"{score:+.2f}",
-                 help="Area between the mean random curve and the map's curve, probability relative to nothing "
-                      "deleted, x = share of patches deleted: > 0 the map beats random, 0 no better, < 0 worse.")
+    token = html.escape(result.token)
+    left, right = st.columns(2)
+    for column, curves in zip((left, right), result.curves, strict=True):
+        column.plotly_chart(curve_figure(curves, token), key=f"attn.faith_fig.{curves.kind}")
+        score = curves.score
+        column.caption(f"{CURVE_WORDS[curves.kind][0]} the most attended patches first: area between the curves "
+                       f"**{'n/a' if not np.isfinite(score) else f'{score:+.2f}'}**, permutation p = "
+                       f"**{_p_text(curves.p_value)}** among {len(curves.seeds)} random orders.")
+    verdict, p_value, sanity = st.columns(3)
+    verdict.metric("Beats random orders", "yes" if result.beats_random else "no",
+                   help=f"Yes when the map's deletion or insertion curve is better than random orders at p ≤ {ALPHA} "
+                        "(the smaller of the two p-values, doubled for testing two curves). p ranks the map's area "
+                        "among the random orders' areas.")
+    p_value.metric("p (both curves)", _p_text(result.p_value),
+                   help="The smaller curve p-value × 2 (Bonferroni). With N random orders the smallest possible "
+                        "per-curve p is 1 / (N + 1).")
     rho = result.sanity.full if result.sanity is not None else float("nan")
-    right.metric("Same map after randomising the weights (Spearman)", "n/a" if not np.isfinite(rho) else f"{rho:.2f}",
-                 help="Rank correlation between this map and the map of a copy whose decoder layers were all "
-                      "re-initialised (Adebayo et al. 2018). Near 1: the map hardly depends on the trained weights.")
-    verdict = ("deleting the patches this map points at first removes the token's probability faster than deleting "
-               "patches at random" if result.beats_random else
-               "deleting the patches this map points at first removes the token's probability no faster than "
-               "deleting patches at random — on this example the map does not show what the model uses")
+    sanity.metric("Map with random weights (ρ)", "n/a" if not np.isfinite(rho) else f"{rho:.2f}",
+                  help="Rank correlation between this map and the map of a copy whose decoder layers were all "
+                       "re-initialised (Adebayo et al. 2018). Near 1: the map hardly depends on the trained weights.")
+    what = ("what this map points at is what the model uses for this token: deleting it first removes the token, "
+            "or inserting it first restores the token, faster than random orders" if result.beats_random else
+            "neither deleting nor inserting the patches this map points at first changes the token faster than "
+            "random orders — on this example the map does not show what the model uses")
     stages = ""
     if result.sanity is not None:
         stages = " Randomised from the top: " + ", ".join(
             f"{n} layer{'s' if n > 1 else ''} ρ = {r:.2f}" for n, r in
             zip(result.sanity.randomised_layers, result.sanity.spearman, strict=True)) + "."
-    right.caption(f"On this example, {verdict}. Deleted patches are painted with the {FILL} in the picture the "
-                  f"processor sees; random = mean of {len(curves.seeds)} random orders. Probability of the token "
-                  f"with nothing deleted: {curves.base:.3f}.{stages} Computed in {result.seconds:.1f} s.")
+    st.caption(f"On this example, {what}. Deleted patches are painted with the {FILL} in the picture the "
+               f"processor sees; insertion starts from the picture painted all over. Deletion cannot show evidence "
+               f"for the answer the model gives a painted picture (its probability stays), insertion can. "
+               f"Probability of the token with the whole picture: {result.deletion.base:.3f}.{stages} "
+               f"Computed in {result.seconds:.1f} s.")
 
 
 def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> None:
@@ -93,12 +114,13 @@ def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> N
     key = _key(run, step, opts)
     if key not in results:
         st.caption("Is this attention map faithful? Deletes the image patches it points at (and random ones) from "
-                   "the model's input and watches the token's probability, and checks that the map changes when "
-                   "the model's weights are randomised. Checks the attention map of these layers and head (not the "
-                   "rollout); runs the model about a hundred times in a few batches.")
+                   "the model's input, and inserts them into a painted picture, watching the token's probability; "
+                   "checks that the map changes when the model's weights are randomised. Checks the attention map "
+                   "of these layers and head (not the rollout); runs the model on about 1,300 pictures in batches "
+                   "(seconds on the demo model, minutes on a large one).")
         if not st.button("Check this map", key=K_BUTTON):
             return
-        with st.spinner("Deleting patches and randomising a copy of the model…"):
+        with st.spinner("Deleting and inserting patches, randomising a copy of the model…"):
             result = _compute(run, step, opts)
         if isinstance(result, Exception):
             show_model_error(result, "Map check failed")  # not kept: a refusal may pass on the next click

@@ -1,5 +1,6 @@
-"""Trust in a map: the deletion curve separates a map that points at what the answer uses from one that does not,
-the sanity check never touches the pooled model, and the page's button shows the result.
+"""Trust in a map: the deletion and insertion curves separate a map that points at what the answer uses from one
+that does not, the permutation p counts what it should, the sanity check never touches the pooled model, and the
+page's button shows the result.
 
 The planted case keeps the real processor and the adapter's geometry (what the check deletes is what the
 processor feeds each vision patch) and replaces only the network by one whose answer reads a single patch.
@@ -86,16 +87,28 @@ def _check(planted: dict[str, Any], grid: np.ndarray) -> fa.Faithfulness:
     return fa.check_map(planted["loaded"], planted["run"], 0, grid=grid, sanity=False)
 
 
+def _target_index(planted: dict[str, Any]) -> int:
+    return TARGET_CELL[0] * planted["view"].shape[1] + TARGET_CELL[1]
+
+
 def test_a_map_on_the_region_the_answer_reads_beats_random(planted: dict[str, Any]) -> None:
     rows, cols = planted["view"].shape
     grid = np.zeros((rows, cols))
     grid[TARGET_CELL] = 1.0  # forced to point at the one patch the answer depends on
     result = _check(planted, grid)
-    curve = result.deletion.by_map
-    assert curve[1] < curve[0]  # the first deletion already takes probability away
-    assert all(abs(y - curve[1]) < 1e-6 for y in curve[1:])  # and nothing deleted later matters
-    assert result.beats_random and result.score > 0
-    assert len(result.deletion.by_random) == len(fa.DEFAULT_SEEDS)
+    deleted, inserted = result.deletion.by_map, result.insertion.by_map
+    assert deleted[1] < deleted[0]  # the first deletion already takes probability away
+    assert all(abs(y - deleted[1]) < 1e-6 for y in deleted[1:])  # and nothing deleted later matters
+    assert inserted[1] > inserted[0]  # inserting that one patch alone brings it back
+    assert all(abs(y - inserted[-1]) < 1e-6 for y in inserted[1:])
+    assert result.deletion.score > 0 and result.insertion.score > 0
+    # The permutation p is exact here: only a random order that also starts with the target cell is as good.
+    ties = sum(int(order[0]) == _target_index(planted) for order in fa.random_orders(rows * cols, fa.DEFAULT_SEEDS))
+    expected = (1 + ties) / (1 + len(fa.DEFAULT_SEEDS))
+    assert result.deletion.p_value == pytest.approx(expected) and result.insertion.p_value == pytest.approx(expected)
+    assert result.p_value == pytest.approx(min(1.0, 2 * expected))
+    assert result.beats_random == (2 * expected <= fa.ALPHA + 1e-12)
+    assert len(result.deletion.by_random) == len(result.insertion.by_random) == len(fa.DEFAULT_SEEDS)
 
 
 def test_a_map_pointing_elsewhere_does_not_beat_random(planted: dict[str, Any]) -> None:
@@ -103,10 +116,52 @@ def test_a_map_pointing_elsewhere_does_not_beat_random(planted: dict[str, Any]) 
     r, c = np.mgrid[0:rows, 0:cols]
     grid = np.hypot(r - TARGET_CELL[0], c - TARGET_CELL[1])  # most attention farthest from the patch that matters
     result = _check(planted, grid)
-    assert not result.beats_random and result.score < 0
+    assert not result.beats_random and result.deletion.score < 0 and result.insertion.score < 0
+    assert result.deletion.p_value > 0.5 and result.insertion.p_value > 0.5
     pointed = np.zeros((rows, cols))
     pointed[TARGET_CELL] = 1.0
-    assert _check(planted, pointed).score > result.score
+    better = _check(planted, pointed)
+    assert better.deletion.score > result.deletion.score and better.insertion.score > result.insertion.score
+
+
+def test_curves_end_where_the_whole_and_the_painted_picture_are(planted: dict[str, Any]) -> None:
+    """Deletion runs whole → painted, insertion painted → whole; every order shares both ends."""
+    rows, cols = planted["view"].shape
+    result = fa.check_map(planted["loaded"], planted["run"], 0, grid=np.ones((rows, cols)), sanity=False,
+                          seeds=(0, 1, 2), points=8)
+    deletion, insertion = result.curves
+    assert deletion.fractions == insertion.fractions and deletion.fractions[0] == 0 and deletion.fractions[-1] == 1
+    for curve in [deletion.by_map, *deletion.by_random]:
+        assert curve[0] == deletion.by_map[0] and curve[-1] == deletion.by_map[-1]
+    for curve in [insertion.by_map, *insertion.by_random]:
+        assert curve[0] == deletion.by_map[-1] and curve[-1] == deletion.by_map[0]
+    assert deletion.base == insertion.base == deletion.by_map[0]
+
+
+def test_deletion_steps_are_dense_where_a_map_makes_its_claim() -> None:
+    steps = fa.deletion_steps(100, 21)
+    assert steps[0] == 0 and steps[-1] == 100 and len(steps) <= 21
+    assert np.all(np.diff(steps) > 0)
+    assert list(steps[:6]) == [0, 1, 2, 3, 4, 5]  # one patch at a time first
+    assert list(fa.deletion_steps(4, 21)) == [0, 1, 2, 3, 4]
+    with pytest.raises(fa.FaithfulnessError):
+        fa.deletion_steps(0)
+
+
+def test_p_value_ranks_the_map_among_the_random_orders() -> None:
+    fractions = [0.0, 0.5, 1.0]
+
+    def curves(kind: fa.Kind, by_map: list[float]) -> fa.PatchCurves:
+        randoms = [[1.0, 0.9, 0.0], [1.0, 0.5, 0.0], [1.0, 0.7, 0.0]] if kind == "deletion" else \
+                  [[0.0, 0.1, 1.0], [0.0, 0.5, 1.0], [0.0, 0.3, 1.0]]
+        return fa.PatchCurves(kind, fractions, by_map, randoms, [0, 1, 2])
+
+    assert curves("deletion", [1.0, 0.1, 0.0]).p_value == pytest.approx(1 / 4)  # better than all three
+    assert curves("deletion", [1.0, 0.5, 0.0]).p_value == pytest.approx(2 / 4)  # a tie counts against the map
+    assert curves("deletion", [1.0, 1.0, 0.0]).p_value == pytest.approx(1.0)
+    assert curves("insertion", [0.0, 0.9, 1.0]).p_value == pytest.approx(1 / 4)
+    assert curves("insertion", [0.0, 0.0, 1.0]).p_value == pytest.approx(1.0)
+    assert curves("deletion", [1.0, 0.1, 0.0]).score > 0 > curves("deletion", [1.0, 1.0, 0.0]).score
 
 
 def test_deletion_paints_exactly_the_cells_boxes(planted: dict[str, Any]) -> None:
@@ -119,6 +174,12 @@ def test_deletion_paints_exactly_the_cells_boxes(planted: dict[str, Any]) -> Non
     x0, y0, x1, y1 = rects[cell]  # type: ignore[misc]
     assert changed[y0:y1, x0:x1].all() and changed.sum() == (x1 - x0) * (y1 - y0)
     assert (masked[y0:y1, x0:x1] == colour).all()
+    revealed = np.asarray(fa.revealed_image(image, rects, [cell], colour))
+    kept = np.all(revealed == np.asarray(image), axis=-1)
+    assert kept[y0:y1, x0:x1].all()
+    outside = np.ones(kept.shape, dtype=bool)
+    outside[y0:y1, x0:x1] = False
+    assert (revealed[outside] == colour).all()
 
 
 def test_spearman_matches_scipy() -> None:
@@ -168,14 +229,17 @@ def test_the_check_this_map_button_shows_the_curves_and_numbers(app_env: Path, d
     at.button(key="attn.faith_go").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("plotly_chart")) == charts + 1
-    labels = [m.label for m in at.metric]
-    assert "Faithfulness (area between curves)" in labels
-    assert "Same map after randomising the weights (Spearman)" in labels
+    assert len(at.get("plotly_chart")) == charts + 2  # deletion and insertion
+    labels = {m.label for m in at.metric}
+    assert {"Beats random orders", "p (both curves)", "Map with random weights (ρ)"} <= labels
     stored = next(iter(at.session_state["attn.faith"].values()))
-    shown = next(m.value for m in at.metric if m.label.startswith("Faithfulness"))
-    assert shown == f"{stored.score:+.2f}"  # the number on the page is the check's number
-    assert any(fa.FILL in c.value for c in at.caption)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["p (both curves)"] == f"{stored.p_value:.3f}"  # the numbers on the page are the check's numbers
+    assert shown["Beats random orders"] == ("yes" if stored.beats_random else "no")
+    captions = [c.value for c in at.caption]
+    for curves in stored.curves:
+        assert any(f"**{curves.score:+.2f}**" in c and f"**{curves.p_value:.3f}**" in c for c in captions)
+    assert any(fa.FILL in c for c in captions)
 
 
 def test_cli_prints_what_the_page_computes(pool: ModelPool, last_checkpoint: Path, demo_run_dir: Path,
@@ -194,7 +258,9 @@ def test_cli_prints_what_the_page_computes(pool: ModelPool, last_checkpoint: Pat
                       lens_image_tokens=False)
         direct = fa.check_map(loaded, run, 0, seeds=(0, 1), points=6)
     assert row["id"] == example.id and row["token_id"] == direct.token_id
-    assert row["score"] == pytest.approx(direct.score, abs=1e-6)
+    for name in ("deletion_score", "insertion_score", "deletion_p", "insertion_p", "p_value"):
+        assert row[name] == pytest.approx(direct.to_dict()[name], abs=1e-6), name
+    assert row["beats_random"] == direct.beats_random
     assert row["sanity_spearman"] == pytest.approx(direct.sanity.full, abs=1e-6)  # type: ignore[union-attr]
     assert report["summary"]["beats_random"] == float(direct.beats_random)
     assert main(["faithfulness", "--checkpoint", str(demo_run_dir / "no-such-checkpoint"), "--json"]) == 2

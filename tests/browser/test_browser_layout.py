@@ -7,6 +7,7 @@ On each state the test fails when
   capture's output) lies outside the viewport,
 - a chart's legend overlaps an axis title (bounding boxes of ``.legend`` and ``.xtitle``/``.ytitle`` in
   the Plotly SVG).
+The Attention page's states include the map check (*Check this map*: deletion and insertion curves, verdict).
 Screenshots of every state at both sizes go to ``test-artifacts/layout-<width>-<state>.png``.
 
 Fails on today's main: at 1400 px the Inference timings read "11…", the gallery buttons "0‥", the
@@ -184,6 +185,15 @@ def test_every_page_reads_at_a_glance(page, server, artifacts_dir, demo_runs_roo
     in_view(page, page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Output of checkpoint").first,
             "attention-captured", "the captured output", failures)
     check(page, "attention-captured", failures, artifacts_dir, size)
+    faith = button(page, "Check this map")
+    faith.scroll_into_view_if_needed()
+    faith.click()
+    verdict = page.locator('[data-testid="stMetric"]').filter(has_text="Beats random orders").first
+    verdict.wait_for(timeout=300_000)
+    settle(page)
+    in_view(page, page.locator(".js-plotly-plot").filter(has_text="Inserting patches").first,
+            "attention-faithfulness", "the insertion curve", failures)
+    check(page, "attention-faithfulness", failures, artifacts_dir, size)
     across = button(page, "Show across checkpoints")
     across.scroll_into_view_if_needed()
     across.click()
