@@ -472,8 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="eval set file (default: the first file in the run's eval/ folder)")
     faith.add_argument("--limit", type=int, default=None, help="only the first N examples (default: all)")
     faith.add_argument("--seeds", type=int, default=len(DEFAULT_SEEDS),
-                       help=f"random orders the map is ranked among (default {len(DEFAULT_SEEDS)}: the fewest that can "
-                            "reach p = 0.025 per curve)")
+                       help=f"random orders the map is ranked among (default {len(DEFAULT_SEEDS)}: p in steps of 0.01; "
+                            "fewer than 39 can never reach the p ≤ 0.025 a curve needs)")
     faith.add_argument("--points", type=int, default=DEFAULT_POINTS,
                        help=f"points on each curve at most (default {DEFAULT_POINTS}: 1, 2, 3, … patches, then "
                             "wider steps)")

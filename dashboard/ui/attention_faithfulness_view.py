@@ -33,7 +33,7 @@ def _key(run: AttentionRun, step: int, opts: dict[str, Any]) -> str:
 
 
 def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | Exception:
-    """Both checks on the pooled checkpoint, through the one admission gate (it runs the model on ~1,300 pictures)."""
+    """Both checks on the pooled checkpoint, through the one admission gate (it runs the model on ~3,200 pictures)."""
     try:
         with admitted(Job("Map faithfulness check")), get_pool().turn(Path(run.checkpoint)) as loaded:
             return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"])
@@ -116,7 +116,7 @@ def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> N
         st.caption("Is this attention map faithful? Deletes the image patches it points at (and random ones) from "
                    "the model's input, and inserts them into a painted picture, watching the token's probability; "
                    "checks that the map changes when the model's weights are randomised. Checks the attention map "
-                   "of these layers and head (not the rollout); runs the model on about 1,300 pictures in batches "
+                   "of these layers and head (not the rollout); runs the model on about 3,200 pictures in batches "
                    "(seconds on the demo model, minutes on a large one).")
         if not st.button("Check this map", key=K_BUTTON):
             return

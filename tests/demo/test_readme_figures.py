@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.attention.faithfulness import DEFAULT_POINTS, DEFAULT_SEEDS
 from dashboard.demo.build import MARKER, PRESETS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,3 +92,25 @@ def test_readme_seed_table_is_recorded_full_builds() -> None:
         for seed, figure in enumerate(figures):
             assert (cpu, seed) in last, f"README quotes seed {seed} on {cpu!r}, which is not recorded"
             assert float(figure) == pytest.approx(100 * last[(cpu, seed)], abs=0.05)
+
+
+FAITHFULNESS = REPO / "bench" / "faithfulness_demo.json"
+# A row of README's faithfulness table: "| checkpoint-N | em % | **beats %** | deletion % | insertion % | rho |".
+FAITH_ROW = re.compile(r"^\| (checkpoint-\d+) \| ([\d.]+) % \| \*\*([\d.]+) %\*\* \| ([\d.]+) % \| ([\d.]+) % \| "
+                       r"([−-]?[\d.]+) \|$", re.M)
+
+
+def test_readme_faithfulness_table_is_the_recorded_cli_summary() -> None:
+    """README's faithfulness figures are the recorded `python -m dashboard faithfulness` summaries, row by row."""
+    record = json.loads(FAITHFULNESS.read_text(encoding="utf-8"))
+    rows = FAITH_ROW.findall(README.read_text(encoding="utf-8"))
+    assert [r[0] for r in rows] == [c["checkpoint"] for c in record["checkpoints"]], "README's faithfulness table"
+    for (_, exact, beats, deletion, insertion, rho), recorded in zip(rows, record["checkpoints"], strict=True):
+        summary = recorded["summary"]
+        assert float(exact) == pytest.approx(100 * recorded["exact_match"], abs=0.05)
+        for shown, key in ((beats, "beats_random"), (deletion, "deletion_significant"),
+                           (insertion, "insertion_significant")):
+            assert float(shown) == pytest.approx(100 * summary[key], abs=0.5), key
+        assert float(rho.replace("−", "-")) == pytest.approx(summary["mean_sanity_spearman"], abs=0.005)
+        assert summary["n_scored"] == 100  # the record is of today's defaults (the CLI's and the page's)
+        assert recorded["random_orders"] == len(DEFAULT_SEEDS) and recorded["points"] == DEFAULT_POINTS
