@@ -17,6 +17,8 @@ from transformers.utils import ModelOutput
 
 from dashboard import generation
 from dashboard.attention.capture import capture_generate
+from dashboard.attention.faithfulness import token_probabilities
+from dashboard.attention.rollout import full_attentions
 from dashboard.generation import GenerationSettings, build_inputs, generate, stream
 from dashboard.models import vision_chunks
 from dashboard.models.loading import LoadedModel, load_checkpoint
@@ -220,3 +222,19 @@ def test_rows_per_chunk_follow_the_patch_budget(loaded: dict[str, LoadedModel], 
     with torch.no_grad(), vision_in_chunks(loaded["smolvlm"].model):
         encoder(pixel_values=pixel_values, patch_attention_mask=mask)
     assert sizes == [3, 3, 1]
+
+
+def test_faithfulness_batch_and_rollout_identical_in_chunks(loaded: dict[str, LoadedModel], joins: list[int],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batched teacher-forced forward (images × tiles rows) and rollout's one forward: same values in chunks."""
+    tiled, smol = loaded["llava_next"], loaded["smolvlm"]
+    images = [_image(4), _image(5)]
+    chunked_p = token_probabilities(tiled, images, PROMPT, [], target_id=7, batch_size=2)
+    inputs = dict(build_inputs(smol, _image(6), PROMPT))
+    chunked_r = full_attentions(smol.model, inputs)
+    assert len(joins) == 2 and joins[0] > len(images)  # every tile of both images went through the wrapper
+    monkeypatch.setattr(vision_chunks, "TOKEN_BUDGET", 10**9)
+    np.testing.assert_allclose(chunked_p, token_probabilities(tiled, images, PROMPT, [], target_id=7, batch_size=2),
+                               rtol=1e-5, atol=1e-9)
+    for a, b in zip(chunked_r, full_attentions(smol.model, inputs), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
