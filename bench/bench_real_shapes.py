@@ -321,7 +321,11 @@ def run_config(work: Path, family: str, dtype: str, parts: list[str], repeats: i
               f"(generate start → first token) {r['app_ttft_s'] * 1000:.0f} ms", flush=True)
     if "capture" in parts:
         rows = {}
-        for mode in ("plain", "app_plain", "output_attentions", "capture"):
+        from dashboard.models.vision_chunks import ENCODERS
+
+        chunked = json.loads((folder / "config.json").read_text()).get("model_type") in ENCODERS
+        for mode in ("plain", "app_plain", "output_attentions", "capture") if chunked else \
+                ("plain", "output_attentions", "capture"):  # app_plain is plain where nothing is chunked
             rows[mode] = _child("_capture", str(folder), family, dtype, mode, str(folder.parent / f"{mode}.npz"),
                                 str(new_tokens), env=_malloc_env())
         import numpy as np
