@@ -128,10 +128,14 @@ def vision_in_chunks(model: nn.Module, token_budget: int | None = None) -> Itera
     if encoder is None or isinstance(encoder.__dict__.get("forward"), _Chunked):
         yield
         return
+    previous = encoder.__dict__.get("forward")  # an instance-level forward already there (accelerate's hooks) stays
     chunked = _Chunked(encoder, encoder.forward, TOKEN_BUDGET if token_budget is None else token_budget)
     encoder.forward = chunked  # type: ignore[method-assign]  # an instance attribute shadows the class's forward
     try:
         yield
     finally:
         if encoder.__dict__.get("forward") is chunked:
-            del encoder.__dict__["forward"]
+            if previous is None:
+                del encoder.__dict__["forward"]
+            else:
+                encoder.__dict__["forward"] = previous

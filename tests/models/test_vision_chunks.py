@@ -238,3 +238,26 @@ def test_faithfulness_batch_and_rollout_identical_in_chunks(loaded: dict[str, Lo
                                rtol=1e-5, atol=1e-9)
     for a, b in zip(chunked_r, full_attentions(smol.model, inputs), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_an_instance_forward_already_there_is_kept(loaded: dict[str, LoadedModel], joins: list[int]) -> None:
+    """Wrappers that hook ``forward`` on the instance (accelerate's offloading does) are chunked through, then back."""
+    model = loaded["smolvlm"].model
+    encoder = vision_encoder(model)
+    assert encoder is not None
+    calls: list[int] = []
+    own = encoder.forward
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return own(*args, **kwargs)
+
+    encoder.forward = hooked  # type: ignore[method-assign]
+    try:
+        inputs = build_inputs(loaded["smolvlm"], _image(7), PROMPT)
+        with torch.no_grad(), vision_in_chunks(model):
+            model.generate(**inputs, max_new_tokens=1, do_sample=False)
+        assert joins and len(calls) == joins[0]  # every chunk went through the instance's own wrapper
+        assert encoder.__dict__["forward"] is hooked
+    finally:
+        del encoder.__dict__["forward"]
