@@ -22,6 +22,7 @@ from transformers.feature_extraction_utils import BatchFeature
 
 from dashboard.chat_template import ChatTemplateError, render_chat_template
 from dashboard.models.loading import LoadedModel
+from dashboard.models.vision_chunks import vision_in_chunks
 
 CHARS_PER_TOKEN_LIMIT = 16
 """A prompt longer than this many characters per token of context is refused before tokenizing."""
@@ -296,7 +297,7 @@ class _FirstTokenClock(CancelCheck):
 
 def _run_generate(loaded: LoadedModel, inputs: BatchFeature, settings: GenerationSettings,
                   clock: _FirstTokenClock, streamer: Any = None) -> torch.Tensor:
-    with loaded.lock, torch.inference_mode():
+    with loaded.lock, torch.inference_mode(), vision_in_chunks(loaded.model):
         torch.manual_seed(settings.seed)
         try:
             return loaded.model.generate(**inputs, **settings.generate_kwargs(), streamer=streamer,

@@ -22,6 +22,7 @@ import torch
 from transformers import PreTrainedModel
 
 from dashboard.attention.hooks import CaptureError, ModelParts, Site, capturing
+from dashboard.models.vision_chunks import vision_in_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def capture_generate(model: PreTrainedModel, inputs: dict[str, Any], *, max_new_
     lens = LogitLens(parts, image_positions, lens_top_k, lens_image_tokens) if lens_top_k > 0 else None
     cancel = CancelCheck(should_stop)
     criteria = StoppingCriteriaList([*(generate_kwargs.pop("stopping_criteria", None) or []), cancel])
-    with capturing(parts, [rows] if lens is None else [rows, lens], lock):
+    with capturing(parts, [rows] if lens is None else [rows, lens], lock), vision_in_chunks(model):
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, stopping_criteria=criteria,
                                 **generate_kwargs)
     cancel.raise_if_cancelled("attention capture")

@@ -48,6 +48,7 @@ from dashboard.attention.analysis import analyse, force_tokens
 from dashboard.attention.capture import capture_generate
 from dashboard.attention.hooks import ModelParts
 from dashboard.attention.overlay import HeadMode, token_attention
+from dashboard.models.vision_chunks import vision_in_chunks
 
 FILL = "image median colour"  # what a deleted patch is painted with (said in every caption and export)
 ALPHA = 0.05  # family-wise level of "beats random" over the two curves (each tested at ALPHA / 2)
@@ -152,7 +153,9 @@ def token_probabilities(loaded: Any, images: Sequence[Image.Image], prompt: str,
     out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         inputs = _batched_inputs(loaded, images[start:start + batch_size], prompt, forced)
-        with loaded.lock, torch.inference_mode():  # only the last position's logits: the LM head is the big matmul
+        # only the last position's logits (the LM head is the big matmul); a batch of images × tiles through the
+        # vision encoder a few at a time
+        with loaded.lock, torch.inference_mode(), vision_in_chunks(loaded.model):
             logits = loaded.model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
         out.append(logits.softmax(-1)[:, int(target_id)].cpu().numpy())
     return np.concatenate(out).astype(np.float64)

@@ -23,6 +23,7 @@ import numpy as np
 
 from dashboard.attention.capture import HeadMeanAttention
 from dashboard.attention.hooks import ModelParts, capturing
+from dashboard.models.vision_chunks import vision_in_chunks
 
 
 def rollout_row(attentions: Sequence[np.ndarray], query: int = -1, upto: int | None = None,
@@ -55,7 +56,7 @@ def full_attentions(model: Any, inputs: dict[str, Any], lock: Any = None) -> lis
     """Head-mean ``[seq, seq]`` attention of every language-model layer for ``inputs`` (batch 1), via eager."""
     parts = ModelParts.of(model)
     mean = HeadMeanAttention(len(parts.layers))
-    with capturing(parts, [mean], lock):
+    with capturing(parts, [mean], lock), vision_in_chunks(model):
         model(**inputs, use_cache=False)
     return mean.matrices()
 
