@@ -26,6 +26,7 @@ from dashboard.runs.hparams import distinguishing_labels
 from dashboard.runs.metrics import SOURCE_FILES
 from dashboard.runs.run import RunData, run_signature
 from dashboard.timeline.downsample import DEFAULT_MAX_POINTS, minmax_indices
+from dashboard.timeline.margins import reserved_margins
 from dashboard.timeline.plain_figure import PlainFigure
 from dashboard.timeline.scores import score_series
 from dashboard.timeline.series import (
@@ -367,8 +368,10 @@ def build_figure(run: RunData, options: ChartOptions, overlays: list[RunData] | 
     fig.set_x_title(n_rows, X_LABELS.get(options.x_axis, options.x_axis))
     # Checkpoint markers are drawn last, i.e. on top of the curves.
     fig.data.sort(key=lambda trace: trace.get("mode") == "markers")  # stable
+    height = ROW_HEIGHT * n_rows + 80
     fig.update_layout(
-        height=ROW_HEIGHT * n_rows + 80, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
+        # what the legend and axis labels would push the margins to: Plotly draws the figure once
+        height=height, margin=reserved_margins(fig.data, height, options.x_axis), hovermode="closest",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         clickmode="event+select", dragmode="zoom",
         uirevision=f"{run.path}|{options.x_axis}|{','.join(options.metrics)}",

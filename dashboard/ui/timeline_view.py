@@ -7,6 +7,7 @@ Parsing, smoothing, downsampling, figure building and selection mapping live in
 from __future__ import annotations
 
 import zlib
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,7 @@ from dashboard.timeline.series import (
     best_checkpoint,
     default_metrics,
     default_mode,
+    derived,
     metric_groups,
     plot_metrics,
 )
@@ -59,18 +61,19 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
     """Chart controls; keys are per run so switching runs never leaves stale options behind."""
     metrics = plot_metrics(run)
     k = f"tl.{zlib.crc32(str(run.path).encode()):08x}"
-    groups = metric_groups(metrics)
+    groups = derived(run, ("metric_groups",), lambda: metric_groups(metrics))
     options = groups["train"] + groups["eval"] + [m for split, names in groups.items()
                                                   if split not in ("train", "eval") for m in names]
     split_of = {m: split for split, names in groups.items() for m in names}
     c1, c2, c3 = st.columns([3, 1.2, 1.2])
     from_url = url_state.arrival_value("metrics", url_state.decode_names(options), "metrics")
-    default = from_url if from_url is not None else [m for m in default_metrics(metrics, run.series) if m in options]
+    default = from_url if from_url is not None else [
+        m for m in derived(run, ("default_metrics",), lambda: default_metrics(metrics, run.series)) if m in options]
     chosen = c1.multiselect("Metrics", options, default=default,
                             format_func=lambda m: f"{split_of.get(m, '')} · {m}", key=f"{k}.metrics",
                             help="Train and eval metrics (eval_* names) from trainer_state.json / TensorBoard.")
     url_state.publish("metrics", ",".join(chosen))
-    axes = available_axes(metrics)
+    axes = derived(run, ("available_axes",), lambda: available_axes(metrics))
     _from_url("x", f"{k}.x_axis", url_state.decode_choice(axes), "x axis")
     _from_url("log", f"{k}.log_y", _decode_flag, "log scale")
     _from_url("smooth", f"{k}.smoothing", _decode_smoothing, "smoothing")
@@ -141,11 +144,13 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
 def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
     """For each chosen metric logged by several sources: say which is drawn and let the user pick
     another or overlay them all."""
-    options = source_choices(run.surviving_metrics, run.series)
+    # per loaded run, not per rerun: grouping the run's table by metric and source was a fifth of
+    # a Timeline rerun's script time (py-spy, issue 35)
+    options = derived(run, ("source_choices",), lambda: source_choices(run.surviving_metrics, run.series))
     picked: dict[str, str] = {}
     for metric in [m for m in chosen if m in options]:
         available = options[metric]
-        counts = source_counts(run.surviving_metrics, metric)
+        counts = derived(run, ("source_counts", metric), partial(source_counts, run.surviving_metrics, metric))
         choice = st.radio(
             f"Source of {markdown_safe(metric)}", [*available, "all"], horizontal=True, key=f"{k}.source.{metric}",
             format_func=lambda s, c=counts: "overlay all" if s == "all" else
