@@ -169,12 +169,15 @@ def build_inputs(loaded: LoadedModel, image: Image.Image | Sequence[Image.Image]
                                    f"at most {context:,} tokens: shorten it")
     texts = [format_prompt(loaded, p.strip(), f.strip()) for p, f in zip(prompts, prefills, strict=True)]
     kwargs: dict[str, Any] = {"padding": True} if len(texts) > 1 else {}
+    # A batch gives each prompt its own list of images: processors that count images per prompt (Idefics3/SmolVLM,
+    # Gemma 3/4) refuse a flat list of three images for three prompts; the others flatten it the same either way.
+    rgb = [im.convert("RGB") for im in images]
     try:
-        inputs = loaded.processor(images=[im.convert("RGB") for im in images], text=texts, return_tensors="pt",
-                                  **kwargs)
+        inputs = loaded.processor(images=[[im] for im in rgb] if len(rgb) > 1 else rgb, text=texts,
+                                  return_tensors="pt", **kwargs)
     except (ValueError, TypeError, KeyError) as exc:
         raise GenerationInputError(f"the processor could not prepare the inputs: {exc}") from exc
-    return inputs.to(loaded.device, dtype=loaded.dtype)
+    return _without_labels(inputs).to(loaded.device, dtype=loaded.dtype)
 
 
 def build_prompt_inputs(loaded: LoadedModel, images: Sequence[Image.Image], prompt: str,
@@ -189,10 +192,18 @@ def build_prompt_inputs(loaded: LoadedModel, images: Sequence[Image.Image], prom
         inputs = loaded.processor(images=[im.convert("RGB") for im in images], text=[text], return_tensors="pt")
     except (ValueError, TypeError, KeyError) as exc:
         raise GenerationInputError(f"the processor could not prepare the inputs: {exc}") from exc
-    return inputs.to(loaded.device, dtype=loaded.dtype)
+    return _without_labels(inputs).to(loaded.device, dtype=loaded.dtype)
 
 
 # ---------------------------------------------------------------------------- helpers
+def _without_labels(inputs: BatchFeature) -> BatchFeature:
+    """Drop the ``labels`` some processors add for training (PaliGemma's, even without a suffix): nothing here
+    trains, and a forward given labels computes a loss — which fails outright when only the last position's logits
+    are kept (faithfulness, eval scoring)."""
+    inputs.pop("labels", None)
+    return inputs
+
+
 def model_context(loaded: LoadedModel) -> int | None:
     """Positions the language model can attend over (``max_position_embeddings``), if it says."""
     config = getattr(loaded.model, "config", None)

@@ -237,3 +237,20 @@ def test_rollout_draws_every_view(name: str, loaded: dict[str, LoadedModel]) -> 
         grid = result.rollout_grid(item, 0, view=view.name)
         assert grid.shape == view.shape
         assert np.isfinite(grid).all() and (grid >= 0).all() and grid.sum() > 0
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_batch_of_prompts_scores_as_each_prompt_alone(name: str, loaded: dict[str, LoadedModel]) -> None:
+    """The batched forward the eval set, the faithfulness curves and the comparison use: each row's next-token
+    probabilities equal that prompt run alone. Failed for SmolVLM and Gemma 3/4 (their processors count images
+    per prompt and refused a flat list) and PaliGemma (its processor adds ``labels``; with only the last position's
+    logits kept the forward's loss failed)."""
+    item = loaded[name]
+    images = [_painted(None), _painted((8, 8, 30, 30)), _painted((40, 20, 76, 52))]
+    with torch.inference_mode():
+        batch = build_inputs(item, images, "what is here ?")
+        assert "labels" not in batch
+        together = item.model(**batch, logits_to_keep=1).logits[:, -1].float().softmax(-1)
+        for row, image in enumerate(images):
+            alone = item.model(**build_inputs(item, image, "what is here ?"), logits_to_keep=1).logits[:, -1]
+            np.testing.assert_allclose(together[row].numpy(), alone.float().softmax(-1)[0].numpy(), atol=1e-4)
