@@ -49,14 +49,8 @@ def _demo_source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def demo_runs_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A runs root holding ``demo/``: a small demo run trained with the "test" preset.
-
-    Training takes a while on 2 cores, so the built run is kept in pytest's cache directory,
-    keyed by the builder's source hash, and copied into a fresh temp root for each session
-    (tests may modify their copy).
-    """
+def _built_demo_run(request: pytest.FixtureRequest) -> Path:
+    """The cached, untouched build of the test-preset demo run (built on first use; never handed to a test)."""
     from dashboard.demo.build import build_demo_run
 
     cached = Path(request.config.cache.mkdir(f"demo-run-test-seed0-{_demo_source_hash()}"))
@@ -68,8 +62,28 @@ def demo_runs_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
             os.replace(staging, cached)
         except OSError:  # another session finished first; use its copy
             shutil.rmtree(staging, ignore_errors=True)
+    return cached / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_runs_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs root holding ``demo/``: a small demo run trained with the "test" preset.
+
+    Training takes a while on 2 cores, so the built run is kept in pytest's cache directory,
+    keyed by the builder's source hash, and copied into a fresh temp root for each session
+    (tests may modify their copy).
+    """
     root = tmp_path_factory.mktemp("runs")
-    shutil.copytree(cached / "demo", root / "demo")
+    shutil.copytree(_built_demo_run(request), root / "demo")
+    return root
+
+
+@pytest.fixture()
+def pristine_demo_runs_root(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A runs root with a fresh copy of the demo run, for a test that must see it as built (the session's copy
+    carries what earlier tests saved into it: scores, comparisons, …)."""
+    root = tmp_path / "runs"
+    shutil.copytree(_built_demo_run(request), root / "demo")
     return root
 
 

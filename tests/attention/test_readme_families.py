@@ -13,7 +13,14 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def _table() -> dict[str, tuple[str, str, str]]:
     text = README.read_text(encoding="utf-8").split("## Supported model families", 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| family | model_type |"))
+    table = []  # the families table only: the section's other tables (faithfulness figures) are not families
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    rows = [line.strip().strip("|").split("|") for line in table if line.startswith("| ")]
     return {cells[1].strip(): (cells[2].strip(), cells[3].strip(), cells[4].strip()) for cells in rows[1:]}
 
 
