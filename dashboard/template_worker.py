@@ -91,7 +91,13 @@ class WorkerProcess:
             self.ready = True
 
     def call(self, request: bytes, deadline: float, clock: Callable[[], float]) -> dict[str, Any]:
-        """Send one encoded request and return the reply; kill the child and raise at the deadline."""
+        """Send one encoded request and return the reply; kill the child and raise at the deadline.
+
+        The time the reply may take (``deadline`` − now) counts from the moment the child has the whole request:
+        a parent starved of the GIL or the CPU before or while writing (a busy server) must not spend the child's
+        time, or a template that renders in milliseconds is killed for the server's own delay.
+        """
+        budget = max(0.0, deadline - clock())
         view = memoryview(request)
         while view:
             self._wait(self._to_child, "w", deadline, clock)
@@ -100,7 +106,7 @@ class WorkerProcess:
             except (BrokenPipeError, ConnectionResetError):
                 self._broken("closed its input")
             view = view[written:]
-        return self._read_frame(deadline, clock)
+        return self._read_frame(max(deadline, clock() + budget), clock)
 
     def stop(self) -> None:
         """Kill the child (SIGKILL: it may be deep in C) and reap it."""

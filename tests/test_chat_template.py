@@ -188,6 +188,27 @@ def test_a_worker_exits_when_the_server_closes_its_pipe():
     worker.stop()
 
 
+def test_a_parent_that_wakes_late_does_not_spend_the_workers_time():
+    """The parent was starved (GIL/CPU) between taking the deadline and sending the request: the reply's time
+    still counts from the send. Before, the clock had already passed the deadline when the request went out, the
+    one poll past it came microseconds after the write, and a trivial template was killed (CI: "the chat template
+    ran longer than 2 s" under the GIL-convoy test)."""
+    from dashboard.chat_template import _encode_request
+
+    worker = WorkerProcess()
+    try:
+        worker.wait_ready(time.monotonic() + 60, time.monotonic)
+        readings = iter([0.0])  # the call starts at 0 with its deadline at 2.5; every later reading is 100 s on
+
+        def late_clock() -> float:
+            return next(readings, 100.0)
+
+        reply = worker.call(_encode_request("{{ 6 * 7 }}", {}, 2.0), 2.5, late_clock)
+        assert reply.get("text") == "42", reply
+    finally:
+        worker.stop()
+
+
 def test_the_worker_runs_under_its_limits():
     worker = WorkerProcess()
     try:
