@@ -34,8 +34,9 @@ Two checks, both run on the checkpoint itself (no Streamlit, so the page, the CL
 from __future__ import annotations
 
 import copy
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -145,12 +146,15 @@ def _batched_inputs(loaded: Any, images: Sequence[Image.Image], prompt: str, for
     return force_tokens(build_inputs(loaded, list(images), prompt), forced)
 
 
-def token_probabilities(loaded: Any, images: Sequence[Image.Image], prompt: str, forced: Sequence[int],
+def token_probabilities(loaded: Any, images: Iterable[Image.Image], prompt: str, forced: Sequence[int],
                         target_id: int, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
-    """Probability of ``target_id`` after ``prompt`` + ``forced`` for each image, in batched forward passes."""
+    """Probability of ``target_id`` after ``prompt`` + ``forced`` for each image, in batched forward passes.
+
+    ``images`` is consumed ``batch_size`` at a time, so a generator keeps only one batch of pictures alive."""
     out: list[np.ndarray] = []
-    for start in range(0, len(images), batch_size):
-        inputs = _batched_inputs(loaded, images[start:start + batch_size], prompt, forced)
+    remaining = iter(images)
+    while batch := list(itertools.islice(remaining, batch_size)):
+        inputs = _batched_inputs(loaded, batch, prompt, forced)
         # only the last position's logits (the LM head is the big matmul); a batch of images × tiles through the
         # vision encoder a few at a time
         with loaded.lock, torch.inference_mode(), vision_in_chunks(loaded.model):
@@ -221,13 +225,21 @@ def patch_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarray,
     steps = deletion_steps(n, points)
     orders = np.concatenate([map_order(grid)[None], random_orders(n, seeds)])
     rectangles = cell_rectangles(view, (int(image.width), int(image.height)))
-    colour = fill_colour(image)
-    whole = image.convert("RGB")
+    pixels = np.asarray(image.convert("RGB"))
+    painted = np.full_like(pixels, fill_colour(image))
     inner = steps[1:-1]  # the two ends are the same picture for every order: the whole one and the painted one
-    pictures = [whole, masked_image(whole, rectangles, range(n), colour)]
-    pictures += [masked_image(whole, rectangles, order[:k], colour) for order in orders for k in inner]
-    pictures += [revealed_image(whole, rectangles, order[:k], colour) for order in orders for k in inner]
-    probs = token_probabilities(loaded, pictures, prompt, forced, target_id, batch_size)
+
+    def pictures() -> Iterator[Image.Image]:
+        """Every picture in the order of ``probs`` below, made as the model reaches it: ~3,200 pictures of a
+        1,024 px upload held at once would be ~10 GB."""
+        yield Image.fromarray(pixels)
+        yield Image.fromarray(_copy_cells(pixels, painted, rectangles, range(n)))  # every cell deleted
+        for source, target in ((painted, pixels), (pixels, painted)):  # deletion, then insertion
+            for order in orders:
+                for k in inner:
+                    yield Image.fromarray(_copy_cells(target, source, rectangles, order[:k]))
+
+    probs = token_probabilities(loaded, pictures(), prompt, forced, target_id, batch_size)
     p_whole, p_painted = probs[0], probs[1]
     middle = probs[2:].reshape(2, len(orders), len(inner))
     deleted = np.concatenate([np.full((len(orders), 1), p_whole), middle[0], np.full((len(orders), 1), p_painted)], 1)
