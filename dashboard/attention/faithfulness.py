@@ -15,10 +15,14 @@ Two checks, both run on the checkpoint itself (no Streamlit, so the page, the CL
 
   Each curve's number is the area between the mean random curve and the map's curve (x = share of patches
   deleted or inserted, 0..1; probabilities relative to the whole picture's), signed so that > 0 means better
-  than random. Whether the map *beats random* is a permutation test, not the sign of that mean: the map's area
-  is ranked among the random orders' areas, p = (1 + orders at least as good) / (1 + orders). The map beats
-  random when either curve is significant at ``ALPHA`` with the two curves Bonferroni-corrected (each at
-  ``ALPHA / 2``). The default draws 99 random orders: with 39 (the fewest that can reach 0.025) a map whose
+  than random. Whether the map *beats random* is a permutation test, not the sign of that mean: each curve's
+  area is ranked among the random orders' areas, p = (1 + orders at least as good) / (1 + orders), and the two
+  curves are tested together by the **Westfall–Young min-p** adjustment (Westfall & Young, *Resampling-Based
+  Multiple Testing*, 1993): every order's smaller curve p is computed the same way, and the map's adjusted p is
+  the share of orders (the map's included) whose smaller p is at least as small as the map's. It is exact under
+  the same null as each curve's p (the map's order is one more random order) and, unlike Bonferroni's doubling,
+  does not pay twice for two curves that measure one order: a random order that reaches the object early is good
+  on both. The map beats random when that p ≤ ``ALPHA``. The default draws 99 random orders: with 39 a map whose
   evidence is one patch of 100 lost its significance whenever a single random order also started with that
   patch (one chance in three), though the map's true p is about 0.01. The curve's points are
   dense at the start (1, 2, 3, … patches, then wider steps): a map's claim is mostly about its first patches.
@@ -52,8 +56,8 @@ from dashboard.attention.overlay import HeadMode, token_attention
 from dashboard.models.vision_chunks import vision_in_chunks
 
 FILL = "image mean colour"  # what a deleted patch is painted with (said in every caption and export)
-ALPHA = 0.05  # family-wise level of "beats random" over the two curves (each tested at ALPHA / 2)
-DEFAULT_SEEDS = tuple(range(99))  # random orders: p in steps of 1/100, so one tie still passes ALPHA / 2
+ALPHA = 0.05  # family-wise level of "beats random" over the two curves (Westfall–Young min-p)
+DEFAULT_SEEDS = tuple(range(99))  # random orders: p in steps of 1/100
 DEFAULT_POINTS = 21  # points on each curve at most (fewer when the grid has fewer cells)
 DEFAULT_BATCH = 32
 Kind = Literal["deletion", "insertion"]
@@ -198,19 +202,35 @@ class PatchCurves:
             return float("nan")
         return self.signed_area(self.by_map) - self.signed_area(self.random_mean)
 
+    def order_p_values(self) -> np.ndarray:
+        """Every order's one-sided permutation p among all orders, the map's first: the share of orders (itself
+        included) whose area is at least as good. NaN when the whole picture gives the token no probability."""
+        if self.base <= 0:
+            return np.full(1 + len(self.by_random), np.nan)
+        areas = np.array([self.signed_area(curve) for curve in [self.by_map, *self.by_random]])
+        return (areas[None, :] >= areas[:, None] - 1e-12).sum(1) / len(areas)
+
     @property
     def p_value(self) -> float:
-        """One-sided permutation p: the share of orders (the map's included) at least as good as the map's."""
-        if self.base <= 0:
-            return float("nan")
-        mine = self.signed_area(self.by_map)
-        as_good = sum(self.signed_area(curve) >= mine - 1e-12 for curve in self.by_random)
-        return (1 + as_good) / (1 + len(self.by_random))
+        """One-sided permutation p of this curve alone: (1 + random orders at least as good) / (1 + orders)."""
+        return float(self.order_p_values()[0])
 
     @property
     def significant(self) -> bool:
-        """Better than random at ``ALPHA / 2`` (this curve's share of the family-wise level)."""
-        return bool(self.p_value <= ALPHA / 2 + 1e-12)
+        """Better than random at ``ALPHA`` on its own (not corrected for the second curve; the verdict is)."""
+        return bool(self.p_value <= ALPHA + 1e-12)
+
+
+def min_p_adjusted(curves: Sequence[PatchCurves]) -> float:
+    """Westfall–Young min-p: the share of orders (the map's included) whose smallest curve p is at least as
+    small as the map's. With one curve it is that curve's p; it is never above Bonferroni's ``len × min p``
+    (ties included) and below it as far as the curves agree on which orders are good."""
+    per_curve = [c.order_p_values() for c in curves]
+    usable = [p for p in per_curve if np.isfinite(p).all()]
+    if not usable:
+        return float("nan")
+    smallest = np.min(np.stack(usable), axis=0)
+    return float((smallest <= smallest[0] + 1e-12).sum() / len(smallest))
 
 
 def patch_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarray, view: GridView, target_id: int,
@@ -358,9 +378,8 @@ class Faithfulness:
 
     @property
     def p_value(self) -> float:
-        """The smaller of the two curves' p-values, Bonferroni-corrected for testing two (≤ ALPHA: beats random)."""
-        ps = [c.p_value for c in self.curves if np.isfinite(c.p_value)]
-        return min(1.0, 2 * min(ps)) if ps else float("nan")
+        """Both curves' permutation p, adjusted for testing two (Westfall–Young min-p; ≤ ALPHA: beats random)."""
+        return min_p_adjusted(self.curves)
 
     @property
     def beats_random(self) -> bool:
@@ -472,5 +491,5 @@ def summarise(rows: Sequence[Faithfulness]) -> dict[str, Any]:
 
 __all__ = ["ALPHA", "DEFAULT_SEEDS", "FILL", "Faithfulness", "FaithfulnessError", "PatchCurves", "SanityCheck",
            "cell_rectangles", "check_map", "deletion_steps", "fill_colour", "map_order", "masked_image",
-           "patch_curves", "random_orders", "randomise_layers", "revealed_image", "sanity_check", "spearman",
-           "summarise", "token_probabilities"]
+           "min_p_adjusted", "patch_curves", "random_orders", "randomise_layers", "revealed_image", "sanity_check",
+           "spearman", "summarise", "token_probabilities"]

@@ -82,11 +82,12 @@ def _show(result: Faithfulness) -> None:
     verdict, p_value, sanity = st.columns(3)
     verdict.metric("Beats random orders", "yes" if result.beats_random else "no",
                    help=f"Yes when the map's deletion or insertion curve is better than random orders at p ≤ {ALPHA} "
-                        "(the smaller of the two p-values, doubled for testing two curves). p ranks the map's area "
-                        "among the random orders' areas.")
+                        "for the two curves together. Each curve's p ranks the map's area among the random orders' "
+                        "areas.")
     p_value.metric("p (both curves)", _p_text(result.p_value),
-                   help="The smaller curve p-value × 2 (Bonferroni). With N random orders the smallest possible "
-                        "per-curve p is 1 / (N + 1).")
+                   help="The share of orders (the map's included) whose better curve p is at least as small as the "
+                        "map's (Westfall–Young min-p): testing two curves is paid for only as far as they disagree "
+                        "on which orders are good. With N random orders the smallest possible p is 1 / (N + 1).")
     rho = result.sanity.full if result.sanity is not None else float("nan")
     sanity.metric("Map with random weights (ρ)", "n/a" if not np.isfinite(rho) else f"{rho:.2f}",
                   help="Rank correlation between this map and the map of a copy whose decoder layers were all "

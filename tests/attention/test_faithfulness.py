@@ -106,9 +106,10 @@ def test_a_map_on_the_region_the_answer_reads_beats_random(planted: dict[str, An
     ties = sum(int(order[0]) == _target_index(planted) for order in fa.random_orders(rows * cols, fa.DEFAULT_SEEDS))
     expected = (1 + ties) / (1 + len(fa.DEFAULT_SEEDS))
     assert result.deletion.p_value == pytest.approx(expected) and result.insertion.p_value == pytest.approx(expected)
-    assert result.p_value == pytest.approx(min(1.0, 2 * expected))
-    assert result.beats_random == (2 * expected <= fa.ALPHA + 1e-12)
-    assert ties <= 1 and result.beats_random  # with the default 99 orders one tie still passes
+    # the random orders as good as the map are the same orders on both curves: testing two costs nothing here
+    assert result.p_value == pytest.approx(expected)
+    assert result.beats_random == (expected <= fa.ALPHA + 1e-12)
+    assert ties <= 1 and result.beats_random
     assert len(result.deletion.by_random) == len(result.insertion.by_random) == len(fa.DEFAULT_SEEDS)
 
 
@@ -163,6 +164,39 @@ def test_p_value_ranks_the_map_among_the_random_orders() -> None:
     assert curves("insertion", [0.0, 0.9, 1.0]).p_value == pytest.approx(1 / 4)
     assert curves("insertion", [0.0, 0.0, 1.0]).p_value == pytest.approx(1.0)
     assert curves("deletion", [1.0, 0.1, 0.0]).score > 0 > curves("deletion", [1.0, 1.0, 0.0]).score
+
+
+def _pair(deletion_middle: list[float], insertion_middle: list[float]) -> tuple[fa.PatchCurves, fa.PatchCurves]:
+    """Two 3-point curves; the map's middle value first, then each random order's."""
+    seeds = list(range(len(deletion_middle) - 1))
+    deletion = [[1.0, m, 0.0] for m in deletion_middle]
+    insertion = [[0.0, m, 1.0] for m in insertion_middle]
+    return (fa.PatchCurves("deletion", [0.0, 0.5, 1.0], deletion[0], deletion[1:], seeds),
+            fa.PatchCurves("insertion", [0.0, 0.5, 1.0], insertion[0], insertion[1:], seeds))
+
+
+def test_two_curves_are_tested_together_by_westfall_young_min_p() -> None:
+    # the same orders are good on both curves (one order, two views of it): no price for testing two
+    deletion, insertion = _pair([0.1, 0.2, 0.6, 0.9], [0.9, 0.8, 0.4, 0.1])
+    assert deletion.p_value == insertion.p_value == pytest.approx(1 / 4)
+    assert fa.min_p_adjusted([deletion, insertion]) == pytest.approx(1 / 4)
+    # a different random order is best on each curve: the map is best on one only, like two orders are
+    deletion, insertion = _pair([0.1, 0.2, 0.6, 0.05], [0.9, 0.95, 0.4, 0.1])
+    assert min(deletion.p_value, insertion.p_value) == pytest.approx(2 / 4)
+    assert fa.min_p_adjusted([deletion, insertion]) == pytest.approx(3 / 4)  # map, and one order per curve
+    # one curve alone is that curve's permutation p
+    assert fa.min_p_adjusted([insertion]) == insertion.p_value
+
+
+def test_min_p_never_exceeds_bonferroni_and_never_undercuts_either_curve() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(2, 40))
+        middles = rng.choice([0.1, 0.3, 0.5, 0.7, 0.9], size=(2, n))  # ties on purpose
+        deletion, insertion = _pair(list(middles[0]), list(middles[1]))
+        smallest = min(deletion.p_value, insertion.p_value)
+        adjusted = fa.min_p_adjusted([deletion, insertion])
+        assert smallest - 1e-12 <= adjusted <= min(1.0, 2 * smallest) + 1e-12
 
 
 def test_deletion_paints_exactly_the_cells_boxes(planted: dict[str, Any]) -> None:
