@@ -95,17 +95,19 @@ def test_readme_seed_table_is_recorded_full_builds() -> None:
 
 
 FAITHFULNESS = REPO / "bench" / "faithfulness_demo.json"
-# A row of README's faithfulness table: "| checkpoint-N | em % | **beats %** | deletion % | insertion % | rho |".
-FAITH_ROW = re.compile(r"^\| (checkpoint-\d+) \| ([\d.]+) % \| \*\*([\d.]+) %\*\* \| ([\d.]+) % \| ([\d.]+) % \| "
-                       r"([−-]?[\d.]+) \|$", re.M)
+# A row of README's faithfulness table:
+# "| checkpoint-N | `eval set` (rows …) | em % | **beats %** | deletion % | insertion % | rho |".
+FAITH_ROW = re.compile(r"^\| (checkpoint-\d+) \| `([\w.-]+)`[^|]*\| ([\d.]+) % \| \*\*([\d.]+) %\*\* \| ([\d.]+) % \| "
+                       r"([\d.]+) % \| ([−-]?[\d.]+) \|$", re.M)
 
 
 def test_readme_faithfulness_table_is_the_recorded_cli_summary() -> None:
     """README's faithfulness figures are the recorded `python -m dashboard faithfulness` summaries, row by row."""
     record = json.loads(FAITHFULNESS.read_text(encoding="utf-8"))
     rows = FAITH_ROW.findall(README.read_text(encoding="utf-8"))
-    assert [r[0] for r in rows] == [c["checkpoint"] for c in record["checkpoints"]], "README's faithfulness table"
-    for (_, exact, beats, deletion, insertion, rho), recorded in zip(rows, record["checkpoints"], strict=True):
+    assert [r[:2] for r in rows] == [(c["checkpoint"], c["eval_set"]) for c in record["checkpoints"]], \
+        "README's faithfulness table"
+    for (_, _, exact, beats, deletion, insertion, rho), recorded in zip(rows, record["checkpoints"], strict=True):
         summary = recorded["summary"]
         assert float(exact) == pytest.approx(100 * recorded["exact_match"], abs=0.05)
         for shown, key in ((beats, "beats_random"), (deletion, "deletion_significant"),
