@@ -8,6 +8,8 @@ capture, token, layers, head and view, so a rerun redraws without running the mo
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,9 @@ from dashboard.attention.faithfulness import (
     check_map,
 )
 from dashboard.attention.sweep import ANALYSIS_ERRORS
+from dashboard.generation import GenerationCancelled, check_cancelled
 from dashboard.public import LIMITS, public_mode
+from dashboard.ui.cancel import session_gone_check
 from dashboard.ui.gate import admitted, generation_turn, max_batch_size
 from dashboard.ui.resources import get_pool
 from dashboard.ui.widgets import show_model_error
@@ -57,11 +61,12 @@ def check_plan(run: AttentionRun, opts: dict[str, Any]) -> CheckPlan:
     return CheckPlan.within(_cells(run, opts), LIMITS.max_map_check_pictures, max_batch_size())
 
 
-def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | Exception:
+def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | Exception | None:
     """Both checks on the pooled checkpoint, through the one admission gate, the pictures it runs declared.
 
     Locally one checkpoint turn for the whole check, as before; in public mode the model is pinned for the
-    check and each batch takes its own turn, so other visitors' generations run between batches."""
+    check and each batch takes its own turn, so other visitors' generations run between batches, and a check
+    whose browser session went away stops before its next batch (None: nobody to show it to)."""
     checkpoint = Path(run.checkpoint)
     try:
         plan = check_plan(run, opts)
@@ -71,9 +76,19 @@ def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness
         if not public_mode():
             with admitted(job), get_pool().turn(checkpoint) as loaded:
                 return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], **kwargs)
+        should_stop = session_gone_check()
+
+        @contextmanager
+        def batch_turn() -> Iterator[None]:
+            check_cancelled(should_stop, "Map faithfulness check")
+            with generation_turn(checkpoint):
+                yield
+
         with admitted(job), get_pool().acquire(checkpoint) as loaded:
-            return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"],
-                             batch_turn=lambda: generation_turn(checkpoint), **kwargs)
+            return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], batch_turn=batch_turn,
+                             **kwargs)
+    except GenerationCancelled:
+        return None
     except ANALYSIS_ERRORS as exc:  # a public limit, a busy or unloadable model, an unmappable layout
         return exc
     except (FaithfulnessError, OSError) as exc:  # nothing to delete; the checkpoint folder went away
@@ -182,6 +197,8 @@ def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> N
             return
         with st.spinner("Deleting and inserting patches, randomising a copy of the model…"):
             result = _compute(run, step, opts)
+        if result is None:  # the session went away mid-check
+            return
         if isinstance(result, Exception):
             show_model_error(result, "Map check failed")  # not kept: a refusal may pass on the next click
             return

@@ -87,6 +87,37 @@ def test_a_visitors_map_check_stays_within_the_public_limits(own_demo_root: Path
     assert GATE.running == 0
 
 
+def test_a_map_check_whose_visitor_left_stops_before_its_next_batch(own_demo_root: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """main: a closed tab's check ran all its ~100 batches, holding a place for nobody (new identities are free,
+    so a script could click and leave over and over). Now it stops before the next batch and frees its place."""
+    import dashboard.ui.attention_faithfulness_view as view
+
+    monkeypatch.setenv("VLMLAB_PUBLIC", "1")
+    at = AppTest.from_file(str(HOME), default_timeout=240)
+    at.run()
+    at.switch_page("pages/4_Attention.py").run()
+    first = load_eval_set(own_demo_root / "eval" / "demo.jsonl").examples[0]
+    at.button(key=f"attn.pick.{first.id}").click().run()
+    at.number_input(key="attn.max_new").set_value(1).run()
+    at.button(key="attn.go").click().run()
+    assert not at.exception, at.exception
+
+    batches: list[int] = []
+    real_inputs = fa._batched_inputs
+
+    def counting_inputs(loaded: Any, images: Any, prompt: str, forced: Any) -> dict[str, Any]:
+        batches.append(len(images))
+        return real_inputs(loaded, images, prompt, forced)
+
+    monkeypatch.setattr(fa, "_batched_inputs", counting_inputs)
+    monkeypatch.setattr(view, "session_gone_check", lambda: lambda: len(batches) >= 3)  # gone after 2 batches
+    at.button(key="attn.faith_go").click().run()
+    assert not at.exception, at.exception
+    assert len(batches) == 3  # the third batch's pictures were made, its forward pass never ran
+    assert not at.session_state["attn.faith"] and GATE.running == 0
+
+
 def test_a_check_over_the_picture_limit_is_refused_before_it_runs() -> None:
     check_job(Job("Map faithfulness check", pictures=LIMITS.max_map_check_pictures))
     with pytest.raises(VisitorLimitError, match="pictures per map check"):
