@@ -187,15 +187,16 @@ def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> N
     key = _key(run, step, opts)
     if key not in results:
         plan = check_plan(run, opts)
-        randomised = ("checks that the map changes when the model's weights are randomised. " if plan.sanity else "")
+        randomised = ("; checks that the map changes when the model's weights are randomised" if plan.sanity else "")
         st.caption("Is this attention map faithful? Deletes the image patches it points at (and random ones) from "
-                   "the model's input, and inserts them into a painted picture, watching the token's probability; "
-                   f"{randomised}Checks the attention map of these layers and head (not the rollout); runs the "
+                   "the model's input, and inserts them into a painted picture, watching the token's probability"
+                   f"{randomised}. Checks the attention map of these layers and head (not the rollout); runs the "
                    f"model on {plan.pictures(_cells(run, opts)):,} pictures against {len(plan.seeds)} random orders "
                    f"in batches of {plan.batch_size} (seconds on the demo model, minutes on a large one).")
         if not st.button("Check this map", key=K_BUTTON):
             return
-        with st.spinner("Deleting and inserting patches, randomising a copy of the model…"):
+        with st.spinner("Deleting and inserting patches" + (", randomising a copy of the model…" if plan.sanity
+                                                            else "…")):
             result = _compute(run, step, opts)
         if result is None:  # the session went away mid-check
             return
