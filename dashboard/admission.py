@@ -38,13 +38,16 @@ WaitCallback = Callable[[int, float], None]
 
 @dataclass(frozen=True)
 class Job:
-    """What one action asks for: its name (for messages), decoding size and sweep size."""
+    """What one action asks for: its name (for messages), decoding size, sweep size and, for a map check, the
+    pictures the model runs on."""
 
     action: str
     max_new_tokens: int = 0
     num_beams: int = 1
     examples: int = 1
     checkpoints: int = 1
+    pictures: int = 0
+    """Forward passes of a picture without generating (*Check this map*); 0 for a job that generates."""
 
     @classmethod
     def generating(cls, action: str, settings: GenerationSettings | None, examples: int = 1,
@@ -71,6 +74,10 @@ def check_job(job: Job, limits: PublicLimits = LIMITS) -> None:
             f"{job.action}: this public demo runs at most {limits.max_sweep_generations} generations per job "
             f"(examples × checkpoints); {job.examples} × {job.checkpoints} = {job.generations} — "
             "choose fewer examples or checkpoints")
+    if job.pictures > limits.max_map_check_pictures:
+        raise VisitorLimitError(
+            f"{job.action}: this public demo runs the model on at most {limits.max_map_check_pictures} pictures "
+            f"per map check (this one needs {job.pictures}); run the dashboard locally for the full check")
 
 
 def client_key(remote_ip: str | None, headers: Mapping[str, str], proxy_hops: int) -> str:

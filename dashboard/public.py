@@ -87,6 +87,13 @@ class PublicLimits:
     max_batch_size: int = 4
     """Examples generated together in one checkpoint turn: a turn of 8 took seconds on a loaded machine,
     and every other visitor of that checkpoint waited for it (bench/RESULTS.md, issue 30)."""
+    max_map_check_pictures: int = 256
+    """Pictures the model runs on for one *Check this map* (each a full forward pass of the picture and the
+    prompt). Locally the check runs ~3,200 (99 random orders, 21 curve points) in batches of 32; public mode
+    runs 19 random orders — the fewest with which p can reach 0.05 at all — and the most curve points that fit
+    (8 on a grid of 36 cells or more: 242 pictures), in batches of ``max_batch_size``, one checkpoint turn per
+    batch; the sanity check (a copy of the whole model) is left out. On the demo such a check took 0.6× the time
+    of the largest sweep a visitor may run (64 answers of 64 tokens), the local one 6.6× (bench/RESULTS.md)."""
     max_image_side: int = 1024
     """An uploaded image larger than this on a side is used reduced to it (≤ 1 MP, 4 MB as Pillow holds
     RGB): a 40 MP upload then costs 4 MB, not 160 MB, in every session, cache and job holding it. 2048

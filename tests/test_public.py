@@ -7,6 +7,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -308,3 +309,16 @@ def test_public_mode_runs_each_generation_on_one_torch_thread():
     assert torch_threads({"SPACE_ID": "me/demo"}) == 1
     assert torch_threads({"VLMLAB_PUBLIC": "1", "OMP_NUM_THREADS": "2"}) is None  # the operator's choice
     assert torch_threads({}) is None  # local use: torch's default
+
+
+def test_readme_quotes_the_public_map_check_as_the_code_runs_it():
+    """One number, one truth: the picture limit, the random orders and the pictures a visitor's check runs."""
+    from dashboard.attention.faithfulness import FEWEST_ORDERS, CheckPlan
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    plan = CheckPlan.within(36, LIMITS.max_map_check_pictures, LIMITS.max_batch_size)
+    assert plan.pictures(36) == CheckPlan.within(10_000, LIMITS.max_map_check_pictures, 4).pictures(10_000)
+    assert f"more than {LIMITS.max_map_check_pictures} pictures for one *Check this map*" in readme
+    assert f"runs {FEWEST_ORDERS} random orders" in readme
+    assert f"fit {LIMITS.max_map_check_pictures} pictures ({plan.points} points, {plan.pictures(36)} pictures" in readme
+    assert f"in batches of {LIMITS.max_batch_size} with one checkpoint turn per batch" in readme

@@ -37,8 +37,10 @@ Two checks, both run on the checkpoint itself (no Streamlit, so the page, the CL
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,6 +62,7 @@ ALPHA = 0.05  # family-wise level of "beats random" over the two curves (Westfal
 DEFAULT_SEEDS = tuple(range(99))  # random orders: p in steps of 1/100
 DEFAULT_POINTS = 21  # points on each curve at most (fewer when the grid has fewer cells)
 DEFAULT_BATCH = 32
+FEWEST_ORDERS = math.ceil(1 / ALPHA - 1 - 1e-9)  # 19: with fewer random orders no p can reach ALPHA (p ≥ 1/(1+N))
 Kind = Literal["deletion", "insertion"]
 Box = tuple[int, int, int, int]
 
@@ -150,8 +153,14 @@ def _batched_inputs(loaded: Any, images: Sequence[Image.Image], prompt: str, for
     return force_tokens(build_inputs(loaded, list(images), prompt), forced)
 
 
+BatchTurn = Callable[[], contextlib.AbstractContextManager[Any]]
+"""Entered around each batch's forward pass: public mode takes a checkpoint turn per batch there, so other
+visitors' generations run between batches instead of waiting for the whole check."""
+
+
 def token_probabilities(loaded: Any, images: Iterable[Image.Image], prompt: str, forced: Sequence[int],
-                        target_id: int, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+                        target_id: int, batch_size: int = DEFAULT_BATCH,
+                        batch_turn: BatchTurn = contextlib.nullcontext) -> np.ndarray:
     """Probability of ``target_id`` after ``prompt`` + ``forced`` for each image, in batched forward passes.
 
     ``images`` is consumed ``batch_size`` at a time, so a generator keeps only one batch of pictures alive."""
@@ -161,7 +170,7 @@ def token_probabilities(loaded: Any, images: Iterable[Image.Image], prompt: str,
         inputs = _batched_inputs(loaded, batch, prompt, forced)
         # only the last position's logits (the LM head is the big matmul); a batch of images × tiles through the
         # vision encoder a few at a time
-        with loaded.lock, torch.inference_mode(), vision_in_chunks(loaded.model):
+        with batch_turn(), loaded.lock, torch.inference_mode(), vision_in_chunks(loaded.model):
             logits = loaded.model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
         out.append(logits.softmax(-1)[:, int(target_id)].cpu().numpy())
     return np.concatenate(out).astype(np.float64)
@@ -233,9 +242,44 @@ def min_p_adjusted(curves: Sequence[PatchCurves]) -> float:
     return float((smallest <= smallest[0] + 1e-12).sum() / len(smallest))
 
 
+def picture_count(n_cells: int, random_orders: int, points: int = DEFAULT_POINTS) -> int:
+    """Pictures :func:`patch_curves` runs the model on: the whole and the painted picture, then every inner point
+    of both curves for the map's order and each random order (what a job declares to the admission gate)."""
+    inner = len(deletion_steps(n_cells, points)) - 2
+    return 2 + 2 * (1 + random_orders) * inner
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """How big a map check is: random orders, curve points, batch size, and whether the sanity check runs."""
+
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    points: int = DEFAULT_POINTS
+    batch_size: int = DEFAULT_BATCH
+    sanity: bool = True
+
+    def pictures(self, n_cells: int) -> int:
+        return picture_count(n_cells, len(self.seeds), self.points)
+
+    @classmethod
+    def within(cls, n_cells: int, max_pictures: int, batch_size: int) -> CheckPlan:
+        """The plan for a budget of ``max_pictures``: the fewest random orders with which p can still reach
+        ``ALPHA`` (``FEWEST_ORDERS``), the most curve points (≤ ``DEFAULT_POINTS``) that fit, no sanity check."""
+        seeds = tuple(range(FEWEST_ORDERS))
+        for points in range(DEFAULT_POINTS, 2, -1):
+            if picture_count(n_cells, len(seeds), points) <= max_pictures:
+                return cls(seeds, points, batch_size, sanity=False)
+        raise FaithfulnessError(f"{max_pictures} pictures cannot hold {FEWEST_ORDERS} random orders with even one "
+                                "point inside each curve")
+
+
+LOCAL_PLAN = CheckPlan()
+
+
 def patch_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarray, view: GridView, target_id: int,
                  forced: Sequence[int] = (), *, seeds: Sequence[int] = DEFAULT_SEEDS, points: int = DEFAULT_POINTS,
-                 batch_size: int = DEFAULT_BATCH) -> tuple[PatchCurves, PatchCurves]:
+                 batch_size: int = DEFAULT_BATCH, batch_turn: BatchTurn = contextlib.nullcontext,
+                 ) -> tuple[PatchCurves, PatchCurves]:
     """Deletion and insertion curves of ``view``'s cells in the order of ``grid`` and in random orders, from
     one batched run of every picture; see the module doc."""
     grid = np.asarray(grid)
@@ -259,7 +303,7 @@ def patch_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarray,
                 for k in inner:
                     yield Image.fromarray(_copy_cells(target, source, rectangles, order[:k]))
 
-    probs = token_probabilities(loaded, pictures(), prompt, forced, target_id, batch_size)
+    probs = token_probabilities(loaded, pictures(), prompt, forced, target_id, batch_size, batch_turn)
     p_whole, p_painted = probs[0], probs[1]
     middle = probs[2:].reshape(2, len(orders), len(inner))
     deleted = np.concatenate([np.full((len(orders), 1), p_whole), middle[0], np.full((len(orders), 1), p_painted)], 1)
@@ -401,12 +445,14 @@ class Faithfulness:
 
 def check_map(loaded: Any, run: Any, step: int, layers: Sequence[int] | None = None, head: int | HeadMode = "mean",
               view: str | None = None, *, grid: np.ndarray | None = None, sanity: bool = True,
-              seeds: Sequence[int] = DEFAULT_SEEDS, points: int = DEFAULT_POINTS,
+              seeds: Sequence[int] = DEFAULT_SEEDS, points: int = DEFAULT_POINTS, batch_size: int = DEFAULT_BATCH,
+              batch_turn: BatchTurn = contextlib.nullcontext,
               clock: Callable[[], float] = time.perf_counter) -> Faithfulness:
     """Deletion and insertion curves (+ sanity check) of the map of generated token ``step`` of ``run`` (an
     AttentionRun).
 
-    ``grid`` overrides the map (tests plant one; default: the run's map for these layers, head and view).
+    ``grid`` overrides the map (tests plant one; default: the run's map for these layers, head and view);
+    ``batch_size`` and ``batch_turn`` go to :func:`token_probabilities` (public mode: small batches, a turn each).
     """
     if not 0 <= step < len(run.result.generated_ids):
         raise FaithfulnessError(f"token {step} out of range (0..{len(run.result.generated_ids) - 1})")
@@ -416,7 +462,7 @@ def check_map(loaded: Any, run: Any, step: int, layers: Sequence[int] | None = N
     forced = run.result.generated_ids[:step]
     target = int(run.result.generated_ids[step])
     deletion, insertion = patch_curves(loaded, run.image, run.prompt, shown, chosen, target, forced, seeds=seeds,
-                                       points=points)
+                                       points=points, batch_size=batch_size, batch_turn=batch_turn)
     check = sanity_check(loaded, run, step, layers, head, chosen.name, shown) if sanity else None
     layer_list = list(range(run.result.n_layers)) if layers is None else [int(x) for x in layers]
     return Faithfulness(run.tokens[step], target, step, layer_list, head, chosen.name, deletion, insertion, check,
@@ -489,7 +535,8 @@ def summarise(rows: Sequence[Faithfulness]) -> dict[str, Any]:
     }
 
 
-__all__ = ["ALPHA", "DEFAULT_SEEDS", "FILL", "Faithfulness", "FaithfulnessError", "PatchCurves", "SanityCheck",
-           "cell_rectangles", "check_map", "deletion_steps", "fill_colour", "map_order", "masked_image",
-           "min_p_adjusted", "patch_curves", "random_orders", "randomise_layers", "revealed_image", "sanity_check",
-           "spearman", "summarise", "token_probabilities"]
+__all__ = ["ALPHA", "DEFAULT_SEEDS", "FEWEST_ORDERS", "FILL", "LOCAL_PLAN", "CheckPlan", "Faithfulness",
+           "FaithfulnessError", "PatchCurves", "SanityCheck", "cell_rectangles", "check_map", "deletion_steps",
+           "fill_colour", "map_order", "masked_image", "min_p_adjusted", "patch_curves", "picture_count",
+           "random_orders", "randomise_layers", "revealed_image", "sanity_check", "spearman", "summarise",
+           "token_probabilities"]

@@ -8,6 +8,8 @@ capture, token, layers, head and view, so a rerun redraws without running the mo
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,23 @@ import streamlit as st
 from dashboard.admission import Job
 from dashboard.attention.analysis import AttentionRun
 from dashboard.attention.charts import LEGEND_ABOVE
-from dashboard.attention.faithfulness import ALPHA, FILL, Faithfulness, FaithfulnessError, PatchCurves, check_map
+from dashboard.attention.faithfulness import (
+    ALPHA,
+    DEFAULT_POINTS,
+    DEFAULT_SEEDS,
+    FILL,
+    LOCAL_PLAN,
+    CheckPlan,
+    Faithfulness,
+    FaithfulnessError,
+    PatchCurves,
+    check_map,
+)
 from dashboard.attention.sweep import ANALYSIS_ERRORS
-from dashboard.ui.gate import admitted
+from dashboard.generation import GenerationCancelled, check_cancelled
+from dashboard.public import LIMITS, public_mode
+from dashboard.ui.cancel import session_gone_check
+from dashboard.ui.gate import admitted, generation_turn, max_batch_size
 from dashboard.ui.resources import get_pool
 from dashboard.ui.widgets import show_model_error
 
@@ -32,11 +48,47 @@ def _key(run: AttentionRun, step: int, opts: dict[str, Any]) -> str:
     return f"{id(run)}|{step}|{','.join(map(str, opts['layers']))}|{opts['head']}|{opts['view']}"
 
 
-def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | Exception:
-    """Both checks on the pooled checkpoint, through the one admission gate (it runs the model on ~3,200 pictures)."""
+def _cells(run: AttentionRun, opts: dict[str, Any]) -> int:
+    chosen = run.layout.view(opts["view"]) if opts["view"] else run.layout.primary
+    return int(np.prod(chosen.shape))
+
+
+def check_plan(run: AttentionRun, opts: dict[str, Any]) -> CheckPlan:
+    """Locally the full check; in public mode one that fits ``LIMITS.max_map_check_pictures``, in batches of
+    ``LIMITS.max_batch_size``, without the sanity check (a deep copy of the whole model per anonymous click)."""
+    if not public_mode():
+        return LOCAL_PLAN
+    return CheckPlan.within(_cells(run, opts), LIMITS.max_map_check_pictures, max_batch_size())
+
+
+def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness | Exception | None:
+    """Both checks on the pooled checkpoint, through the one admission gate, the pictures it runs declared.
+
+    Locally one checkpoint turn for the whole check, as before; in public mode the model is pinned for the
+    check and each batch takes its own turn, so other visitors' generations run between batches, and a check
+    whose browser session went away stops before its next batch (None: nobody to show it to)."""
+    checkpoint = Path(run.checkpoint)
     try:
-        with admitted(Job("Map faithfulness check")), get_pool().turn(Path(run.checkpoint)) as loaded:
-            return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"])
+        plan = check_plan(run, opts)
+        job = Job("Map faithfulness check", pictures=plan.pictures(_cells(run, opts)))
+        kwargs: dict[str, Any] = {"sanity": plan.sanity, "seeds": plan.seeds, "points": plan.points,
+                                  "batch_size": plan.batch_size}
+        if not public_mode():
+            with admitted(job), get_pool().turn(checkpoint) as loaded:
+                return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], **kwargs)
+        should_stop = session_gone_check()
+
+        @contextmanager
+        def batch_turn() -> Iterator[None]:
+            check_cancelled(should_stop, "Map faithfulness check")
+            with generation_turn(checkpoint):
+                yield
+
+        with admitted(job), get_pool().acquire(checkpoint) as loaded:
+            return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], batch_turn=batch_turn,
+                             **kwargs)
+    except GenerationCancelled:
+        return None
     except ANALYSIS_ERRORS as exc:  # a public limit, a busy or unloadable model, an unmappable layout
         return exc
     except (FaithfulnessError, OSError) as exc:  # nothing to delete; the checkpoint folder went away
@@ -101,11 +153,31 @@ def _show(result: Faithfulness) -> None:
         stages = " Randomised from the top: " + ", ".join(
             f"{n} layer{'s' if n > 1 else ''} ρ = {r:.2f}" for n, r in
             zip(result.sanity.randomised_layers, result.sanity.spearman, strict=True)) + "."
+    reduced = _public_note(result)
+    if reduced:
+        st.info(reduced, icon=":material/public:")
     st.caption(f"On this example, {what}. Deleted patches are painted with the {FILL} in the picture the "
                f"processor sees; insertion starts from the picture painted all over. Deletion cannot show evidence "
                f"for the answer the model gives a painted picture (its probability stays), insertion can. "
                f"Probability of the token with the whole picture: {result.deletion.base:.3f}.{stages} "
                f"Computed in {result.seconds:.1f} s.")
+
+
+def _public_note(result: Faithfulness) -> str:
+    """What a reduced (public) check left out and what that means for p, in words; "" for the full check."""
+    orders = len(result.deletion.seeds)
+    if orders >= len(DEFAULT_SEEDS) and result.sanity is not None:
+        return ""
+    points = len(result.deletion.fractions)
+    return (f"This public demo checked against **{orders} random orders** and {points} points per curve (locally "
+            f"{len(DEFAULT_SEEDS)} orders and up to {DEFAULT_POINTS} points), so that one click runs the model on at "
+            f"most {LIMITS.max_map_check_pictures} pictures. With {orders} orders the smallest p possible is "
+            f"1 / {orders + 1} = {1 / (orders + 1):.3f}: the map beats random only when it does better than every "
+            "random order on one curve and no random order does better than all the others on the other curve, so "
+            "a map the full check finds faithful may read \"no\" here. "
+            + ("The randomisation check is not run here: it needs a private copy of the whole model. "
+               if result.sanity is None else "")
+            + "Run the dashboard locally for the full check.")
 
 
 def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> None:
@@ -114,15 +186,20 @@ def render_faithfulness(run: AttentionRun, step: int, opts: dict[str, Any]) -> N
     results: dict[str, Faithfulness] = st.session_state.setdefault(K_RESULTS, {})
     key = _key(run, step, opts)
     if key not in results:
+        plan = check_plan(run, opts)
+        randomised = ("; checks that the map changes when the model's weights are randomised" if plan.sanity else "")
         st.caption("Is this attention map faithful? Deletes the image patches it points at (and random ones) from "
-                   "the model's input, and inserts them into a painted picture, watching the token's probability; "
-                   "checks that the map changes when the model's weights are randomised. Checks the attention map "
-                   "of these layers and head (not the rollout); runs the model on about 3,200 pictures in batches "
-                   "(seconds on the demo model, minutes on a large one).")
+                   "the model's input, and inserts them into a painted picture, watching the token's probability"
+                   f"{randomised}. Checks the attention map of these layers and head (not the rollout); runs the "
+                   f"model on {plan.pictures(_cells(run, opts)):,} pictures against {len(plan.seeds)} random orders "
+                   f"in batches of {plan.batch_size} (seconds on the demo model, minutes on a large one).")
         if not st.button("Check this map", key=K_BUTTON):
             return
-        with st.spinner("Deleting and inserting patches, randomising a copy of the model…"):
+        with st.spinner("Deleting and inserting patches" + (", randomising a copy of the model…" if plan.sanity
+                                                            else "…")):
             result = _compute(run, step, opts)
+        if result is None:  # the session went away mid-check
+            return
         if isinstance(result, Exception):
             show_model_error(result, "Map check failed")  # not kept: a refusal may pass on the next click
             return

@@ -102,4 +102,5 @@ def render_public_banner() -> None:
             "tied to a cookie the server issued, never to the page address, so a copied link shows the same view "
             f"and none of your history. Limits: one job at a time, at most {LIMITS.max_new_tokens} new tokens and "
             f"{LIMITS.max_beams} beams, at most {LIMITS.max_sweep_generations} generations (examples × "
-            "checkpoints) per job.", icon=":material/public:")
+            f"checkpoints) per job, a smaller *Check this map* ({LIMITS.max_map_check_pictures} pictures at most).",
+            icon=":material/public:")

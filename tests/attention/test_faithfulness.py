@@ -8,9 +8,11 @@ processor feeds each vision patch) and replaces only the network by one whose an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -138,6 +140,40 @@ def test_curves_end_where_the_whole_and_the_painted_picture_are(planted: dict[st
     for curve in [insertion.by_map, *insertion.by_random]:
         assert curve[0] == deletion.by_map[-1] and curve[-1] == deletion.by_map[0]
     assert deletion.base == insertion.base == deletion.by_map[0]
+
+
+def test_a_plan_declares_the_pictures_and_batches_the_check_runs(planted: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a job declares to the admission gate is what the check runs: the local plan (~3,200 pictures in
+    batches of 32) and a public plan that fits a budget, each batch inside its own turn."""
+    rows, cols = planted["view"].shape
+    batches: list[int] = []
+    turns: list[int] = []
+    real = fa._batched_inputs
+
+    def counting(loaded: Any, images: Any, prompt: str, forced: Any) -> dict[str, Any]:
+        batches.append(len(images))
+        return real(loaded, images, prompt, forced)
+
+    @contextlib.contextmanager
+    def turn() -> Iterator[None]:
+        turns.append(len(batches))  # entered after the batch's inputs are built, before its forward pass
+        yield
+
+    monkeypatch.setattr(fa, "_batched_inputs", counting)
+    for plan in (fa.LOCAL_PLAN, fa.CheckPlan.within(rows * cols, 256, 4)):
+        batches.clear()
+        turns.clear()
+        fa.check_map(planted["loaded"], planted["run"], 0, grid=np.ones((rows, cols)), sanity=False,
+                     seeds=plan.seeds, points=plan.points, batch_size=plan.batch_size, batch_turn=turn)
+        assert sum(batches) == plan.pictures(rows * cols)
+        assert max(batches) == plan.batch_size and turns == list(range(1, len(batches) + 1))
+    public = fa.CheckPlan.within(rows * cols, 256, 4)
+    assert fa.LOCAL_PLAN.pictures(rows * cols) > 3_000 and public.pictures(rows * cols) <= 256
+    assert len(public.seeds) == fa.FEWEST_ORDERS == 19 and not public.sanity  # 1 / (19 + 1) = ALPHA
+    assert 1 / (fa.FEWEST_ORDERS + 1) <= fa.ALPHA < 1 / fa.FEWEST_ORDERS
+    with pytest.raises(fa.FaithfulnessError):
+        fa.CheckPlan.within(rows * cols, 41, 4)  # 19 orders with one inner point need 2 + 2 × 20 = 42
 
 
 def test_deletion_steps_are_dense_where_a_map_makes_its_claim() -> None:
