@@ -104,6 +104,16 @@ def app_env(demo_runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture()
+def own_demo_root(app_env: Path, demo_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the demo run as the app's runs root, so saved eval results never leak into other tests."""
+    root = tmp_path / "runs"
+    # without eval_results: earlier tests (browser, headless eval) may have saved scores in the shared demo run
+    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
+    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
+    return root / "demo"
+
+
+@pytest.fixture()
 def readme_clone(demo_runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A checkout laid out as the README's launch leaves it: the app's files, the demo in ./runs/demo,
     no ``VLMLAB_*`` variable set, and the checkout as the working directory (issue 11).

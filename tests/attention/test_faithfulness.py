@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from dashboard.attention import faithfulness as fa
 from dashboard.attention.adapters import layout_for
@@ -31,6 +30,7 @@ from dashboard.evalset import load_eval_set
 from dashboard.generation import build_inputs
 from dashboard.images import load_image
 from dashboard.models.pool import ModelPool
+from tests.attention_kit import captured_first_example
 
 HOME = Path(__file__).resolve().parents[2] / "Home.py"
 TARGET_CELL = (3, 6)
@@ -288,14 +288,7 @@ def test_sanity_check_randomises_a_copy_never_the_pooled_model(pool: ModelPool, 
 
 
 def test_the_check_this_map_button_shows_the_curves_and_numbers(app_env: Path, demo_run_dir: Path) -> None:
-    at = AppTest.from_file(str(HOME), default_timeout=240)
-    at.run()
-    at.switch_page("pages/4_Attention.py").run()
-    first = load_eval_set(demo_run_dir / "eval" / "demo.jsonl").examples[0]
-    at.button(key=f"attn.pick.{first.id}").click().run()
-    at.number_input(key="attn.max_new").set_value(1).run()
-    at.button(key="attn.go").click().run()
-    assert not at.exception, at.exception
+    at = captured_first_example(demo_run_dir)
     charts = len(at.get("plotly_chart"))
     at.button(key="attn.faith_go").click().run()
     assert not at.exception, at.exception

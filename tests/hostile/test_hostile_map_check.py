@@ -10,43 +10,26 @@ turn fail too.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from dashboard.admission import GATE, Job, check_job
 from dashboard.attention import faithfulness as fa
-from dashboard.evalset import load_eval_set
 from dashboard.models.turns import TurnQueue
 from dashboard.public import LIMITS, VisitorLimitError
+from tests.attention_kit import captured_first_example
 
 HOME = Path(__file__).resolve().parents[2] / "Home.py"
-
-
-@pytest.fixture()
-def own_demo_root(app_env: Path, demo_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "runs"
-    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
-    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
-    return root / "demo"
 
 
 def test_a_visitors_map_check_stays_within_the_public_limits(own_demo_root: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLMLAB_PUBLIC", "1")
-    at = AppTest.from_file(str(HOME), default_timeout=240)
-    at.run()
-    at.switch_page("pages/4_Attention.py").run()
-    first = load_eval_set(own_demo_root / "eval" / "demo.jsonl").examples[0]
-    at.button(key=f"attn.pick.{first.id}").click().run()
-    at.number_input(key="attn.max_new").set_value(1).run()
-    at.button(key="attn.go").click().run()
-    assert not at.exception, at.exception
+    at = captured_first_example(own_demo_root)
 
     batches: list[int] = []  # pictures in each forward pass the check makes
     turns: list[str] = []  # checkpoint turns taken while the check runs
@@ -94,14 +77,7 @@ def test_a_map_check_whose_visitor_left_stops_before_its_next_batch(own_demo_roo
     import dashboard.ui.attention_faithfulness_view as view
 
     monkeypatch.setenv("VLMLAB_PUBLIC", "1")
-    at = AppTest.from_file(str(HOME), default_timeout=240)
-    at.run()
-    at.switch_page("pages/4_Attention.py").run()
-    first = load_eval_set(own_demo_root / "eval" / "demo.jsonl").examples[0]
-    at.button(key=f"attn.pick.{first.id}").click().run()
-    at.number_input(key="attn.max_new").set_value(1).run()
-    at.button(key="attn.go").click().run()
-    assert not at.exception, at.exception
+    at = captured_first_example(own_demo_root)
 
     batches: list[int] = []
     real_inputs = fa._batched_inputs

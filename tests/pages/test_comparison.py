@@ -17,16 +17,6 @@ from dashboard.metrics import get_metric
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture()
-def own_demo_root(app_env: Path, demo_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private copy of the demo run, so saved eval results never leak into other tests."""
-    root = tmp_path / "runs"
-    # without eval_results: earlier tests (browser, headless eval) may have saved scores in the shared demo run
-    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
-    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
-    return root / "demo"
-
-
 def _page() -> AppTest:
     at = AppTest.from_file(str(REPO_ROOT / "Home.py"), default_timeout=240)
     at.run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ def _open(at: AppTest, page: str) -> AppTest:
 
 def _cookie_scripts(at: AppTest) -> list[str]:
     return [h.proto.body for h in at.get("html") if "document.cookie" in h.proto.body]
-
-
-@pytest.fixture()
-def own_demo_root(app_env: Path, demo_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private copy of the demo run, so saved eval results never leak into other tests."""
-    root = tmp_path / "runs"
-    shutil.copytree(demo_run_dir, root / "demo", ignore=shutil.ignore_patterns("eval_results"))
-    monkeypatch.setenv("VLMLAB_RUNS_ROOT", str(root))
-    return root / "demo"
 
 
 def test_public_mode_issues_an_identity_in_a_cookie_not_in_the_address(app_env, monkeypatch):
