@@ -204,6 +204,7 @@ def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
     # a Timeline rerun's script time (py-spy, issue 35)
     options = derived(run, ("source_choices",), lambda: source_choices(run.surviving_metrics, run.series))
     picked: dict[str, str] = {}
+    notes: list[str] = []
     for metric in [m for m in chosen if m in options]:
         available = options[metric]
         counts = derived(run, ("source_counts", metric), partial(source_counts, run.surviving_metrics, metric))
@@ -215,12 +216,14 @@ def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
                  "(trainer_state.json, else trainer_log.jsonl, else TensorBoard).")
         picked[metric] = choice
         if choice == "all":
-            st.caption(plain_caption(f"{metric}: every source drawn, labelled by file."))
+            notes.append(f"{metric}: every source drawn, labelled by file.")
         else:
             others = ", ".join(f"{SOURCE_FILES.get(s, s)} ({counts.get(s, 0):,} points)" for s in available
                                if s != choice)
-            st.caption(plain_caption(f"{metric} is drawn from {SOURCE_FILES.get(choice, choice)} "
-                                     f"({counts.get(choice, 0):,} points); also logged by {others}."))
+            notes.append(f"{metric} is drawn from {SOURCE_FILES.get(choice, choice)} "
+                         f"({counts.get(choice, 0):,} points); also logged by {others}.")
+    if notes:  # one element, a line per metric: each element is mounted on every page switch (issue 35)
+        st.caption("  \n".join(plain_caption(note) for note in notes))
     return picked
 
 

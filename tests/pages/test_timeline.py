@@ -177,6 +177,11 @@ def test_page_on_demo_run(app_env: Path, demo_run_dir: Path) -> None:
     for trace in eval_traces:
         logged = [(e["step"], e[trace["name"]]) for e in log if trace["name"] in e]
         assert list(zip(trace["x"], trace["y"], strict=True)) == logged
+    # Every drawn metric the demo logs twice (trainer_state + TensorBoard) says its source, in one caption.
+    notes = [c.value.replace("\\", "") for c in at.caption if "is drawn from" in c.value]
+    assert len(notes) == 1
+    drawn = [line.split(" is drawn from")[0] for line in notes[0].split("  \n")]
+    assert drawn == ["loss", "eval_loss", "eval_accuracy"]
 
 
 def test_page_names_results_saved_before_content_keys(synthetic_root: Path) -> None:
