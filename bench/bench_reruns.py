@@ -1,6 +1,6 @@
 """Rerun latency in a real browser: interaction -> Streamlit idle, medians of N repetitions.
 
-    .venv/bin/python bench/bench_reruns.py --runs-root runs --reps 10 [--baseline-checkout DIR]
+    .venv/bin/python bench/bench_reruns.py --runs-root runs --reps 10 [--baseline-checkout DIR] [--only pages]
 
 Starts ``streamlit run Home.py`` on the runs root (the demo run), opens it in headless Chromium
 and times, from the input event's own timestamp (pointerdown / keydown) to the moment the app's
@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--runs-root", type=Path, required=True)
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--baseline-checkout", type=Path, help="an earlier checkout to time interleaved")
+    parser.add_argument("--only", choices=("controls", "pages"), help="time only the chart controls or only "
+                        "the page switches (default: both)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -152,7 +154,9 @@ def main() -> None:
                 (Path(data) / name).mkdir()
                 sessions[name] = Session(browser, args.runs_root, Path(data) / name, cwd)
             # Page switches go in pairs (to Home, back to the Timeline), so each one is a real switch.
-            for group in (*((i,) for i in INTERACTIONS[:5]), PAGE_SWITCHES):
+            groups = [*((i,) for i in INTERACTIONS[:5] if args.only != "pages"),
+                      *([PAGE_SWITCHES] if args.only != "controls" else [])]
+            for group in groups:
                 for k in range(args.reps):
                     for name, session in sessions.items():  # interleaved: same load for both
                         for interaction in group:
@@ -172,7 +176,7 @@ def main() -> None:
               f"{max(values) * 1000:.0f} | {len(values)}{f' ({lost} started no rerun)' if lost else ''} |")
     if "baseline" in variants:
         for interaction in INTERACTIONS:
-            if not (results[(interaction, "this checkout")] and results[(interaction, "baseline")]):
+            if not (results.get((interaction, "this checkout")) and results.get((interaction, "baseline"))):
                 continue
             ratio = statistics.median(results[(interaction, "this checkout")]) / statistics.median(
                 results[(interaction, "baseline")])

@@ -19,6 +19,7 @@ from dashboard.runs.run import RunData
 from dashboard.ui.resources import get_settings
 
 K_RESULTS = "drift.results"  # {key: list[CheckpointDrift] | error text}
+K_OPEN = "drift.open"  # the expander: open or closed
 AGAINST_LABELS = {"previous": "the previous checkpoint", "first": "the first checkpoint"}
 
 
@@ -27,10 +28,16 @@ def render_drift(run: RunData) -> None:
     checkpoints = [c.path for c in run.checkpoints if c.loadable]
     if len(checkpoints) < 2:
         return
-    with st.expander("What moved: weight change per module"):
+    # Drawn only while open: collapsed, its widgets were mounted on every page switch to the
+    # Timeline for nothing (issue 35); the reference choice is kept while the page stays open.
+    expander = st.expander("What moved: weight change per module", key=K_OPEN, on_change="rerun")
+    if not expander.open:
+        return
+    with expander:
         k = f"drift.{zlib.crc32(str(run.path).encode()):08x}"
         against: Against = st.radio("Compare each checkpoint with", list(AGAINST_LABELS), horizontal=True,
-                                    format_func=AGAINST_LABELS.__getitem__, key=f"{k}.against")
+                                    format_func=AGAINST_LABELS.__getitem__, key=f"{k}.against",
+                                    persist_state="page")
         files = repr([(c.name, c.size_bytes, c.modified) for c in run.checkpoints])  # recompute when they change
         key = f"{k}.{against}.{zlib.crc32(files.encode()):08x}"
         results: dict[str, list[CheckpointDrift] | str] = st.session_state.setdefault(K_RESULTS, {})

@@ -7,8 +7,11 @@ Parsing, smoothing, downsampling, figure building and selection mapping live in
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -43,6 +46,9 @@ K_CHART = "tl.chart"
 K_PANEL = "tl-selected"  # the selection panel's container key (scrolled into view after a marker click)
 K_SIGNATURE = "tl.signature"  # the run's file signature the whole page was last drawn from
 K_LIVE, K_INTERVAL = "tl.live", "tl.interval"
+K_MORE = "tl.more"  # the "Best checkpoint, overlays, …" expander: open or closed
+MORE_LABEL = "Best checkpoint, overlays, saved scores, range"
+DEFAULT_INTERVAL = 10
 
 def plain_caption(text: str) -> str:
     """Run-derived text for a Markdown-rendering widget, shown as plain text."""
@@ -90,44 +96,7 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
                               help=f"Off: eval series and series with fewer than {SPARSE_POINTS} points are "
                                    "drawn exactly as logged.")
 
-    with st.expander("Best checkpoint, overlays, saved scores, range", expanded=False):
-        b1, b2 = st.columns(2)
-        best_options = groups["eval"] + groups["train"]
-        default_best = "eval_loss" if "eval_loss" in best_options else (best_options[0] if best_options else None)
-        best_metric = b1.selectbox("Best by", best_options, index=best_options.index(default_best)
-                                   if default_best else None, key=f"{k}.best_metric")
-        mode = b2.radio("Mode", ["min", "max"], horizontal=True, key=f"{k}.best_mode.{best_metric}",
-                        index=0 if default_mode(best_metric or "loss") == "min" else 1)
-        root = Path(state.get(state.RUNS_ROOT) or run.path.parent)
-        listed = {str(r.path): r.name for r in list_runs(root) if r.path.resolve() != run.path.resolve()}
-        overlays = st.multiselect("Overlay runs (same metrics, colour per run)", list(listed), key=f"{k}.overlays",
-                                  format_func=lambda p: listed.get(p, Path(p).name))
-        scores, problem = saved_scores(run.path, get_settings().data_dir)
-        if problem:
-            st.warning(markdown_safe(problem))
-        labels = score_series_names(scores)
-        # a live score line (a whole set) shows up by itself; subsets stay drawn only when chosen
-        select_new_series(f"{k}.scores", default_score_labels(scores))
-        # once the key holds a value (the widget's own or select_new_series's), a default as well
-        # would make Streamlit log "created with a default value but also had its value set via the
-        # Session State API" on every live-scoring rerun
-        score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels,
-                                      default=None if f"{k}.scores" in st.session_state
-                                      else default_score_labels(scores), key=f"{k}.scores",
-                                      help="Complete results saved per checkpoint, one line per eval set, subset "
-                                           "and settings; subsets (first N examples) are drawn only when chosen.")
-        steps = metrics["step"] if not metrics.empty else pd.Series([0])
-        lo, hi = int(steps.min()), int(steps.max())
-        step_range = None
-        if hi > lo:
-            picked = st.slider("Step range (zoom: full resolution when few points)", lo, hi, (lo, hi),
-                               key=f"{k}.range")
-            step_range = None if tuple(picked) == (lo, hi) else (int(picked[0]), int(picked[1]))
-        max_points = st.number_input("Max points per trace", 100, 20_000, DEFAULT_MAX_POINTS, 100,
-                                     key=f"{k}.max_points")
-        l1, l2 = st.columns(2)
-        live = l1.toggle("Live: auto-refresh", key=K_LIVE, help="Re-read changed files only, chart only.")
-        interval = l2.number_input("Every (s)", 2, 600, 10, key=K_INTERVAL)
+    more = _more_controls(run, groups, metrics, k)
     sources = _source_pickers(run, chosen, k)
     split_attempts = False
     if run.restarts:
@@ -135,10 +104,97 @@ def _controls(run: RunData) -> tuple[ChartOptions, str | None, str, list[str], b
                                    help="Off: the run that survived its restarts (where an attempt re-logged "
                                         "steps, the later attempt's values). On: every attempt exactly as it "
                                         "logged, the replaced steps included.")
-    chart = ChartOptions(metrics=chosen, x_axis=x_axis, log_y=log_y, smoothing=smoothing, max_points=int(max_points),
-                         step_range=step_range, score_labels=score_labels, smooth_sparse=smooth_sparse,
+    chart = ChartOptions(metrics=chosen, x_axis=x_axis, log_y=log_y, smoothing=smoothing, max_points=more.max_points,
+                         step_range=more.step_range, score_labels=more.score_labels, smooth_sparse=smooth_sparse,
                          split_attempts=split_attempts, sources=tuple(sorted(sources.items())))
-    return chart, best_metric, mode, overlays, live, float(interval)
+    return chart, more.best_metric, more.mode, more.overlays, more.live, more.interval
+
+
+@dataclass(frozen=True)
+class MoreControls:
+    """What the "Best checkpoint, overlays, …" expander sets."""
+
+    best_metric: str | None
+    mode: str
+    overlays: list[str]
+    score_labels: list[str]
+    step_range: tuple[int, int] | None
+    max_points: int
+    live: bool
+    interval: float
+
+
+def _kept(key: str, default: Any, options: Sequence[Any] | None = None) -> Any:
+    """A widget's value on a run that does not draw it (its expander is closed): what it kept
+    (``persist_state="page"``), else its default; a kept value no longer offered falls back too."""
+    value = st.session_state.get(key, default)
+    return value if options is None or value in options else default
+
+
+def _more_controls(run: RunData, groups: dict[str, list[str]], metrics: pd.DataFrame, k: str) -> MoreControls:
+    """The expander's widgets, drawn only while it is open.
+
+    A page switch to the Timeline mounted every widget of the collapsed expander too: a quarter of
+    the page's elements (issue 35: Home → Timeline rerun latency). Closed, its widgets are not sent;
+    their values stay in the session (``persist_state="page"``: until the page is left, as before)
+    and the chart reads them from there.
+    """
+    best_options = groups["eval"] + groups["train"]
+    default_best = "eval_loss" if "eval_loss" in best_options else (best_options[0] if best_options else None)
+    scores, problem = saved_scores(run.path, get_settings().data_dir)
+    if problem:
+        st.warning(markdown_safe(problem))
+    labels = score_series_names(scores)
+    # a live score line (a whole set) shows up by itself; subsets stay drawn only when chosen
+    select_new_series(f"{k}.scores", default_score_labels(scores))
+    steps = metrics["step"] if not metrics.empty else pd.Series([0])
+    lo, hi = int(steps.min()), int(steps.max())
+    k_range, k_bounds = f"{k}.range", f"{k}.range.bounds"  # bounds: the range the slider offered when drawn
+    expander = st.expander(MORE_LABEL, key=K_MORE, on_change="rerun")
+    if not expander.open:
+        best_metric = _kept(f"{k}.best_metric", default_best, best_options)
+        picked = _kept(k_range, None)
+        return MoreControls(
+            best_metric=best_metric,
+            mode=_kept(f"{k}.best_mode.{best_metric}", default_mode(best_metric or "loss"), ("min", "max")),
+            overlays=list(_kept(f"{k}.overlays", [])),
+            score_labels=[label for label in _kept(f"{k}.scores", default_score_labels(scores)) if label in labels],
+            step_range=None if picked is None or tuple(picked) == st.session_state.get(k_bounds)
+            else (int(picked[0]), int(picked[1])),
+            max_points=int(_kept(f"{k}.max_points", DEFAULT_MAX_POINTS)),
+            live=bool(_kept(K_LIVE, False)), interval=float(_kept(K_INTERVAL, DEFAULT_INTERVAL)))
+    with expander:
+        b1, b2 = st.columns(2)
+        best_metric = b1.selectbox("Best by", best_options, index=best_options.index(default_best)
+                                   if default_best else None, key=f"{k}.best_metric", persist_state="page")
+        mode = b2.radio("Mode", ["min", "max"], horizontal=True, key=f"{k}.best_mode.{best_metric}",
+                        index=0 if default_mode(best_metric or "loss") == "min" else 1, persist_state="page")
+        root = Path(state.get(state.RUNS_ROOT) or run.path.parent)
+        listed = {str(r.path): r.name for r in list_runs(root) if r.path.resolve() != run.path.resolve()}
+        overlays = st.multiselect("Overlay runs (same metrics, colour per run)", list(listed), key=f"{k}.overlays",
+                                  format_func=lambda p: listed.get(p, Path(p).name), persist_state="page")
+        # once the key holds a value (the widget's own or select_new_series's), a default as well
+        # would make Streamlit log "created with a default value but also had its value set via the
+        # Session State API" on every live-scoring rerun
+        score_labels = st.multiselect("Saved eval-set scores (from Comparison)", labels,
+                                      default=None if f"{k}.scores" in st.session_state
+                                      else default_score_labels(scores), key=f"{k}.scores", persist_state="page",
+                                      help="Complete results saved per checkpoint, one line per eval set, subset "
+                                           "and settings; subsets (first N examples) are drawn only when chosen.")
+        step_range = None
+        if hi > lo:
+            picked = st.slider("Step range (zoom: full resolution when few points)", lo, hi, (lo, hi),
+                               key=k_range, persist_state="page")
+            st.session_state[k_bounds] = (lo, hi)
+            step_range = None if tuple(picked) == (lo, hi) else (int(picked[0]), int(picked[1]))
+        max_points = st.number_input("Max points per trace", 100, 20_000, DEFAULT_MAX_POINTS, 100,
+                                     key=f"{k}.max_points", persist_state="page")
+        l1, l2 = st.columns(2)
+        live = l1.toggle("Live: auto-refresh", key=K_LIVE, persist_state="page",
+                         help="Re-read changed files only, chart only.")
+        interval = l2.number_input("Every (s)", 2, 600, DEFAULT_INTERVAL, key=K_INTERVAL, persist_state="page")
+    return MoreControls(best_metric=best_metric, mode=mode, overlays=overlays, score_labels=score_labels,
+                        step_range=step_range, max_points=int(max_points), live=live, interval=float(interval))
 
 
 def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
@@ -148,6 +204,7 @@ def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
     # a Timeline rerun's script time (py-spy, issue 35)
     options = derived(run, ("source_choices",), lambda: source_choices(run.surviving_metrics, run.series))
     picked: dict[str, str] = {}
+    notes: list[str] = []
     for metric in [m for m in chosen if m in options]:
         available = options[metric]
         counts = derived(run, ("source_counts", metric), partial(source_counts, run.surviving_metrics, metric))
@@ -159,12 +216,14 @@ def _source_pickers(run: RunData, chosen: list[str], k: str) -> dict[str, str]:
                  "(trainer_state.json, else trainer_log.jsonl, else TensorBoard).")
         picked[metric] = choice
         if choice == "all":
-            st.caption(plain_caption(f"{metric}: every source drawn, labelled by file."))
+            notes.append(f"{metric}: every source drawn, labelled by file.")
         else:
             others = ", ".join(f"{SOURCE_FILES.get(s, s)} ({counts.get(s, 0):,} points)" for s in available
                                if s != choice)
-            st.caption(plain_caption(f"{metric} is drawn from {SOURCE_FILES.get(choice, choice)} "
-                                     f"({counts.get(choice, 0):,} points); also logged by {others}."))
+            notes.append(f"{metric} is drawn from {SOURCE_FILES.get(choice, choice)} "
+                         f"({counts.get(choice, 0):,} points); also logged by {others}.")
+    if notes:  # one element, a line per metric: each element is mounted on every page switch (issue 35)
+        st.caption("  \n".join(plain_caption(note) for note in notes))
     return picked
 
 
@@ -286,7 +345,8 @@ def render_timeline() -> None:
                    "scalars). Checkpoints are listed in the sidebar.")
     # Controls and chart form one fragment: changing a chart control reruns only them, not the
     # router, sidebar and header (issue 17: rerun latency). Live refresh sets how often it reruns.
-    live, interval = bool(st.session_state.get(K_LIVE, False)), float(st.session_state.get(K_INTERVAL, 10))
+    live = bool(st.session_state.get(K_LIVE, False))
+    interval = float(st.session_state.get(K_INTERVAL, DEFAULT_INTERVAL))
     fragment = st.fragment(run_every=interval if live else None)(_controls_and_chart)
     fragment(str(run.path), live, interval)
     render_text_panel(run)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.ui import state
+from dashboard.ui import drift_view, state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,6 +101,9 @@ def test_timeline_what_moved_equals_the_cli(app_env: Path, demo_run_dir: Path,
         at.sidebar.selectbox(key="_w_sidebar_run").set_value(str(demo_run_dir.resolve())).run()
     at.switch_page("pages/3_Timeline.py").run()
     assert not at.exception, at.exception
+    assert not any(b.label.startswith("Compute for") for b in at.button)  # closed: drawn only when opened
+    at.session_state[drift_view.K_OPEN] = True
+    at.run()
     compute = next(b for b in at.button if b.label.startswith("Compute for"))
     compute.click().run()
     assert not at.exception, at.exception

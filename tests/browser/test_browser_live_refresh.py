@@ -21,6 +21,7 @@ def test_live_refresh_updates_every_count(browser, artifacts_dir: Path, tmp_path
             assert "3 checkpoint(s)" in main.inner_text()
             assert "3 ckpt" in selected_value(page, "Run", scope=SIDEBAR)
             page.get_by_text("Best checkpoint, overlays, saved scores, range").click()
+            settle(page)  # opening it reruns the controls: its widgets are drawn only while it is open
             every = page.get_by_label("Every (s)")
             every.fill("2")
             every.press("Enter")

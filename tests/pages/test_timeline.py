@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.runs.synthetic import hf_scalars, log_history, write_event_file, write_json, write_run
 from dashboard.ui import state
+from dashboard.ui.timeline_view import K_MORE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +39,13 @@ def _timeline(run_dir: Path) -> AppTest:
     at.switch_page("pages/3_Timeline.py").run()
     assert not at.exception, at.exception
     return at
+
+
+def _open_more(at: AppTest) -> None:
+    """Open the "Best checkpoint, overlays, …" expander: its widgets are drawn only while it is open."""
+    at.session_state[K_MORE] = True
+    at.run()
+    assert not at.exception, at.exception
 
 
 def _decode(value):
@@ -78,6 +86,8 @@ def test_page_draws_curves_markers_and_best(synthetic_root: Path) -> None:
 
 def test_page_overlay_smoothing_and_log_controls(synthetic_root: Path) -> None:
     at = _timeline(synthetic_root / "alpha")
+    assert not any(m.label.startswith("Overlay runs") for m in at.multiselect)  # closed: not drawn, not sent
+    _open_more(at)
     next(m for m in at.multiselect if m.label.startswith("Overlay runs")).set_value(
         [str(synthetic_root / "beta")]).run()
     next(t for t in at.toggle if t.label == "Log scale (y)").set_value(True).run()
@@ -116,6 +126,7 @@ def test_open_in_carries_the_checkpoint_over(synthetic_root: Path) -> None:
 def test_live_run_gains_checkpoints_and_log_lines(synthetic_root: Path) -> None:
     run = synthetic_root / "alpha"
     at = _timeline(run)
+    _open_more(at)
     next(t for t in at.toggle if t.label == "Live: auto-refresh").set_value(True).run()
     assert not at.exception, at.exception
     markers = [t for t in _chart_spec(at)["data"] if t.get("name") == "checkpoints"]
@@ -166,6 +177,11 @@ def test_page_on_demo_run(app_env: Path, demo_run_dir: Path) -> None:
     for trace in eval_traces:
         logged = [(e["step"], e[trace["name"]]) for e in log if trace["name"] in e]
         assert list(zip(trace["x"], trace["y"], strict=True)) == logged
+    # Every drawn metric the demo logs twice (trainer_state + TensorBoard) says its source, in one caption.
+    notes = [c.value.replace("\\", "") for c in at.caption if "is drawn from" in c.value]
+    assert len(notes) == 1
+    drawn = [line.split(" is drawn from")[0] for line in notes[0].split("  \n")]
+    assert drawn == ["loss", "eval_loss", "eval_accuracy"]
 
 
 def test_page_names_results_saved_before_content_keys(synthetic_root: Path) -> None:
@@ -178,3 +194,39 @@ def test_page_names_results_saved_before_content_keys(synthetic_root: Path) -> N
     at = _timeline(run)
     warnings = " ".join(w.value for w in at.warning).replace("\\", "")
     assert "demo · checkpoint-100: saved before results were keyed by eval-set content, not comparable" in warnings
+
+
+def test_closed_expander_keeps_its_values(synthetic_root: Path) -> None:
+    """Closed, the expander's widgets are not drawn (issue 35: page-switch latency); what they were set
+    to must still shape the chart and be there again when it is reopened."""
+    at = _timeline(synthetic_root / "alpha")
+    _open_more(at)
+    next(m for m in at.multiselect if m.label.startswith("Overlay runs")).set_value(
+        [str(synthetic_root / "beta")]).run()
+    next(s for s in at.selectbox if s.label == "Best by").set_value("loss").run()
+    next(r for r in at.radio if r.label == "Mode").set_value("max").run()
+    next(s for s in at.slider if s.label.startswith("Step range")).set_value((50, 250)).run()
+    at.session_state[K_MORE] = False
+    at.run()
+    next(t for t in at.toggle if t.label == "Log scale (y)").set_value(True).run()  # a rerun with it closed
+    assert not at.exception, at.exception
+    assert not any(m.label.startswith("Overlay runs") for m in at.multiselect)
+    names = [t.get("name") for t in _chart_spec(at)["data"]]
+    assert "beta (max_steps=200) · loss" in names
+    loss = next(t for t in _chart_spec(at)["data"] if t.get("name") == "alpha (max_steps=300) · loss")
+    assert min(loss["x"]) >= 50 and max(loss["x"]) <= 250
+    assert any("Best checkpoint" in m.value and "highest loss" in m.value for m in at.markdown)
+    _open_more(at)
+    assert next(m for m in at.multiselect if m.label.startswith("Overlay runs")).value == [str(synthetic_root / "beta")]
+    assert next(s for s in at.selectbox if s.label == "Best by").value == "loss"
+    assert next(s for s in at.slider if s.label.startswith("Step range")).value == (50, 250)
+
+
+def test_closed_expander_defaults_equal_the_drawn_widgets(synthetic_root: Path) -> None:
+    """Never opened, the chart uses the same defaults the widgets would show: same figure either way."""
+    at = _timeline(synthetic_root / "alpha")
+    closed = _chart_spec(at)
+    best_closed = [m.value for m in at.markdown if "Best checkpoint" in m.value]
+    _open_more(at)
+    assert _chart_spec(at)["data"] == closed["data"]
+    assert [m.value for m in at.markdown if "Best checkpoint" in m.value] == best_closed
