@@ -33,10 +33,19 @@ from tests.browser.browser_kit import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, 
 
 OBSERVE_JS = """() => {
     // The whole document, not one element: a page switch may replace the app's root element.
+    // An element that *arrives* carrying the attribute (a page switch may mount a new one) is a childList
+    // record, not an attribute one: without it some page switches were never seen to start.
     window.__states = [];
-    new MutationObserver(records => records.forEach(r => window.__states.push(
-            [performance.now(), r.target.getAttribute('data-test-script-state')])))
-        .observe(document.body, {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
+    const STATE = 'data-test-script-state';
+    new MutationObserver(records => records.forEach(r => {
+        const now = performance.now();
+        if (r.type === 'attributes') { window.__states.push([now, r.target.getAttribute(STATE)]); return; }
+        r.addedNodes.forEach(n => {
+            if (n.nodeType !== 1) return;
+            const carriers = n.hasAttribute(STATE) ? [n] : Array.from(n.querySelectorAll('[' + STATE + ']'));
+            carriers.forEach(c => window.__states.push([now, c.getAttribute(STATE)]));
+        });
+    })).observe(document.body, {attributes: true, childList: true, subtree: true, attributeFilter: [STATE]});
     // When the person acted: the input event itself, not the moment the harness started its
     // actionability checks (Playwright's click waits for the element to be stable first).
     window.__acted = [];
