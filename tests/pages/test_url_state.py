@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.ui import state
 from dashboard.ui.url_state import find_run, folder_name
+from tests.attention_kit import capture_first_example
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,15 +132,7 @@ def test_timeline_metrics_round_trip(app_env: Path) -> None:
 
 
 def _capture(at: AppTest, demo_run_dir: Path) -> object:
-    from dashboard.evalset import load_eval_set
-
-    at.switch_page("pages/4_Attention.py").run()
-    first = load_eval_set(demo_run_dir / "eval" / "demo.jsonl").examples[0]
-    at.button(key=f"attn.pick.{first.id}").click().run()
-    at.number_input(key="attn.max_new").set_value(3).run()
-    at.button(key="attn.go").click().run()
-    assert not at.exception, at.exception
-    return at.session_state["attn.run"]
+    return capture_first_example(at, demo_run_dir, max_new_tokens=3).session_state["attn.run"]
 
 
 def test_attention_head_and_layers_round_trip(app_env: Path, demo_run_dir: Path) -> None:
