@@ -89,7 +89,7 @@ class AttentionRun:
 
     def grid(self, step: int, layers: Sequence[int] | None, head: int | HeadMode,
              view: str | None = None) -> np.ndarray:
-        chosen = self.layout.view(view) if view else self.layout.primary
+        chosen = self.layout.view_or_primary(view)
         return chosen.grid(token_attention(self.result, step, layers, head), self._positions)
 
     def layer_grids(self, step: int, head: int | HeadMode, view: str | None = None) -> np.ndarray:
@@ -112,7 +112,7 @@ class AttentionRun:
             raise ValueError("this capture has no logit lens over image tokens (capture with the lens on)")
         if not 0 <= layer < lens.image_ids.shape[0]:
             raise IndexError(f"layer {layer} out of range (0..{lens.image_ids.shape[0] - 1})")
-        chosen = self.layout.view(view) if view else self.layout.primary
+        chosen = self.layout.view_or_primary(view)
         ids = chosen.grid(lens.image_ids[layer, :, 0], self._positions)
         probs = chosen.grid(lens.image_probs[layer, :, 0], self._positions).astype(float)
         answer_id = self.result.generated_ids[step] if 0 <= step < len(self.result.generated_ids) else None
@@ -135,7 +135,7 @@ class AttentionRun:
             self._full_attention.clear()  # one token's matrices at a time: they are seq × seq per layer
             self._full_attention[step] = full_attentions(loaded.model, inputs, getattr(loaded, "lock", None))
         values = image_rollout(self._full_attention[step], self._positions, upto)
-        chosen = self.layout.view(view) if view else self.layout.primary
+        chosen = self.layout.view_or_primary(view)
         return chosen.grid(values, self._positions)
 
     def image_share(self, step: int, head: int | HeadMode = "mean") -> pd.DataFrame:

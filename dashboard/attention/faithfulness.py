@@ -360,7 +360,7 @@ def attention_map(model: Any, inputs: dict[str, Any], layout: ImageLayout, layer
                   head: int | HeadMode, view: str | None) -> np.ndarray:
     """The map of the token predicted after ``inputs`` (already teacher-forced), as the page draws it."""
     result = capture_generate(model, dict(inputs), max_new_tokens=1, do_sample=False)
-    chosen = layout.view(view) if view else layout.primary
+    chosen = layout.view_or_primary(view)
     return chosen.grid(token_attention(result, 0, layers, head), layout.image_positions)
 
 
@@ -457,7 +457,7 @@ def check_map(loaded: Any, run: Any, step: int, layers: Sequence[int] | None = N
     if not 0 <= step < len(run.result.generated_ids):
         raise FaithfulnessError(f"token {step} out of range (0..{len(run.result.generated_ids) - 1})")
     start = clock()
-    chosen = run.layout.view(view) if view else run.layout.primary
+    chosen = run.layout.view_or_primary(view)
     shown = run.grid(step, layers, head, chosen.name) if grid is None else np.asarray(grid)
     forced = run.result.generated_ids[:step]
     target = int(run.result.generated_ids[step])

@@ -49,7 +49,7 @@ def _key(run: AttentionRun, step: int, opts: dict[str, Any]) -> str:
 
 
 def _cells(run: AttentionRun, opts: dict[str, Any]) -> int:
-    chosen = run.layout.view(opts["view"]) if opts["view"] else run.layout.primary
+    chosen = run.layout.view_or_primary(opts["view"])
     return int(np.prod(chosen.shape))
 
 

@@ -185,6 +185,10 @@ class ImageLayout:
                 return view
         raise KeyError(f"no view {name!r}; have {[v.name for v in self.views]}")
 
+    def view_or_primary(self, name: str | None) -> GridView:
+        """The view ``name``, or the primary one when none is named (the pages' and the checks' default)."""
+        return self.view(name) if name else self.primary
+
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "image_size": list(self.image_size), "note": self.note,
                 "views": [{"name": v.name, "rows": v.shape[0], "cols": v.shape[1], "extent": v.extent()}
