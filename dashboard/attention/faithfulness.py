@@ -131,18 +131,22 @@ def _copy_cells(target: np.ndarray, source: np.ndarray, rectangles: Sequence[Box
     return out
 
 
-def masked_image(image: Image.Image, rectangles: Sequence[Box | None], cells: Sequence[int],
-                 colour: tuple[int, int, int]) -> Image.Image:
-    """``image`` with the pixel boxes of ``cells`` painted ``colour`` (the processor then sees them deleted)."""
-    pixels = np.asarray(image.convert("RGB"))
-    return Image.fromarray(_copy_cells(pixels, np.full_like(pixels, colour), rectangles, cells))
+def curve_pictures(image: Image.Image, rectangles: Sequence[Box | None], orders: np.ndarray,
+                   inner: Sequence[int] | np.ndarray) -> Iterator[Image.Image]:
+    """Every picture the curves need, in this order: the whole picture, the picture painted all over (the fill
+    at every cell's box), then for each order and each ``k`` in ``inner`` the picture with its first ``k`` cells
+    deleted (painted), then the same with only those cells inserted into the painted picture.
 
-
-def revealed_image(image: Image.Image, rectangles: Sequence[Box | None], cells: Sequence[int],
-                   colour: tuple[int, int, int]) -> Image.Image:
-    """The picture painted ``colour`` everywhere except the pixel boxes of ``cells`` (insertion)."""
+    Made as the model reaches them, from one array of the picture and one of the fill: ~3,200 pictures of a
+    1,024 px upload held at once would be ~10 GB."""
     pixels = np.asarray(image.convert("RGB"))
-    return Image.fromarray(_copy_cells(np.full_like(pixels, colour), pixels, rectangles, cells))
+    painted = np.full_like(pixels, fill_colour(image))
+    yield Image.fromarray(pixels)
+    yield Image.fromarray(_copy_cells(pixels, painted, rectangles, range(len(rectangles))))
+    for source, target in ((painted, pixels), (pixels, painted)):  # deletion, then insertion
+        for order in orders:
+            for k in inner:
+                yield Image.fromarray(_copy_cells(target, source, rectangles, order[:k]))
 
 
 def _batched_inputs(loaded: Any, images: Sequence[Image.Image], prompt: str, forced: Sequence[int]) -> dict[str, Any]:
@@ -289,21 +293,9 @@ def patch_curves(loaded: Any, image: Image.Image, prompt: str, grid: np.ndarray,
     steps = deletion_steps(n, points)
     orders = np.concatenate([map_order(grid)[None], random_orders(n, seeds)])
     rectangles = cell_rectangles(view, (int(image.width), int(image.height)))
-    pixels = np.asarray(image.convert("RGB"))
-    painted = np.full_like(pixels, fill_colour(image))
     inner = steps[1:-1]  # the two ends are the same picture for every order: the whole one and the painted one
-
-    def pictures() -> Iterator[Image.Image]:
-        """Every picture in the order of ``probs`` below, made as the model reaches it: ~3,200 pictures of a
-        1,024 px upload held at once would be ~10 GB."""
-        yield Image.fromarray(pixels)
-        yield Image.fromarray(_copy_cells(pixels, painted, rectangles, range(n)))  # every cell deleted
-        for source, target in ((painted, pixels), (pixels, painted)):  # deletion, then insertion
-            for order in orders:
-                for k in inner:
-                    yield Image.fromarray(_copy_cells(target, source, rectangles, order[:k]))
-
-    probs = token_probabilities(loaded, pictures(), prompt, forced, target_id, batch_size, batch_turn)
+    probs = token_probabilities(loaded, curve_pictures(image, rectangles, orders, inner), prompt, forced, target_id,
+                                batch_size, batch_turn)
     p_whole, p_painted = probs[0], probs[1]
     middle = probs[2:].reshape(2, len(orders), len(inner))
     deleted = np.concatenate([np.full((len(orders), 1), p_whole), middle[0], np.full((len(orders), 1), p_painted)], 1)
@@ -536,7 +528,6 @@ def summarise(rows: Sequence[Faithfulness]) -> dict[str, Any]:
 
 
 __all__ = ["ALPHA", "DEFAULT_SEEDS", "FEWEST_ORDERS", "FILL", "LOCAL_PLAN", "CheckPlan", "Faithfulness",
-           "FaithfulnessError", "PatchCurves", "SanityCheck", "cell_rectangles", "check_map", "deletion_steps",
-           "fill_colour", "map_order", "masked_image", "min_p_adjusted", "patch_curves", "picture_count",
-           "random_orders", "randomise_layers", "revealed_image", "sanity_check", "spearman", "summarise",
-           "token_probabilities"]
+           "FaithfulnessError", "PatchCurves", "SanityCheck", "cell_rectangles", "check_map", "curve_pictures",
+           "deletion_steps", "fill_colour", "map_order", "min_p_adjusted", "patch_curves", "picture_count",
+           "random_orders", "randomise_layers", "sanity_check", "spearman", "summarise", "token_probabilities"]

@@ -236,16 +236,20 @@ def test_min_p_never_exceeds_bonferroni_and_never_undercuts_either_curve() -> No
 
 
 def test_deletion_paints_exactly_the_cells_boxes(planted: dict[str, Any]) -> None:
+    """On the pictures the curves are measured on: an order starting with one cell, one cell deleted or inserted."""
     image, view = planted["run"].image, planted["view"]
     rects = fa.cell_rectangles(view, image.size)
     colour = fa.fill_colour(image)
     cell = TARGET_CELL[0] * view.shape[1] + TARGET_CELL[1]
-    masked = np.asarray(fa.masked_image(image, rects, [cell], colour))
+    whole, painted, deleted, inserted = (np.asarray(p) for p in
+                                         fa.curve_pictures(image, rects, np.array([[cell]]), [1]))
+    assert (whole == np.asarray(image)).all() and (painted == colour).all()
+    masked = deleted
     changed = np.any(masked != np.asarray(image), axis=-1)
     x0, y0, x1, y1 = rects[cell]  # type: ignore[misc]
     assert changed[y0:y1, x0:x1].all() and changed.sum() == (x1 - x0) * (y1 - y0)
     assert (masked[y0:y1, x0:x1] == colour).all()
-    revealed = np.asarray(fa.revealed_image(image, rects, [cell], colour))
+    revealed = inserted
     kept = np.all(revealed == np.asarray(image), axis=-1)
     assert kept[y0:y1, x0:x1].all()
     outside = np.ones(kept.shape, dtype=bool)
