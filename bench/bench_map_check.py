@@ -63,8 +63,7 @@ def main() -> None:
 
         def check(plan: CheckPlan) -> float:
             start = time.perf_counter()
-            check_map(loaded, captured, 0, sanity=plan.sanity, seeds=plan.seeds, points=plan.points,
-                      batch_size=plan.batch_size)
+            check_map(loaded, captured, 0, plan=plan)
             return time.perf_counter() - start
 
         def sweep() -> float:

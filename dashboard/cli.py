@@ -201,8 +201,8 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     try:
         with pool.acquire(checkpoint) as loaded:
             rows, skipped = faithfulness.over_examples(
-                loaded, evalset.examples, limit=args.limit, sanity=not args.no_sanity, seeds=seeds,
-                points=args.points,
+                loaded, evalset.examples, limit=args.limit,
+                plan=faithfulness.CheckPlan(seeds, args.points, sanity=not args.no_sanity),
                 progress=None if args.json else lambda i, n, name: print(f"checked {name} ({i}/{n})", file=sys.stderr))
     except CheckpointLoadError as exc:
         print(f"failed: {exc}", file=sys.stderr)

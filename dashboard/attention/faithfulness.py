@@ -436,15 +436,15 @@ class Faithfulness:
 
 
 def check_map(loaded: Any, run: Any, step: int, layers: Sequence[int] | None = None, head: int | HeadMode = "mean",
-              view: str | None = None, *, grid: np.ndarray | None = None, sanity: bool = True,
-              seeds: Sequence[int] = DEFAULT_SEEDS, points: int = DEFAULT_POINTS, batch_size: int = DEFAULT_BATCH,
+              view: str | None = None, *, grid: np.ndarray | None = None, plan: CheckPlan = LOCAL_PLAN,
               batch_turn: BatchTurn = contextlib.nullcontext,
               clock: Callable[[], float] = time.perf_counter) -> Faithfulness:
     """Deletion and insertion curves (+ sanity check) of the map of generated token ``step`` of ``run`` (an
     AttentionRun).
 
     ``grid`` overrides the map (tests plant one; default: the run's map for these layers, head and view);
-    ``batch_size`` and ``batch_turn`` go to :func:`token_probabilities` (public mode: small batches, a turn each).
+    ``plan`` sizes the check (random orders, points, batch size, sanity check); ``batch_turn`` goes to
+    :func:`token_probabilities` (public mode: a turn per batch).
     """
     if not 0 <= step < len(run.result.generated_ids):
         raise FaithfulnessError(f"token {step} out of range (0..{len(run.result.generated_ids) - 1})")
@@ -453,9 +453,10 @@ def check_map(loaded: Any, run: Any, step: int, layers: Sequence[int] | None = N
     shown = run.grid(step, layers, head, chosen.name) if grid is None else np.asarray(grid)
     forced = run.result.generated_ids[:step]
     target = int(run.result.generated_ids[step])
-    deletion, insertion = patch_curves(loaded, run.image, run.prompt, shown, chosen, target, forced, seeds=seeds,
-                                       points=points, batch_size=batch_size, batch_turn=batch_turn)
-    check = sanity_check(loaded, run, step, layers, head, chosen.name, shown) if sanity else None
+    deletion, insertion = patch_curves(loaded, run.image, run.prompt, shown, chosen, target, forced,
+                                       seeds=plan.seeds, points=plan.points, batch_size=plan.batch_size,
+                                       batch_turn=batch_turn)
+    check = sanity_check(loaded, run, step, layers, head, chosen.name, shown) if plan.sanity else None
     layer_list = list(range(run.result.n_layers)) if layers is None else [int(x) for x in layers]
     return Faithfulness(run.tokens[step], target, step, layer_list, head, chosen.name, deletion, insertion, check,
                         clock() - start)
@@ -473,8 +474,7 @@ class ExampleFaithfulness:
         return {"id": self.id, "answer": self.answer, **self.result.to_dict()}
 
 
-def over_examples(loaded: Any, examples: Sequence[Any], *, limit: int | None = None, sanity: bool = True,
-                  seeds: Sequence[int] = DEFAULT_SEEDS, points: int = DEFAULT_POINTS,
+def over_examples(loaded: Any, examples: Sequence[Any], *, limit: int | None = None, plan: CheckPlan = LOCAL_PLAN,
                   max_pixels: int | None = None, progress: Callable[[int, int, str], None] | None = None,
                   ) -> tuple[list[ExampleFaithfulness], list[str]]:
     """Check the map (all layers, head mean, primary view) of each example's first generated token.
@@ -490,7 +490,7 @@ def over_examples(loaded: Any, examples: Sequence[Any], *, limit: int | None = N
         try:
             image = load_image(example.image_path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
             run = analyse(loaded, image, example.prompt, max_new_tokens=1, lens_top_k=0, lens_image_tokens=False)
-            result = check_map(loaded, run, 0, sanity=sanity, seeds=seeds, points=points)
+            result = check_map(loaded, run, 0, plan=plan)
         except Exception as exc:  # reported per example, like the pointing score's skips
             skipped.append(f"{example.id}: {type(exc).__name__}: {exc}")
             continue

@@ -71,11 +71,9 @@ def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness
     try:
         plan = check_plan(run, opts)
         job = Job("Map faithfulness check", pictures=plan.pictures(_cells(run, opts)))
-        kwargs: dict[str, Any] = {"sanity": plan.sanity, "seeds": plan.seeds, "points": plan.points,
-                                  "batch_size": plan.batch_size}
         if not public_mode():
             with admitted(job), get_pool().turn(checkpoint) as loaded:
-                return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], **kwargs)
+                return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], plan=plan)
         should_stop = session_gone_check()
 
         @contextmanager
@@ -85,8 +83,8 @@ def _compute(run: AttentionRun, step: int, opts: dict[str, Any]) -> Faithfulness
                 yield
 
         with admitted(job), get_pool().acquire(checkpoint) as loaded:
-            return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], batch_turn=batch_turn,
-                             **kwargs)
+            return check_map(loaded, run, step, opts["layers"], opts["head"], opts["view"], plan=plan,
+                             batch_turn=batch_turn)
     except GenerationCancelled:
         return None
     except ANALYSIS_ERRORS as exc:  # a public limit, a busy or unloadable model, an unmappable layout

@@ -86,7 +86,7 @@ def planted(pool: ModelPool, last_checkpoint: Path) -> dict[str, Any]:
 
 
 def _check(planted: dict[str, Any], grid: np.ndarray) -> fa.Faithfulness:
-    return fa.check_map(planted["loaded"], planted["run"], 0, grid=grid, sanity=False)
+    return fa.check_map(planted["loaded"], planted["run"], 0, grid=grid, plan=fa.CheckPlan(sanity=False))
 
 
 def _target_index(planted: dict[str, Any]) -> int:
@@ -131,8 +131,8 @@ def test_a_map_pointing_elsewhere_does_not_beat_random(planted: dict[str, Any]) 
 def test_curves_end_where_the_whole_and_the_painted_picture_are(planted: dict[str, Any]) -> None:
     """Deletion runs whole → painted, insertion painted → whole; every order shares both ends."""
     rows, cols = planted["view"].shape
-    result = fa.check_map(planted["loaded"], planted["run"], 0, grid=np.ones((rows, cols)), sanity=False,
-                          seeds=(0, 1, 2), points=8)
+    result = fa.check_map(planted["loaded"], planted["run"], 0, grid=np.ones((rows, cols)),
+                          plan=fa.CheckPlan((0, 1, 2), 8, sanity=False))
     deletion, insertion = result.curves
     assert deletion.fractions == insertion.fractions and deletion.fractions[0] == 0 and deletion.fractions[-1] == 1
     for curve in [deletion.by_map, *deletion.by_random]:
@@ -164,8 +164,8 @@ def test_a_plan_declares_the_pictures_and_batches_the_check_runs(planted: dict[s
     for plan in (fa.LOCAL_PLAN, fa.CheckPlan.within(rows * cols, 256, 4)):
         batches.clear()
         turns.clear()
-        fa.check_map(planted["loaded"], planted["run"], 0, grid=np.ones((rows, cols)), sanity=False,
-                     seeds=plan.seeds, points=plan.points, batch_size=plan.batch_size, batch_turn=turn)
+        fa.check_map(planted["loaded"], planted["run"], 0, grid=np.ones((rows, cols)),
+                     plan=dataclasses.replace(plan, sanity=False), batch_turn=turn)
         assert sum(batches) == plan.pictures(rows * cols)
         assert max(batches) == plan.batch_size and turns == list(range(1, len(batches) + 1))
     public = fa.CheckPlan.within(rows * cols, 256, 4)
@@ -274,7 +274,7 @@ def test_sanity_check_randomises_a_copy_never_the_pooled_model(pool: ModelPool, 
         before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
         run = analyse(loaded, load_image(example.image_path), example.prompt, max_new_tokens=2, lens_top_k=0,
                       lens_image_tokens=False)
-        result = fa.check_map(loaded, run, 0, seeds=(0, 1), points=6)
+        result = fa.check_map(loaded, run, 0, plan=fa.CheckPlan((0, 1), 6))
         after = loaded.model.state_dict()
         assert before.keys() == after.keys()
         assert all(torch.equal(before[k], after[k]) for k in before)
@@ -324,7 +324,7 @@ def test_cli_prints_what_the_page_computes(pool: ModelPool, last_checkpoint: Pat
     with pool.acquire(last_checkpoint) as loaded:
         run = analyse(loaded, load_image(example.image_path), example.prompt, max_new_tokens=1, lens_top_k=0,
                       lens_image_tokens=False)
-        direct = fa.check_map(loaded, run, 0, seeds=(0, 1), points=6)
+        direct = fa.check_map(loaded, run, 0, plan=fa.CheckPlan((0, 1), 6))
     assert row["id"] == example.id and row["token_id"] == direct.token_id
     for name in ("deletion_score", "insertion_score", "deletion_p", "insertion_p", "p_value"):
         assert row[name] == pytest.approx(direct.to_dict()[name], abs=1e-6), name
